@@ -143,3 +143,6 @@ export function deepFreeze<T>(v: T): T {
 export function clone<T>(v: T): T {
   return structuredClone(v);
 }
+
+/** Drops `readonly` (kubernetes-types marks server-set fields readonly; the store sets them). */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };

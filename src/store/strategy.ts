@@ -1,0 +1,74 @@
+import type { Endpoints, KObject, Mutable, Namespace, Pod, Service } from '../api/types.js';
+import type { FieldError } from '../api/field.js';
+import { applyDefaults } from '../api/defaults.js';
+import { validateObject } from '../api/validation/index.js';
+import { type Cidr, cidrContains } from '../util/cidr.js';
+import { ServiceAllocations } from './service-allocation.js';
+
+export interface StrategyOptions {
+  serviceCidr: Cidr;
+  podCidr: Cidr;
+  nodePortRange: { first: number; last: number };
+  /** accept Endpoints addresses in 127.0.0.0/8 outside the pod range (daemon flag) */
+  allowLoopbackEndpoints: boolean;
+}
+
+/**
+ * What the apiserver's registry does around a write, per kind: defaults, validation,
+ * allocation of ClusterIPs and nodePorts, and the status a new object starts with.
+ */
+export class Strategies {
+  readonly services: ServiceAllocations;
+  readonly #opts: StrategyOptions;
+
+  constructor(opts: StrategyOptions) {
+    this.#opts = opts;
+    this.services = new ServiceAllocations({ serviceCidr: opts.serviceCidr, nodePortRange: opts.nodePortRange });
+  }
+
+  /** Re-registers allocations held by an object loaded from the backend. */
+  restore(key: string, obj: KObject): void {
+    if (obj.kind === 'Service') this.services.restore(key, obj as Service);
+  }
+
+  /** Defaults (and fills what a create starts with). */
+  prepare(obj: KObject, old?: KObject): void {
+    applyDefaults(obj);
+    if (!old && obj.kind === 'Namespace') {
+      (obj as Mutable<Namespace>).status = { phase: 'Active' };
+    }
+    if (!old && obj.kind === 'Pod') {
+      const pod = obj as Pod;
+      (pod as Mutable<Pod>).status = { phase: 'Pending', qosClass: 'BestEffort' };
+    }
+  }
+
+  validate(obj: KObject, old?: KObject): FieldError[] {
+    const errs = validateObject(obj, old, { allowLoopbackEndpoints: this.#opts.allowLoopbackEndpoints });
+    if (obj.kind === 'Endpoints' && !this.#opts.allowLoopbackEndpoints) {
+      // pod IPs are loopback addresses here: those are fine in Endpoints, other loopback ones are not
+      return errs.filter((e: FieldError) => !(isLoopbackComplaint(e) && podAddressAt(obj as Endpoints, e.field, this.#opts.podCidr)));
+    }
+    return errs;
+  }
+
+  /** Allocation for a write; returns field errors and changes nothing when it fails. */
+  allocate(key: string, obj: KObject, old?: KObject): FieldError[] {
+    if (obj.kind === 'Service') return this.services.apply(key, obj as Service, old as Service | undefined);
+    return [];
+  }
+
+  release(obj: KObject): void {
+    if (obj.kind === 'Service') this.services.release(obj as Service);
+  }
+}
+
+const isLoopbackComplaint = (e: FieldError): boolean =>
+  e.type === 'FieldValueInvalid' && /loopback/.test(e.detail ?? '') && e.field.endsWith('.ip');
+
+function podAddressAt(ep: Endpoints, field: string, podCidr: Cidr): boolean {
+  const m = /^subsets\[(\d+)\]\.(addresses|notReadyAddresses)\[(\d+)\]\.ip$/.exec(field);
+  if (!m) return false;
+  const addr = ep.subsets?.[Number(m[1])]?.[m[2] as 'addresses' | 'notReadyAddresses']?.[Number(m[3])];
+  return addr !== undefined && cidrContains(podCidr, addr.ip);
+}
