@@ -136,6 +136,21 @@ export function isEnvVarName(value: string): string[] {
   return errs;
 }
 
+const CONFIG_KEY_FMT = '[-._a-zA-Z0-9]+';
+const CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_KEY_RE = anchored(CONFIG_KEY_FMT);
+
+/** ConfigMap/Secret keys (also `configMapKeyRef.key`, `secretKeyRef.key`). */
+export function isConfigMapKey(value: string): string[] {
+  const errs: string[] = [];
+  if (byteLen(value) > 253) errs.push(maxLenError(253));
+  if (!CONFIG_KEY_RE.test(value)) errs.push(regexError(CONFIG_KEY_MSG, CONFIG_KEY_FMT, 'key.name', 'KEY_NAME', 'key-name'));
+  if (value === '.') errs.push("must not be '.'");
+  else if (value === '..') errs.push("must not be '..'");
+  else if (value.startsWith('..')) errs.push("must not start with '..'");
+  return errs;
+}
+
 export function isValidPercent(value: string): string[] {
   return PERCENT_RE.test(value) ? [] : [regexError(PERCENT_MSG, PERCENT_FMT, '1%', '93%')];
 }
@@ -265,7 +280,7 @@ export function ipIsLinkLocalMulticast(ip: ParsedIP): boolean {
   return ip.v4 ? ip.v4[0] === 224 && ip.v4[1] === 0 && ip.v4[2] === 0 : ip.bytes[0] === 0xff && (ip.bytes[1] & 0x0f) === 0x02;
 }
 
-/** True when the list holds exactly one IPv4 and one IPv6 family member per family present (`IsDualStackIPStrings`). */
+/** True when every entry parses and the list holds at least one IPv4 and one IPv6 address (`IsDualStackIPStrings`). */
 export function isDualStack(ips: readonly string[]): boolean {
   let v4 = 0;
   let v6 = 0;

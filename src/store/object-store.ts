@@ -210,7 +210,11 @@ export class ObjectStore implements Store {
     } else {
       obj = clone(input) as KObject;
       obj.apiVersion = info.apiVersion;
-      if (info.hasStatus) (obj as { status?: unknown }).status = clone((old as { status?: unknown }).status);
+      if (info.hasStatus) {
+        const st = (old as { status?: unknown }).status;
+        if (st === undefined) delete (obj as { status?: unknown }).status;
+        else (obj as { status?: unknown }).status = clone(st);
+      }
       const m = (obj.metadata ??= {});
       m.namespace = old.metadata.namespace;
       if (!info.namespaced) delete m.namespace;

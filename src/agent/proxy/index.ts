@@ -1,0 +1,92 @@
+import type { Logger } from 'pino';
+import type { InformerFactory } from '../../store/informer.js';
+import { ProxyConfig } from './config.js';
+import { type ListenerError, type ListenerInfo, Proxier } from './proxier.js';
+
+export type { ListenerError, ListenerInfo } from './proxier.js';
+export type { ListenerCounters, PortalKind, Protocol } from './portal.js';
+
+export interface ProxyOptions {
+  informers: InformerFactory;
+  log: Logger;
+  /** where NodePorts listen, e.g. ['127.0.0.1'] (kube-proxy --nodeport-addresses) */
+  nodeAddresses: string[];
+  /** idle time after which a UDP flow is closed; default 250 (kube-proxy --udp-timeout) */
+  udpIdleTimeoutMs?: number;
+  /** one dial attempt per entry, each to the next endpoint; default [250, 500, 1000, 2000] */
+  dialTimeoutsMs?: number[];
+  /** failed listeners are retried this often, and whenever their Service changes; default 5000 */
+  bindRetryIntervalMs?: number;
+  /** a listener could not be opened (called once per distinct error, not per retry) */
+  onListenerError?(svc: string, address: string, port: number, err: Error): void;
+  /** a listener that had failed is open now */
+  onListenerRecovered?(svc: string, address: string, port: number): void;
+}
+
+export const DEFAULT_DIAL_TIMEOUTS_MS: readonly number[] = Object.freeze([250, 500, 1000, 2000]);
+export const DEFAULT_UDP_IDLE_TIMEOUT_MS = 250;
+
+/**
+ * The service proxy: kube-proxy's userspace semantics with a real listener per portal address.
+ *
+ * Service/Endpoints informers → `ProxyConfig` (narrow, fan out) → `Proxier` (change trackers →
+ * one serialized sync → TCP/UDP listeners, round robin per service port). Nothing is opened
+ * before both informers have synced.
+ */
+export class Proxy {
+  readonly #proxier: Proxier;
+  readonly #config: ProxyConfig;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(o: ProxyOptions) {
+    const log = o.log.child({ component: 'proxy' });
+    const dialTimeoutsMs = o.dialTimeoutsMs?.length ? [...o.dialTimeoutsMs] : [...DEFAULT_DIAL_TIMEOUTS_MS];
+    if (dialTimeoutsMs.some((t) => !(t > 0))) throw new Error('dialTimeoutsMs: every timeout must be a positive number of ms');
+    const udpIdleTimeoutMs = o.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS;
+    if (!(udpIdleTimeoutMs > 0)) throw new Error('udpIdleTimeoutMs must be a positive number of ms');
+    this.#proxier = new Proxier({
+      log,
+      nodeAddresses: [...new Set(o.nodeAddresses)],
+      udpIdleTimeoutMs,
+      dialTimeoutsMs,
+      retryIntervalMs: o.bindRetryIntervalMs ?? 5000,
+      onListenerError: o.onListenerError,
+      onListenerRecovered: o.onListenerRecovered,
+    });
+    this.#config = new ProxyConfig({ informers: o.informers, handler: this.#proxier });
+  }
+
+  /** Idempotent. Resolves once the initial Services and Endpoints are applied. */
+  start(): Promise<void> {
+    this.#starting ??= (async () => {
+      await this.#config.start();
+      await this.#proxier.synced();
+    })();
+    return this.#starting;
+  }
+
+  /** Idempotent. Closes every listener and ends every open connection and UDP flow. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#config.stop();
+      await this.#proxier.stop();
+    })();
+    return this.#stopping;
+  }
+
+  /** the listeners currently open (for the CLI's table and tests) */
+  listeners(): ListenerInfo[] {
+    return this.#proxier.listeners();
+  }
+
+  /** portals that could not be opened, with the error and its fix (retried periodically) */
+  listenerErrors(): ListenerError[] {
+    return this.#proxier.listenerErrors();
+  }
+
+  /** resolves after the next sync has applied all changes seen so far */
+  synced(): Promise<void> {
+    return this.#proxier.synced();
+  }
+}

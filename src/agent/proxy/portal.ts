@@ -1,0 +1,80 @@
+import { isIP } from 'node:net';
+
+export type PortalKind = 'clusterIP' | 'nodePort' | 'externalIP' | 'loadBalancer';
+export type Protocol = 'TCP' | 'UDP';
+
+/**
+ * One listening address of one service port (upstream winuserspace `ServicePortPortalName`).
+ * `id` is its identity: a listener is reopened only when its id changes.
+ */
+export interface PortalSpec {
+  readonly id: string;
+  /** `ns/name` */
+  readonly svc: string;
+  readonly portName: string;
+  /** balancer key `ns/name:portName`, shared by every portal of the service port */
+  readonly servicePort: string;
+  readonly protocol: Protocol;
+  readonly address: string;
+  readonly port: number;
+  readonly kind: PortalKind;
+}
+
+/** Totals since the listener opened. TCP bytes are added when a connection ends. */
+export interface ListenerCounters {
+  /** TCP connections accepted / UDP flows created */
+  accepted: number;
+  /** TCP connections / UDP flows refused or dropped: no endpoint, or every dial failed */
+  failed: number;
+  /** client → backend */
+  bytesIn: number;
+  /** backend → client */
+  bytesOut: number;
+}
+
+/** A real socket on a portal address. */
+export interface Listener {
+  readonly spec: PortalSpec;
+  readonly counters: ListenerCounters;
+  /** open TCP connections / UDP flows */
+  readonly active: number;
+  /** rejects with the bind error (errno `code` kept) */
+  open(): Promise<void>;
+  /** Stops accepting. TCP connections are left to drain; UDP flows are closed (upstream semantics). */
+  close(): Promise<void>;
+  /** Stops accepting and ends every connection/flow; resolves when all sockets are closed. */
+  destroy(): Promise<void>;
+}
+
+export function servicePortKey(svc: string, portName: string): string {
+  return `${svc}:${portName}`;
+}
+
+export function portalId(svc: string, portName: string, protocol: Protocol, address: string, port: number): string {
+  return `${svc}:${portName}/${protocol}/${hostPort(address, port)}`;
+}
+
+export function hostPort(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+export function newCounters(): ListenerCounters {
+  return { accepted: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+}
+
+/** The one-line explanation of a failed bind, naming the fix. */
+export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException): string {
+  const where = `cannot listen on ${spec.protocol} ${hostPort(spec.address, spec.port)} for service ${spec.svc}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `${where}: port in use: stop the other process or choose another port`;
+    case 'EACCES':
+      return spec.port < 1024
+        ? `${where}: permission denied: ports below 1024 need privilege: run with CAP_NET_BIND_SERVICE (setcap) or pick a port ≥ 1024`
+        : `${where}: permission denied (${err.message})`;
+    case 'EADDRNOTAVAIL':
+      return `${where}: address not available on this machine: use an address inside 127.0.0.0/8 (Linux) or add it to an interface first`;
+    default:
+      return `${where}: ${err.message}`;
+  }
+}

@@ -1,0 +1,433 @@
+import type { Logger } from 'pino';
+import { CoalescingRunner } from '../../util/coalescing-runner.js';
+import { ChangeTracker } from './change-tracker.js';
+import type { ProxyEndpoints, ProxyHandler, ProxyService } from './config.js';
+import { LocalAddresses } from './local-addresses.js';
+import {
+  type Listener,
+  type ListenerCounters,
+  type PortalKind,
+  type PortalSpec,
+  type Protocol,
+  bindErrorMessage,
+  hostPort,
+  portalId,
+  servicePortKey,
+} from './portal.js';
+import { RoundRobin } from './round-robin.js';
+import { TcpListener } from './tcp.js';
+import { UdpListener } from './udp.js';
+
+export interface ProxierOptions {
+  log: Logger;
+  nodeAddresses: readonly string[];
+  udpIdleTimeoutMs: number;
+  dialTimeoutsMs: readonly number[];
+  /** failed listeners are retried this often (and on every change of their Service) */
+  retryIntervalMs: number;
+  onListenerError?(svc: string, address: string, port: number, err: Error): void;
+  onListenerRecovered?(svc: string, address: string, port: number): void;
+}
+
+export interface ListenerInfo {
+  svc: string;
+  /** the service port's name ('' when unnamed) */
+  port: string;
+  protocol: Protocol;
+  address: string;
+  portNumber: number;
+  kind: PortalKind;
+  /** open TCP connections / UDP flows */
+  active: number;
+  counters: Readonly<ListenerCounters>;
+}
+
+export interface ListenerError {
+  svc: string;
+  port: string;
+  protocol: Protocol;
+  address: string;
+  portNumber: number;
+  kind: PortalKind;
+  code: string;
+  message: string;
+}
+
+/** A portal we want open; `listener` is set while it is, `error` while it could not be. */
+interface Portal {
+  spec: PortalSpec;
+  listener?: Listener;
+  error?: { code: string; message: string };
+}
+
+/**
+ * Applies Service and Endpoints changes in one serialized sync (upstream `syncProxyRules`,
+ * winuserspace flavour: a real listener per portal address).
+ *
+ * Invariants after each sync:
+ * - every port of every served Service has a balancer `ns/name:portName` holding the ready
+ *   endpoints of that port name;
+ * - every desired portal either has an open listener or a recorded bind error (retried);
+ * - listeners of Services that did not change are never touched; a changed Service closes and
+ *   opens only the portals whose identity (port name, protocol, address, port) changed.
+ * Closed TCP listeners drain their connections (tracked in `#draining` until the last ends).
+ */
+export class Proxier implements ProxyHandler {
+  readonly #log: Logger;
+  readonly #o: ProxierOptions;
+  readonly #serviceChanges = new ChangeTracker<ProxyService>();
+  readonly #endpointsChanges = new ChangeTracker<ProxyEndpoints>();
+  /** applied state: served Services (those with ports) by `ns/name` */
+  readonly #services = new Map<string, ProxyService>();
+  readonly #endpoints = new Map<string, ProxyEndpoints>();
+  readonly #balancers = new Map<string, RoundRobin>();
+  /** `ns/name` → portal id → portal */
+  readonly #portals = new Map<string, Map<string, Portal>>();
+  readonly #draining = new Set<Listener>();
+  readonly #runner: CoalescingRunner;
+  readonly #initialSynced: Promise<void>;
+  #resolveInitial!: () => void;
+  readonly #stoppedP: Promise<void>;
+  #resolveStopped!: () => void;
+  #initialized = false;
+  #stopped = false;
+  #retryDue = false;
+  #housekeeping: NodeJS.Timeout | undefined;
+
+  constructor(o: ProxierOptions) {
+    this.#o = o;
+    this.#log = o.log;
+    this.#runner = new CoalescingRunner({
+      fn: () => this.#sync(),
+      onError: (err) => this.#log.error({ err }, 'proxy sync failed'),
+    });
+    this.#initialSynced = new Promise((r) => (this.#resolveInitial = r));
+    this.#stoppedP = new Promise((r) => (this.#resolveStopped = r));
+    this.#housekeeping = setInterval(() => this.#tick(), o.retryIntervalMs);
+    this.#housekeeping.unref();
+  }
+
+  // ---- ProxyHandler: record and request a sync ----
+
+  onServiceAdd(svc: ProxyService): void {
+    if (this.#serviceChanges.update(undefined, svc)) this.#kick();
+  }
+  onServiceUpdate(old: ProxyService, cur: ProxyService): void {
+    if (this.#serviceChanges.update(old, cur)) this.#kick();
+  }
+  onServiceDelete(svc: ProxyService): void {
+    if (this.#serviceChanges.update(svc, undefined)) this.#kick();
+  }
+  onEndpointsAdd(ep: ProxyEndpoints): void {
+    if (this.#endpointsChanges.update(undefined, ep)) this.#kick();
+  }
+  onEndpointsUpdate(old: ProxyEndpoints, cur: ProxyEndpoints): void {
+    if (this.#endpointsChanges.update(old, cur)) this.#kick();
+  }
+  onEndpointsDelete(ep: ProxyEndpoints): void {
+    if (this.#endpointsChanges.update(ep, undefined)) this.#kick();
+  }
+  onSynced(): void {
+    if (this.#initialized) return;
+    this.#initialized = true;
+    this.#resolveInitial();
+    void this.#runner.run();
+  }
+
+  /** Resolves after a sync that started after this call (so after everything seen so far). */
+  async synced(): Promise<void> {
+    if (this.#stopped) return;
+    await Promise.race([this.#initialSynced, this.#stoppedP]);
+    await this.#runner.run();
+  }
+
+  listeners(): ListenerInfo[] {
+    const out: ListenerInfo[] = [];
+    for (const portals of this.#portals.values()) {
+      for (const p of portals.values()) {
+        if (!p.listener) continue;
+        const s = p.spec;
+        out.push({
+          svc: s.svc,
+          port: s.portName,
+          protocol: s.protocol,
+          address: s.address,
+          portNumber: s.port,
+          kind: s.kind,
+          active: p.listener.active,
+          counters: { ...p.listener.counters },
+        });
+      }
+    }
+    return out;
+  }
+
+  listenerErrors(): ListenerError[] {
+    const out: ListenerError[] = [];
+    for (const portals of this.#portals.values()) {
+      for (const p of portals.values()) {
+        if (!p.error) continue;
+        const s = p.spec;
+        out.push({
+          svc: s.svc,
+          port: s.portName,
+          protocol: s.protocol,
+          address: s.address,
+          portNumber: s.port,
+          kind: s.kind,
+          ...p.error,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Closes every listener and ends every connection and flow, draining ones included. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#resolveStopped();
+    if (this.#housekeeping) clearInterval(this.#housekeeping);
+    this.#housekeeping = undefined;
+    await this.#runner.stop();
+    const all: Listener[] = [...this.#draining];
+    for (const portals of this.#portals.values()) for (const p of portals.values()) if (p.listener) all.push(p.listener);
+    this.#portals.clear();
+    this.#draining.clear();
+    this.#balancers.clear();
+    await Promise.all(all.map((l) => l.destroy()));
+  }
+
+  #kick(): void {
+    if (this.#initialized && !this.#stopped) void this.#runner.run();
+  }
+
+  #tick(): void {
+    for (const b of this.#balancers.values()) b.cleanupStaleSessions();
+    if (!this.#initialized || this.#stopped) return;
+    for (const portals of this.#portals.values()) {
+      for (const p of portals.values()) {
+        if (p.error) {
+          this.#retryDue = true;
+          void this.#runner.run();
+          return;
+        }
+      }
+    }
+  }
+
+  // ---- the sync ----
+
+  async #sync(): Promise<void> {
+    if (this.#stopped) return;
+    const serviceChanges = this.#serviceChanges.take();
+    const endpointsChanges = this.#endpointsChanges.take();
+    for (const [key, ch] of endpointsChanges) {
+      if (ch.cur) this.#endpoints.set(key, ch.cur);
+      else this.#endpoints.delete(key);
+    }
+
+    const local = new LocalAddresses();
+    const toClose: Listener[] = [];
+    const toOpen: Portal[] = [];
+    for (const [key, ch] of serviceChanges) {
+      try {
+        this.#applyService(key, ch.cur, local, toClose, toOpen);
+      } catch (err) {
+        this.#log.error({ svc: key, err }, 'cannot apply service change');
+      }
+    }
+    if (this.#retryDue) {
+      this.#retryDue = false;
+      const queued = new Set(toOpen);
+      for (const portals of this.#portals.values()) {
+        for (const p of portals.values()) if (!p.listener && !queued.has(p)) toOpen.push(p);
+      }
+    }
+
+    // endpoints of every touched Service into its balancers (a no-op when the set is unchanged)
+    const touched = new Set([...serviceChanges.keys(), ...endpointsChanges.keys()]);
+    for (const key of touched) {
+      const svc = this.#services.get(key);
+      if (!svc) continue;
+      const eps = this.#endpoints.get(key)?.ports;
+      for (const p of svc.ports) {
+        const b = this.#balancers.get(servicePortKey(key, p.name));
+        if (b?.setEndpoints(eps?.[p.name] ?? [])) {
+          this.#log.debug({ svc: key, port: p.name, endpoints: b.endpoints.length }, 'endpoints changed');
+        }
+      }
+    }
+
+    // close before open: a port moving between services or port names is rebound in one sync
+    await Promise.all(toClose.map((l) => this.#retire(l)));
+    const results = await Promise.all(toOpen.map((p) => this.#open(p)));
+
+    for (const b of this.#balancers.values()) b.cleanupStaleSessions();
+    if (toClose.length || toOpen.length) {
+      this.#log.info(
+        { opened: results.filter(Boolean).length, closed: toClose.length, failed: results.filter((r) => !r).length },
+        'service listeners synced',
+      );
+    }
+  }
+
+  #applyService(
+    key: string,
+    cur: ProxyService | undefined,
+    local: LocalAddresses,
+    toClose: Listener[],
+    toOpen: Portal[],
+  ): void {
+    const prev = this.#services.get(key);
+    const served = cur && cur.ports.length > 0 ? cur : undefined;
+    if (served) this.#services.set(key, served);
+    else this.#services.delete(key);
+    if (cur?.unsupportedPorts.length) {
+      this.#log.warn({ svc: key, ports: cur.unsupportedPorts }, 'only TCP and UDP service ports are proxied');
+    }
+
+    // balancers: one per service port, shared by all its portals
+    const names = new Set(served?.ports.map((p) => p.name));
+    for (const p of prev?.ports ?? []) if (!names.has(p.name)) this.#balancers.delete(servicePortKey(key, p.name));
+    for (const p of served?.ports ?? []) {
+      const spKey = servicePortKey(key, p.name);
+      let b = this.#balancers.get(spKey);
+      if (!b) this.#balancers.set(spKey, (b = new RoundRobin()));
+      b.setAffinity(served!.affinity);
+    }
+
+    // portals: close what is no longer wanted, open what is new or failed before
+    const desired = served ? this.#desiredPortals(served, local) : new Map<string, PortalSpec>();
+    const have = this.#portals.get(key) ?? new Map<string, Portal>();
+    for (const [id, p] of have) {
+      if (desired.has(id)) continue;
+      if (p.listener) toClose.push(p.listener);
+      have.delete(id);
+    }
+    for (const [id, spec] of desired) {
+      const p = have.get(id);
+      if (!p) {
+        const np: Portal = { spec };
+        have.set(id, np);
+        toOpen.push(np);
+      } else {
+        p.spec = spec;
+        if (!p.listener) toOpen.push(p);
+      }
+    }
+    if (have.size) this.#portals.set(key, have);
+    else this.#portals.delete(key);
+  }
+
+  /** clusterIP:port, nodeAddress:nodePort, local LB ingress IP:port, local externalIP:port — deduplicated. */
+  #desiredPortals(svc: ProxyService, local: LocalAddresses): Map<string, PortalSpec> {
+    const out = new Map<string, PortalSpec>();
+    const seen = new Set<string>();
+    const notLocal = new Set<string>();
+    const add = (portName: string, protocol: Protocol, address: string, port: number, kind: PortalKind): void => {
+      const where = `${protocol}/${hostPort(address, port)}`;
+      if (seen.has(where)) return;
+      seen.add(where);
+      const id = portalId(svc.key, portName, protocol, address, port);
+      out.set(id, {
+        id,
+        svc: svc.key,
+        portName,
+        servicePort: servicePortKey(svc.key, portName),
+        protocol,
+        address,
+        port,
+        kind,
+      });
+    };
+    for (const p of svc.ports) {
+      for (const ip of svc.clusterIPs) add(p.name, p.protocol, ip, p.port, 'clusterIP');
+      if (p.nodePort > 0) for (const ip of this.#o.nodeAddresses) add(p.name, p.protocol, ip, p.nodePort, 'nodePort');
+      for (const ip of svc.loadBalancerIPs) {
+        if (local.has(ip)) add(p.name, p.protocol, ip, p.port, 'loadBalancer');
+        else notLocal.add(ip);
+      }
+      for (const ip of svc.externalIPs) {
+        if (local.has(ip)) add(p.name, p.protocol, ip, p.port, 'externalIP');
+        else notLocal.add(ip);
+      }
+    }
+    if (notLocal.size) {
+      this.#log.info(
+        { svc: svc.key, addresses: [...notLocal] },
+        'external/load-balancer IPs that are not addresses of this machine are not served here',
+      );
+    }
+    return out;
+  }
+
+  async #retire(l: Listener): Promise<void> {
+    try {
+      await l.close();
+    } catch (err) {
+      this.#log.warn({ svc: l.spec.svc, err }, 'closing listener failed');
+    }
+    if (l.active > 0) this.#draining.add(l);
+    this.#log.debug(
+      { svc: l.spec.svc, protocol: l.spec.protocol, address: hostPort(l.spec.address, l.spec.port), draining: l.active },
+      'listener closed',
+    );
+  }
+
+  /** Opens one portal; true on success. A failure is logged once per distinct error and retried later. */
+  async #open(p: Portal): Promise<boolean> {
+    const spec = p.spec;
+    const balancer = this.#balancers.get(spec.servicePort);
+    if (!balancer) return false;
+    const log = this.#log;
+    const l: Listener =
+      spec.protocol === 'TCP'
+        ? new TcpListener({
+            spec,
+            balancer,
+            dialTimeoutsMs: this.#o.dialTimeoutsMs,
+            log,
+            onDrained: (x) => this.#draining.delete(x),
+          })
+        : new UdpListener({ spec, balancer, idleTimeoutMs: this.#o.udpIdleTimeoutMs, log });
+    const where = hostPort(spec.address, spec.port);
+    try {
+      await l.open();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const code = err.code ?? 'UNKNOWN';
+      const message = bindErrorMessage(spec, err);
+      if (p.error?.code !== code) {
+        log.warn({ svc: spec.svc, protocol: spec.protocol, address: where, code }, message);
+        const reported = Object.assign(new Error(message, { cause: err }), { code });
+        try {
+          this.#o.onListenerError?.(spec.svc, spec.address, spec.port, reported);
+        } catch (cbErr) {
+          log.warn({ err: cbErr }, 'onListenerError callback threw');
+        }
+      } else {
+        log.debug({ svc: spec.svc, protocol: spec.protocol, address: where, code }, 'listener retry failed');
+      }
+      p.error = { code, message };
+      return false;
+    }
+    if (this.#stopped) {
+      await l.destroy();
+      return false;
+    }
+    p.listener = l;
+    if (p.error) {
+      p.error = undefined;
+      log.info({ svc: spec.svc, protocol: spec.protocol, address: where }, 'listener recovered');
+      try {
+        this.#o.onListenerRecovered?.(spec.svc, spec.address, spec.port);
+      } catch (cbErr) {
+        log.warn({ err: cbErr }, 'onListenerRecovered callback threw');
+      }
+    } else {
+      log.debug({ svc: spec.svc, protocol: spec.protocol, address: where, kind: spec.kind }, 'listening');
+    }
+    return true;
+  }
+}

@@ -1,0 +1,166 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { Container } from '../../api/types.js';
+
+/** Where the built-in image programs live (`src/images/<name>.mjs`). */
+export const BUILTIN_DIR = fileURLToPath(new URL('../../images/', import.meta.url));
+
+/** The image table shipped with kubeloop. */
+export const DEFAULT_IMAGE_TABLE = fileURLToPath(new URL('../../../config/images.yaml', import.meta.url));
+
+/** What an image runs; see config/images.yaml for the semantics. */
+export interface ImageEntry {
+  /** canonical name (the key in the table) */
+  name: string;
+  /** ENTRYPOINT (or, in `cmd` mode, the default command) as argv; a builtin is `[node, file]` */
+  command: readonly string[];
+  /** default arguments (Docker CMD) */
+  args: readonly string[];
+  mode: 'entrypoint' | 'cmd';
+  /** the built-in program's name, when it is one */
+  builtin?: string;
+}
+
+export interface ImageTable {
+  /** the file it was loaded from, for messages */
+  readonly file: string;
+  /** normalised reference → entry */
+  readonly entries: ReadonlyMap<string, ImageEntry>;
+}
+
+/**
+ * `docker.io/library/nginx:1.27@sha256:…` → `nginx`. Registries other than Docker Hub are kept
+ * (`registry.k8s.io/pause:3.9` → `registry.k8s.io/pause`).
+ */
+export function normaliseImage(ref: string): string {
+  let s = ref.trim().toLowerCase();
+  const at = s.indexOf('@');
+  if (at >= 0) s = s.slice(0, at);
+  const slash = s.lastIndexOf('/');
+  const colon = s.lastIndexOf(':');
+  if (colon > slash) s = s.slice(0, colon);
+  for (const p of ['docker.io/', 'index.docker.io/', 'registry-1.docker.io/']) {
+    if (s.startsWith(p)) s = s.slice(p.length);
+  }
+  if (s.startsWith('library/')) s = s.slice('library/'.length);
+  return s;
+}
+
+const isStringArray = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number');
+
+/** Reads and checks an image table; every problem is reported at once, naming the file. */
+export function loadImageTable(file: string): ImageTable {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read image table ${file}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new Error(`image table ${file} is not valid YAML: ${(e as Error).message}`);
+  }
+  return parseImageTable(doc, file);
+}
+
+/** Builds a table from a parsed document (`{ images: { name: entry } }`). */
+export function parseImageTable(doc: unknown, file: string): ImageTable {
+  const problems: string[] = [];
+  const entries = new Map<string, ImageEntry>();
+  const images = (doc as { images?: unknown } | null)?.images;
+  if (images === null || typeof images !== 'object' || Array.isArray(images)) {
+    throw new Error(`image table ${file}: expected a mapping under "images:" (image name → { builtin | command, args, mode, aliases })`);
+  }
+  for (const [key, raw] of Object.entries(images as Record<string, unknown>)) {
+    const where = `images.${key}`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      problems.push(`${where}: expected a mapping with "builtin" or "command"`);
+      continue;
+    }
+    const e = raw as Record<string, unknown>;
+    for (const k of Object.keys(e)) {
+      if (!['builtin', 'command', 'args', 'mode', 'aliases'].includes(k)) {
+        problems.push(`${where}.${k}: unknown field (supported: builtin, command, args, mode, aliases)`);
+      }
+    }
+    let command: string[] | undefined;
+    let builtin: string | undefined;
+    if (e.builtin !== undefined && e.command !== undefined) {
+      problems.push(`${where}: give either "builtin" or "command", not both`);
+    } else if (e.builtin !== undefined) {
+      if (typeof e.builtin !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(e.builtin)) {
+        problems.push(`${where}.builtin: expected the name of a program in ${BUILTIN_DIR}`);
+      } else {
+        const prog = path.join(BUILTIN_DIR, `${e.builtin}.mjs`);
+        if (!existsSync(prog)) problems.push(`${where}.builtin: no built-in image "${e.builtin}" (${prog} does not exist)`);
+        builtin = e.builtin;
+        command = [process.execPath, prog];
+      }
+    } else if (e.command !== undefined) {
+      if (!isStringArray(e.command) || e.command.length === 0) problems.push(`${where}.command: expected a non-empty list of strings`);
+      else command = e.command.map(String);
+    } else {
+      problems.push(`${where}: needs "builtin: <name>" (a program in ${BUILTIN_DIR}) or "command: [argv...]"`);
+    }
+    let args: string[] = [];
+    if (e.args !== undefined) {
+      if (!isStringArray(e.args)) problems.push(`${where}.args: expected a list of strings`);
+      else args = e.args.map(String);
+    }
+    const mode = e.mode ?? 'entrypoint';
+    if (mode !== 'entrypoint' && mode !== 'cmd') problems.push(`${where}.mode: expected "entrypoint" or "cmd"`);
+    const aliases = e.aliases ?? [];
+    if (!isStringArray(aliases)) problems.push(`${where}.aliases: expected a list of image names`);
+    if (!command) continue;
+    const entry: ImageEntry = Object.freeze({
+      name: key,
+      command: Object.freeze(command),
+      args: Object.freeze(args),
+      mode: mode === 'cmd' ? 'cmd' : 'entrypoint',
+      ...(builtin ? { builtin } : {}),
+    });
+    for (const n of [key, ...(isStringArray(aliases) ? aliases.map(String) : [])]) {
+      const norm = normaliseImage(n);
+      const other = entries.get(norm);
+      if (other && other !== entry) problems.push(`${where}: "${n}" is already listed under images.${other.name}`);
+      else entries.set(norm, entry);
+    }
+  }
+  if (problems.length) throw new Error(`image table ${file} is invalid:\n  ${problems.join('\n  ')}`);
+  return Object.freeze({ file, entries });
+}
+
+export type Resolved =
+  | { ok: true; argv: string[]; entry?: ImageEntry }
+  | { ok: false; reason: 'ErrImageNeverPull' | 'InvalidImageName'; message: string };
+
+/**
+ * The argv a container runs, with Kubernetes' override rules: `command` replaces the image's
+ * ENTRYPOINT and its default args; `args` replace the default args.
+ */
+export function resolveContainer(table: ImageTable, c: Container): Resolved {
+  const command = c.command?.length ? c.command : undefined;
+  const args = c.args?.length ? c.args : undefined;
+  if (command) return { ok: true, argv: [...command, ...(args ?? [])] };
+  const image = c.image?.trim();
+  if (!image) {
+    return { ok: false, reason: 'InvalidImageName', message: `container "${c.name}" has neither an image nor a command` };
+  }
+  const entry = table.entries.get(normaliseImage(image));
+  if (!entry) {
+    return {
+      ok: false,
+      reason: 'ErrImageNeverPull',
+      message:
+        `image "${image}" is not in the image table ${table.file} and the container has no command: ` +
+        `add "${normaliseImage(image)}" to ${table.file} or give the container a command`,
+    };
+  }
+  if (entry.mode === 'cmd' && args?.length) return { ok: true, argv: [...args], entry };
+  return { ok: true, argv: [...entry.command, ...(args ?? entry.args)], entry };
+}

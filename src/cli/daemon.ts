@@ -1,0 +1,258 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Deployment, Endpoints, Pod, ReplicaSet, Service, Stored } from '../api/types.js';
+import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
+import { InformerFactory } from '../store/informer.js';
+import { ControllerManager } from '../controllers/index.js';
+import { PodRuntime, loadImageTable } from '../agent/runtime/index.js';
+import { Proxy } from '../agent/proxy/index.js';
+import { DnsServer } from '../dns/index.js';
+import type { Options } from './options.js';
+import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
+import { renderTable, serviceRows } from './table.js';
+
+/** Repository root (this file is src/cli/daemon.ts). */
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const IMAGE_TABLE = join(REPO_ROOT, 'config', 'images', 'images.yaml');
+
+interface Component {
+  name: string;
+  stop(): Promise<void> | void;
+}
+
+/**
+ * The whole of kubeloop in one process: components start in order (each waits for its
+ * informers) and stop in reverse. They meet only in the store.
+ */
+export class Daemon {
+  readonly opts: Readonly<Options>;
+  readonly #log: Logger;
+  #store: ClosableStore | undefined;
+  #informers: InformerFactory | undefined;
+  #proxy: Proxy | undefined;
+  #dns: DnsServer | undefined;
+  readonly #started: Component[] = [];
+  #stopping: Promise<void> | undefined;
+  #lockFile: string | undefined;
+
+  constructor(opts: Readonly<Options>, log: Logger) {
+    this.opts = opts;
+    this.#log = log;
+  }
+
+  get store(): ClosableStore {
+    if (!this.#store) throw new Error('daemon not started');
+    return this.#store;
+  }
+
+  get dnsPort(): number | undefined {
+    return this.#dns?.port;
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    mkdirSync(o.stateDir, { recursive: true });
+    this.#lock(o.stateDir);
+    const images = loadImageTable(IMAGE_TABLE);
+
+    const store = await createEmbeddedStore({
+      serviceCidr: o.serviceCidr,
+      podCidr: o.podCidr,
+      nodePortRange: o.nodePortRange,
+      allowLoopbackEndpoints: o.allowLoopbackEndpoints,
+      stateDir: o.stateDir,
+      log: this.#log,
+    });
+    this.#store = store;
+    this.#started.push({ name: 'store', stop: () => store.close() });
+
+    const informers = new InformerFactory(store);
+    this.#informers = informers;
+    this.#started.push({ name: 'informers', stop: () => informers.stop() });
+    for (const kind of ['Service', 'Endpoints', 'Pod', 'Node', 'ReplicaSet', 'Deployment']) informers.for(kind);
+    await informers.start();
+
+    const controllers = new ControllerManager({ store, informers, log: this.#log, podCidr: o.podCidr });
+    await controllers.start();
+    this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
+
+    const [dnsHost, dnsPort] = splitHostPort(o.dnsAddr);
+    const runtime = new PodRuntime({
+      store,
+      informers,
+      log: this.#log,
+      nodeName: o.nodeName,
+      nodeIP: o.nodeIP,
+      podCidr: o.podCidr,
+      stateDir: o.stateDir,
+      images,
+      backoff: { initialMs: o.backoffInitialMs, maxMs: o.backoffMaxMs },
+      stopGraceMs: o.stopGraceMs,
+      extraEnv: { KUBELOOP_DNS: o.dnsAddr, KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain },
+    });
+    await runtime.start();
+    this.#started.push({ name: 'pod runtime', stop: () => runtime.stop() });
+
+    const proxy = new Proxy({
+      informers,
+      log: this.#log,
+      nodeAddresses: [...o.nodePortAddresses],
+      udpIdleTimeoutMs: o.udpTimeoutMs,
+      onListenerError: (svc, address, port, err) => this.#listenerFailed(svc, address, port, err),
+    });
+    await proxy.start();
+    this.#proxy = proxy;
+    this.#started.push({ name: 'proxy', stop: () => proxy.stop() });
+
+    const dns = new DnsServer({
+      informers,
+      log: this.#log,
+      address: dnsHost,
+      port: dnsPort,
+      zone: o.clusterDomain,
+      ttl: o.dnsTtl,
+      upstream: o.dnsUpstream || undefined,
+    });
+    try {
+      await dns.start();
+      this.#dns = dns;
+      this.#started.push({ name: 'dns', stop: () => dns.stop() });
+    } catch (err) {
+      // DNS is one component among several: the rest keeps working without it
+      this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
+    }
+  }
+
+  /** Applies the `-f` manifests; problems are returned, not thrown. */
+  async applyFiles(): Promise<ApplyResult> {
+    const { files, problems } = expandPaths(this.opts.files);
+    const res = await applyManifests(this.store, readManifests(files));
+    res.problems.unshift(...problems);
+    return res;
+  }
+
+  /**
+   * Waits until every Deployment and ReplicaSet has its replicas ready and every pod has
+   * settled (ready, or stuck on something only the user can fix), then for the proxy to
+   * have applied it all. Gives up quietly after `timeoutMs`.
+   */
+  async waitSettled(timeoutMs: number): Promise<boolean> {
+    const inf = this.#informers!;
+    const deadline = Date.now() + timeoutMs;
+    const settled = (): boolean => {
+      for (const d of inf.for<Deployment>('Deployment').list()) {
+        const want = d.spec?.replicas ?? 1;
+        if (d.spec?.paused) continue;
+        if ((d.status?.observedGeneration ?? 0) < (d.metadata.generation ?? 0)) return false;
+        if ((d.status?.readyReplicas ?? 0) < want && !podsStuck(inf.for<Pod>('Pod').list(), d.metadata.namespace)) return false;
+      }
+      for (const rs of inf.for<ReplicaSet>('ReplicaSet').list()) {
+        const want = rs.spec?.replicas ?? 1;
+        if ((rs.status?.readyReplicas ?? 0) < want && !podsStuck(inf.for<Pod>('Pod').list(), rs.metadata.namespace)) return false;
+      }
+      for (const p of inf.for<Pod>('Pod').list()) {
+        if (p.metadata.deletionTimestamp) continue;
+        if (!isReady(p) && !isStuck(p) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed') return false;
+      }
+      return true;
+    };
+    while (!settled()) {
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await this.#proxy?.synced();
+    return true;
+  }
+
+  /** The address table `up` prints. */
+  table(): string {
+    const inf = this.#informers!;
+    const eps = inf.for<Endpoints>('Endpoints');
+    const rows = serviceRows(
+      inf.for<Service>('Service').list(),
+      (ns, name) => eps.get(ns, name),
+      this.opts.nodePortAddresses,
+      (s: Stored<Service>) => `${s.metadata.name}.${s.metadata.namespace}.svc.${this.opts.clusterDomain}`,
+    );
+    return renderTable(rows);
+  }
+
+  /** Idempotent: stops components in reverse order; every pod process group is ended. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      for (const c of [...this.#started].reverse()) {
+        try {
+          await c.stop();
+        } catch (err) {
+          this.#log.error({ err, component: c.name }, 'stopping a component failed');
+        }
+      }
+      this.#started.length = 0;
+      if (this.#lockFile) rmSync(this.#lockFile, { force: true });
+    })();
+    return this.#stopping;
+  }
+
+  #listenerFailed(svc: string, address: string, port: number, err: Error): void {
+    const [ns, name] = svc.split('/');
+    const store = this.#store;
+    if (!store) return;
+    void store
+      .create({
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { generateName: `${name}.`, namespace: ns },
+        involvedObject: { apiVersion: 'v1', kind: 'Service', namespace: ns, name },
+        reason: 'FailedToBind',
+        message: `cannot listen on ${address}:${port}: ${err.message}`,
+        type: 'Warning',
+        source: { component: 'kubeloop-proxy' },
+        firstTimestamp: new Date().toISOString(),
+        lastTimestamp: new Date().toISOString(),
+        count: 1,
+      })
+      .catch(() => undefined);
+  }
+
+  /** One daemon per state dir: a second one would fight over pods and the snapshot. */
+  #lock(dir: string): void {
+    const file = join(dir, 'kubeloop.pid');
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(file, 'utf8')) || 0;
+    } catch {
+      // no lock yet
+    }
+    if (pid && pid !== process.pid && alive(pid)) {
+      throw new Error(`another kubeloop (pid ${pid}) is using the state dir ${dir}: stop it, or pass --state-dir`);
+    }
+    writeFileSync(file, String(process.pid));
+    this.#lockFile = file;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const isReady = (p: Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+const STUCK = new Set(['ErrImageNeverPull', 'CrashLoopBackOff', 'CreateContainerConfigError', 'StartError', 'RunContainerError']);
+const isStuck = (p: Pod): boolean =>
+  (p.status?.containerStatuses ?? []).some((c) => STUCK.has(c.state?.waiting?.reason ?? '')) ||
+  p.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False') === true;
+
+const podsStuck = (pods: readonly Pod[], ns: string | undefined): boolean =>
+  pods.some((p) => p.metadata?.namespace === ns && isStuck(p));
+
+export function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  return [s.slice(0, i), Number(s.slice(i + 1))];
+}

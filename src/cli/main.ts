@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Daemon, REPO_ROOT } from './daemon.js';
+import { createLogger } from './logger.js';
+import { OptionsError, helpText, resolveOptions } from './options.js';
+
+const USAGE = `Usage: kubeloop <command> [flags]
+
+Commands:
+  up          start the daemon (see kubeloop up --help)
+  version     print the version
+  help        this text
+
+Kubernetes Services, DNS and workloads on loopback: pods are processes, Services are real listeners.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** The CLI: the only reader of argv and the environment. Resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'help':
+    case '-h':
+    case '--help':
+      console.log(USAGE);
+      return 0;
+    case 'version':
+    case '--version':
+      console.log(`kubeloop ${version()}`);
+      return 0;
+    case 'up':
+      if (rest.includes('-h') || rest.includes('--help')) {
+        console.log(helpText());
+        return 0;
+      }
+      return up(rest);
+    default:
+      console.error(`kubeloop: unknown command "${cmd}": try kubeloop help`);
+      return 2;
+  }
+}
+
+async function up(argv: readonly string[]): Promise<number> {
+  let opts;
+  try {
+    opts = resolveOptions(argv, process.cwd(), process.env);
+  } catch (e) {
+    if (e instanceof OptionsError) {
+      for (const p of e.problems) console.error(`kubeloop: ${p}`);
+      return 2;
+    }
+    throw e;
+  }
+  const log = createLogger(opts.logLevel, process.stderr.isTTY === true);
+  const daemon = new Daemon(opts, log);
+  installSignalHandlers(daemon, log);
+  try {
+    await daemon.start();
+  } catch (e) {
+    console.error(`kubeloop: ${(e as Error).message}`);
+    await daemon.stop();
+    return 1;
+  }
+  const res = await daemon.applyFiles();
+  for (const a of res.applied) log.info({ obj: a.ref }, `${a.ref} ${a.action}`);
+  for (const p of res.problems) console.error(`kubeloop: ${p}`);
+  const settled = await daemon.waitSettled(opts.readyTimeoutMs);
+  console.log('');
+  console.log(daemon.table());
+  console.log('');
+  if (!settled) console.log(`(some pods were not ready after ${opts.readyTimeoutMs} ms; their endpoints join as they become ready)`);
+  const dns = daemon.dnsPort ? `${opts.dnsAddr.slice(0, opts.dnsAddr.lastIndexOf(':'))} -p ${daemon.dnsPort}` : undefined;
+  if (dns) console.log(`DNS:   dig @${dns} <service>.<namespace>.svc.${opts.clusterDomain}`);
+  console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
+  console.log('kubeloop is running; Ctrl-C stops it and every pod.');
+  return new Promise<number>(() => {
+    // runs until a signal; the handler exits the process
+  });
+}
+
+function installSignalHandlers(daemon: Daemon, log: Logger): void {
+  let signalled = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled++;
+    if (signalled > 1) {
+      log.warn({ sig }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ sig }, 'stopping');
+    daemon.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  // "nothing crashes the daemon": a bug in one connection or handler is logged, not fatal
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (kept running)'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (kept running)'));
+}

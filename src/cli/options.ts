@@ -1,0 +1,314 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { type Cidr, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, parseCidr } from '../util/cidr.js';
+import { parsePortRange } from '../util/allocator.js';
+
+/** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
+export interface Options {
+  files: readonly string[];
+  stateDir: string;
+  serviceCidr: string;
+  podCidr: string;
+  nodePortRange: string;
+  nodePortAddresses: readonly string[];
+  allowLoopbackEndpoints: boolean;
+  nodeName: string;
+  nodeIP: string;
+  logLevel: string;
+  udpTimeoutMs: number;
+  dnsAddr: string;
+  clusterDomain: string;
+  dnsTtl: number;
+  dnsUpstream: string;
+  /** CrashLoopBackOff curve: first delay and cap */
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** how long `up` waits for pods to be ready before printing the table anyway */
+  readyTimeoutMs: number;
+  /** grace given to pods when the daemon stops (capped per pod by its own grace period) */
+  stopGraceMs: number;
+}
+
+interface FlagSpec {
+  name: string;
+  short?: string;
+  key: keyof Options;
+  kind: 'string' | 'list' | 'bool' | 'int' | 'duration';
+  arg?: string;
+  help: string;
+}
+
+/** The flags, in help order. Each maps to one option; the config file uses the same keys. */
+export const FLAGS: readonly FlagSpec[] = [
+  { name: 'filename', short: 'f', key: 'files', kind: 'list', arg: 'FILE|DIR', help: 'manifest file or directory (.yaml/.yml/.json, not recursive) to apply at start; repeatable' },
+  { name: 'state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'where the store snapshot and pod logs live' },
+  { name: 'service-cidr', key: 'serviceCidr', kind: 'string', arg: 'CIDR', help: 'ClusterIP range, inside 127.0.0.0/8' },
+  { name: 'pod-cidr', key: 'podCidr', kind: 'string', arg: 'CIDR', help: 'pod IP range, inside 127.0.0.0/8, not overlapping --service-cidr' },
+  { name: 'service-node-port-range', key: 'nodePortRange', kind: 'string', arg: 'MIN-MAX', help: 'nodePort range (kube-apiserver flag)' },
+  { name: 'nodeport-addresses', key: 'nodePortAddresses', kind: 'list', arg: 'IP[,IP]', help: 'addresses NodePorts listen on (kube-proxy flag); never all interfaces by default' },
+  { name: 'allow-loopback-endpoints', key: 'allowLoopbackEndpoints', kind: 'bool', help: 'accept hand-written Endpoints on 127.0.0.0/8 (upstream rejects them; handy to point a Service at a local process)' },
+  { name: 'node-name', key: 'nodeName', kind: 'string', arg: 'NAME', help: 'name of this node' },
+  { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address, a loopback IP" },
+  { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
+  { name: 'dns-addr', key: 'dnsAddr', kind: 'string', arg: 'IP:PORT', help: 'cluster DNS, UDP and TCP' },
+  { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
+  { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
+  { name: 'dns-upstream', key: 'dnsUpstream', kind: 'string', arg: 'IP:PORT', help: 'forward names outside the cluster domain here (default: refuse them)' },
+  { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
+  { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
+  { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
+  { name: 'stop-grace', key: 'stopGraceMs', kind: 'duration', arg: 'DURATION', help: 'at most this much SIGTERM grace per pod when the daemon stops' },
+  { name: 'log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'trace, debug, info, warn, error, fatal or silent' },
+];
+
+export const DEFAULTS: Readonly<Options> = Object.freeze({
+  files: [],
+  stateDir: '.kubeloop',
+  serviceCidr: '127.96.0.0/12',
+  podCidr: '127.244.0.0/16',
+  nodePortRange: '30000-32767',
+  nodePortAddresses: ['127.0.0.1'],
+  allowLoopbackEndpoints: false,
+  nodeName: 'node-1',
+  nodeIP: '127.0.0.1',
+  logLevel: 'info',
+  udpTimeoutMs: 250,
+  dnsAddr: '127.0.0.1:1053',
+  clusterDomain: 'cluster.local',
+  dnsTtl: 5,
+  dnsUpstream: '',
+  backoffInitialMs: 10_000,
+  backoffMaxMs: 300_000,
+  readyTimeoutMs: 15_000,
+  stopGraceMs: 5_000,
+});
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+export class OptionsError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'OptionsError';
+    this.problems = problems;
+  }
+}
+
+/** `250ms`, `2s`, `1m`, `1.5s`, or a bare number of milliseconds. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(String(s).trim());
+  if (!m) return undefined;
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+function convert(spec: FlagSpec, raw: unknown, problems: string[], where: string): unknown {
+  const bad = (want: string) => {
+    problems.push(`${where}: "${String(raw)}" is not ${want}`);
+    return undefined;
+  };
+  switch (spec.kind) {
+    case 'string':
+      return typeof raw === 'string' ? raw : bad('a string');
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === 'false') return raw === 'true';
+      return bad('true or false');
+    case 'int': {
+      const n = Number(raw);
+      return Number.isInteger(n) && n >= 0 ? n : bad('a whole number ≥ 0');
+    }
+    case 'duration': {
+      const d = typeof raw === 'number' ? raw : parseDuration(String(raw));
+      return d !== undefined && d >= 0 ? d : bad('a duration like 250ms, 2s or 1m');
+    }
+    case 'list': {
+      const items = (Array.isArray(raw) ? raw : [raw]).flatMap((x) => String(x).split(',')).map((x) => x.trim());
+      return items.filter((x) => x !== '');
+    }
+  }
+}
+
+/** Splits argv of `up` into option values; unknown flags are problems, not crashes. */
+export function parseFlags(argv: readonly string[]): { values: Partial<Options>; config?: string; problems: string[] } {
+  const values: Partial<Record<keyof Options, unknown>> = {};
+  const problems: string[] = [];
+  let config: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    let name: string;
+    let inline: string | undefined;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+      inline = eq > 0 ? a.slice(eq + 1) : undefined;
+    } else if (/^-[a-zA-Z]$/.test(a)) {
+      name = a.slice(1);
+    } else {
+      problems.push(`unexpected argument "${a}": manifests are given with -f ${a}`);
+      continue;
+    }
+    if (name === 'config') {
+      config = inline ?? argv[++i];
+      if (config === undefined) problems.push('--config needs a FILE');
+      continue;
+    }
+    const spec = FLAGS.find((f) => f.name === name || f.short === name);
+    if (!spec) {
+      problems.push(`unknown flag "${a}": see kubeloop up --help`);
+      continue;
+    }
+    let raw: string | boolean | undefined = inline;
+    if (spec.kind === 'bool') raw ??= true;
+    else if (raw === undefined) {
+      raw = argv[++i];
+      if (raw === undefined) {
+        problems.push(`--${spec.name} needs a value (${spec.arg ?? 'VALUE'})`);
+        continue;
+      }
+    }
+    const v = convert(spec, raw, problems, `--${spec.name}`);
+    if (v === undefined) continue;
+    if (spec.kind === 'list') values[spec.key] = [...((values[spec.key] as string[] | undefined) ?? []), ...(v as string[])];
+    else values[spec.key] = v;
+  }
+  return { values: values as Partial<Options>, config, problems };
+}
+
+/** Reads a YAML options file whose keys are the flag names (`service-cidr: ...`). */
+export function readConfigFile(file: string, problems: string[]): Partial<Options> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    problems.push(`--config ${file}: ${(e as Error).message.split('\n')[0]}`);
+    return {};
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    problems.push(`--config ${file}: expected a mapping of flag names to values`);
+    return {};
+  }
+  const out: Partial<Record<keyof Options, unknown>> = {};
+  for (const [k, raw] of Object.entries(doc)) {
+    const spec = FLAGS.find((f) => f.name === k);
+    if (!spec) {
+      problems.push(`--config ${file}: unknown key "${k}" (keys are the flag names of kubeloop up --help)`);
+      continue;
+    }
+    const v = convert(spec, raw, problems, `--config ${file}: ${k}`);
+    if (v !== undefined) out[spec.key] = v;
+  }
+  return out as Partial<Options>;
+}
+
+function checkLoopbackCidr(flag: string, text: string, problems: string[]): Cidr | undefined {
+  try {
+    const c = parseCidr(text);
+    if (c.base < LOOPBACK.base || c.base + c.size > LOOPBACK.base + LOOPBACK.size) {
+      problems.push(`--${flag} ${text}: must be inside 127.0.0.0/8 (kubeloop binds these addresses without root), e.g. ${DEFAULTS[flag === 'pod-cidr' ? 'podCidr' : 'serviceCidr']}`);
+      return undefined;
+    }
+    if (c.size < 4) {
+      problems.push(`--${flag} ${text}: too small, use a /30 or larger`);
+      return undefined;
+    }
+    return c;
+  } catch (e) {
+    problems.push(`--${flag}: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+function checkHostPort(flag: string, text: string, problems: string[]): void {
+  const m = /^(.+):(\d+)$/.exec(text);
+  if (!m || ipToNumber(m[1]) === undefined || Number(m[2]) > 65535) {
+    problems.push(`--${flag} "${text}": expected IP:PORT, e.g. 127.0.0.1:1053`);
+  } else if (!isLoopback(m[1])) {
+    problems.push(`--${flag} ${text}: must be a loopback address (127.0.0.0/8)`);
+  }
+}
+
+/** Validates the whole result at once; every problem is reported, naming its flag. */
+export function validate(o: Options): string[] {
+  const problems: string[] = [];
+  const svc = checkLoopbackCidr('service-cidr', o.serviceCidr, problems);
+  const pod = checkLoopbackCidr('pod-cidr', o.podCidr, problems);
+  if (svc && pod && cidrsOverlap(svc, pod)) {
+    problems.push(`--service-cidr ${o.serviceCidr} and --pod-cidr ${o.podCidr} overlap: choose disjoint ranges`);
+  }
+  try {
+    parsePortRange(o.nodePortRange);
+  } catch (e) {
+    problems.push(`--service-node-port-range: ${(e as Error).message}`);
+  }
+  if (o.nodePortAddresses.length === 0) problems.push('--nodeport-addresses: give at least one address, e.g. 127.0.0.1');
+  for (const a of o.nodePortAddresses) {
+    if (ipToNumber(a) === undefined) problems.push(`--nodeport-addresses: "${a}" is not an IPv4 address`);
+  }
+  if (ipToNumber(o.nodeIP) === undefined || !isLoopback(o.nodeIP)) {
+    problems.push(`--node-ip "${o.nodeIP}": must be a loopback IPv4 address, e.g. 127.0.0.1`);
+  }
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.nodeName)) {
+    problems.push(`--node-name "${o.nodeName}": must be a lowercase RFC 1123 subdomain, e.g. node-1`);
+  }
+  if (!LOG_LEVELS.includes(o.logLevel)) problems.push(`--log-level "${o.logLevel}": use one of ${LOG_LEVELS.join(', ')}`);
+  if (o.udpTimeoutMs <= 0) problems.push('--udp-timeout: must be greater than 0');
+  checkHostPort('dns-addr', o.dnsAddr, problems);
+  if (o.dnsUpstream) checkHostPort('dns-upstream', o.dnsUpstream, problems);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
+    problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
+  }
+  if (o.backoffInitialMs <= 0 || o.backoffMaxMs < o.backoffInitialMs) {
+    problems.push('--crashloop-backoff must be > 0 and not above --crashloop-backoff-max');
+  }
+  return problems;
+}
+
+/**
+ * defaults → config file → flags → validate → freeze. Throws OptionsError listing every
+ * problem. `cwd` resolves relative paths.
+ */
+export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): Readonly<Options> {
+  const { values, config, problems } = parseFlags(argv);
+  const fromFile = config ? readConfigFile(resolve(cwd, config), problems) : {};
+  const envState = env.KUBELOOP_STATE_DIR ? { stateDir: env.KUBELOOP_STATE_DIR } : {};
+  const merged: Options = { ...DEFAULTS, ...envState, ...fromFile, ...values };
+  problems.push(...validate(merged));
+  if (problems.length) throw new OptionsError(problems);
+  return Object.freeze({
+    ...merged,
+    stateDir: resolve(cwd, merged.stateDir),
+    files: Object.freeze(merged.files.map((f) => resolve(cwd, f))),
+    nodePortAddresses: Object.freeze([...merged.nodePortAddresses]),
+  });
+}
+
+const fmtDefault = (v: unknown): string => {
+  if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
+  if (typeof v === 'number') return String(v);
+  return v === '' ? 'none' : String(v);
+};
+
+export function helpText(): string {
+  const lines = [
+    'Usage: kubeloop up [flags]',
+    '',
+    'Starts the daemon: store, controllers, node agent (pods as processes), service proxy and DNS,',
+    'applies the manifests given with -f, prints every Service address, and runs until Ctrl-C.',
+    '',
+    'Flags (defaults in brackets; a --config FILE of `flag-name: value` lines sits between defaults and flags):',
+  ];
+  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs']);
+  for (const f of FLAGS) {
+    const left = `  ${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
+    const d = DEFAULTS[f.key];
+    const def = durations.has(f.key) ? `${d}ms` : fmtDefault(d);
+    lines.push(`${left.padEnd(44)} ${f.help} [${def}]`);
+  }
+  lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
+  lines.push(`${'  -h, --help'.padEnd(44)} this text`);
+  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir.');
+  return lines.join('\n');
+}

@@ -1,0 +1,39 @@
+import type { KObject, Stored } from '../api/types.js';
+import type { Informer } from '../store/informer.js';
+
+/**
+ * An informer's objects grouped by namespace, so that "the pods of namespace X" is a map lookup
+ * instead of a scan of every pod. Kept current by the informer's own handlers.
+ */
+export class NamespaceIndex<T extends KObject> {
+  readonly #byNs = new Map<string, Map<string, Stored<T>>>();
+
+  constructor(informer: Informer<T>) {
+    informer.addHandler({
+      onAdd: (o) => this.#set(o),
+      onUpdate: (_old, cur) => this.#set(cur),
+      onDelete: (o) => {
+        const ns = o.metadata.namespace ?? '';
+        const m = this.#byNs.get(ns);
+        if (!m) return;
+        m.delete(o.metadata.name);
+        if (m.size === 0) this.#byNs.delete(ns);
+      },
+    });
+  }
+
+  list(namespace: string | undefined): Stored<T>[] {
+    const m = this.#byNs.get(namespace ?? '');
+    return m ? [...m.values()] : [];
+  }
+
+  #set(o: Stored<T>): void {
+    const ns = o.metadata.namespace ?? '';
+    let m = this.#byNs.get(ns);
+    if (!m) {
+      m = new Map();
+      this.#byNs.set(ns, m);
+    }
+    m.set(o.metadata.name, o);
+  }
+}
