@@ -9,6 +9,7 @@ import { ControllerManager } from '../controllers/index.js';
 import { PodRuntime, loadImageTable } from '../agent/runtime/index.js';
 import { Proxy } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
+import { ApiServer, kubeconfigYaml } from '../server/index.js';
 import type { Options } from './options.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
@@ -33,6 +34,7 @@ export class Daemon {
   #informers: InformerFactory | undefined;
   #proxy: Proxy | undefined;
   #dns: DnsServer | undefined;
+  #api: ApiServer | undefined;
   readonly #started: Component[] = [];
   #stopping: Promise<void> | undefined;
   #lockFile: string | undefined;
@@ -49,6 +51,15 @@ export class Daemon {
 
   get dnsPort(): number | undefined {
     return this.#dns?.port;
+  }
+
+  /** the API's URL, once started */
+  get apiUrl(): string | undefined {
+    return this.#api?.url;
+  }
+
+  get kubeconfigPath(): string {
+    return join(this.opts.stateDir, 'kubeconfig');
   }
 
   async start(): Promise<void> {
@@ -122,6 +133,17 @@ export class Daemon {
     } catch (err) {
       // DNS is one component among several: the rest keeps working without it
       this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
+    }
+
+    const [apiHost, apiPort] = splitHostPort(o.apiAddr);
+    const api = new ApiServer({ store, informers, log: this.#log, address: apiHost, port: apiPort, token: o.apiToken || undefined, stateDir: o.stateDir });
+    try {
+      await api.start();
+      this.#api = api;
+      this.#started.push({ name: 'api', stop: () => api.stop() });
+      writeFileSync(this.kubeconfigPath, kubeconfigYaml({ server: api.url, token: o.apiToken || undefined }), { mode: 0o600 });
+    } catch (err) {
+      this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }
   }
 

@@ -21,6 +21,10 @@ export interface Options {
   clusterDomain: string;
   dnsTtl: number;
   dnsUpstream: string;
+  /** kube-apiserver-compatible API */
+  apiAddr: string;
+  /** bearer token for the API; required when --api-addr is not loopback */
+  apiToken: string;
   /** CrashLoopBackOff curve: first delay and cap */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -55,6 +59,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
   { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
   { name: 'dns-upstream', key: 'dnsUpstream', kind: 'string', arg: 'IP:PORT', help: 'forward names outside the cluster domain here (default: refuse them)' },
+  { name: 'api-addr', key: 'apiAddr', kind: 'string', arg: 'IP:PORT', help: 'Kubernetes API for kubectl (a kubeconfig is written to the state dir)' },
+  { name: 'api-token', key: 'apiToken', kind: 'string', arg: 'TOKEN', help: 'bearer token the API requires (always required off loopback; generated into the kubeconfig)' },
   { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
   { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
   { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
@@ -78,6 +84,8 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   clusterDomain: 'cluster.local',
   dnsTtl: 5,
   dnsUpstream: '',
+  apiAddr: '127.0.0.1:6443',
+  apiToken: '',
   backoffInitialMs: 10_000,
   backoffMaxMs: 300_000,
   readyTimeoutMs: 15_000,
@@ -257,6 +265,12 @@ export function validate(o: Options): string[] {
   if (o.udpTimeoutMs <= 0) problems.push('--udp-timeout: must be greater than 0');
   checkHostPort('dns-addr', o.dnsAddr, problems);
   if (o.dnsUpstream) checkHostPort('dns-upstream', o.dnsUpstream, problems);
+  const api = /^(.+):(\d+)$/.exec(o.apiAddr);
+  if (!api || ipToNumber(api[1]) === undefined || Number(api[2]) > 65535) {
+    problems.push(`--api-addr "${o.apiAddr}": expected IP:PORT, e.g. 127.0.0.1:6443`);
+  } else if (!isLoopback(api[1]) && !o.apiToken) {
+    problems.push(`--api-addr ${o.apiAddr} is not a loopback address: also pass --api-token TOKEN so the API is not open to the network`);
+  }
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
   }

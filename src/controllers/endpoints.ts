@@ -14,6 +14,7 @@ import type {
 import { clone, keyOf } from '../api/types.js';
 import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
+import { type Cidr, cidrContains, isLoopback, parseCidr } from '../util/cidr.js';
 import { canonicalJson } from './names.js';
 import { NamespaceIndex } from './ns-index.js';
 import { isPodReady, podCondition, splitKey } from './pod-util.js';
@@ -31,6 +32,8 @@ export interface EndpointsControllerOptions {
    * left out of Endpoints: the store refuses loopback endpoint addresses outside the pod CIDR.
    */
   podCidr?: string;
+  /** the store accepts every loopback endpoint address (daemon flag): no pod CIDR filter */
+  allowLoopbackEndpoints?: boolean;
   workers?: number;
 }
 
@@ -48,7 +51,7 @@ export class EndpointsController {
   readonly #services;
   readonly #endpoints;
   readonly #pods: NamespaceIndex<Pod>;
-  readonly #podCidr: { base: number; mask: number } | undefined;
+  readonly #podCidr: Cidr | undefined;
   /** per Service: selector by name, to find the Services a pod event concerns */
   readonly #selectors = new Map<string, Map<string, Readonly<Record<string, string>>>>();
   /** per Service: the trigger times already reflected in its Endpoints */
@@ -57,7 +60,7 @@ export class EndpointsController {
   constructor(opts: EndpointsControllerOptions) {
     this.#store = opts.store;
     this.#log = opts.log;
-    this.#podCidr = opts.podCidr ? parseCidr(opts.podCidr) : undefined;
+    this.#podCidr = opts.podCidr && !opts.allowLoopbackEndpoints ? parseCidr(opts.podCidr) : undefined;
     this.#services = opts.informers.for<Service>('Service');
     this.#endpoints = opts.informers.for<Endpoints>('Endpoints');
     const pods = opts.informers.for<Pod>('Pod');
@@ -210,7 +213,7 @@ export class EndpointsController {
     for (const pod of pods) {
       if (!shouldPodBeInEndpoints(pod, publishNotReady)) continue;
       const ip = pod.status!.podIP!;
-      if (this.#podCidr && isLoopback(ip) && !inCidr(ip, this.#podCidr)) {
+      if (this.#podCidr && isLoopback(ip) && !cidrContains(this.#podCidr, ip)) {
         log.debug({ pod: keyOf(pod), ip }, 'pod IP is loopback outside the pod CIDR; left out of endpoints');
         continue;
       }
@@ -353,32 +356,4 @@ function subsetKey(s: EndpointSubset): string {
 function ipSortKey(ip: string): string {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
   return m ? m.slice(1).map((x) => x.padStart(3, '0')).join('.') : ip;
-}
-
-function ipv4(ip: string): number | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
-  if (!m) return undefined;
-  const parts = m.slice(1).map(Number);
-  if (parts.some((x) => x > 255)) return undefined;
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-}
-
-function parseCidr(cidr: string): { base: number; mask: number } {
-  const [ip, bits] = cidr.split('/');
-  const n = ipv4(ip);
-  const b = Number(bits);
-  if (n === undefined || !Number.isInteger(b) || b < 0 || b > 32) {
-    throw new Error(`invalid pod CIDR "${cidr}": expected an IPv4 CIDR such as 127.244.0.0/16`);
-  }
-  const mask = b === 0 ? 0 : (0xffffffff << (32 - b)) >>> 0;
-  return { base: (n & mask) >>> 0, mask };
-}
-
-function inCidr(ip: string, c: { base: number; mask: number }): boolean {
-  const n = ipv4(ip);
-  return n !== undefined && ((n & c.mask) >>> 0) === c.base;
-}
-
-function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
 }

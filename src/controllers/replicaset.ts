@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { isApiError } from '../api/errors.js';
 import { type Selector, fromLabelSelector, fromMap, matches } from '../api/labels.js';
-import type { Pod, PodTemplateSpec, ReplicaSet, ReplicationController, Stored } from '../api/types.js';
+import type { Mutable, Pod, PodTemplateSpec, ReplicaSet, ReplicationController, Stored } from '../api/types.js';
 import { clone, keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
@@ -340,7 +340,8 @@ export class ReplicaSetController {
       (o) => {
         if (o.metadata?.uid !== uid) return false;
         const before = canonicalJson(o.status);
-        const st = (o.status ??= {}) as NonNullable<ReplicaSet['status']>;
+        const m = o as Mutable<Owner>;
+        const st = (m.status ??= { replicas: 0 }) as Mutable<NonNullable<ReplicaSet["status"]>>;
         st.replicas = s.replicas;
         st.fullyLabeledReplicas = s.fullyLabeledReplicas;
         st.readyReplicas = s.readyReplicas;

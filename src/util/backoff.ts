@@ -1,18 +1,18 @@
 /**
- * Per-key exponential back-off, with the semantics of client-go's `flowcontrol.Backoff`
- * (which the kubelet uses for CrashLoopBackOff):
+ * Per-key exponential back-off with the semantics of client-go's `flowcontrol.Backoff`, as the
+ * kubelet uses it for CrashLoopBackOff (events are e.g. a container's finish times):
  *
- * - `next(key)` is called when an attempt starts: the first call sets the delay to `initialMs`,
- *   later ones double it up to `maxMs`.
- * - An attempt that fails within the current delay of its start is "in back-off": the retry
- *   waits until `start + delay` (`remainingMs`).
- * - A key left alone for longer than `resetAfterMs` (default 2 × maxMs: 10 min for the kubelet's
- *   10 s..5 min curve) starts over at `initialMs`.
+ * - `next(key, t)` when a retry is made for an event at `t`: the first sets the delay to
+ *   `initialMs`, later ones double it up to `maxMs`.
+ * - `isInBackOffSince(key, t)`: less than the current delay has passed since `t`, so the retry
+ *   must wait `remainingMs(key, t)`.
+ * - An event more than `resetAfterMs` (default 2 × maxMs: 10 min for the kubelet's 10 s..5 min
+ *   curve) after the previous one starts the key over at `initialMs`.
  */
 export interface BackoffOptions {
   initialMs: number;
   maxMs: number;
-  /** idle time after which a key starts over; default 2 × maxMs */
+  /** quiet time after which a key starts over; default 2 × maxMs */
   resetAfterMs?: number;
   /** clock, for tests */
   now?: () => number;
@@ -20,7 +20,7 @@ export interface BackoffOptions {
 
 interface Entry {
   delayMs: number;
-  /** when the current delay was set (the start of the latest attempt) */
+  /** the event time of the latest `next` */
   lastUpdate: number;
 }
 
@@ -41,16 +41,17 @@ export class Backoff {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Records the start of an attempt and returns the delay that now applies to the key. */
-  next(key: string, at = this.#now()): number {
+  #live(key: string, eventTime: number): Entry | undefined {
     const e = this.#entries.get(key);
-    if (!e || at - e.lastUpdate > this.resetAfterMs) {
-      this.#entries.set(key, { delayMs: this.initialMs, lastUpdate: at });
-      return this.initialMs;
-    }
-    e.delayMs = Math.min(e.delayMs * 2, this.maxMs);
-    e.lastUpdate = at;
-    return e.delayMs;
+    return e && eventTime - e.lastUpdate <= this.resetAfterMs ? e : undefined;
+  }
+
+  /** Records a retry for the event at `eventTime`; returns the delay that now applies. */
+  next(key: string, eventTime = this.#now()): number {
+    const e = this.#live(key, eventTime);
+    const delayMs = e ? Math.min(e.delayMs * 2, this.maxMs) : this.initialMs;
+    this.#entries.set(key, { delayMs, lastUpdate: eventTime });
+    return delayMs;
   }
 
   /** The current delay of the key (0 when it has none). */
@@ -58,25 +59,22 @@ export class Backoff {
     return this.#entries.get(key)?.delayMs ?? 0;
   }
 
-  /** True when `eventTime` (e.g. a failure) lies within the current delay of the latest attempt. */
-  isInBackOffSince(key: string, eventTime = this.#now()): boolean {
-    const e = this.#entries.get(key);
-    if (!e || eventTime - e.lastUpdate > this.resetAfterMs) return false;
-    return eventTime - e.lastUpdate < e.delayMs;
+  /** True while less than the key's current delay has passed since `eventTime`. */
+  isInBackOffSince(key: string, eventTime: number): boolean {
+    return this.remainingMs(key, eventTime) > 0;
   }
 
-  /** Milliseconds until the key may be retried (0 when it may be retried now). */
-  remainingMs(key: string, at = this.#now()): number {
-    const e = this.#entries.get(key);
-    if (!e) return 0;
-    return Math.max(0, e.lastUpdate + e.delayMs - at);
+  /** Milliseconds until a retry for the event at `eventTime` may be made. */
+  remainingMs(key: string, eventTime: number): number {
+    const e = this.#live(key, eventTime);
+    return e ? Math.max(0, eventTime + e.delayMs - this.#now()) : 0;
   }
 
   reset(key: string): void {
     this.#entries.delete(key);
   }
 
-  /** Forgets keys idle for longer than resetAfterMs. */
+  /** Forgets keys quiet for longer than resetAfterMs. */
   gc(at = this.#now()): void {
     for (const [k, e] of this.#entries) if (at - e.lastUpdate > this.resetAfterMs) this.#entries.delete(k);
   }
