@@ -1,0 +1,88 @@
+/**
+ * The foundation, as a user runs it: `kubeloop up -f config/`, curl through the ClusterIP and
+ * the NodePort, kill a pod's process, Ctrl-C, and nothing left behind.
+ */
+import t from 'tap';
+import { startDaemon, tableAddresses } from './helpers/daemon.js';
+import { get, podOf } from './helpers/http.js';
+import { alive, podProcesses } from './helpers/procs.js';
+import { waitFor } from './helpers/wait.js';
+
+const NODE = '127.0.31.8';
+const POD_PREFIX = '127.231.';
+
+t.test('kubeloop up with the demo manifests', async (t) => {
+  const d = await startDaemon([
+    '-f', 'config/',
+    '--service-cidr', '127.131.0.0/16',
+    '--pod-cidr', '127.231.0.0/16',
+    '--nodeport-addresses', NODE,
+    '--node-ip', NODE,
+    '--api-addr', '127.0.0.1:0',
+    '--dns-addr', '127.0.0.1:0',
+    '--crashloop-backoff', '100ms',
+    '--log-level', 'warn',
+  ]);
+  let stopped = false;
+  t.teardown(async () => {
+    if (!stopped) await d.stop('SIGKILL');
+  });
+
+  const out = d.stdout();
+  const cluster = tableAddresses(out, 'default/myapp-service');
+  t.equal(cluster.length, 1, `one address for myapp-service in:\n${out}`);
+  t.match(cluster[0], /^127\.131\.\d+\.\d+:80$/, 'a ClusterIP from --service-cidr');
+  t.match(out, /curl http:\/\/127\.131\.\d+\.\d+:80\//, 'a ready-to-paste curl line');
+  t.match(out, /default\/myapp-service\s+ClusterIP\s+3\/3/, 'three ready endpoints');
+  const nodePortAddrs = tableAddresses(out, 'default/myapp-service-nodeport');
+  t.ok(nodePortAddrs.includes(`${NODE}:30008`), 'the NodePort address is listed');
+
+  await t.test('round robin through the ClusterIP', async (t) => {
+    const seq: string[] = [];
+    for (let i = 0; i < 9; i++) seq.push(podOf((await get(`http://${cluster[0]}/`)).body));
+    const pods = new Set(seq);
+    t.equal(pods.size, 3, `three pods answer: ${seq.join(' ')}`);
+    for (let i = 3; i < 9; i++) t.equal(seq[i], seq[i - 3], 'in rotation');
+  });
+
+  await t.test('the NodePort answers, and the multi-port service on both ports', async (t) => {
+    const r = await get(`http://${NODE}:30008/`);
+    t.equal(r.status, 200);
+    t.match(r.body, /pod=myapp-/);
+    const mp = tableAddresses(out, 'default/myapp-service-multiport');
+    t.equal(mp.length, 2);
+    for (const a of mp) t.match((await get(`http://${a}/`)).body, /pod=myapp-/, `answers on ${a}`);
+  });
+
+  await t.test('a killed pod restarts and traffic keeps flowing', async (t) => {
+    const procs = podProcesses(POD_PREFIX);
+    t.equal(new Set(procs.map((p) => p.podName)).size, 3, 'three pod processes');
+    const victim = procs[0];
+    process.kill(victim.pid, 'SIGKILL');
+    for (let i = 0; i < 12; i++) {
+      const r = await get(`http://${cluster[0]}/`);
+      t.equal(r.status, 200, 'every request is answered');
+    }
+    await waitFor(() => podProcesses(POD_PREFIX).some((p) => p.podName === victim.podName && p.pid !== victim.pid), {
+      timeoutMs: 10_000,
+    });
+    t.pass('the pod was restarted');
+    await waitFor(async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 6; i++) seen.add(podOf((await get(`http://${cluster[0]}/`)).body));
+      return seen.has(victim.podName);
+    }, { timeoutMs: 10_000 });
+    t.pass('the restarted pod serves again');
+  });
+
+  await t.test('Ctrl-C stops everything and leaves no pod process', async (t) => {
+    const pids = podProcesses(POD_PREFIX).map((p) => p.pid);
+    t.ok(pids.length >= 3);
+    const code = await d.stop('SIGINT');
+    stopped = true;
+    t.equal(code, 0, 'exit 0');
+    t.same(pids.filter(alive), [], 'every pod process is gone');
+    t.same(podProcesses(POD_PREFIX), [], 'no process with a pod IP of this daemon');
+    await t.rejects(get(`http://${cluster[0]}/`, { timeoutMs: 1000 }), 'the ClusterIP listener is closed');
+  });
+});

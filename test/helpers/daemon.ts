@@ -1,0 +1,72 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+
+export interface RunningDaemon {
+  proc: ChildProcess;
+  stateDir: string;
+  stdout: () => string;
+  stderr: () => string;
+  /** SIGINT, then wait for exit; resolves to the exit code */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Starts `kubeloop up` as a user would (bin/kubeloop.mjs), with its own state dir and the
+ * given flags, and resolves once it prints that it is running.
+ */
+export async function startDaemon(args: string[], opts: { timeoutMs?: number } = {}): Promise<RunningDaemon> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-e2e-'));
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const d: RunningDaemon = {
+    proc,
+    stateDir,
+    stdout: () => out,
+    stderr: () => err,
+    async stop(signal = 'SIGINT') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const code = await exited;
+      await rm(stateDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  while (!out.includes('kubeloop is running')) {
+    if (proc.exitCode !== null) throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
+    if (Date.now() > deadline) {
+      await d.stop('SIGKILL');
+      throw new Error(`kubeloop did not come up:\n${err}\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return d;
+}
+
+/** The addresses of one Service in the table `up` printed. */
+export function tableAddresses(stdout: string, service: string): string[] {
+  const lines = stdout.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`${service} `));
+  if (start < 0) return [];
+  const header = lines.find((l) => l.startsWith('SERVICE'))!;
+  const col = header.indexOf('ADDRESS');
+  const addrs: string[] = [];
+  for (let i = start; i < lines.length; i++) {
+    if (i > start && lines[i].slice(0, col).trim() !== '') break;
+    const a = lines[i].slice(col).trim().split(/\s+/)[0];
+    if (!a) break;
+    addrs.push(a);
+  }
+  return addrs;
+}
