@@ -12,11 +12,15 @@ export interface Tap {
 }
 
 /** Polls until `fn` is truthy (bounded); returns its value. */
-export async function waitFor<T>(fn: () => T | Promise<T>, what = 'condition', timeoutMs = 4000): Promise<T> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  what = 'condition',
+  timeoutMs = 4000,
+): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
-    if (v) return v;
+    if (v) return v as NonNullable<T>;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -145,6 +149,8 @@ export interface Client {
   readonly data: string;
   /** resolves with all data once the connection has closed; `error` set when it was refused/reset */
   done: Promise<{ data: string; error?: string }>;
+  /** resolves when the peer has ended (FIN), reset, or the socket closed */
+  ended: Promise<void>;
   /** resolves once `n` lines have arrived */
   lines(n: number): Promise<string[]>;
 }
@@ -157,8 +163,13 @@ export function connect(host: string, port: number, localAddress?: string): Clie
   socket.on('data', (d: string) => (data += d));
   socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
   const done = new Promise<{ data: string; error?: string }>((resolve) => socket.on('close', () => resolve({ data, error })));
+  const ended = new Promise<void>((resolve) => {
+    socket.on('end', resolve);
+    socket.on('close', resolve);
+  });
   return {
     socket,
+    ended,
     get data() {
       return data;
     },

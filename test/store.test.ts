@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEmbeddedStore } from '../src/store/embedded.js';
 import { Informer } from '../src/store/informer.js';
-import type { ConfigMap, Pod, Service } from '../src/api/types.js';
+import type { ConfigMap, Mutable, Pod, Service } from '../src/api/types.js';
 import type { WatchEvent } from '../src/store/types.js';
 
 const cm = (name: string, data: Record<string, string> = {}, labels?: Record<string, string>): ConfigMap => ({
@@ -21,7 +21,7 @@ t.test('create / get / list / update / delete with resourceVersions', async (t) 
   t.ok(a.metadata.uid, 'uid set');
   t.equal(a.metadata.namespace, 'default');
   t.ok(Object.isFrozen(a), 'stored objects are frozen');
-  await t.rejects(store.create(cm('a')), { reason: 'AlreadyExists', code: 409 });
+  await t.rejects(store.create(cm('a')), { name: 'ApiError', reason: 'AlreadyExists', code: 409 });
   await store.create(cm('b', {}, { app: 'api' }));
   t.equal((await store.list('ConfigMap', { labelSelector: 'app=web' })).items.length, 1);
   t.equal((await store.list('ConfigMap', { namespace: 'default' })).items.length, 2);
@@ -29,13 +29,13 @@ t.test('create / get / list / update / delete with resourceVersions', async (t) 
 
   const upd = await store.update({ ...a, data: { x: '2' } });
   t.ok(Number(upd.metadata.resourceVersion) > Number(a.metadata.resourceVersion), 'rv moves forward');
-  await t.rejects(store.update({ ...a, data: { x: '3' } }), { reason: 'Conflict', code: 409 }, 'stale rv conflicts');
+  await t.rejects(store.update({ ...a, data: { x: '3' } }), { name: 'ApiError', reason: 'Conflict', code: 409 }, 'stale rv conflicts');
   const same = await store.update({ ...upd });
   t.equal(same.metadata.resourceVersion, upd.metadata.resourceVersion, 'a no-op update writes nothing');
 
   await store.delete('ConfigMap', 'default', 'a');
-  await t.rejects(store.get('ConfigMap', 'default', 'a'), { reason: 'NotFound', code: 404 });
-  await t.rejects(store.create({ ...cm('z'), metadata: { name: 'z', namespace: 'nope' } }), { reason: 'NotFound' });
+  await t.rejects(store.get('ConfigMap', 'default', 'a'), { name: 'ApiError', reason: 'NotFound', code: 404 });
+  await t.rejects(store.create({ ...cm('z'), metadata: { name: 'z', namespace: 'nope' } }), { name: 'ApiError', reason: 'NotFound' });
 });
 
 t.test('mutate retries and status subresource keeps spec', async (t) => {
@@ -43,14 +43,14 @@ t.test('mutate retries and status subresource keeps spec', async (t) => {
   t.teardown(() => store.close());
   await store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'echo' }] } });
   const p = await store.mutate<Pod>('Pod', 'default', 'p', (pod) => {
-    pod.status = { phase: 'Running', podIP: '127.244.0.5' };
+    (pod as Mutable<Pod>).status = { phase: 'Running', podIP: '127.244.0.5' };
     pod.spec!.containers[0].image = 'ignored';
   }, { subresource: 'status' });
   t.equal(p?.status?.phase, 'Running');
   t.equal(p?.spec?.containers[0].image, 'echo', 'status update does not change spec');
   const q = await store.mutate<Pod>('Pod', 'default', 'p', (pod) => {
     pod.metadata!.labels = { a: 'b' };
-    pod.status = {};
+    (pod as Mutable<Pod>).status = {};
   });
   t.equal(q?.status?.phase, 'Running', 'main update does not change status');
   t.same(q?.metadata.labels, { a: 'b' });
@@ -61,7 +61,7 @@ t.test('graceful pod deletion marks, then removes', async (t) => {
   const store = await createEmbeddedStore();
   t.teardown(() => store.close());
   await store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { nodeName: 'n1', terminationGracePeriodSeconds: 7, containers: [{ name: 'c', image: 'echo' }] } });
-  await store.mutate<Pod>('Pod', 'default', 'p', (p) => { p.status = { phase: 'Running', podIP: '127.244.0.9' }; }, { subresource: 'status' });
+  await store.mutate<Pod>('Pod', 'default', 'p', (p) => { (p as Mutable<Pod>).status = { phase: 'Running', podIP: '127.244.0.9' }; }, { subresource: 'status' });
   const marked = await store.delete<Pod>('Pod', 'default', 'p');
   t.ok(marked.metadata.deletionTimestamp, 'marked terminating');
   t.equal(marked.metadata.deletionGracePeriodSeconds, 7);
@@ -82,7 +82,7 @@ t.test('watch from a version replays, too old is Expired', async (t) => {
   t.same(seen, ['ADDED w0', 'ADDED w1', 'ADDED w2', 'DELETED w0'], 'replay then live, in order');
   w.stop();
   for (let i = 0; i < 10; i++) await store.create(cm(`x${i}`));
-  t.throws(() => store.watch('ConfigMap', { resourceVersion: start }, () => {}), { reason: 'Expired', code: 410 });
+  t.throws(() => store.watch('ConfigMap', { resourceVersion: start }, () => {}), { name: 'ApiError', reason: 'Expired', code: 410 });
 });
 
 t.test('label-filtered watch turns moves into ADDED/DELETED', async (t) => {
@@ -147,7 +147,7 @@ t.test('service allocation: clusterIP and nodePort', async (t) => {
   await store.delete('Service', 'default', 'a');
   const b = await store.create(svc('b', { type: 'NodePort', ports: [{ port: 80, nodePort: 30008 }] }));
   t.equal(b.spec?.ports?.[0].nodePort, 30008, 'released on delete and reusable');
-  await t.rejects(store.create(svc('g', { clusterIP: b.spec!.clusterIP, ports: [{ port: 80 }] })), { reason: 'Invalid' });
+  await t.rejects(store.create(svc('g', { clusterIP: b.spec!.clusterIP, ports: [{ port: 80 }] })), { name: 'ApiError', reason: 'Invalid' });
   const dry = await store.create(svc('h', { type: 'NodePort', ports: [{ port: 80, nodePort: 30010 }] }), { dryRun: true });
   t.equal(dry.spec?.ports?.[0].nodePort, 30010);
   t.equal(await store.tryGet('Service', 'default', 'h'), undefined, 'dry run stores nothing');

@@ -1,4 +1,5 @@
-import type { KObject, OwnerReference, Pod } from '../api/types.js';
+import { type Selector, fromLabelSelector } from '../api/labels.js';
+import type { KObject, LabelSelector, OwnerReference, Pod } from '../api/types.js';
 
 /** Pod predicates shared by the controllers, with upstream's meaning (`pkg/api/v1/pod`, `pkg/controller`). */
 
@@ -60,4 +61,17 @@ export function totalRestarts(pod: Pod): number {
 export function splitKey(key: string): [string | undefined, string] {
   const i = key.indexOf('/');
   return i < 0 ? [undefined, key] : [key.slice(0, i), key.slice(i + 1)];
+}
+
+/**
+ * A workload's selector, or undefined when it must not be acted on: absent or empty (it would
+ * select every pod) or unparsable. Never throws: it runs inside informer handlers.
+ */
+export function workloadSelector(ls: LabelSelector | undefined): Selector | undefined {
+  if (!ls || (!Object.keys(ls.matchLabels ?? {}).length && !(ls.matchExpressions ?? []).length)) return undefined;
+  try {
+    return fromLabelSelector(ls);
+  } catch {
+    return undefined;
+  }
 }

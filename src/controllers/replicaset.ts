@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { isApiError } from '../api/errors.js';
-import { type Selector, fromLabelSelector, fromMap, matches } from '../api/labels.js';
+import { type Selector, fromMap, matches } from '../api/labels.js';
 import type { Mutable, Pod, PodTemplateSpec, ReplicaSet, ReplicationController, Stored } from '../api/types.js';
 import { clone, keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
@@ -21,6 +21,7 @@ import {
   podCondition,
   splitKey,
   totalRestarts,
+  workloadSelector,
 } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
@@ -40,11 +41,7 @@ interface Flavour {
 const REPLICA_SET: Flavour = {
   kind: 'ReplicaSet',
   controller: 'replicaset',
-  selector: (o) => {
-    const ls = (o as ReplicaSet).spec?.selector;
-    if (!ls || (!Object.keys(ls.matchLabels ?? {}).length && !(ls.matchExpressions ?? []).length)) return undefined;
-    return fromLabelSelector(ls);
-  },
+  selector: (o) => workloadSelector((o as ReplicaSet).spec?.selector),
 };
 
 const REPLICATION_CONTROLLER: Flavour = {
@@ -341,7 +338,7 @@ export class ReplicaSetController {
         if (o.metadata?.uid !== uid) return false;
         const before = canonicalJson(o.status);
         const m = o as Mutable<Owner>;
-        const st = (m.status ??= { replicas: 0 }) as Mutable<NonNullable<ReplicaSet["status"]>>;
+        const st = (m.status ??= { replicas: 0 }) as Mutable<NonNullable<ReplicaSet['status']>>;
         st.replicas = s.replicas;
         st.fullyLabeledReplicas = s.fullyLabeledReplicas;
         st.readyReplicas = s.readyReplicas;

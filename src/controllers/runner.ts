@@ -91,9 +91,9 @@ export class Runner {
     this.#queue.addAfter(key, ms);
   }
 
-  /** keys waiting, delayed or in process: 0 when the controller is quiet */
+  /** keys waiting or in process (delayed re-checks not counted): 0 when the controller is quiet */
   get pending(): number {
-    return this.#queue.length + this.#queue.processing + this.#queue.delayed;
+    return this.#queue.length + this.#queue.processing;
   }
 
   /** Idempotent. Starts the informers, waits until they have synced, then starts the workers. */

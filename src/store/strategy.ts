@@ -1,6 +1,6 @@
 import type { Endpoints, KObject, Mutable, Namespace, Pod, Service } from '../api/types.js';
 import type { FieldError } from '../api/field.js';
-import { applyDefaults } from '../api/defaults.js';
+import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
 import { type Cidr, cidrContains } from '../util/cidr.js';
 import { ServiceAllocations } from './service-allocation.js';
@@ -34,6 +34,7 @@ export class Strategies {
   /** Defaults (and fills what a create starts with). */
   prepare(obj: KObject, old?: KObject): void {
     applyDefaults(obj);
+    if (old) prepareUpdate(obj, old);
     if (!old && obj.kind === 'Namespace') {
       (obj as Mutable<Namespace>).status = { phase: 'Active' };
     }

@@ -23,12 +23,9 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
 }
 
+/** ref'd on purpose: a pending retry is work; `shutDown()` clears every timer */
 const realTimers: Timers = {
-  setTimeout: (fn, ms) => {
-    const h = setTimeout(fn, ms);
-    h.unref?.();
-    return h;
-  },
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 

@@ -19,8 +19,8 @@ t.test('label selector strings parse and match', async (t) => {
 });
 
 t.test('bad selector strings are BadRequest errors', async (t) => {
-  t.throws(() => parse('app in web'), { reason: 'BadRequest' });
-  t.throws(() => parse('=x'), { reason: 'BadRequest' });
+  t.throws(() => parse('app in web'), { name: 'ApiError', reason: 'BadRequest' });
+  t.throws(() => parse('=x'), { name: 'ApiError', reason: 'BadRequest' });
 });
 
 t.test('format round-trips', async (t) => {
@@ -39,5 +39,5 @@ t.test('field selectors', async (t) => {
   const pod = { metadata: { name: 'p' }, spec: { nodeName: 'n1' }, status: { phase: 'Running' } };
   t.equal(fieldsMatch(parseFields('spec.nodeName=n1,status.phase!=Failed'), pod), true);
   t.equal(fieldsMatch(parseFields('metadata.name==q'), pod), false);
-  t.throws(() => parseFields('nonsense'), { reason: 'BadRequest' });
+  t.throws(() => parseFields('nonsense'), { name: 'ApiError', reason: 'BadRequest' });
 });

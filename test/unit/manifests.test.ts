@@ -23,7 +23,7 @@ spec:
   type: NodePort
   ports:
   - { name: http, port: 80 }
-  - { name: http, port: 81, nodePort: 99 }
+  - { name: http2, port: 81, nodePort: 99 }
 ---
 kind: Widget
 metadata: { name: w }

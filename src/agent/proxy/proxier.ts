@@ -103,8 +103,6 @@ export class Proxier implements ProxyHandler {
     });
     this.#initialSynced = new Promise((r) => (this.#resolveInitial = r));
     this.#stoppedP = new Promise((r) => (this.#resolveStopped = r));
-    this.#housekeeping = setInterval(() => this.#tick(), o.retryIntervalMs);
-    this.#housekeeping.unref();
   }
 
   // ---- ProxyHandler: record and request a sync ----
@@ -128,8 +126,11 @@ export class Proxier implements ProxyHandler {
     if (this.#endpointsChanges.update(ep, undefined)) this.#kick();
   }
   onSynced(): void {
-    if (this.#initialized) return;
+    if (this.#initialized || this.#stopped) return;
     this.#initialized = true;
+    // retries failed binds and drops expired affinity pins
+    this.#housekeeping = setInterval(() => this.#tick(), this.#o.retryIntervalMs);
+    this.#housekeeping.unref();
     this.#resolveInitial();
     void this.#runner.run();
   }

@@ -4,6 +4,7 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Container, Probe } from '../../api/types.js';
+import type { LifecycleHandler } from 'kubernetes-types/core/v1.js';
 import { isLoopback } from '../../util/cidr.js';
 import { killGroup } from './process.js';
 
@@ -216,6 +217,23 @@ function grpcProbe(host: string, port: number, service: string, timeoutMs: numbe
     req.on('error', (e) => finish({ ok: false, message: `health rpc failed: ${e.message}` }));
     req.end(frame);
   });
+}
+
+/**
+ * Runs a lifecycle hook (`preStop`/`postStart`: exec, httpGet, tcpSocket or sleep) within
+ * `timeoutMs`, with the same mechanics as a probe.
+ */
+export async function runHook(h: LifecycleHandler, t: ProbeTarget, timeoutMs: number, signal: AbortSignal): Promise<ProbeResult> {
+  if (h.sleep) {
+    const ms = Math.min(Math.max(0, h.sleep.seconds) * 1000, timeoutMs);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    return { ok: true };
+  }
+  const timeoutSeconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+  return runProbe({ exec: h.exec, httpGet: h.httpGet, tcpSocket: h.tcpSocket, timeoutSeconds }, t, signal);
 }
 
 export type ProbeKind = 'startup' | 'liveness' | 'readiness';

@@ -4,6 +4,7 @@
  * rule order. Runs on the defaulted object. Not here (the allocators own them): clusterIP inside
  * the service CIDR, nodePort range and collisions, families the cluster is not configured for.
  */
+import { externallyAccessible, prepareServiceUpdate } from '../defaults.js';
 import { type FieldError, Path, duplicate, forbidden, invalid, notSupported, path, required } from '../field.js';
 import {
   CIDR_ERROR,
@@ -56,15 +57,6 @@ const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x
 export function isHeadlessService(svc: unknown): boolean {
   const ips = specOf(svc).clusterIPs;
   return Array.isArray(ips) && ips.length === 1 && ips[0] === 'None';
-}
-
-/** LoadBalancer, NodePort, or ClusterIP with externalIPs (pkg/api/service `ExternallyAccessible`). */
-export function externallyAccessible(spec: Rec): boolean {
-  return (
-    spec.type === 'LoadBalancer' ||
-    spec.type === 'NodePort' ||
-    (spec.type === 'ClusterIP' && Array.isArray(spec.externalIPs) && spec.externalIPs.length > 0)
-  );
 }
 
 /** LoadBalancer with externalTrafficPolicy Local (`NeedsHealthCheck`). */
@@ -377,9 +369,9 @@ export function validateService(svc: Rec): FieldError[] {
         ),
       );
     }
-  } else if (hcnp === 0) {
-    errs.push(required(specPath.child('healthCheckNodePort')));
-  } else {
+  } else if (hcnp !== 0) {
+    // upstream also requires a non-zero value here, which its allocator fills in before
+    // validation; kubeloop allocates no health-check node ports, so 0 is accepted
     for (const m of isValidPortNum(hcnp)) errs.push(invalid(specPath.child('healthCheckNodePort'), hcnp, m));
   }
 
@@ -459,7 +451,11 @@ function validateIPFamiliesUpdate(svc: Rec, old: Rec): FieldError[] {
 }
 
 /** `ValidateServiceUpdate`: update-only rules, then every create rule on the new object. */
-export function validateServiceUpdate(svc: Rec, old: Rec): FieldError[] {
+export function validateServiceUpdate(input: Rec, old: Rec): FieldError[] {
+  // upstream validates after the registry kept allocated values and dropped type-dependent
+  // fields (see prepareServiceUpdate); do the same on a copy, so callers that skip it still agree
+  const svc = structuredClone(input);
+  prepareServiceUpdate(svc, old);
   const errs = validateObjectMetaUpdate(svc.metadata, old.metadata, path('metadata'));
   errs.push(...validateClusterIPsUpdate(svc, old));
   errs.push(...validateIPFamiliesUpdate(svc, old));

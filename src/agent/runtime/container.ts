@@ -1,0 +1,305 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Container, ContainerStatus, Pod, Service, Stored } from '../../api/types.js';
+import type { ContainerState } from 'kubernetes-types/core/v1.js';
+import { type Backoff, formatDuration } from '../../util/backoff.js';
+import { EnvError, type EnvSources, containerEnv, expand } from './env.js';
+import { type ImageEntry, type ImageTable, resolveContainer } from './images.js';
+import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
+import { type Exit, GroupProcess } from './process.js';
+import { timestamp } from './status.js';
+
+/** What every container of this node shares. */
+export interface ContainerDeps {
+  images: ImageTable;
+  backoff: Backoff;
+  nodeName: string;
+  nodeIP: string;
+  baseEnv: Readonly<Record<string, string>>;
+  extraEnv: Readonly<Record<string, string>>;
+  /** cwd of containers without `workingDir` */
+  workingDir: string;
+  /** the Services that exist now (for the Service variables) */
+  services(): readonly Service[];
+  sources: EnvSources;
+}
+
+/** What a container needs from its pod. */
+export interface ContainerHost {
+  pod(): Stored<Pod>;
+  podIP(): string;
+  /** `${stateDir}/pods/<ns>_<name>_<uid>` */
+  logDir: string;
+  restartPolicy: 'Always' | 'OnFailure' | 'Never';
+  log: Logger;
+  /** something in the container's status changed */
+  onChange(): void;
+  /** the container exited and will not be restarted */
+  onTerminated?(exitCode: number): void;
+  /** the container runs and its startup probe (if any) passed */
+  onStarted?(): void;
+}
+
+/**
+ * One container of a pod: resolves its image, builds its environment, runs it as a process
+ * group with its log file, probes it, and restarts it per the restart policy with the
+ * kubelet's CrashLoopBackOff.
+ */
+export class ContainerRunner {
+  readonly spec: Container;
+  readonly #deps: ContainerDeps;
+  readonly #host: ContainerHost;
+  readonly #log: Logger;
+  #restartCount: number;
+  #state: ContainerState;
+  #lastState: ContainerState = {};
+  #containerID: string | undefined;
+  #entry: ImageEntry | undefined;
+  #ready = false;
+  #started = false;
+  #proc: GroupProcess | undefined;
+  #prober: ContainerProber | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #run: Promise<void> | undefined;
+  #stopping = false;
+  /** the current run's log file and probe target (env, cwd) */
+  #logFile: string | undefined;
+  #target: ProbeTarget | undefined;
+  /** the current run's preStop hook, once started */
+  #preStop: Promise<void> | undefined;
+  readonly #hookAbort = new AbortController();
+
+  constructor(deps: ContainerDeps, host: ContainerHost, spec: Container, o: { restartCount?: number; waiting?: string } = {}) {
+    this.spec = spec;
+    this.#deps = deps;
+    this.#host = host;
+    this.#log = host.log.child({ container: spec.name });
+    this.#restartCount = o.restartCount ?? 0;
+    this.#state = { waiting: { reason: o.waiting ?? 'ContainerCreating' } };
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** the group leader's pid while it runs */
+  get pid(): number | undefined {
+    return this.#proc?.running ? this.#proc.pid : undefined;
+  }
+
+  get #key(): string {
+    return `${this.#host.pod().metadata.uid}/${this.spec.name}`;
+  }
+
+  status(): ContainerStatus {
+    const image = this.spec.image ?? '';
+    const s: ContainerStatus = {
+      name: this.spec.name,
+      image,
+      imageID: this.#entry ? `kubeloop://${this.#entry.builtin ? `builtin/${this.#entry.builtin}` : this.#entry.name}` : '',
+      ready: this.#ready && this.#started && !!this.#state.running,
+      started: this.#started && !!this.#state.running,
+      restartCount: this.#restartCount,
+      state: structuredClone(this.#state),
+      lastState: structuredClone(this.#lastState),
+    };
+    if (this.#containerID && !this.#state.waiting) s.containerID = this.#containerID;
+    return s;
+  }
+
+  /** Starts the container (in the background; never rejects). */
+  start(): void {
+    if (this.#stopping) return;
+    this.#run = this.#runOnce().catch((err: unknown) => {
+      this.#log.error({ err }, 'container runner failed');
+    });
+  }
+
+  /** SIGTERM the group, SIGKILL after graceMs; no restarts afterwards. Resolves once it is down. */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#prober?.stop();
+    this.#ready = false;
+    await this.#kill(graceMs);
+    this.#hookAbort.abort();
+    await this.#run;
+  }
+
+  /**
+   * Ends the current run: the preStop hook (if any) first, within the grace period, then
+   * SIGTERM and SIGKILL after what is left of it (at least 2 s after a hook, as upstream).
+   */
+  async #kill(graceMs: number): Promise<void> {
+    const proc = this.#proc;
+    if (!proc?.running) return;
+    const hook = this.spec.lifecycle?.preStop;
+    if (hook && this.#target && !this.#preStop && graceMs > 0) {
+      const started = Date.now();
+      const target = this.#target;
+      this.#preStop = runHook(hook, target, graceMs, this.#hookAbort.signal).then((r) => {
+        if (!r.ok) this.#log.warn({ message: r.message }, 'preStop hook failed');
+      });
+      await this.#preStop;
+      graceMs = Math.max(graceMs - (Date.now() - started), 2000);
+    }
+    await proc.stop(graceMs);
+  }
+
+  async #runOnce(): Promise<void> {
+    const resolved = resolveContainer(this.#deps.images, this.spec);
+    if (!resolved.ok) {
+      this.#log.warn({ reason: resolved.reason }, resolved.message);
+      this.#setState({ waiting: { reason: resolved.reason, message: resolved.message } });
+      return; // the image table does not change while we run: nothing to retry
+    }
+    this.#entry = resolved.entry;
+    const pod = this.#host.pod();
+    let env: Record<string, string>;
+    try {
+      env = await containerEnv({
+        pod,
+        container: this.spec,
+        podIP: this.#host.podIP(),
+        hostIP: this.#deps.nodeIP,
+        nodeName: this.#deps.nodeName,
+        services: this.#deps.services(),
+        base: this.#deps.baseEnv,
+        extra: this.#deps.extraEnv,
+        sources: this.#deps.sources,
+      });
+    } catch (err) {
+      const message = err instanceof EnvError ? err.message : `cannot build the environment: ${(err as Error).message}`;
+      const delay = this.#deps.backoff.next(`${this.#key}/config`);
+      this.#log.warn({ delayMs: delay }, `CreateContainerConfigError: ${message}`);
+      this.#setState({ waiting: { reason: 'CreateContainerConfigError', message } });
+      if (!this.#stopping) this.#timer = setTimeout(() => this.start(), delay);
+      return;
+    }
+    if (this.#stopping) return;
+    this.#deps.backoff.reset(`${this.#key}/config`);
+    const argv = resolved.argv.map((a) => expand(a, env));
+    const cwd = this.spec.workingDir || this.#deps.workingDir;
+    const logFile = path.join(this.#host.logDir, this.spec.name, `${this.#restartCount}.log`);
+    const proc = GroupProcess.start({ argv, env, cwd, logFile });
+    const startedAtMs = Date.now();
+    this.#proc = proc;
+    this.#logFile = logFile;
+    this.#preStop = undefined;
+    this.#target = { podIP: this.#host.podIP(), container: this.spec, env, cwd };
+    if (proc.pid !== undefined) {
+      this.#containerID = `kubeloop://${proc.pid}`;
+      this.#log.info({ pid: proc.pid, restartCount: this.#restartCount, argv0: argv[0] }, 'container started');
+      this.#started = false;
+      this.#ready = false;
+      this.#setState({ running: { startedAt: timestamp(startedAtMs) } });
+      const prober = new ContainerProber(
+        this.#target,
+        {
+          onStarted: () => {
+            this.#started = true;
+            this.#host.onChange();
+            this.#host.onStarted?.();
+          },
+          onReady: (ready) => {
+            this.#ready = ready;
+            this.#host.onChange();
+          },
+          onFailed: (kind, message) => {
+            this.#log.info({ probe: kind, message }, `container failed its ${kind} probe, will be restarted`);
+            const grace = (this.spec[`${kind}Probe`]?.terminationGracePeriodSeconds ?? this.#host.pod().spec?.terminationGracePeriodSeconds ?? 30) * 1000;
+            void this.#kill(grace);
+          },
+        },
+      );
+      this.#prober = prober;
+      prober.start();
+    }
+    const exit = await proc.exited;
+    this.#onExit(exit, startedAtMs);
+  }
+
+  #onExit(exit: Exit, startedAtMs: number): void {
+    this.#prober?.stop();
+    this.#prober = undefined;
+    this.#proc = undefined;
+    this.#ready = false;
+    this.#started = false;
+    const finishedAtMs = Date.now();
+    const fallback =
+      !exit.startError && exit.exitCode !== 0 && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && this.#logFile
+        ? logTail(this.#logFile)
+        : undefined;
+    const message = exit.startError ?? (fallback || undefined);
+    const terminated: NonNullable<ContainerState['terminated']> = {
+      exitCode: exit.exitCode,
+      reason: exit.startError ? 'StartError' : exit.exitCode === 0 ? 'Completed' : 'Error',
+      ...(message ? { message } : {}),
+      ...(exit.signal ? { signal: exit.exitCode - 128 } : {}),
+      startedAt: timestamp(startedAtMs),
+      finishedAt: timestamp(finishedAtMs),
+      ...(this.#containerID && !exit.startError ? { containerID: this.#containerID } : {}),
+    };
+    if (exit.startError) this.#containerID = undefined;
+    if (this.#stopping) {
+      this.#setState({ terminated });
+      return;
+    }
+    const policy = this.#host.restartPolicy;
+    const restart = policy === 'Always' || (policy === 'OnFailure' && exit.exitCode !== 0);
+    this.#log.info(
+      { exitCode: exit.exitCode, signal: exit.signal, startError: exit.startError, restart },
+      exit.startError ? `container could not start: ${exit.startError}` : 'container exited',
+    );
+    if (!restart) {
+      this.#setState({ terminated });
+      this.#host.onTerminated?.(exit.exitCode);
+      return;
+    }
+    this.#lastState = { terminated };
+    const waitMs = this.#deps.backoff.remainingMs(this.#key, finishedAtMs);
+    if (waitMs > 0) {
+      const pod = this.#host.pod();
+      const message = `back-off ${formatDuration(this.#deps.backoff.delayMs(this.#key))} restarting failed container=${this.spec.name} pod=${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`;
+      this.#setState({ waiting: { reason: 'CrashLoopBackOff', message } });
+      this.#timer = setTimeout(() => this.#restart(finishedAtMs), waitMs);
+    } else {
+      this.#restart(finishedAtMs);
+    }
+  }
+
+  #restart(finishedAtMs: number): void {
+    this.#timer = undefined;
+    if (this.#stopping) return;
+    this.#deps.backoff.next(this.#key, finishedAtMs);
+    this.#restartCount++;
+    this.#state = { waiting: { reason: 'ContainerCreating' } };
+    this.start();
+  }
+
+  #setState(s: ContainerState): void {
+    this.#state = s;
+    this.#host.onChange();
+  }
+}
+
+/** The last 80 lines (at most 2048 bytes) of a log, as the kubelet's FallbackToLogsOnError. */
+export function logTail(file: string, maxBytes = 2048, maxLines = 80): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const size = fstatSync(fd).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    const lines = buf.toString('utf8').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    return lines.slice(-maxLines).join('\n');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -1,0 +1,227 @@
+import { readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ConfigMap, Pod, Secret, Service, Stored } from '../../api/types.js';
+import { Backoff } from '../../util/backoff.js';
+import { LOOPBACK, cidrsOverlap, nthAddress, parseCidr } from '../../util/cidr.js';
+import { IpAllocator } from '../../util/allocator.js';
+import type { Store } from '../../store/types.js';
+import type { InformerFactory } from '../../store/informer.js';
+import type { ImageTable } from './images.js';
+import { registerNode, setNodeStatus } from './node.js';
+import { type PodDeps, PodWorker } from './pod.js';
+
+export { loadImageTable, normaliseImage, DEFAULT_IMAGE_TABLE, type ImageTable, type ImageEntry } from './images.js';
+
+export interface RuntimeOptions {
+  store: Store;
+  informers: InformerFactory;
+  log: Logger;
+  /** e.g. `node-1` */
+  nodeName: string;
+  /** e.g. `127.0.0.1`: the pods' hostIP and the Node's InternalIP */
+  nodeIP: string;
+  /** pod IPs come from here (not the network address nor the first one), e.g. `127.244.0.0/16` */
+  podCidr: string;
+  /** absolute; logs go to `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
+  stateDir: string;
+  images: ImageTable;
+  /** CrashLoopBackOff curve; default 10 s doubling to 5 min, as upstream */
+  backoff?: { initialMs: number; maxMs: number };
+  /** given to every container, e.g. `{ KUBELOOP_DNS: '127.0.0.1:1053' }` */
+  extraEnv?: Record<string, string>;
+  /** grace period cap when the agent stops (pods get min(their grace, this)); default 5000 */
+  stopGraceMs?: number;
+  /** cwd of containers without `workingDir`; default the daemon's cwd */
+  workingDir?: string;
+  /** the only daemon variables a container inherits; default PATH and HOME of this process */
+  baseEnv?: Record<string, string>;
+}
+
+/**
+ * The node agent's pod runtime (the kubelet's part of kubeloop): keeps this node's `Node`
+ * object, runs every pod bound to it (`spec.nodeName`) as process groups, reports their status,
+ * and carries out graceful deletion. `stop()` leaves no process behind.
+ */
+export class PodRuntime {
+  readonly #o: RuntimeOptions;
+  readonly #log: Logger;
+  readonly #ips: IpAllocator;
+  readonly #backoff: Backoff;
+  readonly #workers = new Map<string, PodWorker>();
+  readonly #podsDir: string;
+  #synced = false;
+  #stopped = false;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(o: RuntimeOptions) {
+    const cidr = parseCidr(o.podCidr);
+    if (cidr.bits < LOOPBACK.bits || !cidrsOverlap(cidr, LOOPBACK)) {
+      throw new Error(`pod CIDR ${o.podCidr} is not inside 127.0.0.0/8: pods bind their IPs on loopback (e.g. 127.244.0.0/16)`);
+    }
+    if (!path.isAbsolute(o.stateDir)) throw new Error(`stateDir must be an absolute path, got "${o.stateDir}"`);
+    this.#o = o;
+    this.#log = o.log.child({ component: 'runtime', node: o.nodeName });
+    this.#ips = new IpAllocator(cidr);
+    this.#ips.allocate(nthAddress(cidr, 1)); // the first address stays free, like a gateway
+    this.#backoff = new Backoff(o.backoff ?? { initialMs: 10_000, maxMs: 300_000 });
+    this.#podsDir = path.join(o.stateDir, 'pods');
+  }
+
+  /** Idempotent. Registers the Node, then runs the pods already bound to it. */
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#o;
+    await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr });
+    const pods = o.informers.for<Pod>('Pod');
+    const services = o.informers.for<Service>('Service');
+    pods.addHandler({
+      onAdd: (p) => this.#synced && this.#safely(p, () => this.#sync(p)),
+      onUpdate: (_old, p) => this.#synced && this.#safely(p, () => this.#sync(p)),
+      onDelete: (p) => this.#synced && this.#safely(p, () => this.#gone(p)),
+    });
+    await Promise.all([pods.start(), services.start()]);
+    if (this.#stopped) return;
+    const mine = pods.list().filter((p) => this.#isMine(p));
+    this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
+    this.#synced = true;
+    // pods that ran here before take their addresses back before new pods are given any
+    const ordered = [...mine].sort((a, b) => Number(!a.status?.podIP) - Number(!b.status?.podIP));
+    for (const p of ordered) this.#safely(p, () => this.#sync(p));
+    this.#log.info({ pods: this.#workers.size, podCidr: o.podCidr }, 'pod runtime started');
+  }
+
+  /**
+   * Stops every pod's processes (SIGTERM, then SIGKILL after min(grace, stopGraceMs)), waits
+   * for them, and marks the Node not Ready. Pods stay in the store and run again on the next start.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      this.#synced = false;
+      await this.#starting?.catch(() => undefined);
+      const grace = this.#o.stopGraceMs ?? 5000;
+      await Promise.all([...this.#workers.values()].map((w) => w.stop(grace)));
+      await Promise.all([...this.#pending]);
+      this.#workers.clear();
+      try {
+        await setNodeStatus(this.#o.store, { nodeName: this.#o.nodeName, nodeIP: this.#o.nodeIP, podCidr: this.#o.podCidr }, false);
+      } catch (err) {
+        this.#log.debug({ err }, 'cannot mark the node not ready');
+      }
+      this.#log.info('pod runtime stopped');
+    })();
+    return this.#stopping;
+  }
+
+  /** pids (= process group ids) of every running container process, for diagnostics and tests */
+  pids(): number[] {
+    return [...this.#workers.values()].flatMap((w) => w.pids());
+  }
+
+  #isMine(p: Pod): boolean {
+    return p.spec?.nodeName === this.#o.nodeName;
+  }
+
+  /** informer handlers must not throw: a pod that trips us up is logged, the rest go on */
+  #safely(p: Stored<Pod>, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#log.error({ err, pod: `${p.metadata.namespace}/${p.metadata.name}` }, 'cannot handle pod');
+    }
+  }
+
+  #track(p: Promise<void>): void {
+    const q = p.catch((err: unknown) => this.#log.error({ err }, 'pod worker failed')).finally(() => this.#pending.delete(q));
+    this.#pending.add(q);
+  }
+
+  #sync(p: Stored<Pod>): void {
+    if (this.#stopped) return;
+    const w = this.#workers.get(p.metadata.uid);
+    if (w) {
+      w.update(p);
+      return;
+    }
+    if (!this.#isMine(p)) return;
+    if (p.metadata.deletionTimestamp) {
+      // bound here, never started by this agent (or left from an earlier run): nothing to stop
+      this.#track(this.#remove(p));
+      return;
+    }
+    const worker = new PodWorker(this.#deps(), p);
+    this.#workers.set(p.metadata.uid, worker);
+    worker.start();
+  }
+
+  #gone(p: Stored<Pod>): void {
+    const w = this.#workers.get(p.metadata.uid);
+    if (!w) return;
+    this.#workers.delete(p.metadata.uid);
+    this.#track(w.gone());
+  }
+
+  async #remove(p: Stored<Pod>): Promise<void> {
+    const { namespace, name, uid } = p.metadata;
+    try {
+      await this.#o.store.delete('Pod', namespace, name, { gracePeriodSeconds: 0, preconditions: { uid } });
+    } catch {
+      // already gone, or replaced by a new pod of that name
+    }
+  }
+
+  #deps(): PodDeps {
+    const o = this.#o;
+    const services = o.informers.for<Service>('Service');
+    return {
+      store: o.store,
+      ips: this.#ips,
+      podsDir: this.#podsDir,
+      log: this.#log,
+      images: o.images,
+      backoff: this.#backoff,
+      nodeName: o.nodeName,
+      nodeIP: o.nodeIP,
+      baseEnv: o.baseEnv ?? pick(process.env, ['PATH', 'HOME']),
+      extraEnv: o.extraEnv ?? {},
+      workingDir: o.workingDir ?? process.cwd(),
+      services: () => services.list(),
+      sources: {
+        configMap: (ns: string, name: string) => o.store.tryGet<ConfigMap>('ConfigMap', ns, name),
+        secret: (ns: string, name: string) => o.store.tryGet<Secret>('Secret', ns, name),
+      },
+    };
+  }
+
+  /** Log dirs of pods that no longer exist (logs outlive a pod until the next start). */
+  #gcLogs(uids: ReadonlySet<string>): void {
+    let entries: string[];
+    try {
+      entries = readdirSync(this.#podsDir);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const uid = e.slice(e.lastIndexOf('_') + 1);
+      if (uids.has(uid)) continue;
+      try {
+        rmSync(path.join(this.#podsDir, e), { recursive: true, force: true });
+      } catch (err) {
+        this.#log.debug({ err, dir: e }, 'cannot remove old pod logs');
+      }
+    }
+  }
+}
+
+function pick(env: NodeJS.ProcessEnv, keys: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of keys) if (env[k] !== undefined) out[k] = env[k]!;
+  return out;
+}

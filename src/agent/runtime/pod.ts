@@ -1,0 +1,299 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js';
+import { isApiError } from '../../api/errors.js';
+import type { IpAllocator } from '../../util/allocator.js';
+import type { Store } from '../../store/types.js';
+import { type ContainerDeps, type ContainerHost, ContainerRunner } from './container.js';
+import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from './status.js';
+
+export interface PodDeps extends ContainerDeps {
+  store: Store;
+  ips: IpAllocator;
+  /** `${stateDir}/pods` */
+  podsDir: string;
+  log: Logger;
+}
+
+/** Upstream's floor for killing a pod that was removed without a grace period. */
+const FORCE_DELETE_GRACE_MS = 2000;
+
+const RETRY_IP_MS = 5000;
+
+/**
+ * One pod on this node: its IP, its containers (init containers first, in order), its status
+ * in the store, and its termination. Status writes are coalesced: one in flight at a time,
+ * always computed from the latest state.
+ */
+export class PodWorker {
+  readonly uid: string;
+  readonly key: string;
+  readonly #deps: PodDeps;
+  readonly #log: Logger;
+  #pod: Stored<Pod>;
+  #podIP: string | undefined;
+  #ipHeld = false;
+  #startTime: string | undefined;
+  #init: ContainerRunner[] = [];
+  #main: ContainerRunner[] = [];
+  #initialized = false;
+  #message: { reason: string; message: string } | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  /** no more containers are started */
+  #halted = false;
+  /** the pod is gone from the store: no more status writes */
+  #removed = false;
+  #terminating: Promise<void> | undefined;
+  /** resolves the wait for the init container that runs now */
+  #initWait: ((ok: boolean) => void) | undefined;
+  #dirty = false;
+  #writing: Promise<void> | undefined;
+
+  constructor(deps: PodDeps, pod: Stored<Pod>) {
+    this.#deps = deps;
+    this.#pod = pod;
+    this.uid = pod.metadata.uid;
+    this.key = `${pod.metadata.namespace}/${pod.metadata.name}`;
+    this.#log = deps.log.child({ pod: this.key });
+  }
+
+  get pod(): Stored<Pod> {
+    return this.#pod;
+  }
+
+  /** pids of the running container processes (each is its group's id) */
+  pids(): number[] {
+    return [...this.#init, ...this.#main].map((c) => c.pid).filter((p): p is number => p !== undefined);
+  }
+
+  /** Begins running the pod; problems end up in its status, never as a rejection. */
+  start(): void {
+    if (this.#halted) return;
+    const phase = this.#pod.status?.phase;
+    if (phase === 'Succeeded' || phase === 'Failed') {
+      // finished in an earlier run of the agent: nothing to run
+      this.#halted = true;
+      return;
+    }
+    if (!this.#allocateIP()) return;
+    this.#startTime = this.#pod.status?.startTime ?? timestamp();
+    const prev = new Map<string, ContainerStatus>();
+    for (const s of [...(this.#pod.status?.initContainerStatuses ?? []), ...(this.#pod.status?.containerStatuses ?? [])]) prev.set(s.name, s);
+    const policy = this.#restartPolicy();
+    const initPolicy = policy === 'Never' ? 'Never' : 'OnFailure';
+    const spec = this.#pod.spec!;
+    const hasInit = (spec.initContainers?.length ?? 0) > 0;
+    for (const c of spec.initContainers ?? []) {
+      const sidecar = c.restartPolicy === 'Always';
+      const host = this.#host(sidecar ? 'Always' : initPolicy);
+      host.onTerminated = (code) => this.#initWait?.(code === 0);
+      if (sidecar) host.onStarted = () => this.#initWait?.(true);
+      this.#init.push(new ContainerRunner(this.#deps, host, c, { restartCount: prev.get(c.name)?.restartCount }));
+    }
+    for (const c of spec.containers) {
+      this.#main.push(
+        new ContainerRunner(this.#deps, this.#host(policy), c, {
+          restartCount: prev.get(c.name)?.restartCount,
+          waiting: hasInit ? 'PodInitializing' : 'ContainerCreating',
+        }),
+      );
+    }
+    this.#log.info({ podIP: this.#podIP }, 'starting pod');
+    this.#requestStatus();
+    void this.#runInit();
+  }
+
+  /** A newer version of the pod from the store. */
+  update(pod: Stored<Pod>): void {
+    const oldGrace = this.#pod.metadata.deletionGracePeriodSeconds;
+    this.#pod = pod;
+    if (!pod.metadata.deletionTimestamp) return;
+    if (!this.#terminating) {
+      void this.terminate();
+    } else if ((pod.metadata.deletionGracePeriodSeconds ?? Infinity) < (oldGrace ?? Infinity)) {
+      // deleted again with a shorter grace period: shorten the wait
+      void this.#stopContainers((pod.metadata.deletionGracePeriodSeconds ?? 0) * 1000);
+    }
+  }
+
+  /**
+   * Graceful deletion: report not-Ready first (Endpoints drop the pod), SIGTERM every container,
+   * SIGKILL after the grace period, then remove the pod from the store and free its IP.
+   */
+  terminate(): Promise<void> {
+    this.#terminating ??= (async () => {
+      this.#halted = true;
+      clearTimeout(this.#retry);
+      const graceS = this.#pod.metadata.deletionGracePeriodSeconds ?? this.#pod.spec?.terminationGracePeriodSeconds ?? 30;
+      this.#log.info({ graceSeconds: graceS }, 'terminating pod');
+      this.#requestStatus();
+      await this.#flushStatus();
+      await this.#stopContainers(graceS * 1000);
+      this.#removed = true;
+      const { namespace, name } = this.#pod.metadata;
+      try {
+        await this.#deps.store.delete('Pod', namespace, name, { gracePeriodSeconds: 0, preconditions: { uid: this.uid } });
+      } catch (err) {
+        if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) this.#log.warn({ err }, 'cannot remove the terminated pod');
+      }
+      this.#releaseIP();
+      this.#log.info('pod terminated');
+    })();
+    return this.#terminating;
+  }
+
+  /** The pod was removed from the store (a delete with grace 0): end its processes. */
+  async gone(): Promise<void> {
+    this.#removed = true;
+    if (this.#terminating) return this.#terminating;
+    this.#halted = true;
+    clearTimeout(this.#retry);
+    const graceMs = Math.min(FORCE_DELETE_GRACE_MS, (this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000);
+    if (this.pids().length) this.#log.info('pod removed from the store: stopping its containers');
+    await this.#stopContainers(graceMs);
+    this.#releaseIP();
+  }
+
+  /** The agent is stopping: end every process (bounded grace), write nothing. */
+  async stop(graceMs: number): Promise<void> {
+    this.#halted = true;
+    this.#removed = true;
+    clearTimeout(this.#retry);
+    const podGraceMs = (this.#pod.metadata.deletionGracePeriodSeconds ?? this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
+    await this.#stopContainers(Math.min(graceMs, podGraceMs));
+    await this.#terminating?.catch(() => undefined);
+    await this.#writing?.catch(() => undefined);
+  }
+
+  #restartPolicy(): 'Always' | 'OnFailure' | 'Never' {
+    const p = this.#pod.spec?.restartPolicy;
+    return p === 'OnFailure' || p === 'Never' ? p : 'Always';
+  }
+
+  #host(restartPolicy: 'Always' | 'OnFailure' | 'Never'): ContainerHost {
+    const { namespace, name } = this.#pod.metadata;
+    return {
+      pod: () => this.#pod,
+      podIP: () => this.#podIP ?? '',
+      logDir: path.join(this.#deps.podsDir, `${namespace}_${name}_${this.uid}`),
+      restartPolicy,
+      log: this.#log,
+      onChange: () => this.#requestStatus(),
+    };
+  }
+
+  #allocateIP(): boolean {
+    if (this.#pod.spec?.hostNetwork) {
+      // the node's network: the pod's IP is the node's
+      this.#podIP = this.#deps.nodeIP;
+      return true;
+    }
+    const { ips } = this.#deps;
+    const prev = this.#pod.status?.podIP;
+    let ip: string | undefined;
+    if (prev && ips.contains(prev) && ips.allocate(prev) === 'ok') ip = prev;
+    else ip = ips.allocateNext();
+    if (!ip) {
+      const message = `no free pod IP in ${ips.cidr.text}: delete pods, or give the node a larger --pod-cidr`;
+      if (this.#message?.message !== message) this.#log.warn(message);
+      this.#message = { reason: 'NoPodIP', message };
+      this.#requestStatus();
+      this.#retry = setTimeout(() => this.start(), RETRY_IP_MS);
+      return false;
+    }
+    this.#message = undefined;
+    this.#podIP = ip;
+    this.#ipHeld = true;
+    return true;
+  }
+
+  #releaseIP(): void {
+    if (this.#ipHeld && this.#podIP) this.#deps.ips.release(this.#podIP);
+    this.#ipHeld = false;
+    for (const c of [...this.#init, ...this.#main]) {
+      this.#deps.backoff.reset(`${this.uid}/${c.name}`);
+      this.#deps.backoff.reset(`${this.uid}/${c.name}/config`);
+    }
+  }
+
+  /** Init containers one after the other (sidecars: once started), then the others together. */
+  async #runInit(): Promise<void> {
+    for (const r of this.#init) {
+      if (this.#halted) return;
+      const ok = await new Promise<boolean>((resolve) => {
+        this.#initWait = resolve;
+        r.start();
+      });
+      this.#initWait = undefined;
+      if (!ok) return; // failed under restartPolicy Never (the phase says Failed), or the pod is stopping
+    }
+    if (this.#halted) return;
+    this.#initialized = true;
+    for (const r of this.#main) r.start();
+    this.#requestStatus();
+  }
+
+  async #stopContainers(graceMs: number): Promise<void> {
+    this.#initWait?.(false);
+    await Promise.all([...this.#init, ...this.#main].map((c) => c.stop(graceMs)));
+  }
+
+  #view(): PodView {
+    return {
+      pod: this.#pod,
+      podIP: this.#podIP,
+      hostIP: this.#deps.nodeIP,
+      startTime: this.#startTime,
+      ...(this.#message ? this.#message : {}),
+      initContainers: this.#init.map((c) => c.status()),
+      containers: this.#main.map((c) => c.status()),
+      initialized: this.#initialized || this.#init.length === 0,
+      terminating: !!this.#terminating,
+    };
+  }
+
+  #requestStatus(): void {
+    if (this.#removed) return;
+    const v = this.#view();
+    const phase = podPhase(v);
+    if ((phase === 'Succeeded' || phase === 'Failed') && this.#ipHeld && this.#main.length && !this.pids().length) {
+      // a finished pod keeps its status.podIP but no longer holds the address
+      this.#releaseIP();
+    }
+    this.#dirty = true;
+    this.#writing ??= this.#writeLoop();
+  }
+
+  async #flushStatus(): Promise<void> {
+    while (this.#writing) await this.#writing;
+  }
+
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#dirty && !this.#removed) {
+        this.#dirty = false;
+        const { namespace, name } = this.#pod.metadata;
+        try {
+          const res = await this.#deps.store.mutate<Pod>(
+            'Pod',
+            namespace,
+            name,
+            (p) => {
+              if (p.metadata?.uid !== this.uid) return false;
+              const next = buildPodStatus(this.#view(), p.status);
+              if (sameStatus(p.status, next)) return false;
+              (p as { status?: PodStatus }).status = next;
+            },
+            { subresource: 'status' },
+          );
+          if (!res) this.#removed = true;
+        } catch (err) {
+          if (isApiError(err, 'NotFound')) this.#removed = true;
+          else this.#log.warn({ err }, 'cannot write the pod status');
+        }
+      }
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+}

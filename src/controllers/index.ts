@@ -1,0 +1,84 @@
+import type { Logger } from 'pino';
+import type { InformerFactory } from '../store/informer.js';
+import type { Store } from '../store/types.js';
+import { DeploymentController } from './deployment.js';
+import { EndpointsController } from './endpoints.js';
+import { EventRecorder } from './events.js';
+import { GarbageCollector } from './garbage-collector.js';
+import { ReplicaSetController } from './replicaset.js';
+import { Scheduler } from './scheduler.js';
+
+export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
+export { EventRecorder } from './events.js';
+
+export interface ControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  log: Logger;
+  /** pod IP range: loopback addresses outside it are left out of Endpoints (the store refuses them) */
+  podCidr?: string;
+  /** the store accepts every loopback endpoint address: no pod CIDR filter */
+  allowLoopbackEndpoints?: boolean;
+}
+
+interface Controller {
+  readonly runner: { readonly name: string; readonly pending: number };
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Every controller of kubeloop in one place: scheduler, endpoints, replica sets and replication
+ * controllers, deployments, garbage collector. Each waits for its informers before acting;
+ * they meet the rest of the system only through the store.
+ */
+export class ControllerManager {
+  readonly #controllers: Controller[];
+  readonly #recorders: EventRecorder[];
+  readonly #log: Logger;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(o: ControllerOptions) {
+    const log = o.log.child({ component: 'controllers' });
+    this.#log = log;
+    const base = { store: o.store, informers: o.informers, log };
+    const recorder = (component: string) => new EventRecorder({ store: o.store, log, component });
+    const rsEvents = recorder('replicaset-controller');
+    const rcEvents = recorder('replication-controller');
+    const deployEvents = recorder('deployment-controller');
+    const schedEvents = recorder('default-scheduler');
+    this.#recorders = [rsEvents, rcEvents, deployEvents, schedEvents];
+    this.#controllers = [
+      new Scheduler({ ...base, events: schedEvents }),
+      new EndpointsController({ ...base, podCidr: o.podCidr, allowLoopbackEndpoints: o.allowLoopbackEndpoints }),
+      new ReplicaSetController({ ...base, events: rsEvents }),
+      new ReplicaSetController({ ...base, events: rcEvents, legacy: true }),
+      new DeploymentController({ ...base, events: deployEvents }),
+      new GarbageCollector(base),
+    ];
+  }
+
+  /** keys waiting or in process over every controller (delayed re-checks not counted): 0 when all is quiet */
+  get pending(): number {
+    return this.#controllers.reduce((n, c) => n + c.runner.pending, 0);
+  }
+
+  /** Idempotent; resolves once every controller's informers have synced and its workers run. */
+  start(): Promise<void> {
+    this.#starting ??= (async () => {
+      await Promise.all(this.#controllers.map((c) => c.start()));
+      this.#log.info({ controllers: this.#controllers.map((c) => c.runner.name) }, 'controllers started');
+    })();
+    return this.#starting;
+  }
+
+  /** Idempotent; stops the controllers in reverse order, then flushes pending events. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      for (const c of [...this.#controllers].reverse()) await c.stop();
+      await Promise.all(this.#recorders.map((r) => r.close()));
+    })();
+    return this.#stopping;
+  }
+}

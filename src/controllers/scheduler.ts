@@ -1,0 +1,219 @@
+import type { Logger } from 'pino';
+import type { Mutable, Node, Pod, PodStatus, Stored } from '../api/types.js';
+import { keyOf } from '../api/types.js';
+import type { Informer, InformerFactory } from '../store/informer.js';
+import type { Store } from '../store/types.js';
+import { type StatusCondition, setCondition } from './conditions.js';
+import { type EventRecorder, rfc3339 } from './events.js';
+import { isTerminating, podCondition } from './pod-util.js';
+import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
+
+export const DEFAULT_SCHEDULER = 'default-scheduler';
+
+/** an unschedulable pod is looked at again after this even when no node changes */
+const UNSCHEDULABLE_RETRY_MS = 30_000;
+
+export interface SchedulerOptions {
+  store: Store;
+  informers: InformerFactory;
+  log: Logger;
+  events: EventRecorder;
+}
+
+type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
+type Toleration = NonNullable<NonNullable<Pod['spec']>['tolerations']>[number];
+
+/**
+ * Binds each pod without `spec.nodeName` to a node: Ready, schedulable, matching the pod's
+ * `nodeSelector`, with every NoSchedule/NoExecute taint tolerated; of those the one with the
+ * fewest pods (ties by name). A pod that fits nowhere gets PodScheduled=False, reason
+ * Unschedulable, with upstream's message (`0/2 nodes are available: ...`), and is tried again
+ * when a node changes. One worker: each decision sees the previous one's binding.
+ */
+export class Scheduler {
+  readonly runner: Runner;
+  readonly #store: Store;
+  readonly #events: EventRecorder;
+  readonly #pods: Informer<Pod>;
+  readonly #nodes: Informer<Node>;
+  /** node → keys of the unfinished pods bound to it */
+  readonly #perNode = new Map<string, Set<string>>();
+  /** pod key → node, for bindings written and not yet seen by the pod informer */
+  readonly #assumed = new Map<string, string>();
+  readonly #unschedulable = new Set<string>();
+
+  constructor(opts: SchedulerOptions) {
+    this.#store = opts.store;
+    this.#events = opts.events;
+    this.#pods = opts.informers.for<Pod>('Pod');
+    this.#nodes = opts.informers.for<Node>('Node');
+    this.runner = new Runner({
+      name: 'scheduler',
+      reconciler: this,
+      log: opts.log,
+      informers: [this.#pods, this.#nodes],
+      workers: 1,
+    });
+    this.#pods.addHandler({
+      onAdd: (p) => this.#onPod(p),
+      onUpdate: (old, p) => {
+        if (old.spec?.nodeName && old.spec.nodeName !== p.spec?.nodeName) this.#perNode.get(old.spec.nodeName)?.delete(keyOf(p));
+        this.#onPod(p);
+      },
+      onDelete: (p) => {
+        const key = keyOf(p);
+        if (p.spec?.nodeName) this.#perNode.get(p.spec.nodeName)?.delete(key);
+        this.#assumed.delete(key);
+        this.#unschedulable.delete(key);
+      },
+    });
+    this.#nodes.addHandler({
+      onAdd: () => this.#retryUnschedulable(),
+      onUpdate: (old, n) => {
+        if (JSON.stringify(schedulingView(old)) !== JSON.stringify(schedulingView(n))) this.#retryUnschedulable();
+      },
+    });
+  }
+
+  start(): Promise<void> {
+    return this.runner.start();
+  }
+
+  stop(): Promise<void> {
+    return this.runner.stop();
+  }
+
+  #onPod(p: Stored<Pod>): void {
+    const key = keyOf(p);
+    const node = p.spec?.nodeName;
+    if (node) {
+      this.#assumed.delete(key);
+      this.#unschedulable.delete(key);
+      let s = this.#perNode.get(node);
+      if (!s) {
+        s = new Set();
+        this.#perNode.set(node, s);
+      }
+      if (finished(p)) s.delete(key);
+      else s.add(key);
+      return;
+    }
+    if (needsScheduling(p)) this.runner.enqueue(key);
+  }
+
+  #retryUnschedulable(): void {
+    for (const key of this.#unschedulable) this.runner.enqueue(key);
+  }
+
+  async reconcile(key: string, { log }: ReconcileContext): Promise<ReconcileResult | void> {
+    const pod = this.#pods.getByKey(key);
+    if (!pod || !needsScheduling(pod) || this.#assumed.has(key)) {
+      this.#unschedulable.delete(key);
+      return;
+    }
+    const nodes = this.#nodes.list();
+    const reasons = new Map<string, number>();
+    let best: { name: string; load: number } | undefined;
+    for (const n of nodes) {
+      const why = unfit(pod, n);
+      if (why) {
+        reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        continue;
+      }
+      const load = this.#load(n.metadata.name);
+      if (!best || load < best.load || (load === best.load && n.metadata.name < best.name)) best = { name: n.metadata.name, load };
+    }
+
+    if (!best) {
+      const message = nodes.length
+        ? `0/${nodes.length} nodes are available: ${[...reasons].map(([r, c]) => `${c} ${r}`).sort().join(', ')}.`
+        : 'no nodes available to schedule pods';
+      this.#unschedulable.add(key);
+      await this.#setScheduled(pod, 'False', 'Unschedulable', message, () =>
+        this.#events.event(pod, 'Warning', 'FailedScheduling', message),
+      );
+      log.debug({ message }, 'pod is unschedulable');
+      return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
+    }
+
+    const bound = await this.#store.mutate<Pod>('Pod', pod.metadata.namespace, pod.metadata.name, (p) => {
+      if (p.metadata?.uid !== pod.metadata.uid || p.spec?.nodeName) return false;
+      p.spec!.nodeName = best.name;
+    });
+    if (!bound || bound.spec?.nodeName !== best.name) return;
+    this.#unschedulable.delete(key);
+    if (!this.#pods.getByKey(key)?.spec?.nodeName) this.#assumed.set(key, best.name);
+    await this.#setScheduled(bound, 'True', undefined, undefined);
+    this.#events.event(bound, 'Normal', 'Scheduled', `Successfully assigned ${key} to ${best.name}`);
+    log.debug({ node: best.name }, 'bound pod');
+  }
+
+  /** unfinished pods on the node, including bindings the cache has not shown yet */
+  #load(node: string): number {
+    let n = this.#perNode.get(node)?.size ?? 0;
+    for (const v of this.#assumed.values()) if (v === node) n++;
+    return n;
+  }
+
+  /** PodScheduled condition on the pod's status; `onChange` runs only when it changed */
+  async #setScheduled(pod: Stored<Pod>, status: string, reason: string | undefined, message: string | undefined, onChange?: () => void) {
+    const cur = podCondition(pod, 'PodScheduled');
+    if (cur && cur.status === status && cur.reason === reason && cur.message === message) return;
+    await this.#store.mutate<Pod>(
+      'Pod',
+      pod.metadata.namespace,
+      pod.metadata.name,
+      (p) => {
+        if (p.metadata?.uid !== pod.metadata.uid) return false;
+        const st = ((p as Mutable<Pod>).status ??= {}) as Mutable<PodStatus>;
+        const c: StatusCondition = { type: 'PodScheduled', status };
+        if (reason) c.reason = reason;
+        if (message) c.message = message;
+        const before = JSON.stringify(st.conditions ?? []);
+        st.conditions = setCondition(st.conditions as StatusCondition[] | undefined, c, { now: rfc3339(new Date()) }) as PodStatus['conditions'];
+        return JSON.stringify(st.conditions) !== before;
+      },
+      { subresource: 'status' },
+    );
+    onChange?.();
+  }
+}
+
+function finished(p: Pod): boolean {
+  return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed';
+}
+
+function needsScheduling(p: Pod): boolean {
+  const s = p.spec?.schedulerName;
+  return !p.spec?.nodeName && !isTerminating(p) && !finished(p) && (!s || s === DEFAULT_SCHEDULER);
+}
+
+/** why the pod cannot go to this node (upstream's wording), or undefined when it can */
+function unfit(pod: Pod, node: Node): string | undefined {
+  if (node.spec?.unschedulable) return 'node(s) were unschedulable';
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  if (ready?.status !== 'True') return 'node(s) were not ready';
+  for (const [k, v] of Object.entries(pod.spec?.nodeSelector ?? {})) {
+    if (node.metadata?.labels?.[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
+  }
+  for (const t of node.spec?.taints ?? []) {
+    if (t.effect === 'PreferNoSchedule') continue;
+    if (!(pod.spec?.tolerations ?? []).some((tol) => tolerates(tol, t))) {
+      return `node(s) had untolerated taint {${t.key}: ${t.value ?? ''}}`;
+    }
+  }
+  return undefined;
+}
+
+/** upstream `ToleratesTaint` */
+function tolerates(tol: Toleration, t: Taint): boolean {
+  if (tol.effect && tol.effect !== t.effect) return false;
+  if (tol.key && tol.key !== t.key) return false;
+  if (!tol.key && tol.operator !== 'Exists') return false;
+  if (tol.operator === 'Exists') return true;
+  return (tol.value ?? '') === (t.value ?? '');
+}
+
+function schedulingView(n: Node): unknown {
+  return [n.metadata?.labels, n.spec?.unschedulable, n.spec?.taints, n.status?.conditions?.find((c) => c.type === 'Ready')?.status];
+}

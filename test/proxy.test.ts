@@ -1,0 +1,340 @@
+import net from 'node:net';
+import os from 'node:os';
+import t from 'tap';
+import type { Mutable, Service } from '../src/api/types.js';
+import {
+  connect,
+  createService,
+  harness,
+  setEndpoints,
+  stopBackend,
+  subsetsOf,
+  tcpBackend,
+  waitFor,
+  whoAnswers,
+} from './proxy-helpers.js';
+
+// addresses private to this file: tap runs test files in parallel
+const CIDR = '127.96.10.0/24';
+const NODE = '127.0.10.254';
+const opts = { serviceCidr: CIDR, nodeAddress: NODE };
+const B = (i: number): string => `127.0.10.${i}`;
+
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen({ host, port: 0 }, () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const tcp = (name: string, port: number) => ({ name, port, protocol: 'TCP' as const, targetPort: port });
+
+t.test('round robin over three backends through clusterIP and nodePort, one balancer', async (t) => {
+  const h = await harness(t, opts);
+  const bs = await Promise.all([1, 2, 3].map((i) => tcpBackend(t, B(i), `b${i}`)));
+  const svc = await createService(h.store, 'web', { type: 'NodePort', ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const nodePort = svc.spec!.ports![0]!.nodePort!;
+
+  const ls = h.proxy.listeners().map((l) => `${l.kind} ${l.svc}:${l.port} ${l.protocol} ${l.address}:${l.portNumber}`);
+  t.same(ls.sort(), [`clusterIP default/web:http TCP ${ip}:8080`, `nodePort default/web:http TCP ${NODE}:${nodePort}`]);
+
+  const seq: string[] = [];
+  for (let i = 0; i < 6; i++) seq.push(await whoAnswers(ip, 8080));
+  t.equal(new Set(seq.slice(0, 3)).size, 3, 'three connections reach three backends');
+  t.same(seq.slice(3), seq.slice(0, 3), 'and the rotation repeats');
+  const viaNode: string[] = [];
+  for (let i = 0; i < 3; i++) viaNode.push(await whoAnswers(NODE, nodePort));
+  t.same(viaNode, seq.slice(0, 3), 'the nodePort portal continues the same rotation');
+});
+
+t.test('a removed endpoint gets no new connections; an established one keeps working', async (t) => {
+  const h = await harness(t, opts);
+  const bs = await Promise.all([1, 2, 3].map((i) => tcpBackend(t, B(i), `b${i}`)));
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+
+  const held = connect(ip, 8080);
+  const [who] = await held.lines(1);
+  const gone = bs.find((b) => b.name === who)!;
+  t.ok(gone, `the held connection reached a backend (${who})`);
+  await setEndpoints(h.store, 'web', subsetsOf(bs.filter((b) => b !== gone), 'http'));
+  await h.proxy.synced();
+
+  const seen = new Set<string>();
+  for (let i = 0; i < 6; i++) seen.add(await whoAnswers(ip, 8080));
+  t.notOk(seen.has(gone.name), 'no new connection reaches the removed endpoint');
+  t.equal(seen.size, 2);
+
+  held.socket.write('still there\n');
+  const lines = await held.lines(2);
+  t.equal(lines[1], 'still there', 'the established connection drains normally');
+  held.socket.end();
+  const end = await held.done;
+  t.equal(end.error, undefined);
+  t.match(end.data, `bye ${gone.name}`);
+});
+
+t.test('a deleted service stops accepting; its open connections drain until stop() ends them', async (t) => {
+  const h = await harness(t, opts);
+  const b = await tcpBackend(t, B(1), 'b1');
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf([b], 'http'));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const held = connect(ip, 8080);
+  await held.lines(1);
+  await h.store.delete('Service', 'default', 'web');
+  await h.proxy.synced();
+  t.same(h.proxy.listeners(), [], 'the listener is gone');
+  t.equal((await connect(ip, 8080).done).error, 'ECONNREFUSED', 'new connections are refused');
+  held.socket.write('draining\n');
+  t.equal((await held.lines(2))[1], 'draining', 'the open connection still works');
+  await h.proxy.stop();
+  await held.ended;
+  t.ok(held.socket.readableEnded || held.socket.destroyed, 'stop() ended the draining connection');
+  held.socket.destroy();
+  await waitFor(() => b.sockets.size === 0, 'the backend side to close');
+});
+
+t.test('no endpoints or only dead ones: the client is closed at once, other services still work', async (t) => {
+  const h = await harness(t, opts);
+  const live = await tcpBackend(t, B(1), 'live');
+  const deadPorts = await Promise.all([2, 3].map((i) => freePort(B(i))));
+  const empty = await createService(h.store, 'empty', { ports: [tcp('http', 8080)] });
+  const dead = await createService(h.store, 'dead', { ports: [tcp('http', 8080)] });
+  const ok = await createService(h.store, 'ok', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'dead', subsetsOf([{ host: B(2), port: deadPorts[0]! }, { host: B(3), port: deadPorts[1]! }], 'http'));
+  await setEndpoints(h.store, 'ok', subsetsOf([live], 'http'));
+  await h.proxy.synced();
+
+  const r1 = await connect(empty.spec!.clusterIP!, 8080).done;
+  t.equal(r1.data, '', 'nothing is served without endpoints');
+  t.equal(r1.error, 'ECONNRESET', 'the client sees a reset');
+  const r2 = await connect(dead.spec!.clusterIP!, 8080).done;
+  t.equal(r2.data, '');
+  t.equal(r2.error, 'ECONNRESET', 'every dial failed: reset');
+  t.equal(await whoAnswers(ok.spec!.clusterIP!, 8080), 'live', 'another service is unaffected');
+  const failed = h.proxy.listeners().find((l) => l.svc === 'default/dead')!;
+  t.equal(failed.counters.failed, 1, 'the failure is counted');
+  t.ok(
+    h.lines.some((l) => l.level === 20 && l.svc === 'default/dead' && /every endpoint dial failed/.test(String(l.msg))),
+    'logged at debug with the service key',
+  );
+});
+
+t.test('a dead endpoint is skipped by the dial retry', async (t) => {
+  const h = await harness(t, opts);
+  const bs = await Promise.all([1, 2].map((i) => tcpBackend(t, B(i), `b${i}`)));
+  const deadPort = await freePort(B(3));
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf([...bs, { host: B(3), port: deadPort }], 'http'));
+  await h.proxy.synced();
+  const answers: string[] = [];
+  for (let i = 0; i < 6; i++) answers.push(await whoAnswers(svc.spec!.clusterIP!, 8080));
+  t.same([...new Set(answers)].sort(), ['b1', 'b2'], 'every connection is answered by a live backend');
+});
+
+t.test('half-close: the client stops writing, the backend still answers, then closes', async (t) => {
+  const h = await harness(t, opts);
+  const b = await tcpBackend(t, B(1), 'b1');
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf([b], 'http'));
+  await h.proxy.synced();
+  const c = connect(svc.spec!.clusterIP!, 8080);
+  await c.lines(1);
+  c.socket.end('hello\n');
+  const r = await c.done;
+  t.equal(r.error, undefined, 'no reset');
+  t.equal(r.data, 'b1\nhello\nbye b1\n', 'data sent after the client FIN arrives, then the backend FIN');
+  await waitFor(() => h.proxy.listeners()[0]?.active === 0 && b.sockets.size === 0, 'both sides closed');
+  t.equal(h.proxy.listeners()[0]!.counters.bytesIn, 'hello\n'.length, 'bytes counted client → backend');
+});
+
+t.test('many connections leave no socket behind; a client reset reaches the backend', async (t) => {
+  const h = await harness(t, opts);
+  const bs = await Promise.all([1, 2].map((i) => tcpBackend(t, B(i), `b${i}`)));
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const results = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => {
+      const c = connect(ip, 8080);
+      c.socket.end(`m${i}\n`);
+      return c.done;
+    }),
+  );
+  t.ok(
+    results.every((r, i) => r.error === undefined && new RegExp(`^b\\d\\nm${i}\\nbye b\\d\\n$`).test(r.data)),
+    'forty concurrent half-closed exchanges complete',
+  );
+  const listener = () => h.proxy.listeners()[0]!;
+  await waitFor(() => listener().active === 0 && bs.every((b) => b.sockets.size === 0), 'every socket closed');
+  t.equal(listener().counters.accepted, 40);
+
+  const c = connect(ip, 8080);
+  await c.lines(1);
+  t.equal(listener().active, 1);
+  c.socket.resetAndDestroy();
+  await waitFor(() => listener().active === 0 && bs.every((b) => b.sockets.size === 0), 'the reset to propagate');
+  t.pass('the backend side closed after the client reset');
+});
+
+t.test('ClientIP affinity pins each client address to one backend, until that backend fails', async (t) => {
+  const h = await harness(t, opts);
+  const bs = await Promise.all([1, 2, 3].map((i) => tcpBackend(t, B(i), `b${i}`)));
+  const svc = await createService(h.store, 'web', {
+    ports: [tcp('http', 8080)],
+    sessionAffinity: 'ClientIP',
+    sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+  });
+  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const clients = ['127.0.10.101', '127.0.10.102', '127.0.10.103'];
+  const pinned = new Map<string, string>();
+  for (let round = 0; round < 3; round++) {
+    for (const c of clients) {
+      const who = await whoAnswers(ip, 8080, c);
+      if (round === 0) pinned.set(c, who);
+      else t.equal(who, pinned.get(c), `${c} stays on ${pinned.get(c)}`);
+    }
+  }
+  t.equal(new Set(pinned.values()).size, 3, 'three new clients were spread round robin');
+
+  const first = bs.find((b) => b.name === pinned.get(clients[0]!))!;
+  await stopBackend(first);
+  const moved = await whoAnswers(ip, 8080, clients[0]);
+  t.not(moved, first.name, 'a failed dial re-pins the client elsewhere');
+  t.equal(await whoAnswers(ip, 8080, clients[0]), moved, 'and the new pin holds');
+});
+
+t.test('a port already taken fails only that listener, is reported, and is retried', async (t) => {
+  const h = await harness(t, { ...opts, bindRetryIntervalMs: 100 });
+  const squatter = net.createServer();
+  await new Promise<void>((r) => squatter.listen({ host: '127.96.10.200', port: 8081 }, () => r()));
+  t.teardown(() => new Promise<void>((r) => (squatter.listening ? squatter.close(() => r()) : r())));
+  const b = await tcpBackend(t, B(1), 'b1');
+  await createService(h.store, 'taken', { clusterIP: '127.96.10.200', ports: [tcp('http', 8081)] });
+  const free = await createService(h.store, 'free', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'taken', subsetsOf([b], 'http'));
+  await setEndpoints(h.store, 'free', subsetsOf([b], 'http'));
+  await h.proxy.synced();
+
+  t.equal(h.errors.length, 1, 'the error callback fired once');
+  t.match(h.errors[0], { svc: 'default/taken', address: '127.96.10.200', port: 8081 });
+  t.match(h.errors[0]!.err.message, /port in use: stop the other process or choose another port/);
+  const warn = h.lines.filter((l) => l.level === 40 && l.svc === 'default/taken');
+  t.equal(warn.length, 1, 'one log line');
+  t.match(String(warn[0]?.msg), /127\.96\.10\.200:8081/);
+  t.same(h.proxy.listenerErrors().map((e) => [e.svc, e.code]), [['default/taken', 'EADDRINUSE']]);
+  t.equal(await whoAnswers(free.spec!.clusterIP!, 8080), 'b1', 'the other service works');
+
+  await new Promise<void>((r) => squatter.close(() => r()));
+  await waitFor(() => h.proxy.listeners().some((l) => l.svc === 'default/taken'), 'the retry to succeed');
+  t.equal(await whoAnswers('127.96.10.200', 8081), 'b1', 'served once the port is free');
+  t.equal(h.errors.length, 1, 'failed retries were not reported again');
+  t.same(h.proxy.listenerErrors(), []);
+});
+
+t.test('a service update reopens only its changed portals; other connections survive', async (t) => {
+  const h = await harness(t, opts);
+  const b = await tcpBackend(t, B(1), 'b1');
+  const a = await createService(h.store, 'a', { ports: [tcp('http', 8080), tcp('admin', 9090)] });
+  const other = await createService(h.store, 'other', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'a', [
+    { addresses: [{ ip: b.host }], ports: [{ name: 'http', port: b.port }, { name: 'admin', port: b.port }] },
+  ]);
+  await setEndpoints(h.store, 'other', subsetsOf([b], 'http'));
+  await h.proxy.synced();
+
+  const heldOther = connect(other.spec!.clusterIP!, 8080);
+  const heldAdmin = connect(a.spec!.clusterIP!, 9090);
+  await heldOther.lines(1);
+  await heldAdmin.lines(1);
+
+  const updated: Service = structuredClone(a);
+  updated.spec!.ports = [tcp('http', 8088), tcp('admin', 9090)];
+  await h.store.update(updated);
+  await h.proxy.synced();
+
+  const aIP = a.spec!.clusterIP!;
+  t.equal(await whoAnswers(aIP, 8088), 'b1', 'the new port is served');
+  t.equal((await connect(aIP, 8080).done).error, 'ECONNREFUSED', 'the old port is closed');
+  const admin = h.proxy.listeners().find((l) => l.svc === 'default/a' && l.port === 'admin')!;
+  t.equal(admin.counters.accepted, 1, 'the unchanged portal of the same service is the same listener');
+  const o = h.proxy.listeners().find((l) => l.svc === 'default/other')!;
+  t.equal(o.counters.accepted, 1, 'the other service keeps its listener');
+  t.equal(o.active, 1);
+
+  for (const held of [heldOther, heldAdmin]) {
+    held.socket.write('ping\n');
+    t.same((await held.lines(2))[1], 'ping', 'an established connection keeps working');
+    held.socket.destroy();
+  }
+});
+
+t.test('headless and ExternalName services get no listener; LB ingress IPs are served when local', async (t) => {
+  // documentation addresses that are not this machine's (never bound, never dialled)
+  const local = new Set(Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address)));
+  const [far1, far2] = ['198.51.100.7', '203.0.113.7', '192.0.2.77', '198.51.100.8'].filter((a) => !local.has(a));
+  const h = await harness(t, opts);
+  const b = await tcpBackend(t, B(1), 'b1');
+  await createService(h.store, 'headless', { clusterIP: 'None', ports: [tcp('http', 8080)] });
+  await createService(h.store, 'ext', { type: 'ExternalName', externalName: 'example.com' });
+  const svc = await createService(h.store, 'web', {
+    type: 'LoadBalancer',
+    ports: [tcp('http', 8080)],
+    // the store rejects loopback externalIPs
+    externalIPs: [far1!],
+  });
+  await setEndpoints(h.store, 'web', subsetsOf([b], 'http'));
+  await setEndpoints(h.store, 'headless', subsetsOf([b], 'http'));
+  const withStatus: Mutable<Service> = structuredClone(svc);
+  withStatus.status = { loadBalancer: { ingress: [{ ip: '127.0.10.200' }, { ip: far2! }, { hostname: 'lb.example' }] } };
+  await h.store.update(withStatus, { subresource: 'status' });
+  await h.proxy.synced();
+  t.same(
+    h.proxy
+      .listeners()
+      .map((l) => `${l.svc} ${l.kind} ${l.address}`)
+      .sort(),
+    [
+      `default/web clusterIP ${svc.spec!.clusterIP}`,
+      'default/web loadBalancer 127.0.10.200',
+      `default/web nodePort ${NODE}`,
+    ],
+  );
+  t.equal(await whoAnswers('127.0.10.200', 8080), 'b1', 'served on the load-balancer IP');
+  t.ok(
+    h.lines.some((l) => l.svc === 'default/web' && JSON.stringify(l.addresses) === JSON.stringify([far2, far1])),
+    'the addresses that are not local are reported',
+  );
+  t.same(h.errors, [], 'and are not errors');
+});
+
+t.test('stop() closes every listener and ends open connections', async (t) => {
+  const h = await harness(t, opts);
+  const b = await tcpBackend(t, B(1), 'b1');
+  const svc = await createService(h.store, 'web', { type: 'NodePort', ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf([b], 'http'));
+  await h.proxy.synced();
+  const held = connect(svc.spec!.clusterIP!, 8080);
+  await held.lines(1);
+  await h.proxy.stop();
+  t.same(h.proxy.listeners(), []);
+  await held.ended;
+  t.ok(held.socket.readableEnded || held.socket.destroyed, 'the open connection was ended');
+  held.socket.destroy();
+  t.equal((await connect(svc.spec!.clusterIP!, 8080).done).error, 'ECONNREFUSED', 'clusterIP refused');
+  t.equal((await connect(NODE, svc.spec!.ports![0]!.nodePort!).done).error, 'ECONNREFUSED', 'nodePort refused');
+  await waitFor(() => b.sockets.size === 0, 'the backend side closed too');
+  await h.proxy.stop();
+  t.pass('stop is idempotent');
+});
