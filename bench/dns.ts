@@ -1,7 +1,8 @@
 /**
  * DNS throughput, side by side in one run: kubeloop's DnsServer against dnsmasq serving the
- * same names, both loaded by dnsperf over loopback UDP. Rounds alternate between the two so
- * that machine noise hits both alike; the medians and their ratio are printed.
+ * same names, both loaded by dnsperf over loopback UDP, plus a naive dns2 server (a handler
+ * building dns2 Packets, no caching) as the baseline the issue measured. Rounds alternate
+ * between the servers so that machine noise hits all alike; medians and ratios are printed.
  *
  *   node --import tsx bench/dns.ts [--seconds 10] [--rounds 3] [--outstanding 100] [--mix a|mixed] [--out file.json]
  *
@@ -14,6 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import dns2 from 'dns2';
 import type { Service } from '../src/api/types.js';
 import { createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
@@ -139,6 +141,27 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    // the naive baseline: dns2's own server and encoder, answering the A query per request
+    const naive = dns2.createServer({
+      udp: true,
+      handle(request, send) {
+        const response = dns2.Packet.createResponseFromRequest(request);
+        response.header.aa = 1;
+        const q = request.questions[0];
+        if (q && q.type === dns2.Packet.TYPE.A && q.name.toLowerCase() === 'svc1.testns.svc.cluster.local') {
+          response.answers.push(new dns2.Packet.Resource({ name: q.name, type: dns2.Packet.TYPE.A, class: dns2.Packet.CLASS.IN, ttl: 5, address: clusterIP }));
+        } else {
+          response.header.rcode = 3;
+        }
+        void Promise.resolve(send(response)).catch(() => {});
+      },
+    });
+    naive.on('error', () => {});
+    naive.on('requestError', () => {});
+    const nport = await freePort();
+    await naive.listen({ udp: { port: nport, address: '127.0.0.1' } });
+    cleanups.unshift(() => naive.close());
+
     const queries =
       a.mix === 'a'
         ? ['svc1.testns.svc.cluster.local A']
@@ -154,24 +177,27 @@ async function main(): Promise<void> {
 
     // warm-up (JIT, caches), then alternate rounds
     await dnsperf(dns.port, queryFile, { ...a, seconds: 2 });
-    const results: { kubeloop: number[]; dnsmasq: number[]; lost: number[]; latency: { kubeloop: number[]; dnsmasq: number[] } } = {
-      kubeloop: [], dnsmasq: [], lost: [], latency: { kubeloop: [], dnsmasq: [] },
-    };
+    const servers = { kubeloop: dns.port, dnsmasq: mport, ...(a.mix === 'a' ? { naiveDns2: nport } : {}) } as Record<string, number>;
+    const qps: Record<string, number[]> = {};
+    const rounds: Array<Record<string, { qps: number; lost: number; latencyMs: number }>> = [];
     for (let r = 0; r < a.rounds; r++) {
-      const k = await dnsperf(dns.port, queryFile, a);
-      const m = await dnsperf(mport, queryFile, a);
-      results.kubeloop.push(k.qps);
-      results.dnsmasq.push(m.qps);
-      results.latency.kubeloop.push(k.latencyMs);
-      results.latency.dnsmasq.push(m.latencyMs);
-      results.lost.push(k.lost, m.lost);
-      console.log(`round ${r + 1}: kubeloop ${k.qps.toFixed(0)} qps (${k.latencyMs.toFixed(2)} ms avg, lost ${k.lost}) · dnsmasq ${m.qps.toFixed(0)} qps (${m.latencyMs.toFixed(2)} ms avg, lost ${m.lost})`);
+      const round: Record<string, { qps: number; lost: number; latencyMs: number }> = {};
+      for (const [name, port] of Object.entries(servers)) {
+        round[name] = await dnsperf(port, queryFile, a);
+        (qps[name] ??= []).push(round[name].qps);
+      }
+      rounds.push(round);
+      console.log(`round ${r + 1}: ` + Object.entries(round).map(([n, x]) => `${n} ${x.qps.toFixed(0)} qps (${x.latencyMs.toFixed(2)} ms avg, lost ${x.lost})`).join(' · '));
     }
-    const kq = median(results.kubeloop);
-    const mq = median(results.dnsmasq);
-    console.log(`median over ${a.rounds} × ${a.seconds}s, mix=${a.mix}, ${a.outstanding} outstanding: kubeloop ${kq.toFixed(0)} qps, dnsmasq ${mq.toFixed(0)} qps, ratio ${(kq / mq).toFixed(2)}`);
+    const med = Object.fromEntries(Object.entries(qps).map(([n, xs]) => [n, median(xs)]));
+    console.log(
+      `median over ${a.rounds} × ${a.seconds}s, mix=${a.mix}, ${a.outstanding} outstanding: ` +
+        Object.entries(med).map(([n, x]) => `${n} ${x.toFixed(0)} qps`).join(', ') +
+        ` — kubeloop/dnsmasq ${(med.kubeloop / med.dnsmasq).toFixed(2)}` +
+        (med.naiveDns2 ? `, kubeloop/naive dns2 ${(med.kubeloop / med.naiveDns2).toFixed(1)}` : ''),
+    );
     if (a.out) {
-      await writeFile(a.out, JSON.stringify({ date: new Date().toISOString(), args: a, medianQps: { kubeloop: kq, dnsmasq: mq }, ratio: kq / mq, ...results }, null, 2) + '\n');
+      await writeFile(a.out, JSON.stringify({ date: new Date().toISOString(), args: a, medianQps: med, ratio: med.kubeloop / med.dnsmasq, rounds }, null, 2) + '\n');
     }
   } finally {
     for (const c of cleanups) await c();

@@ -172,3 +172,23 @@ t.test('state survives a restart through the snapshot', async (t) => {
     'allocations are restored',
   );
 });
+
+t.test('Foreground deletion keeps the owner until its finalizer goes; Orphan frees dependents', async (t) => {
+  const store = await createEmbeddedStore();
+  t.teardown(() => store.close());
+  const owner = await store.create(cm('owner'));
+  const ref = { apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid };
+  await store.create({ ...cm('dep'), metadata: { name: 'dep', namespace: 'default', ownerReferences: [ref] } });
+  const marked = await store.delete('ConfigMap', 'default', 'owner', { propagationPolicy: 'Foreground' });
+  t.ok(marked.metadata.deletionTimestamp, 'owner marked');
+  t.same(marked.metadata.finalizers, ['foregroundDeletion']);
+  await store.mutate<ConfigMap>('ConfigMap', 'default', 'owner', (o) => {
+    o.metadata!.finalizers = [];
+  });
+  t.equal(await store.tryGet('ConfigMap', 'default', 'owner'), undefined, 'gone once the finalizer is removed');
+
+  const o2 = await store.create(cm('owner2'));
+  await store.create({ ...cm('dep2'), metadata: { name: 'dep2', namespace: 'default', ownerReferences: [{ ...ref, name: 'owner2', uid: o2.metadata.uid }] } });
+  await store.delete('ConfigMap', 'default', 'owner2', { propagationPolicy: 'Orphan' });
+  t.notOk((await store.get('ConfigMap', 'default', 'dep2')).metadata.ownerReferences, 'dependent orphaned');
+});

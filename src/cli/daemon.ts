@@ -85,7 +85,13 @@ export class Daemon {
     for (const kind of ['Service', 'Endpoints', 'Pod', 'Node', 'ReplicaSet', 'Deployment']) informers.for(kind);
     await informers.start();
 
-    const controllers = new ControllerManager({ store, informers, log: this.#log, podCidr: o.podCidr });
+    const controllers = new ControllerManager({
+      store,
+      informers,
+      log: this.#log,
+      podCidr: o.podCidr,
+      allowLoopbackEndpoints: o.allowLoopbackEndpoints,
+    });
     await controllers.start();
     this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
 

@@ -1,3 +1,4 @@
+/** The deployment controller's vocabulary and pure arithmetic (upstream `pkg/controller/deployment/util`). */
 import type { Deployment, Mutable, PodTemplateSpec, ReplicaSet, Stored } from '../api/types.js';
 import { clone } from '../api/types.js';
 import type { Selector } from '../api/labels.js';

@@ -47,7 +47,6 @@ export interface EndpointsControllerOptions {
 export class EndpointsController {
   readonly runner: Runner;
   readonly #store: Store;
-  readonly #log: Logger;
   readonly #services;
   readonly #endpoints;
   readonly #pods: NamespaceIndex<Pod>;
@@ -59,7 +58,6 @@ export class EndpointsController {
 
   constructor(opts: EndpointsControllerOptions) {
     this.#store = opts.store;
-    this.#log = opts.log;
     this.#podCidr = opts.podCidr && !opts.allowLoopbackEndpoints ? parseCidr(opts.podCidr) : undefined;
     this.#services = opts.informers.for<Service>('Service');
     this.#endpoints = opts.informers.for<Endpoints>('Endpoints');

@@ -256,7 +256,15 @@ export class Dns2Binding {
     }
     if (q === DROP) return true;
     if (q === undefined) return false;
-    this.#answer(q, 'udp', (b) => udp.send(b, rinfo.port, rinfo.address));
+    let r: Buffer | Promise<Buffer>;
+    try {
+      r = this.#o.answer(q, 'udp');
+    } catch (err) {
+      r = Promise.reject(err);
+    }
+    // the hot path: a cached answer, sent at once (send errors surface as the socket's 'error')
+    if (Buffer.isBuffer(r)) udp.send(r, rinfo.port, rinfo.address);
+    else this.#settle(q, r, (b) => udp.send(b, rinfo.port, rinfo.address));
     return true;
   }
 
@@ -304,35 +312,35 @@ export class Dns2Binding {
 
   /** Run the AnswerFn and reply with its bytes, or with SERVFAIL when it throws or rejects. */
   #answer(q: Query, transport: Transport, reply: (b: Buffer) => void): void {
-    const fail = (err: unknown): void => {
-      this.#log.error({ err, qtype: q.qtype }, 'DNS answer failed: replied SERVFAIL');
-      try {
-        reply(errorReply(q, RCODE.SERVFAIL));
-      } catch (e) {
-        this.#log.error({ err: e }, 'DNS SERVFAIL reply failed');
-      }
-    };
     let r: Buffer | Promise<Buffer>;
     try {
       r = this.#o.answer(q, transport);
     } catch (err) {
-      fail(err);
-      return;
+      r = Promise.reject(err);
     }
-    if (Buffer.isBuffer(r)) {
-      try {
-        reply(r);
-      } catch (err) {
-        this.#log.debug({ err }, 'DNS reply could not be sent');
-      }
-      return;
+    if (!Buffer.isBuffer(r)) return this.#settle(q, r, reply);
+    try {
+      reply(r);
+    } catch (err) {
+      this.#log.debug({ err }, 'DNS reply could not be sent');
     }
-    Promise.resolve(r)
+  }
+
+  /** Reply once an async answer settles: its bytes, or SERVFAIL. Never rejects. */
+  #settle(q: Query, pending: Promise<Buffer>, reply: (b: Buffer) => void): void {
+    Promise.resolve(pending)
       .then((b) => {
         if (!Buffer.isBuffer(b)) throw new Error('DNS answer was not bytes');
         reply(b);
       })
-      .catch(fail);
+      .catch((err: unknown) => {
+        this.#log.error({ err, qtype: q.qtype }, 'DNS answer failed: replied SERVFAIL');
+        try {
+          reply(errorReply(q, RCODE.SERVFAIL));
+        } catch (e) {
+          this.#log.error({ err: e }, 'DNS SERVFAIL reply failed');
+        }
+      });
   }
 }
 

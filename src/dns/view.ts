@@ -33,7 +33,9 @@ export class InformerView implements DnsView {
   /** namespace → number of Services and Pods in it */
   readonly #namespaces = new Map<string, number>();
   #serial = nowSerial();
+  #attached = false;
   #active = false;
+  #synced = false;
 
   constructor(o: InformerViewOptions) {
     this.#services = o.informers.for<Service>('Service');
@@ -44,7 +46,8 @@ export class InformerView implements DnsView {
 
   /** Attach handlers and start the informers (idempotent on their side); resolves when all have synced. */
   start(): Promise<void> {
-    if (!this.#active) {
+    if (!this.#attached) {
+      this.#attached = true;
       this.#active = true;
       const synced = (): void => this.#changed();
       this.#services.addHandler({
@@ -75,7 +78,9 @@ export class InformerView implements DnsView {
   }
 
   synced(): boolean {
-    return this.#services.hasSynced() && this.#endpoints.hasSynced() && this.#pods.hasSynced();
+    // informers never go back to unsynced: remember it (this is on every query's path)
+    this.#synced ||= this.#services.hasSynced() && this.#endpoints.hasSynced() && this.#pods.hasSynced();
+    return this.#synced;
   }
 
   serial(): number {

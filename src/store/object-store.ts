@@ -261,6 +261,15 @@ export class ObjectStore implements Store {
     if (opts.dryRun) return old as Stored<T>;
     if (info.kind === 'Namespace') await this.#emptyNamespace(name);
     if (opts.propagationPolicy === 'Orphan') await this.#orphanDependents(old.metadata.uid);
+    if (opts.propagationPolicy === 'Foreground' && !old.metadata.deletionTimestamp && this.#hasDependents(old.metadata.uid)) {
+      // the garbage collector deletes the dependents, then drops the finalizer; the owner goes last
+      const next = clone(old) as KObject;
+      const m = next.metadata as Mutable<ObjectMeta>;
+      m.finalizers = [...(m.finalizers ?? []), 'foregroundDeletion'];
+      m.deletionTimestamp = now();
+      m.deletionGracePeriodSeconds = 0;
+      return this.#commit(info, key, this.#stamp(next, old, true), old) as Stored<T>;
+    }
     if (graceful !== undefined || old.metadata.finalizers?.length) {
       if (old.metadata.deletionTimestamp && graceful === undefined) return old as Stored<T>;
       const next = clone(old) as KObject;
@@ -297,6 +306,13 @@ export class ObjectStore implements Store {
         await this.delete(kind, ns, o.metadata.name).catch(() => undefined);
       }
     }
+  }
+
+  #hasDependents(uid: string): boolean {
+    for (const bucket of this.#objects.values()) {
+      for (const o of bucket.values()) if (o.metadata.ownerReferences?.some((r: OwnerReference) => r.uid === uid)) return true;
+    }
+    return false;
   }
 
   async #orphanDependents(uid: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
 import path from 'node:path';
 
@@ -68,12 +68,10 @@ export class GroupProcess {
         if (pid === undefined) resolve({ exitCode: 128, startError: startMessage(cmd, e) });
       });
       child.once('exit', (code, signal) => {
-        if (pid !== undefined) killGroup(pid, 'SIGKILL');
-        resolve(
-          signal
-            ? { exitCode: 128 + (constants.signals[signal] ?? 0), signal }
-            : { exitCode: code ?? 0 },
-        );
+        const exit: Exit = signal ? { exitCode: 128 + (constants.signals[signal] ?? 0), signal } : { exitCode: code ?? 0 };
+        if (pid === undefined || !killGroup(pid, 'SIGKILL')) return resolve(exit);
+        // something was left in the group: wait (bounded) until it is really gone
+        void groupGone(pid, GROUP_SWEEP_MS).then(() => resolve(exit));
       });
     });
     return new GroupProcess(pid, exited);
@@ -104,7 +102,46 @@ export class GroupProcess {
   }
 }
 
-export function killGroup(pgid: number, sig: NodeJS.Signals): boolean {
+/** How long to wait for the rest of a group to die after its leader exited. */
+const GROUP_SWEEP_MS = 2000;
+
+/** Resolves once no live process is left in the group (or after `maxMs`). */
+async function groupGone(pgid: number, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (groupAlive(pgid) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * Whether a process group still has a live member. On Linux, zombies do not count: they are
+ * dead, waiting for init to reap them (which some container inits do slowly).
+ */
+export function groupAlive(pgid: number): boolean {
+  if (!killGroup(pgid, 0)) return false;
+  if (process.platform !== 'linux') return true;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // pid (comm) state ppid pgrp ...
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) === pgid && f[0] !== 'Z' && f[0] !== 'X') return true;
+  }
+  return false;
+}
+
+export function killGroup(pgid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(-pgid, sig);
     return true;

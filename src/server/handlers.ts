@@ -1,0 +1,563 @@
+/**
+ * The REST verbs on resources: get, list, watch, create, update (PUT), patch (four types),
+ * delete, deletecollection, and the status / scale / log subresources. Everything a request
+ * asks of the store goes through here; errors leave as Status bodies (status.ts).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { ApiError, badRequest, conflict, isApiError } from '../api/errors.js';
+import { type KObject, type Stored, clone } from '../api/types.js';
+import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
+import { FOREGROUND, type ForegroundDeleter } from './foreground.js';
+import { decodeObject, mediaType, parseText, readBody, sendJson, warningHeaders } from './http.js';
+import { parseLogQuery, serveLogs } from './logs.js';
+import type { FieldManager } from './managed-fields.js';
+import { applyJsonPatch } from './patch/json-patch.js';
+import { applyMergePatch } from './patch/merge-patch.js';
+import type { StrategicMerge } from './patch/strategic.js';
+import type { Resource } from './resources.js';
+import type { ResourceRoute } from './route.js';
+import { toScale } from './scale.js';
+import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
+import type { SliceView } from './slices.js';
+import { type IncludeObject, tableVersion, toTable } from './table.js';
+import { type WatchSource, serveWatch } from './watch.js';
+
+export interface HandlerDeps {
+  store: Store;
+  schemas: Schemas;
+  fields: FieldManager;
+  smp: StrategicMerge;
+  slices: SliceView;
+  foreground: ForegroundDeleter;
+  stateDir: string;
+  log: Logger;
+}
+
+export interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  query: URLSearchParams;
+  route: ResourceRoute;
+  resource: Resource;
+}
+
+type Rec = Record<string, unknown>;
+type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+
+const PATCH_TYPES = [
+  'application/json-patch+json',
+  'application/merge-patch+json',
+  'application/strategic-merge-patch+json',
+  'application/apply-patch+yaml',
+  'application/apply-patch+cbor',
+];
+
+const isObj = (v: unknown): v is Rec => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function dryRun(q: URLSearchParams): boolean {
+  const v = q.getAll('dryRun');
+  if (v.length === 0) return false;
+  for (const x of v) if (x !== 'All') throw badRequest(`Invalid dry run value: ${x}: supported values: "All"`);
+  return true;
+}
+
+function fieldValidation(q: URLSearchParams): FieldValidation {
+  const v = q.get('fieldValidation');
+  if (v === null || v === '') return 'Warn';
+  if (v === 'Strict' || v === 'Warn' || v === 'Ignore') return v;
+  throw badRequest(`fieldValidation parameter unsupported: ${v}`);
+}
+
+/** kube-apiserver's default manager: the User-Agent's program name. */
+function managerOf(c: Call): string {
+  const explicit = c.query.get('fieldManager');
+  if (explicit) {
+    if (explicit.length > 128) throw badRequest('fieldManager: Too long: may not be more than 128 bytes');
+    return explicit;
+  }
+  const ua = c.req.headers['user-agent'] ?? 'unknown';
+  return ua.split('/')[0] || 'unknown';
+}
+
+export class Handlers {
+  readonly #d: HandlerDeps;
+
+  constructor(deps: HandlerDeps) {
+    this.#d = deps;
+  }
+
+  /** Serves one resource request; throws ApiErrors for the caller to turn into Status. */
+  async handle(c: Call): Promise<void> {
+    const { route, resource: r, req } = c;
+    const info = r.info;
+    if (!info.namespaced && route.namespace) throw new ApiError('NotFound', 'the server could not find the requested resource');
+    const method = req.method ?? 'GET';
+    if (route.subresource) return this.#subresource(c, method);
+    const watch = route.watchPath || c.query.get('watch') === 'true' || c.query.get('watch') === '1';
+    if (!route.name) {
+      switch (method) {
+        case 'GET':
+          return watch ? this.#watch(c) : this.#list(c);
+        case 'POST':
+          if (info.namespaced && !route.namespace) throw new ApiError('MethodNotAllowed', `POST on cluster-wide ${info.plural} is not supported: use /namespaces/<namespace>/${info.plural}`);
+          return this.#create(c);
+        case 'DELETE':
+          return this.#deleteCollection(c);
+        default:
+          throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}`);
+      }
+    }
+    switch (method) {
+      case 'GET':
+        return watch ? this.#watch(c, route.name) : this.#get(c);
+      case 'PUT':
+        return this.#update(c);
+      case 'PATCH':
+        return this.#patch(c);
+      case 'DELETE':
+        return this.#delete(c);
+      default:
+        throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}/${route.name}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async #getObject(c: Call): Promise<Stored<KObject>> {
+    const info = c.resource.info;
+    if (info.kind === 'EndpointSlice') {
+      const s = await this.#d.slices.get(c.route.namespace, c.route.name!);
+      if (!s) throw new ApiError('NotFound', `endpointslices.discovery.k8s.io "${c.route.name}" not found`, { kind: 'endpointslices', name: c.route.name, group: 'discovery.k8s.io' });
+      return s as Stored<KObject>;
+    }
+    return this.#d.store.get(info.kind, c.route.namespace, c.route.name!);
+  }
+
+  #includeObject(c: Call): IncludeObject {
+    const v = c.query.get('includeObject');
+    return v === 'None' || v === 'Object' ? v : 'Metadata';
+  }
+
+  async #get(c: Call): Promise<void> {
+    const obj = await this.#getObject(c);
+    const tv = tableVersion(c.req.headers.accept);
+    if (tv) {
+      sendJson(c.res, 200, toTable(c.resource.info.kind, [obj], { includeObject: this.#includeObject(c), version: tv }, { resourceVersion: obj.metadata.resourceVersion }), `application/json;as=Table;v=${tv};g=meta.k8s.io`);
+      return;
+    }
+    sendJson(c.res, 200, obj);
+  }
+
+  async #listAll(c: Call): Promise<{ items: Stored<KObject>[]; resourceVersion: string }> {
+    const info = c.resource.info;
+    const q = {
+      namespace: c.route.namespace,
+      labelSelector: c.query.get('labelSelector') ?? undefined,
+      fieldSelector: c.query.get('fieldSelector') ?? undefined,
+    };
+    const res = info.kind === 'EndpointSlice' ? await this.#d.slices.list(q) : await this.#d.store.list(info.kind, q);
+    const items = [...res.items].sort((a, b) =>
+      (a.metadata.namespace ?? '') === (b.metadata.namespace ?? '') ? cmp(a.metadata.name, b.metadata.name) : cmp(a.metadata.namespace ?? '', b.metadata.namespace ?? ''),
+    );
+    return { items: items as Stored<KObject>[], resourceVersion: res.resourceVersion };
+  }
+
+  async #list(c: Call): Promise<void> {
+    const info = c.resource.info;
+    const { items: all, resourceVersion } = await this.#listAll(c);
+    // paging: `continue` is the key to resume after, with the list's resourceVersion
+    let start = 0;
+    const cont = c.query.get('continue');
+    if (cont) {
+      let token: { rv?: string; after?: string };
+      try {
+        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8')) as { rv?: string; after?: string };
+      } catch {
+        throw badRequest('continue key is not valid: illegal base64 data');
+      }
+      const after = token.after ?? '';
+      start = all.findIndex((o) => keyString(o) > after);
+      if (start < 0) start = all.length;
+    }
+    const limit = Number(c.query.get('limit') ?? 0);
+    let items = all.slice(start);
+    const meta: Rec = { resourceVersion };
+    if (Number.isInteger(limit) && limit > 0 && items.length > limit) {
+      items = items.slice(0, limit);
+      meta.continue = Buffer.from(JSON.stringify({ rv: resourceVersion, after: keyString(items[items.length - 1]) })).toString('base64url');
+      meta.remainingItemCount = all.length - start - limit;
+    }
+    const tv = tableVersion(c.req.headers.accept);
+    if (tv) {
+      sendJson(c.res, 200, toTable(info.kind, items, { includeObject: this.#includeObject(c), version: tv }, meta), `application/json;as=Table;v=${tv};g=meta.k8s.io`);
+      return;
+    }
+    sendJson(c.res, 200, { kind: `${info.kind}List`, apiVersion: info.apiVersion, metadata: meta, items });
+  }
+
+  async #watch(c: Call, name?: string): Promise<void> {
+    const info = c.resource.info;
+    const store = this.#d.store;
+    let fieldSelector = c.query.get('fieldSelector') ?? undefined;
+    if (name) fieldSelector = fieldSelector ? `${fieldSelector},metadata.name=${name}` : `metadata.name=${name}`;
+    const q = { namespace: c.route.namespace, labelSelector: c.query.get('labelSelector') ?? undefined, fieldSelector };
+    const slices = this.#d.slices;
+    const src: WatchSource = {
+      kind: info.kind,
+      apiVersion: info.apiVersion,
+      list: async () => (info.kind === 'EndpointSlice' ? slices.list(q) : store.list(info.kind, q)),
+      watch: (rv, on) => (info.kind === 'EndpointSlice' ? slices.watch({ ...q, resourceVersion: rv }, on) : store.watch(info.kind, { ...q, resourceVersion: rv }, on as (ev: WatchEvent) => void)),
+      currentResourceVersion: () => store.resourceVersion,
+    };
+    const tv = tableVersion(c.req.headers.accept);
+    const timeout = c.query.get('timeoutSeconds');
+    await serveWatch(c.req, c.res, src, {
+      resourceVersion: c.query.get('resourceVersion') ?? undefined,
+      timeoutSeconds: timeout ? Number(timeout) : undefined,
+      allowBookmarks: c.query.get('allowWatchBookmarks') === 'true',
+      sendInitialEvents: c.query.get('sendInitialEvents') === 'true',
+      table: tv ? { version: tv, includeObject: this.#includeObject(c) } : undefined,
+      log: this.#d.log,
+    });
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Unknown fields per `fieldValidation`: Strict rejects, Warn warns, Ignore drops. */
+  #validateFields(obj: Rec, kind: string, fv: FieldValidation): string[] {
+    const cls = KIND_CLASSES[kind];
+    if (!cls || !this.#d.schemas.loaded) return [];
+    const problems = checkFields(this.#d.schemas, obj, cls);
+    const types = problems.filter((p) => p.kind === 'type');
+    if (types.length) {
+      throw badRequest(`${kind} in version "${versionOf(obj)}" cannot be handled as a ${kind}: ${types[0].message}`);
+    }
+    if (!problems.length || fv === 'Ignore') return [];
+    if (fv === 'Strict') {
+      throw badRequest(`${kind} in version "${versionOf(obj)}" cannot be handled as a ${kind}: strict decoding error: ${problems.map((p) => p.message).join(', ')}`);
+    }
+    return problems.map((p) => p.message);
+  }
+
+  #checkKind(c: Call, obj: Rec): void {
+    const info = c.resource.info;
+    const av = obj.apiVersion;
+    const kind = obj.kind;
+    if (av !== undefined && av !== '' && av !== info.apiVersion) {
+      throw badRequest(`the API version in the data (${String(av)}) does not match the expected API version (${info.apiVersion})`);
+    }
+    if (kind !== undefined && kind !== '' && kind !== info.kind) {
+      throw badRequest(`the kind in the data (${String(kind)}) does not match the expected kind (${info.kind})`);
+    }
+    obj.apiVersion = info.apiVersion;
+    obj.kind = info.kind;
+  }
+
+  #checkNamespace(c: Call, obj: Rec): void {
+    const meta = (isObj(obj.metadata) ? obj.metadata : (obj.metadata = {})) as Rec;
+    if (!c.resource.info.namespaced) {
+      delete meta.namespace;
+      return;
+    }
+    const ns = c.route.namespace;
+    if (meta.namespace && ns && meta.namespace !== ns) {
+      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    if (ns) meta.namespace = ns;
+  }
+
+  #respond(c: Call, code: number, obj: unknown, warnings: string[]): void {
+    sendJson(c.res, code, obj, 'application/json', warningHeaders(warnings));
+  }
+
+  async #create(c: Call): Promise<void> {
+    const info = c.resource.info;
+    const obj = decodeObject(await readBody(c.req), c.req.headers['content-type']);
+    this.#checkKind(c, obj);
+    const warnings = this.#validateFields(obj, info.kind, fieldValidation(c.query));
+    this.#checkNamespace(c, obj);
+    const meta = obj.metadata as Rec;
+    if (meta.resourceVersion) throw new ApiError('InternalError', 'Internal error occurred: resourceVersion should not be set on objects to be created');
+    for (const k of ['creationTimestamp', 'uid', 'selfLink', 'generation', 'deletionTimestamp', 'deletionGracePeriodSeconds']) delete meta[k];
+    const dry = dryRun(c.query);
+    const mf = this.#d.fields.update({ next: obj as KObject, manager: managerOf(c), cls: KIND_CLASSES[info.kind], apiVersion: info.apiVersion });
+    if (mf) meta.managedFields = mf;
+    else delete meta.managedFields;
+    const stored = await this.#d.store.create(obj as KObject, { dryRun: dry });
+    this.#respond(c, 201, stored, warnings);
+  }
+
+  async #update(c: Call, subresource?: 'status'): Promise<void> {
+    const info = c.resource.info;
+    const obj = decodeObject(await readBody(c.req), c.req.headers['content-type']);
+    this.#checkKind(c, obj);
+    const warnings = this.#validateFields(obj, info.kind, fieldValidation(c.query));
+    this.#checkNamespace(c, obj);
+    const meta = obj.metadata as Rec;
+    if (meta.name !== undefined && meta.name !== c.route.name) {
+      throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${c.route.name})`);
+    }
+    meta.name = c.route.name;
+    const old = await this.#d.store.get(info.kind, c.route.namespace, c.route.name!);
+    const stored = await this.#write(c, old, obj as KObject, subresource);
+    this.#respond(c, 200, stored, warnings);
+  }
+
+  /** Update with managedFields; a no-op update returns the old object unchanged. */
+  async #write(c: Call, old: Stored<KObject>, next: KObject, subresource?: 'status'): Promise<Stored<KObject>> {
+    const info = c.resource.info;
+    const meta = (next.metadata ??= {});
+    const mf = this.#d.fields.update({ old, next, manager: managerOf(c), cls: KIND_CLASSES[info.kind], apiVersion: info.apiVersion, subresource });
+    if (mf) meta.managedFields = mf as never;
+    else delete meta.managedFields;
+    if (sameExceptManaged(old, next)) return old;
+    return this.#d.store.update(next, { dryRun: dryRun(c.query), ...(subresource ? { subresource } : {}) });
+  }
+
+  /** The patched object (PATCH with the three classic patch types). */
+  #applyPatch(type: string, current: KObject, body: Buffer, cls: string | undefined): Rec {
+    let patched: unknown;
+    switch (type) {
+      case 'application/json-patch+json':
+        patched = applyJsonPatch(current, parseText(body, 'application/json'));
+        break;
+      case 'application/merge-patch+json':
+        patched = applyMergePatch(current, parseText(body, 'application/json'));
+        break;
+      case 'application/strategic-merge-patch+json':
+        patched = this.#d.smp.apply(current, parseText(body, 'application/json'), cls);
+        break;
+      default:
+        throw new ApiError(
+          'UnsupportedMediaType',
+          `the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES.slice(0, 4).join(', ')}`,
+        );
+    }
+    if (!isObj(patched)) throw badRequest('the patch produced something that is not an object');
+    return patched;
+  }
+
+  async #patch(c: Call, subresource?: 'status'): Promise<void> {
+    const info = c.resource.info;
+    const type = mediaType(c.req.headers['content-type']);
+    const body = await readBody(c.req);
+    if (type === 'application/apply-patch+yaml') return this.#serverSideApply(c, body, subresource);
+    if (!PATCH_TYPES.includes(type)) this.#applyPatch(type, {}, body, undefined);
+    const fv = fieldValidation(c.query);
+    const cls = KIND_CLASSES[info.kind];
+    for (let attempt = 0; ; attempt++) {
+      const old = await this.#d.store.get(info.kind, c.route.namespace, c.route.name!);
+      const patched = this.#applyPatch(type, clone(old), body, cls);
+      const explicitRv = (patched.metadata as Rec | undefined)?.resourceVersion !== old.metadata.resourceVersion;
+      patched.apiVersion = old.apiVersion;
+      patched.kind = old.kind;
+      const meta = (isObj(patched.metadata) ? patched.metadata : (patched.metadata = {})) as Rec;
+      if (meta.name !== old.metadata.name) throw badRequest(`metadata.name: Invalid value: ${JSON.stringify(meta.name)}: field is immutable`);
+      meta.namespace = old.metadata.namespace;
+      if (!info.namespaced) delete meta.namespace;
+      if (meta.uid !== old.metadata.uid) meta.uid = old.metadata.uid;
+      const warnings = this.#validateFields(patched, info.kind, fv);
+      try {
+        const stored = await this.#write(c, old, patched as KObject, subresource);
+        this.#respond(c, 200, stored, warnings);
+        return;
+      } catch (e) {
+        // a patch that did not name a resourceVersion is retried against the newer object
+        if (isApiError(e, 'Conflict') && !explicitRv && attempt < 5 && !(e as ApiError & { statusCauses?: unknown }).statusCauses) continue;
+        throw e;
+      }
+    }
+  }
+
+  async #serverSideApply(c: Call, body: Buffer, subresource?: 'status'): Promise<void> {
+    const info = c.resource.info;
+    const config = parseText(body, 'application/apply-patch+yaml');
+    if (!isObj(config)) throw badRequest('the applied configuration must be an object');
+    const explicitManager = c.query.get('fieldManager');
+    if (!explicitManager) throw badRequest('PATCH, application/apply-patch+yaml requires fieldManager to be set');
+    if (!config.apiVersion || !config.kind) {
+      throw badRequest(`invalid object type: ${String(config.apiVersion ?? '')}, Kind=${String(config.kind ?? '')}`);
+    }
+    this.#checkKind(c, config);
+    const warnings = this.#validateFields(config, info.kind, (c.query.get('fieldValidation') as FieldValidation | null) ?? 'Strict');
+    this.#checkNamespace(c, config);
+    const meta = config.metadata as Rec;
+    if (meta.name !== undefined && meta.name !== c.route.name) {
+      throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${c.route.name})`);
+    }
+    meta.name = c.route.name;
+    const force = c.query.get('force') === 'true';
+    const dry = dryRun(c.query);
+    const cls = KIND_CLASSES[info.kind];
+    for (let attempt = 0; ; attempt++) {
+      const live = await this.#d.store.tryGet(info.kind, c.route.namespace, c.route.name!);
+      const next = this.#d.fields.apply({ live, config: config as KObject, manager: explicitManager, cls, apiVersion: info.apiVersion, force, subresource });
+      const m = (next.metadata ??= {});
+      try {
+        if (!live) {
+          if (subresource) throw new ApiError('NotFound', `${info.plural} "${c.route.name}" not found`, { kind: info.plural, name: c.route.name });
+          if (c.route.namespace) m.namespace = c.route.namespace;
+          const stored = await this.#d.store.create(next, { dryRun: dry });
+          this.#respond(c, 201, stored, warnings);
+          return;
+        }
+        (m as { resourceVersion?: string }).resourceVersion = live.metadata.resourceVersion;
+        if (sameExceptManaged(live, next) && isDeepStrictEqual(live.metadata.managedFields, next.metadata?.managedFields)) {
+          this.#respond(c, 200, live, warnings);
+          return;
+        }
+        const stored = await this.#d.store.update(next, { dryRun: dry, ...(subresource ? { subresource } : {}) });
+        this.#respond(c, 200, stored, warnings);
+        return;
+      } catch (e) {
+        if ((isApiError(e, 'Conflict') || isApiError(e, 'AlreadyExists')) && attempt < 5) continue;
+        throw e;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- deletes
+
+  async #deleteOptions(c: Call): Promise<DeleteOptions> {
+    const body = await readBody(c.req);
+    let o: Rec = {};
+    if (body.length && body.toString('utf8').trim()) {
+      const v = parseText(body, mediaType(c.req.headers['content-type']).includes('yaml') ? 'application/yaml' : 'application/json');
+      if (isObj(v)) o = v;
+    }
+    const q = c.query;
+    const policy = (q.get('propagationPolicy') ?? (o.propagationPolicy as string | undefined) ?? undefined) as PropagationPolicy | undefined;
+    if (policy !== undefined && !['Foreground', 'Background', 'Orphan'].includes(policy)) {
+      throw badRequest(`propagationPolicy: Unsupported value: "${policy}": supported values: "Foreground", "Background", "Orphan"`);
+    }
+    const orphan = q.get('orphanDependents') ?? (o.orphanDependents as boolean | undefined);
+    const grace = q.get('gracePeriodSeconds') ?? (o.gracePeriodSeconds as number | undefined);
+    const bodyDry = Array.isArray(o.dryRun) && (o.dryRun as unknown[]).includes('All');
+    const pre = isObj(o.preconditions) ? (o.preconditions as DeleteOptions['preconditions']) : undefined;
+    return {
+      dryRun: dryRun(q) || bodyDry,
+      ...(grace !== undefined && grace !== null ? { gracePeriodSeconds: Number(grace) } : {}),
+      ...(pre ? { preconditions: pre } : {}),
+      propagationPolicy: policy ?? (orphan === true || orphan === 'true' ? 'Orphan' : undefined),
+    };
+  }
+
+  async #deleteOne(kind: string, ns: string | undefined, name: string, opts: DeleteOptions): Promise<Stored<KObject>> {
+    if (opts.propagationPolicy === 'Foreground') return this.#d.foreground.delete(kind, ns, name, opts);
+    return this.#d.store.delete(kind, ns, name, opts);
+  }
+
+  async #delete(c: Call): Promise<void> {
+    const info = c.resource.info;
+    const opts = await this.#deleteOptions(c);
+    const out = await this.#deleteOne(info.kind, c.route.namespace, c.route.name!, opts);
+    const pending = !opts.dryRun && out.metadata.deletionTimestamp !== undefined && (out.metadata.finalizers?.includes(FOREGROUND) ?? false);
+    sendJson(c.res, pending ? 202 : 200, out);
+  }
+
+  async #deleteCollection(c: Call): Promise<void> {
+    const info = c.resource.info;
+    const opts = await this.#deleteOptions(c);
+    const { items, resourceVersion } = await this.#listAll(c);
+    const deleted: Stored<KObject>[] = [];
+    for (const o of items) {
+      try {
+        deleted.push(await this.#deleteOne(info.kind, o.metadata.namespace, o.metadata.name, opts));
+      } catch (e) {
+        if (!isApiError(e, 'NotFound')) throw e;
+      }
+    }
+    sendJson(c.res, 200, { kind: `${info.kind}List`, apiVersion: info.apiVersion, metadata: { resourceVersion }, items: deleted });
+  }
+
+  // ---------------------------------------------------------------- subresources
+
+  async #subresource(c: Call, method: string): Promise<void> {
+    const sub = c.route.subresource!;
+    const r = c.resource;
+    if (!c.route.name || !r.subresources.some((s) => s.name === sub)) {
+      throw new ApiError('NotFound', 'the server could not find the requested resource');
+    }
+    if (sub === 'log') {
+      if (method !== 'GET') throw new ApiError('MethodNotAllowed', `${method} is not supported on pods/log`);
+      await serveLogs(c.req, c.res, { store: this.#d.store, stateDir: this.#d.stateDir }, c.route.namespace ?? 'default', c.route.name, parseLogQuery(c.query));
+      return;
+    }
+    if (sub === 'status') {
+      switch (method) {
+        case 'GET':
+          return this.#get(c);
+        case 'PUT':
+          return this.#update(c, 'status');
+        case 'PATCH':
+          return this.#patch(c, 'status');
+        default:
+          throw new ApiError('MethodNotAllowed', `${method} is not supported on ${r.info.plural}/status`);
+      }
+    }
+    return this.#scale(c, method);
+  }
+
+  async #scale(c: Call, method: string): Promise<void> {
+    const info = c.resource.info;
+    const store = this.#d.store;
+    const ns = c.route.namespace;
+    const name = c.route.name!;
+    if (method === 'GET') {
+      sendJson(c.res, 200, toScale(await store.get(info.kind, ns, name)));
+      return;
+    }
+    if (method !== 'PUT' && method !== 'PATCH') throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}/scale`);
+    const body = await readBody(c.req);
+    const type = mediaType(c.req.headers['content-type']);
+    for (let attempt = 0; ; attempt++) {
+      const obj = await store.get(info.kind, ns, name);
+      const cur = toScale(obj);
+      let wanted: Rec;
+      if (method === 'PUT') {
+        wanted = decodeObject(body, c.req.headers['content-type']);
+      } else if (type === 'application/apply-patch+yaml') {
+        wanted = applyMergePatch(cur, parseText(body, type)) as Rec;
+      } else {
+        wanted = this.#applyPatch(type, clone(cur) as unknown as KObject, body, 'V1Scale');
+      }
+      const rv = (wanted.metadata as Rec | undefined)?.resourceVersion;
+      if (rv && rv !== obj.metadata.resourceVersion) {
+        throw conflict(info.plural, name, 'the object has been modified; please apply your changes to the latest version and try again');
+      }
+      const replicas = (wanted.spec as Rec | undefined)?.replicas;
+      if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0) {
+        throw new ApiError('Invalid', `Scale.autoscaling "${name}" is invalid: spec.replicas: Invalid value: ${JSON.stringify(replicas ?? null)}: must be greater than or equal to 0`, {
+          kind: 'Scale',
+          name,
+          group: 'autoscaling',
+          causes: [{ type: 'FieldValueInvalid', field: 'spec.replicas', value: replicas ?? null, detail: 'must be greater than or equal to 0' }],
+        });
+      }
+      const next = clone(obj) as KObject & { spec?: Rec };
+      (next.spec ??= {}).replicas = replicas;
+      try {
+        const stored = await this.#write(c, obj, next);
+        sendJson(c.res, 200, toScale(stored));
+        return;
+      } catch (e) {
+        if (isApiError(e, 'Conflict') && !rv && attempt < 5) continue;
+        throw e;
+      }
+    }
+  }
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const keyString = (o: Stored<KObject>): string => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+const versionOf = (o: Rec): string => {
+  const av = String(o.apiVersion ?? '');
+  return av.includes('/') ? av.split('/')[1] : av;
+};
+
+function sameExceptManaged(a: KObject, b: KObject): boolean {
+  const strip = (o: KObject) => ({ ...o, metadata: { ...(o.metadata ?? {}), managedFields: undefined, resourceVersion: undefined } });
+  return isDeepStrictEqual(JSON.parse(JSON.stringify(strip(a))), JSON.parse(JSON.stringify(strip(b))));
+}

@@ -1,0 +1,255 @@
+/**
+ * kubeloop's kube-apiserver-compatible HTTP API, for the real kubectl and client libraries:
+ * discovery (legacy and aggregated), OpenAPI v3, the REST verbs over the store, watches,
+ * Tables, patches, server-side apply, and the log / status / scale subresources.
+ *
+ * Plain HTTP on loopback by default. Any other address requires a bearer token.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { isIP } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Service } from '../api/types.js';
+import type { InformerFactory } from '../store/informer.js';
+import type { Store } from '../store/types.js';
+import {
+  AGGREGATED_V2,
+  AGGREGATED_V2BETA1,
+  VERSION_INFO,
+  aggregatedList,
+  aggregatedVersion,
+  apiGroupDoc,
+  apiGroupList,
+  apiVersions,
+  resourceList,
+} from './discovery.js';
+import { ForegroundDeleter } from './foreground.js';
+import { Handlers } from './handlers.js';
+import { sendError, sendJson, sendStatus } from './http.js';
+import { FieldManager } from './managed-fields.js';
+import { OpenApi } from './openapi.js';
+import { StrategicMerge } from './patch/strategic.js';
+import { findResource } from './resources.js';
+import { parseResourcePath } from './route.js';
+import { Schemas } from './schema.js';
+import { SliceView } from './slices.js';
+import { failure, pathNotFound } from './status.js';
+
+export { kubeconfigYaml } from './kubeconfig.js';
+
+export interface ApiServerOptions {
+  store: Store;
+  informers: InformerFactory;
+  log: Logger;
+  /** default '127.0.0.1' */
+  address: string;
+  /** default 6443; 0 = ephemeral (tests) */
+  port: number;
+  /** bearer token; required when address is not loopback */
+  token?: string;
+  /** pod logs live under `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
+  stateDir: string;
+}
+
+export function isLoopback(address: string): boolean {
+  if (address === 'localhost' || address === '::1') return true;
+  return isIP(address) === 4 && address.startsWith('127.');
+}
+
+export class ApiServer {
+  readonly #o: ApiServerOptions;
+  readonly #log: Logger;
+  readonly #schemas = new Schemas();
+  readonly #openapi: OpenApi;
+  readonly #foreground: ForegroundDeleter;
+  readonly #handlers: Handlers;
+  readonly #sockets = new Set<Socket>();
+  #server: Server | undefined;
+  #url = '';
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(o: ApiServerOptions) {
+    this.#o = { ...o, address: o.address || '127.0.0.1', port: o.port ?? 6443 };
+    this.#log = o.log.child({ component: 'api' });
+    this.#openapi = new OpenApi(this.#schemas);
+    this.#foreground = new ForegroundDeleter({ store: o.store, log: this.#log });
+    this.#handlers = new Handlers({
+      store: o.store,
+      schemas: this.#schemas,
+      fields: new FieldManager(this.#schemas),
+      smp: new StrategicMerge(this.#schemas),
+      slices: new SliceView(o.store, o.informers.for<Service>('Service')),
+      foreground: this.#foreground,
+      stateDir: o.stateDir,
+      log: this.#log,
+    });
+  }
+
+  /** `http://127.0.0.1:6443`, once started */
+  get url(): string {
+    return this.#url;
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const { address, port, token } = this.#o;
+    if (!isLoopback(address) && !token) {
+      throw new Error(
+        `refusing to serve the Kubernetes API on ${address}:${port} without a token: a non-loopback address needs --api-token (kubeloop writes it into the kubeconfig), or use --api-addr 127.0.0.1:${port}`,
+      );
+    }
+    await this.#schemas.load();
+    await this.#o.informers.for<Service>('Service').start();
+    await this.#foreground.start();
+    const server = createServer((req, res) => void this.#serve(req, res));
+    server.on('connection', (s) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+    server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        reject(
+          new Error(
+            err.code === 'EADDRINUSE'
+              ? `cannot serve the Kubernetes API on ${address}:${port}: the address is in use (another kubeloop?) — pass --api-addr with a free port`
+              : `cannot serve the Kubernetes API on ${address}:${port}: ${err.message}`,
+          ),
+        );
+      });
+      server.listen({ host: address, port }, () => resolve());
+    });
+    server.on('error', (err) => this.#log.error({ err }, 'API server error'));
+    this.#server = server;
+    const a = server.address();
+    const actualPort = typeof a === 'object' && a ? a.port : port;
+    const host = address.includes(':') ? `[${address}]` : address;
+    this.#url = `http://${host}:${actualPort}`;
+    this.#log.info({ url: this.#url }, 'Kubernetes API listening');
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#foreground.stop();
+      const server = this.#server;
+      if (!server) return;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of this.#sockets) s.destroy();
+      });
+    })();
+    return this.#stopping;
+  }
+
+  #authorized(req: IncomingMessage): boolean {
+    const token = this.#o.token;
+    if (!token) return true;
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    if (!m) return false;
+    const a = Buffer.from(m[1].trim());
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    this.#log.trace({ method: req.method, path: url.pathname, query: url.search }, 'request');
+    try {
+      if (!this.#authorized(req)) {
+        sendStatus(res, failure('Unauthorized', 'Unauthorized', 401));
+        return;
+      }
+      if (this.#serveFixed(req, res, url)) return;
+      const route = parseResourcePath(url.pathname);
+      const resource = route && findResource(route.group, route.version, route.resource);
+      if (!route || !resource) {
+        sendStatus(res, pathNotFound());
+        return;
+      }
+      try {
+        await this.#handlers.handle({ req, res, query: url.searchParams, route, resource });
+      } catch (err) {
+        if (res.headersSent) {
+          this.#log.debug({ err }, 'request failed after the reply started');
+          res.end();
+          return;
+        }
+        const st = sendError(res, err, { resource: resource.info.plural, group: resource.info.group });
+        if (st.code >= 500) this.#log.error({ err, method: req.method, path: url.pathname }, 'request failed');
+        else this.#log.debug({ code: st.code, reason: st.reason, method: req.method, path: url.pathname }, st.message ?? '');
+      }
+    } catch (err) {
+      this.#log.error({ err, path: url.pathname }, 'request failed');
+      if (!res.headersSent) sendError(res, err);
+      else res.end();
+    }
+  }
+
+  /** Discovery, version, health and OpenAPI; false when the path is not one of those. */
+  #serveFixed(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    const p = url.pathname.replace(/\/+$/, '') || '/';
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const accept = req.headers.accept;
+    switch (p) {
+      case '/version':
+        sendJson(res, 200, VERSION_INFO);
+        return true;
+      case '/healthz':
+      case '/livez':
+      case '/readyz':
+        sendJson(res, 200, 'ok', 'text/plain; charset=utf-8');
+        return true;
+      case '/api':
+      case '/apis': {
+        const agg = aggregatedVersion(accept);
+        if (agg) {
+          sendJson(res, 200, aggregatedList(p === '/api', agg), agg === 'v2' ? AGGREGATED_V2 : AGGREGATED_V2BETA1, { Vary: 'Accept' });
+        } else {
+          sendJson(res, 200, p === '/api' ? apiVersions(this.#url.replace(/^https?:\/\//, '')) : apiGroupList(), 'application/json', { Vary: 'Accept' });
+        }
+        return true;
+      }
+      case '/openapi/v2':
+        sendStatus(res, pathNotFound());
+        return true;
+      case '/openapi/v3':
+        sendJson(res, 200, this.#openapi.root());
+        return true;
+    }
+    if (p.startsWith('/openapi/v3/')) {
+      const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
+      if (doc === undefined) sendStatus(res, pathNotFound());
+      else sendJson(res, 200, doc, 'application/json', url.searchParams.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
+      return true;
+    }
+    let m = /^\/api\/([^/]+)$/.exec(p);
+    if (m) {
+      const doc = resourceList('', m[1]);
+      if (doc) sendJson(res, 200, doc);
+      else sendStatus(res, pathNotFound());
+      return true;
+    }
+    m = /^\/apis\/([^/]+)$/.exec(p);
+    if (m) {
+      const doc = apiGroupDoc(m[1]);
+      if (doc) sendJson(res, 200, doc);
+      else sendStatus(res, pathNotFound());
+      return true;
+    }
+    m = /^\/apis\/([^/]+)\/([^/]+)$/.exec(p);
+    if (m) {
+      const doc = resourceList(m[1], m[2]);
+      if (doc) sendJson(res, 200, doc);
+      else sendStatus(res, pathNotFound());
+      return true;
+    }
+    return false;
+  }
+}
