@@ -1,7 +1,8 @@
 /**
  * DNS throughput, side by side in one run: kubeloop's DnsServer against dnsmasq serving the
  * same names, both loaded by dnsperf over loopback UDP, plus a naive dns2 server (a handler
- * building dns2 Packets, no caching) as the baseline the issue measured. Rounds alternate
+ * building dns2 Packets, no caching) as the baseline the issue measured, and a bare Node UDP
+ * echo (a constant reply with the ID patched: the ceiling of any Node server). Rounds alternate
  * between the servers so that machine noise hits all alike; medians and ratios are printed.
  *
  *   node --import tsx bench/dns.ts [--seconds 10] [--rounds 3] [--outstanding 100] [--mix a|mixed] [--out file.json]
@@ -162,6 +163,29 @@ async function main(): Promise<void> {
     await naive.listen({ udp: { port: nport, address: '127.0.0.1' } });
     cleanups.unshift(() => naive.close());
 
+    // the ceiling: Node's dgram socket replying with one fixed answer, only the ID patched
+    const canned = await new Promise<Buffer>((resolve, reject) => {
+      const c = dgram.createSocket('udp4');
+      const q = Buffer.from('00000000000100000000000004737663310674657374' + '6e730373766307636c7573746572056c6f63616c0000010001', 'hex');
+      c.once('message', (b) => {
+        c.close();
+        resolve(b);
+      });
+      c.once('error', reject);
+      c.send(q, dns.port, '127.0.0.1');
+    });
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (m, r) => {
+      const o = Buffer.allocUnsafe(canned.length);
+      canned.copy(o);
+      o[0] = m[0];
+      o[1] = m[1];
+      echo.send(o, r.port, r.address);
+    });
+    const eport = await freePort();
+    await new Promise<void>((r) => echo.bind(eport, '127.0.0.1', r));
+    cleanups.unshift(() => new Promise<void>((r) => echo.close(() => r())));
+
     const queries =
       a.mix === 'a'
         ? ['svc1.testns.svc.cluster.local A']
@@ -177,7 +201,7 @@ async function main(): Promise<void> {
 
     // warm-up (JIT, caches), then alternate rounds
     await dnsperf(dns.port, queryFile, { ...a, seconds: 2 });
-    const servers = { kubeloop: dns.port, dnsmasq: mport, ...(a.mix === 'a' ? { naiveDns2: nport } : {}) } as Record<string, number>;
+    const servers = { kubeloop: dns.port, dnsmasq: mport, ...(a.mix === 'a' ? { naiveDns2: nport, nodeEcho: eport } : {}) } as Record<string, number>;
     const qps: Record<string, number[]> = {};
     const rounds: Array<Record<string, { qps: number; lost: number; latencyMs: number }>> = [];
     for (let r = 0; r < a.rounds; r++) {
@@ -194,7 +218,8 @@ async function main(): Promise<void> {
       `median over ${a.rounds} × ${a.seconds}s, mix=${a.mix}, ${a.outstanding} outstanding: ` +
         Object.entries(med).map(([n, x]) => `${n} ${x.toFixed(0)} qps`).join(', ') +
         ` — kubeloop/dnsmasq ${(med.kubeloop / med.dnsmasq).toFixed(2)}` +
-        (med.naiveDns2 ? `, kubeloop/naive dns2 ${(med.kubeloop / med.naiveDns2).toFixed(1)}` : ''),
+        (med.naiveDns2 ? `, kubeloop/naive dns2 ${(med.kubeloop / med.naiveDns2).toFixed(1)}` : '') +
+        (med.nodeEcho ? `, kubeloop/node echo ${(med.kubeloop / med.nodeEcho).toFixed(2)}, node echo/dnsmasq ${(med.nodeEcho / med.dnsmasq).toFixed(2)}` : ''),
     );
     if (a.out) {
       await writeFile(a.out, JSON.stringify({ date: new Date().toISOString(), args: a, medianQps: med, ratio: med.kubeloop / med.dnsmasq, rounds }, null, 2) + '\n');

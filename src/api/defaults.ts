@@ -161,6 +161,9 @@ export function prepareServiceUpdate(svc: KObject, old: KObject): void {
       delete spec.allocateLoadBalancerNodePorts;
     }
     if ((spec.loadBalancerClass ?? null) === (oldSpec.loadBalancerClass ?? null)) delete spec.loadBalancerClass;
+    // upstream: "Although LB de-provisioning is actually asynchronous, we don't need to expose the
+    // user to that complexity": the ingress goes with the type
+    if (isRec(n.status) && !absent(n.status.loadBalancer)) n.status.loadBalancer = {};
   }
   if (externallyAccessible(oldSpec) && !externallyAccessible(spec) && (spec.externalTrafficPolicy ?? '') === (oldSpec.externalTrafficPolicy ?? '')) {
     delete spec.externalTrafficPolicy;

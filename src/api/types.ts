@@ -26,7 +26,7 @@ export type {
   ReplicationController,
   EnvVar,
 } from 'kubernetes-types/core/v1.js';
-export type { Deployment, ReplicaSet, StatefulSet, DaemonSet } from 'kubernetes-types/apps/v1.js';
+export type { Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision } from 'kubernetes-types/apps/v1.js';
 export type { Job, CronJob } from 'kubernetes-types/batch/v1.js';
 export type { EndpointSlice } from 'kubernetes-types/discovery/v1.js';
 
@@ -101,6 +101,7 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   k('ReplicaSet', 'apps/v1', 'replicasets', { shortNames: ['rs'], categories: ['all'], hasStatus: true }),
   k('StatefulSet', 'apps/v1', 'statefulsets', { shortNames: ['sts'], categories: ['all'], hasStatus: true }),
   k('DaemonSet', 'apps/v1', 'daemonsets', { shortNames: ['ds'], categories: ['all'], hasStatus: true }),
+  k('ControllerRevision', 'apps/v1', 'controllerrevisions'),
   k('Job', 'batch/v1', 'jobs', { categories: ['all'], hasStatus: true }),
   k('CronJob', 'batch/v1', 'cronjobs', { shortNames: ['cj'], categories: ['all'], hasStatus: true }),
   k('EndpointSlice', 'discovery.k8s.io/v1', 'endpointslices'),

@@ -193,17 +193,20 @@ class Writer {
     this.u8(0);
   }
 
-  /** a name with compression against names written before (case-insensitive, as DNS is) */
-  name(name: string): void {
+  /**
+   * A name, compressed against names written before (case-insensitive, as DNS is) unless
+   * `compress` is false; either way its suffixes become targets for later names.
+   */
+  name(name: string, compress = true): void {
     if (name.length > 253) throw new Error(`invalid DNS name "${name}": longer than 253 characters`);
     let rest = name;
     while (rest) {
-      const at = this.names.get(rest);
+      const at = compress ? this.names.get(rest) : undefined;
       if (at !== undefined) {
         this.u16(0xc000 | at);
         return;
       }
-      if (this.pos < 0x4000) this.names.set(rest, this.pos);
+      if (this.pos < 0x4000 && !this.names.has(rest)) this.names.set(rest, this.pos);
       const dot = rest.indexOf('.');
       const label = dot < 0 ? rest : rest.slice(0, dot);
       const len = Buffer.byteLength(label, 'latin1');
@@ -257,7 +260,7 @@ class Writer {
         this.u16(r.priority);
         this.u16(r.weight);
         this.u16(r.port);
-        this.name(r.target); // RFC 2782 forbids compressing it; every resolver accepts it, dns2 and CoreDNS do it
+        this.name(r.target, false); // RFC 2782: no compression in the SRV target
         break;
       case TYPE.TXT:
         for (const t of r.texts) for (const chunk of txtChunks(t)) {

@@ -7,3 +7,4 @@ import { exitOnSignal } from './lib.mjs';
 
 exitOnSignal('pause', []);
 setInterval(() => {}, 2 ** 30);
+process.stdout.write('pause: idle until SIGTERM\n');

@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import { ApiError, badRequest, conflict, isApiError } from '../api/errors.js';
 import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
-import { FOREGROUND, type ForegroundDeleter } from './foreground.js';
 import { decodeObject, mediaType, parseText, readBody, sendJson, warningHeaders } from './http.js';
 import { parseLogQuery, serveLogs } from './logs.js';
 import type { FieldManager } from './managed-fields.js';
@@ -30,7 +29,6 @@ export interface HandlerDeps {
   fields: FieldManager;
   smp: StrategicMerge;
   slices: SliceView;
-  foreground: ForegroundDeleter;
   stateDir: string;
   log: Logger;
 }
@@ -306,14 +304,14 @@ export class Handlers {
   }
 
   /** Update with managedFields; a no-op update returns the old object unchanged. */
-  async #write(c: Call, old: Stored<KObject>, next: KObject, subresource?: 'status'): Promise<Stored<KObject>> {
+  async #write(c: Call, old: Stored<KObject>, next: KObject, subresource?: 'status' | 'scale'): Promise<Stored<KObject>> {
     const info = c.resource.info;
     const meta = (next.metadata ??= {});
     const mf = this.#d.fields.update({ old, next, manager: managerOf(c), cls: KIND_CLASSES[info.kind], apiVersion: info.apiVersion, subresource });
     if (mf) meta.managedFields = mf as never;
     else delete meta.managedFields;
     if (sameExceptManaged(old, next)) return old;
-    return this.#d.store.update(next, { dryRun: dryRun(c.query), ...(subresource ? { subresource } : {}) });
+    return this.#d.store.update(next, { dryRun: dryRun(c.query), ...(subresource === 'status' ? { subresource } : {}) });
   }
 
   /** The patched object (PATCH with the three classic patch types). */
@@ -444,8 +442,8 @@ export class Handlers {
     };
   }
 
+  /** Foreground: the store marks the owner (`foregroundDeletion` finalizer) and the garbage collector drains it. */
   async #deleteOne(kind: string, ns: string | undefined, name: string, opts: DeleteOptions): Promise<Stored<KObject>> {
-    if (opts.propagationPolicy === 'Foreground') return this.#d.foreground.delete(kind, ns, name, opts);
     return this.#d.store.delete(kind, ns, name, opts);
   }
 
@@ -453,7 +451,7 @@ export class Handlers {
     const info = c.resource.info;
     const opts = await this.#deleteOptions(c);
     const out = await this.#deleteOne(info.kind, c.route.namespace, c.route.name!, opts);
-    const pending = !opts.dryRun && out.metadata.deletionTimestamp !== undefined && (out.metadata.finalizers?.includes(FOREGROUND) ?? false);
+    const pending = !opts.dryRun && out.metadata.deletionTimestamp !== undefined && (out.metadata.finalizers?.includes('foregroundDeletion') ?? false);
     sendJson(c.res, pending ? 202 : 200, out);
   }
 
@@ -539,7 +537,7 @@ export class Handlers {
       const next = clone(obj) as KObject & { spec?: Rec };
       (next.spec ??= {}).replicas = replicas;
       try {
-        const stored = await this.#write(c, obj, next);
+        const stored = await this.#write(c, obj, next, 'scale');
         sendJson(c.res, 200, toScale(stored));
         return;
       } catch (e) {

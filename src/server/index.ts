@@ -24,7 +24,6 @@ import {
   apiVersions,
   resourceList,
 } from './discovery.js';
-import { ForegroundDeleter } from './foreground.js';
 import { Handlers } from './handlers.js';
 import { sendError, sendJson, sendStatus } from './http.js';
 import { FieldManager } from './managed-fields.js';
@@ -62,7 +61,6 @@ export class ApiServer {
   readonly #log: Logger;
   readonly #schemas = new Schemas();
   readonly #openapi: OpenApi;
-  readonly #foreground: ForegroundDeleter;
   readonly #handlers: Handlers;
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
@@ -74,14 +72,12 @@ export class ApiServer {
     this.#o = { ...o, address: o.address || '127.0.0.1', port: o.port ?? 6443 };
     this.#log = o.log.child({ component: 'api' });
     this.#openapi = new OpenApi(this.#schemas);
-    this.#foreground = new ForegroundDeleter({ store: o.store, log: this.#log });
     this.#handlers = new Handlers({
       store: o.store,
       schemas: this.#schemas,
       fields: new FieldManager(this.#schemas),
       smp: new StrategicMerge(this.#schemas),
       slices: new SliceView(o.store, o.informers.for<Service>('Service')),
-      foreground: this.#foreground,
       stateDir: o.stateDir,
       log: this.#log,
     });
@@ -106,7 +102,6 @@ export class ApiServer {
     }
     await this.#schemas.load();
     await this.#o.informers.for<Service>('Service').start();
-    await this.#foreground.start();
     const server = createServer((req, res) => void this.#serve(req, res));
     server.on('connection', (s) => {
       this.#sockets.add(s);
@@ -136,7 +131,6 @@ export class ApiServer {
 
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
-      this.#foreground.stop();
       const server = this.#server;
       if (!server) return;
       await new Promise<void>((resolve) => {

@@ -203,7 +203,7 @@ export class FieldManager {
         if (isDeepStrictEqual(lv, cv)) continue;
         for (const [k, e] of sets) {
           if (k === id || !e.fields.has(p)) continue;
-          const who = `${e.entry.manager ?? ''}\u0000${e.entry.apiVersion ?? ''}`;
+          const who = `${e.entry.manager ?? ''}\u0000${e.entry.apiVersion ?? ''}\u0000${e.entry.subresource ?? ''}`;
           conflicts.set(who, [...(conflicts.get(who) ?? []), p]);
         }
       }
@@ -364,9 +364,10 @@ function conflictError(conflicts: Map<string, string[]>): Error {
   const causes: { reason: string; message: string; field: string }[] = [];
   const parts: string[] = [];
   for (const [who, paths] of conflicts) {
-    const [manager, apiVersion] = who.split('\u0000');
-    const using = `conflict${paths.length > 1 ? 's' : ''} with "${manager}"${apiVersion ? ` using ${apiVersion}` : ''}`;
-    for (const p of paths) causes.push({ reason: 'FieldManagerConflict', message: `conflict with "${manager}"${apiVersion ? ` using ${apiVersion}` : ''}`, field: renderPath(p) });
+    const [manager, apiVersion, subresource] = who.split('\u0000');
+    const mgr = `"${manager}"${subresource ? ` with subresource "${subresource}"` : ''}${apiVersion ? ` using ${apiVersion}` : ''}`;
+    const using = `conflict${paths.length > 1 ? 's' : ''} with ${mgr}`;
+    for (const p of paths) causes.push({ reason: 'FieldManagerConflict', message: `conflict with ${mgr}`, field: renderPath(p) });
     parts.push(paths.length === 1 && conflicts.size === 1 ? `${using}: ${renderPath(paths[0])}` : `${using}:\n${paths.map((p) => `- ${renderPath(p)}`).join('\n')}`);
   }
   return errorWithCauses('Conflict', `Apply failed with ${total} conflict${total > 1 ? 's' : ''}: ${parts.join('\n')}`, causes);

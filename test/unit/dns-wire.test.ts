@@ -95,6 +95,7 @@ t.test('every record type round-trips through dns2', async (t) => {
     { priority: 0, weight: 50, port: 8080, target: 'web-0.a.cluster.local' },
   ]);
   t.match(p.authorities[0], { primary: 'ns.dns.cluster.local', admin: 'hostmaster.cluster.local', serial: 7, minimum: 5 });
+  t.ok(enc.includes(nameToWire('web-0.a.cluster.local')), 'the SRV target is written uncompressed (RFC 2782)');
 });
 
 t.test('encoding refuses what it cannot write (the server turns that into SERVFAIL)', async (t) => {

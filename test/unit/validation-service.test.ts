@@ -43,6 +43,7 @@ const IP = 'must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)';
 const CIDR = 'must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)';
 const LB_ONLY = "may only be used when `type` is 'LoadBalancer'";
 const SRC_ANN = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+const LOOPBACK = 'may not be in the loopback range (127.0.0.0/8, ::1/128) (kubeloop: start the daemon with --allow-loopback-endpoints to allow loopback externalIPs)';
 
 const base = (): Rec => ({
   apiVersion: 'v1',
@@ -346,7 +347,7 @@ const cases: Case[] = [
     spec: { externalIPs: ['0.0.0.0', '127.0.0.2', '169.254.1.1', '224.0.0.5'] },
     want: [
       'spec.externalIPs[0]: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)',
-      'spec.externalIPs[1]: Invalid value: "127.0.0.2": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+      `spec.externalIPs[1]: Invalid value: "127.0.0.2": ${LOOPBACK}`,
       'spec.externalIPs[2]: Invalid value: "169.254.1.1": may not be in the link-local range (169.254.0.0/16, fe80::/10)',
       'spec.externalIPs[3]: Invalid value: "224.0.0.5": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)',
     ],
@@ -357,10 +358,10 @@ const cases: Case[] = [
     spec: { externalIPs: ['::', '::1', 'fe80::1', 'ff02::2', '::ffff:127.0.0.1'] },
     want: [
       'spec.externalIPs[0]: Invalid value: "::": may not be unspecified (::)',
-      'spec.externalIPs[1]: Invalid value: "::1": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+      `spec.externalIPs[1]: Invalid value: "::1": ${LOOPBACK}`,
       'spec.externalIPs[2]: Invalid value: "fe80::1": may not be in the link-local range (169.254.0.0/16, fe80::/10)',
       'spec.externalIPs[3]: Invalid value: "ff02::2": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)',
-      'spec.externalIPs[4]: Invalid value: "::ffff:127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+      `spec.externalIPs[4]: Invalid value: "::ffff:127.0.0.1": ${LOOPBACK}`,
     ],
   },
 
@@ -528,13 +529,26 @@ const cases: Case[] = [
       `metadata.name: Invalid value: "Bad": ${DNS1035}`,
       'spec.ports[1].name: Duplicate value: "a"',
       'spec.sessionAffinity: Unsupported value: "Sticky": supported values: "ClientIP", "None"',
-      'spec.externalIPs[0]: Invalid value: "127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+      `spec.externalIPs[0]: Invalid value: "127.0.0.1": ${LOOPBACK}`,
       "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
       'spec.ports[1]: Duplicate value: {"protocol":"TCP","port":80}',
       `spec.loadBalancerClass: Forbidden: ${LB_ONLY}`,
     ],
   },
 ];
+
+t.test('loopback externalIPs are accepted with --allow-loopback-endpoints (other special ranges are not)', async (t) => {
+  const o = build({ spec: { externalIPs: ['127.0.0.2', '::1', '0.0.0.0', '169.254.1.1'] } });
+  const errs = validateObject(o as KObject, undefined, { allowLoopbackEndpoints: true }).map(formatFieldError);
+  t.strictSame(errs, [
+    'spec.externalIPs[2]: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)',
+    'spec.externalIPs[3]: Invalid value: "169.254.1.1": may not be in the link-local range (169.254.0.0/16, fe80::/10)',
+  ]);
+  const old = build({ spec: { clusterIP: '127.96.0.9', clusterIPs: ['127.96.0.9'] } });
+  const next = build({ spec: { clusterIP: '127.96.0.9', clusterIPs: ['127.96.0.9'], externalIPs: ['127.0.0.5'] } });
+  t.strictSame(validateObject(next as KObject, old as KObject, { allowLoopbackEndpoints: true }).map(formatFieldError), [], 'on update too');
+  t.strictSame(check(next, old), [`spec.externalIPs[0]: Invalid value: "127.0.0.5": ${LOOPBACK}`], 'and refused without the flag');
+});
 
 t.test('ValidateService case table (reference 3.2, 3.3 items 1-19)', async (t) => {
   const covered = new Set(cases.map((c) => c.rule));

@@ -2,6 +2,7 @@ import type { Endpoints, Service } from '../../api/types.js';
 import { keyOf } from '../../api/types.js';
 import type { InformerFactory } from '../../store/informer.js';
 import { type AffinityConfig, type Endpoint, endpointId } from './round-robin.js';
+import { loadBalancerSourceRanges } from './source-ranges.js';
 
 /** One port of a Service as the proxy sees it. Identity within the Service is `name`. */
 export interface ServicePortInfo {
@@ -24,8 +25,13 @@ export interface ProxyService {
   readonly clusterIPs: readonly string[];
   readonly ports: readonly ServicePortInfo[];
   readonly externalIPs: readonly string[];
-  /** `status.loadBalancer.ingress[].ip` (hostname-only entries are ignored, as upstream) */
+  /**
+   * `status.loadBalancer.ingress[].ip` of a type LoadBalancer Service (hostname-only entries are
+   * ignored, as upstream; a stale status on another type is not served)
+   */
   readonly loadBalancerIPs: readonly string[];
+  /** CIDRs allowed to use the load-balancer portals (`loadBalancerSourceRanges`); empty: all */
+  readonly sourceRanges: readonly string[];
   readonly affinity: Readonly<AffinityConfig>;
   /** ports the proxy cannot serve, e.g. `SCTP/5000`; reported once per change */
   readonly unsupportedPorts: readonly string[];
@@ -51,7 +57,7 @@ export function narrowService(svc: Service): ProxyService {
     timeoutSeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 0,
   };
   if (shouldSkip(svc)) {
-    return { key, clusterIPs: [], ports: [], externalIPs: [], loadBalancerIPs: [], affinity, unsupportedPorts: [] };
+    return { key, clusterIPs: [], ports: [], externalIPs: [], loadBalancerIPs: [], sourceRanges: [], affinity, unsupportedPorts: [] };
   }
   const opensNodePorts = spec.type === 'NodePort' || spec.type === 'LoadBalancer';
   const ports: ServicePortInfo[] = [];
@@ -66,13 +72,16 @@ export function narrowService(svc: Service): ProxyService {
   }
   const clusterIPs = spec.clusterIPs?.length ? [...spec.clusterIPs] : [spec.clusterIP!];
   const loadBalancerIPs: string[] = [];
-  for (const ing of svc.status?.loadBalancer?.ingress ?? []) if (ing.ip) loadBalancerIPs.push(ing.ip);
+  if (spec.type === 'LoadBalancer') {
+    for (const ing of svc.status?.loadBalancer?.ingress ?? []) if (ing.ip) loadBalancerIPs.push(ing.ip);
+  }
   return {
     key,
     clusterIPs: clusterIPs.filter((ip) => ip && ip !== 'None'),
     ports,
     externalIPs: [...(spec.externalIPs ?? [])],
     loadBalancerIPs,
+    sourceRanges: loadBalancerSourceRanges(svc),
     affinity,
     unsupportedPorts,
   };

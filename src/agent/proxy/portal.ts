@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import type { SourceRanges } from './source-ranges.js';
 
 export type PortalKind = 'clusterIP' | 'nodePort' | 'externalIP' | 'loadBalancer';
 export type Protocol = 'TCP' | 'UDP';
@@ -26,6 +27,8 @@ export interface ListenerCounters {
   accepted: number;
   /** TCP connections / UDP flows refused or dropped: no endpoint, or every dial failed */
   failed: number;
+  /** TCP connections reset / UDP datagrams dropped because the client is outside `loadBalancerSourceRanges` */
+  denied: number;
   /** client → backend */
   bytesIn: number;
   /** backend → client */
@@ -44,6 +47,11 @@ export interface Listener {
   close(): Promise<void>;
   /** Stops accepting and ends every connection/flow; resolves when all sockets are closed. */
   destroy(): Promise<void>;
+  /**
+   * Only clients inside these ranges may connect (load-balancer portals); undefined: anyone.
+   * Applies to new connections/flows; open ones are left alone.
+   */
+  sourceRanges: SourceRanges | undefined;
 }
 
 export function servicePortKey(svc: string, portName: string): string {
@@ -59,7 +67,7 @@ export function hostPort(address: string, port: number): string {
 }
 
 export function newCounters(): ListenerCounters {
-  return { accepted: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+  return { accepted: 0, failed: 0, denied: 0, bytesIn: 0, bytesOut: 0 };
 }
 
 /** The one-line explanation of a failed bind, naming the fix. */

@@ -15,6 +15,7 @@ import {
   servicePortKey,
 } from './portal.js';
 import { RoundRobin } from './round-robin.js';
+import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
 import { UdpListener } from './udp.js';
 
@@ -56,6 +57,8 @@ export interface ListenerError {
 /** A portal we want open; `listener` is set while it is, `error` while it could not be. */
 interface Portal {
   spec: PortalSpec;
+  /** load-balancer portals of a Service with `loadBalancerSourceRanges` */
+  ranges?: SourceRanges;
   listener?: Listener;
   error?: { code: string; message: string };
 }
@@ -301,6 +304,8 @@ export class Proxier implements ProxyHandler {
     // portals: close what is no longer wanted, open what is new or failed before
     const desired = served ? this.#desiredPortals(served, local) : new Map<string, PortalSpec>();
     const have = this.#portals.get(key) ?? new Map<string, Portal>();
+    // upstream applies the ranges to load-balancer IPs only (not to the clusterIP or nodePorts)
+    const ranges = served?.sourceRanges.length ? new SourceRanges(served.sourceRanges) : undefined;
     for (const [id, p] of have) {
       if (desired.has(id)) continue;
       if (p.listener) toClose.push(p.listener);
@@ -308,14 +313,20 @@ export class Proxier implements ProxyHandler {
     }
     for (const [id, spec] of desired) {
       const p = have.get(id);
+      const portalRanges = spec.kind === 'loadBalancer' ? ranges : undefined;
       if (!p) {
-        const np: Portal = { spec };
+        const np: Portal = { spec, ranges: portalRanges };
         have.set(id, np);
         toOpen.push(np);
       } else {
         p.spec = spec;
-        if (!p.listener) toOpen.push(p);
+        p.ranges = portalRanges;
+        if (p.listener) p.listener.sourceRanges = portalRanges;
+        else toOpen.push(p);
       }
+    }
+    if (ranges && served!.loadBalancerIPs.length) {
+      this.#log.debug({ svc: key, ranges: ranges.ranges }, 'load-balancer portals restricted to source ranges');
     }
     if (have.size) this.#portals.set(key, have);
     else this.#portals.delete(key);
@@ -390,8 +401,9 @@ export class Proxier implements ProxyHandler {
             dialTimeoutsMs: this.#o.dialTimeoutsMs,
             log,
             onDrained: (x) => this.#draining.delete(x),
+            sourceRanges: p.ranges,
           })
-        : new UdpListener({ spec, balancer, idleTimeoutMs: this.#o.udpIdleTimeoutMs, log });
+        : new UdpListener({ spec, balancer, idleTimeoutMs: this.#o.udpIdleTimeoutMs, log, sourceRanges: p.ranges });
     const where = hostPort(spec.address, spec.port);
     try {
       await l.open();

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { RoundRobin } from './round-robin.js';
+import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, hostPort, newCounters } from './portal.js';
 
 export interface TcpListenerOptions {
@@ -11,6 +12,8 @@ export interface TcpListenerOptions {
   log: Logger;
   /** called once when a closed listener's last connection has ended */
   onDrained?(l: TcpListener): void;
+  /** clients outside these ranges are reset at once */
+  sourceRanges?: SourceRanges;
 }
 
 /**
@@ -30,6 +33,7 @@ export class TcpListener implements Listener {
   readonly balancer: RoundRobin;
   readonly dialTimeoutsMs: readonly number[];
   readonly log: Logger;
+  sourceRanges: SourceRanges | undefined;
   readonly #server: net.Server;
   readonly #conns = new Set<TcpConn>();
   readonly #onDrained: ((l: TcpListener) => void) | undefined;
@@ -42,6 +46,7 @@ export class TcpListener implements Listener {
     this.dialTimeoutsMs = o.dialTimeoutsMs.length ? o.dialTimeoutsMs : [250];
     this.log = o.log;
     this.#onDrained = o.onDrained;
+    this.sourceRanges = o.sourceRanges;
     this.#server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
     this.#server.on('connection', this.#onConnection);
   }
@@ -103,6 +108,14 @@ export class TcpListener implements Listener {
   readonly #onConnection = (client: net.Socket): void => {
     if (this.#closed) {
       client.destroy();
+      return;
+    }
+    if (this.sourceRanges && !this.sourceRanges.allows(client.remoteAddress)) {
+      // loadBalancerSourceRanges: a prompt, visible refusal rather than a silent drop
+      this.counters.denied++;
+      this.log.trace({ svc: this.spec.svc, client: client.remoteAddress }, 'source not in loadBalancerSourceRanges: reset');
+      client.on('error', () => undefined);
+      reset(client);
       return;
     }
     this.counters.accepted++;

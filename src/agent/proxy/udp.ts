@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Endpoint, RoundRobin } from './round-robin.js';
+import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, newCounters } from './portal.js';
 
 export interface UdpListenerOptions {
@@ -12,6 +13,8 @@ export interface UdpListenerOptions {
   log: Logger;
   /** bound on concurrent flows (each holds a socket); new clients beyond it are dropped */
   maxFlows?: number;
+  /** datagrams from clients outside these ranges are dropped */
+  sourceRanges?: SourceRanges;
 }
 
 const DEFAULT_MAX_FLOWS = 4096;
@@ -30,6 +33,7 @@ export class UdpListener implements Listener {
   readonly idleTimeoutMs: number;
   readonly log: Logger;
   readonly socket: dgram.Socket;
+  sourceRanges: SourceRanges | undefined;
   readonly #maxFlows: number;
   /** client address → client port → flow (no per-datagram key strings) */
   readonly #flows = new Map<string, Map<number, UdpFlow>>();
@@ -43,6 +47,7 @@ export class UdpListener implements Listener {
     this.idleTimeoutMs = o.idleTimeoutMs;
     this.log = o.log;
     this.#maxFlows = o.maxFlows ?? DEFAULT_MAX_FLOWS;
+    this.sourceRanges = o.sourceRanges;
     this.socket = dgram.createSocket({ type: isIP(o.spec.address) === 6 ? 'udp6' : 'udp4' });
   }
 
@@ -105,6 +110,10 @@ export class UdpListener implements Listener {
 
   readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (this.#closed) return;
+    if (this.sourceRanges && !this.sourceRanges.allows(rinfo.address)) {
+      this.counters.denied++;
+      return;
+    }
     let byPort = this.#flows.get(rinfo.address);
     let flow = byPort?.get(rinfo.port);
     if (!flow) {

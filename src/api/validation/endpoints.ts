@@ -13,9 +13,8 @@ import {
   parseIP,
 } from '../names.js';
 import { type Rec, list, rec, str, validateObjectMeta, validateObjectMetaUpdate } from './meta.js';
-import { PROTOCOLS, nonSpecialIPErrors } from './service.js';
+import { LOOPBACK_DETAIL, PROTOCOLS, nonSpecialIPErrors } from './service.js';
 
-const LOOPBACK_DETAIL = 'may not be in the loopback range (127.0.0.0/8, ::1/128)';
 export const LOOPBACK_HINT = '(kubeloop: start the daemon with --allow-loopback-endpoints to allow this)';
 
 export interface EndpointsOptions {

@@ -24,8 +24,8 @@ import {
 
 export interface ValidateOptions {
   /**
-   * Accept Endpoints addresses in 127.0.0.0/8 and ::1 (upstream rejects them). kubeloop's own
-   * endpoints controller sets this: its pods live on loopback addresses.
+   * Accept Endpoints addresses and Service `externalIPs` in 127.0.0.0/8 and ::1 (upstream
+   * rejects them); daemon flag `--allow-loopback-endpoints`.
    */
   allowLoopbackEndpoints?: boolean;
 }
@@ -57,8 +57,10 @@ export function validateObject(obj: KObject, old?: KObject, opts: ValidateOption
   const epOpts = { allowLoopback: opts.allowLoopbackEndpoints === true };
 
   switch (kind) {
-    case 'Service':
-      return prev ? validateServiceUpdate(o, prev) : validateService(o);
+    case 'Service': {
+      const svcOpts = { allowLoopbackExternalIPs: opts.allowLoopbackEndpoints === true };
+      return prev ? validateServiceUpdate(o, prev, svcOpts) : validateService(o, svcOpts);
+    }
     case 'Endpoints':
       return prev ? validateEndpointsUpdate(o, prev, epOpts) : validateEndpoints(o, epOpts);
     case 'Pod':

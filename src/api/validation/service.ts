@@ -45,6 +45,8 @@ const IP_FAMILIES = ['IPv4', 'IPv6'];
 const IP_FAMILY_POLICIES = ['PreferDualStack', 'RequireDualStack', 'SingleStack'];
 const LB_IP_MODES = ['Proxy', 'VIP'];
 export const MAX_CLIENT_IP_AFFINITY_SECONDS = 86400;
+export const LOOPBACK_DETAIL = 'may not be in the loopback range (127.0.0.0/8, ::1/128)';
+export const LOOPBACK_EXTERNAL_IP_HINT = '(kubeloop: start the daemon with --allow-loopback-endpoints to allow loopback externalIPs)';
 
 const ANN_TOPOLOGY_MODE = 'service.kubernetes.io/topology-mode';
 const ANN_TOPOLOGY_HINTS = 'service.kubernetes.io/topology-aware-hints';
@@ -77,7 +79,7 @@ export function nonSpecialIPErrors(ip: string, p: Path): FieldError[] {
   if (!parsed) return [invalid(p, ip, 'must be a valid IP address')];
   const errs: FieldError[] = [];
   if (ipIsUnspecified(parsed)) errs.push(invalid(p, ip, `may not be unspecified (${ip})`));
-  if (ipIsLoopback(parsed)) errs.push(invalid(p, ip, 'may not be in the loopback range (127.0.0.0/8, ::1/128)'));
+  if (ipIsLoopback(parsed)) errs.push(invalid(p, ip, LOOPBACK_DETAIL));
   if (ipIsLinkLocalUnicast(parsed)) errs.push(invalid(p, ip, 'may not be in the link-local range (169.254.0.0/16, fe80::/10)'));
   if (ipIsLinkLocalMulticast(parsed)) {
     errs.push(invalid(p, ip, 'may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)'));
@@ -190,8 +192,17 @@ function validateClusterIPsRelatedFields(spec: Rec, headless: boolean, errs: Fie
   }
 }
 
+export interface ServiceValidationOptions {
+  /**
+   * Accept `spec.externalIPs` in 127.0.0.0/8 and ::1 (upstream rejects them): on this machine
+   * those are the only external IPs the proxy can listen on without root. Daemon flag
+   * `--allow-loopback-endpoints`.
+   */
+  allowLoopbackExternalIPs?: boolean;
+}
+
 /** `ValidateService`: every create-time rule, in upstream order. */
-export function validateService(svc: Rec): FieldError[] {
+export function validateService(svc: Rec, opts: ServiceValidationOptions = {}): FieldError[] {
   const errs: FieldError[] = [];
   const metaPath = path('metadata');
   errs.push(...validateObjectMeta(svc.metadata, { namespaced: true, nameFn: nameIsDNS1035Label }, metaPath));
@@ -275,8 +286,14 @@ export function validateService(svc: Rec): FieldError[] {
 
   const eipPath = specPath.child('externalIPs');
   list(spec.externalIPs, eipPath, errs).forEach((ip, i) => {
-    if (typeof ip !== 'string' || !parseIP(ip)) errs.push(invalid(eipPath.index(i), ip, IP_ERROR));
-    else errs.push(...nonSpecialIPErrors(ip, eipPath.index(i)));
+    if (typeof ip !== 'string' || !parseIP(ip)) {
+      errs.push(invalid(eipPath.index(i), ip, IP_ERROR));
+      return;
+    }
+    for (const e of nonSpecialIPErrors(ip, eipPath.index(i))) {
+      if (e.detail !== LOOPBACK_DETAIL) errs.push(e);
+      else if (!opts.allowLoopbackExternalIPs) errs.push({ ...e, detail: `${LOOPBACK_DETAIL} ${LOOPBACK_EXTERNAL_IP_HINT}` });
+    }
   });
 
   if (type === undefined || type === null || type === '') errs.push(required(specPath.child('type')));
@@ -451,7 +468,7 @@ function validateIPFamiliesUpdate(svc: Rec, old: Rec): FieldError[] {
 }
 
 /** `ValidateServiceUpdate`: update-only rules, then every create rule on the new object. */
-export function validateServiceUpdate(input: Rec, old: Rec): FieldError[] {
+export function validateServiceUpdate(input: Rec, old: Rec, opts: ServiceValidationOptions = {}): FieldError[] {
   // upstream validates after the registry kept allocated values and dropped type-dependent
   // fields (see prepareServiceUpdate); do the same on a copy, so callers that skip it still agree
   const svc = structuredClone(input);
@@ -467,7 +484,7 @@ export function validateServiceUpdate(input: Rec, old: Rec): FieldError[] {
   if (needsHealthCheck(spec) && needsHealthCheck(oldSpec) && (spec.healthCheckNodePort ?? 0) !== (oldSpec.healthCheckNodePort ?? 0)) {
     errs.push(forbidden(path('spec', 'healthCheckNodePort'), 'field is immutable'));
   }
-  errs.push(...validateService(svc));
+  errs.push(...validateService(svc, opts));
   return errs;
 }
 
