@@ -6,7 +6,7 @@ import type { Deployment, Endpoints, Pod, ReplicaSet, Service, Stored } from '..
 import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
 import { InformerFactory } from '../store/informer.js';
 import { ControllerManager } from '../controllers/index.js';
-import { PodRuntime, loadImageTable } from '../agent/runtime/index.js';
+import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../agent/runtime/index.js';
 import { Proxy } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
@@ -16,7 +16,6 @@ import { renderTable, serviceRows } from './table.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-export const IMAGE_TABLE = join(REPO_ROOT, 'config', 'images', 'images.yaml');
 
 interface Component {
   name: string;
@@ -66,7 +65,7 @@ export class Daemon {
     const o = this.opts;
     mkdirSync(o.stateDir, { recursive: true });
     this.#lock(o.stateDir);
-    const images = loadImageTable(IMAGE_TABLE);
+    const images = loadImageTable(DEFAULT_IMAGE_TABLE);
 
     const store = await createEmbeddedStore({
       serviceCidr: o.serviceCidr,

@@ -5,8 +5,10 @@ import { DeploymentController } from './deployment.js';
 import { EndpointsController } from './endpoints.js';
 import { EventRecorder } from './events.js';
 import { GarbageCollector } from './garbage-collector.js';
+import { LoadBalancerController } from './load-balancer.js';
 import { ReplicaSetController } from './replicaset.js';
 import { Scheduler } from './scheduler.js';
+import { ServiceWarnings } from './service-warnings.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
 export { EventRecorder } from './events.js';
@@ -19,6 +21,8 @@ export interface ControllerOptions {
   podCidr?: string;
   /** the store accepts every loopback endpoint address: no pod CIDR filter */
   allowLoopbackEndpoints?: boolean;
+  /** load-balancer provider pool (CIDR inside 127/8, e.g. 127.240.0.0/16); empty or unset: provider off */
+  lbPool?: string;
 }
 
 interface Controller {
@@ -57,6 +61,10 @@ export class ControllerManager {
       new DeploymentController({ ...base, events: deployEvents }),
       new GarbageCollector(base),
     ];
+    const svcEvents = recorder('service-controller');
+    this.#recorders.push(svcEvents);
+    this.#controllers.push(new ServiceWarnings({ ...base, events: svcEvents }));
+    if (o.lbPool) this.#controllers.push(new LoadBalancerController({ ...base, events: svcEvents, pool: o.lbPool }));
   }
 
   /** keys waiting or in process over every controller (delayed re-checks not counted): 0 when all is quiet */

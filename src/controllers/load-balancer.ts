@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { LoadBalancerIngress, Mutable, Service, Stored } from '../api/types.js';
+import type { LoadBalancerIngress } from 'kubernetes-types/core/v1.js';
+import type { Mutable, Service, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';

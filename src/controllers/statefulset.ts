@@ -11,7 +11,7 @@ import type {
   StatefulSet,
   Stored,
 } from '../api/types.js';
-import { keyOf, objectKey } from '../api/types.js';
+import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { claimPods } from './claim.js';
@@ -34,7 +34,7 @@ import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js
 export const POD_NAME_LABEL = 'statefulset.kubernetes.io/pod-name';
 export const POD_INDEX_LABEL = 'apps.kubernetes.io/pod-index';
 
-type Set = Stored<StatefulSet>;
+type SS = Stored<StatefulSet>;
 type P = Stored<Pod>;
 
 export interface StatefulSetControllerOptions {
@@ -152,7 +152,7 @@ export class StatefulSetController {
   }
 
   async reconcile(key: string, { log, signal }: ReconcileContext): Promise<ReconcileResult | void> {
-    const set = this.#sets.getByKey(key) as Set | undefined;
+    const set = this.#sets.getByKey(key) as SS | undefined;
     if (!set) return;
     const selector = workloadSelector(set.spec?.selector);
     if (!selector) {
@@ -162,7 +162,7 @@ export class StatefulSetController {
     // a set being deleted makes nothing: the garbage collector removes its pods
     if (isTerminating(set)) return;
     const [namespace] = splitKey(key);
-    const { revisions, update, collisionCount } = await this.#history.sync(set, selector.matchLabels ?? {}, log);
+    const { revisions, update, collisionCount } = await this.#history.sync(set, set.spec?.selector?.matchLabels ?? {}, log);
     const current = revisions.find((r) => r.metadata.name === set.status?.currentRevision) ?? update;
     const pods = await claimPods({
       store: this.#store,
@@ -198,7 +198,7 @@ export class StatefulSetController {
     return this.#claims.get(namespace, name);
   }
 
-  async #writeStatus(set: Set, s: NonNullable<StatefulSet['status']>): Promise<void> {
+  async #writeStatus(set: SS, s: NonNullable<StatefulSet['status']>): Promise<void> {
     const uid = set.metadata.uid;
     await this.#store.mutate<StatefulSet>(
       'StatefulSet',
@@ -216,7 +216,7 @@ export class StatefulSetController {
 }
 
 /** upstream's status arithmetic, including `completeRollingUpdate` */
-function computeStatus(set: Set, pods: P[], current: Revision, update: Revision, collisionCount: number): NonNullable<StatefulSet['status']> {
+function computeStatus(set: SS, pods: P[], current: Revision, update: Revision, collisionCount: number): NonNullable<StatefulSet['status']> {
   const now = Date.now();
   const minReady = set.spec?.minReadySeconds ?? 0;
   const s = {
@@ -251,14 +251,14 @@ function computeStatus(set: Set, pods: P[], current: Revision, update: Revision,
 /** One pass of `updateStatefulSet` over a snapshot of the set's pods. */
 class SetSync {
   readonly #c: StatefulSetController;
-  readonly #set: Set;
+  readonly #set: SS;
   readonly #current: Revision;
   readonly #update: Revision;
   readonly #log: Logger;
   readonly #monotonic: boolean;
   #requeueMs: number | undefined;
 
-  constructor(c: StatefulSetController, set: Set, current: Revision, update: Revision, log: Logger) {
+  constructor(c: StatefulSetController, set: SS, current: Revision, update: Revision, log: Logger) {
     this.#c = c;
     this.#set = set;
     this.#current = current;
@@ -432,7 +432,7 @@ class SetSync {
       const existing = this.#c.claim(this.#ns, name);
       if (existing) {
         if (isTerminating(existing)) ok = false;
-        else await this.#setClaimOwners(existing, false);
+        else await this.#setClaimOwners(existing, ordinal);
         continue;
       }
       const claim: PersistentVolumeClaim = {
@@ -443,7 +443,7 @@ class SetSync {
           namespace: this.#ns,
           labels: { ...(set.spec?.selector?.matchLabels ?? {}), ...(ct.metadata?.labels ?? {}) },
           annotations: ct.metadata?.annotations,
-          ownerReferences: this.#claimRefs([], false),
+          ownerReferences: this.#claimRefs([], ordinal),
         },
         spec: structuredClone(ct.spec ?? {}),
       };
@@ -466,36 +466,32 @@ class SetSync {
     if (ord === undefined) return;
     for (const ct of this.#set.spec?.volumeClaimTemplates ?? []) {
       const existing = this.#c.claim(this.#ns, claimName(ct.metadata?.name ?? '', this.#name, ord));
-      if (existing && !isTerminating(existing)) await this.#setClaimOwners(existing, true, pod);
+      if (existing && !isTerminating(existing)) await this.#setClaimOwners(existing, ord, pod);
     }
   }
 
-  /** upstream `updateClaimOwnerRefForSetAndPod` */
-  #claimRefs(refs: OwnerReference[], condemned: boolean, pod?: P): OwnerReference[] {
+  /**
+   * upstream `updateClaimOwnerRefForSetAndPod`: the set owns the claim when `whenDeleted: Delete`;
+   * the pod owns it when `whenScaled: Delete` and its ordinal is being scaled away (then not
+   * the set). Other owners are kept.
+   */
+  #claimRefs(refs: OwnerReference[], ordinal: number, condemnedPod?: P): OwnerReference[] {
     const policy = this.#set.spec?.persistentVolumeClaimRetentionPolicy;
-    const setUid = this.#set.metadata.uid;
-    let out = refs.filter((r) => r.uid !== setUid && (!pod || r.uid !== pod.metadata.uid));
-    const others = refs.filter((r) => r.kind === 'Pod' && r.uid !== pod?.metadata.uid);
-    out = refs.filter((r) => r.uid !== setUid && !(r.kind === 'Pod' && others.includes(r) === false && pod && r.uid === pod.metadata.uid));
-    const owner = (o: { apiVersion: string; kind: string; metadata: { name: string; uid: string } }): OwnerReference => ({
+    const podName = `${this.#name}-${ordinal}`;
+    const out = refs.filter((r) => r.uid !== this.#set.metadata.uid && !(r.kind === 'Pod' && r.name === podName));
+    const ref = (o: { apiVersion: string; kind: string; metadata: { name: string; uid: string } }): OwnerReference => ({
       apiVersion: o.apiVersion,
       kind: o.kind,
       name: o.metadata.name,
       uid: o.metadata.uid,
     });
-    const scaledDelete = policy?.whenScaled === 'Delete';
-    const deletedDelete = policy?.whenDeleted === 'Delete';
-    if (condemned && scaledDelete && pod) {
-      out = out.filter((r) => r.uid !== pod.metadata.uid);
-      out.push(owner(pod));
-      return out;
-    }
-    if (deletedDelete) out.push(owner(this.#set));
+    if (condemnedPod && policy?.whenScaled === 'Delete') return [...out, ref(condemnedPod)];
+    if (policy?.whenDeleted === 'Delete') return [...out, ref(this.#set)];
     return out;
   }
 
-  async #setClaimOwners(claim: Stored<PersistentVolumeClaim>, condemned: boolean, pod?: P): Promise<void> {
-    const want = this.#claimRefs(claim.metadata.ownerReferences ?? [], condemned, pod);
+  async #setClaimOwners(claim: Stored<PersistentVolumeClaim>, ordinal: number, condemnedPod?: P): Promise<void> {
+    const want = this.#claimRefs(claim.metadata.ownerReferences ?? [], ordinal, condemnedPod);
     if (canonicalJson(want) === canonicalJson(claim.metadata.ownerReferences ?? [])) return;
     await this.#c.store.mutate<PersistentVolumeClaim>('PersistentVolumeClaim', claim.metadata.namespace, claim.metadata.name, (c) => {
       if (c.metadata?.uid !== claim.metadata.uid) return false;
@@ -504,4 +500,3 @@ class SetSync {
   }
 }
 
-export { objectKey };

@@ -8,9 +8,9 @@ import type { Container } from '../../api/types.js';
 export const BUILTIN_DIR = fileURLToPath(new URL('../../images/', import.meta.url));
 
 /** The image table shipped with kubeloop. */
-export const DEFAULT_IMAGE_TABLE = fileURLToPath(new URL('../../../config/images.yaml', import.meta.url));
+export const DEFAULT_IMAGE_TABLE = fileURLToPath(new URL('../../../config/images/images.yaml', import.meta.url));
 
-/** What an image runs; see config/images.yaml for the semantics. */
+/** What an image runs; see config/images/images.yaml for the semantics. */
 export interface ImageEntry {
   /** canonical name (the key in the table) */
   name: string;
