@@ -90,6 +90,7 @@ export class Daemon {
       log: this.#log,
       podCidr: o.podCidr,
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
+      lbPool: o.disableLoadBalancer ? '' : o.lbPool,
     });
     await controllers.start();
     this.#started.push({ name: 'controllers', stop: () => controllers.stop() });

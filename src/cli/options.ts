@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type Cidr, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, parseCidr } from '../util/cidr.js';
+import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
@@ -13,6 +13,9 @@ export interface Options {
   nodePortRange: string;
   nodePortAddresses: readonly string[];
   allowLoopbackEndpoints: boolean;
+  /** LoadBalancer ingress IPs come from this CIDR inside 127/8; '' turns the provider off */
+  lbPool: string;
+  disableLoadBalancer: boolean;
   nodeName: string;
   nodeIP: string;
   logLevel: string;
@@ -51,7 +54,9 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'pod-cidr', key: 'podCidr', kind: 'string', arg: 'CIDR', help: 'pod IP range, inside 127.0.0.0/8, not overlapping --service-cidr' },
   { name: 'service-node-port-range', key: 'nodePortRange', kind: 'string', arg: 'MIN-MAX', help: 'nodePort range (kube-apiserver flag)' },
   { name: 'nodeport-addresses', key: 'nodePortAddresses', kind: 'list', arg: 'IP[,IP]', help: 'addresses NodePorts listen on (kube-proxy flag); never all interfaces by default' },
-  { name: 'allow-loopback-endpoints', key: 'allowLoopbackEndpoints', kind: 'bool', help: 'accept hand-written Endpoints on 127.0.0.0/8 (upstream rejects them; handy to point a Service at a local process)' },
+  { name: 'allow-loopback-endpoints', key: 'allowLoopbackEndpoints', kind: 'bool', help: 'accept hand-written Endpoints and Service externalIPs on 127.0.0.0/8 (upstream rejects them; handy to point a Service at a local process)' },
+  { name: 'lb-pool', key: 'lbPool', kind: 'string', arg: 'CIDR', help: 'LoadBalancer Services get their ingress IP from this range inside 127.0.0.0/8; empty: no load-balancer provider' },
+  { name: 'disable-load-balancer', key: 'disableLoadBalancer', kind: 'bool', help: 'no load-balancer provider: LoadBalancer Services work as NodePort and their status stays pending' },
   { name: 'node-name', key: 'nodeName', kind: 'string', arg: 'NAME', help: 'name of this node' },
   { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address, a loopback IP" },
   { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
@@ -76,6 +81,8 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   nodePortRange: '30000-32767',
   nodePortAddresses: ['127.0.0.1'],
   allowLoopbackEndpoints: false,
+  lbPool: '127.240.0.0/16',
+  disableLoadBalancer: false,
   nodeName: 'node-1',
   nodeIP: '127.0.0.1',
   logLevel: 'info',
@@ -215,7 +222,7 @@ function checkLoopbackCidr(flag: string, text: string, problems: string[]): Cidr
   try {
     const c = parseCidr(text);
     if (c.base < LOOPBACK.base || c.base + c.size > LOOPBACK.base + LOOPBACK.size) {
-      problems.push(`--${flag} ${text}: must be inside 127.0.0.0/8 (kubeloop binds these addresses without root), e.g. ${DEFAULTS[flag === 'pod-cidr' ? 'podCidr' : 'serviceCidr']}`);
+      problems.push(`--${flag} ${text}: must be inside 127.0.0.0/8 (kubeloop binds these addresses without root), e.g. ${DEFAULTS[flag === 'pod-cidr' ? 'podCidr' : flag === 'lb-pool' ? 'lbPool' : 'serviceCidr']}`);
       return undefined;
     }
     if (c.size < 4) {
@@ -245,6 +252,13 @@ export function validate(o: Options): string[] {
   const pod = checkLoopbackCidr('pod-cidr', o.podCidr, problems);
   if (svc && pod && cidrsOverlap(svc, pod)) {
     problems.push(`--service-cidr ${o.serviceCidr} and --pod-cidr ${o.podCidr} overlap: choose disjoint ranges`);
+  }
+  const lb = o.lbPool && !o.disableLoadBalancer ? checkLoopbackCidr('lb-pool', o.lbPool, problems) : undefined;
+  for (const [flag, c] of [['service-cidr', svc], ['pod-cidr', pod]] as const) {
+    if (lb && c && cidrsOverlap(lb, c)) problems.push(`--lb-pool ${o.lbPool} and --${flag} ${c.text} overlap: choose disjoint ranges`);
+  }
+  for (const ip of new Set([o.nodeIP, ...o.nodePortAddresses])) {
+    if (lb && cidrContains(lb, ip)) problems.push(`--lb-pool ${o.lbPool} contains the node address ${ip}: choose a range without it`);
   }
   try {
     parsePortRange(o.nodePortRange);
