@@ -59,6 +59,14 @@ t.test('the shipped image table resolves the documented images and override rule
   t.same(resolveContainer(table, c({ image: 'alpine', args: ['sh', '-c', 'echo hi'] })), { ok: true, argv: ['sh', '-c', 'echo hi'], entry: table.entries.get('alpine') }, 'args alone run on a cmd-mode image');
   t.match(resolveContainer(table, c({ image: 'echo', args: ['-text=hi'] })), { ok: true, argv: [process.execPath, /echo\.mjs$/, '-text=hi'] }, 'args follow a builtin entrypoint');
   t.same(resolveContainer(table, c({ image: 'whatever/unknown', command: ['sleep'], args: ['5'] })), { ok: true, argv: ['sleep', '5'] }, 'command works with any image');
+  t.match(
+    resolveContainer(table, c({ image: 'registry.k8s.io/e2e-test-images/agnhost:2.39', command: ['/agnhost', 'netexec', '--http-port=8080'] })),
+    { ok: true, argv: [process.execPath, /echo\.mjs$/, 'netexec', '--http-port=8080'] },
+    "the image's own executable runs the stand-in (minikube's hello-node)",
+  );
+  t.same(resolveContainer(table, c({ image: 'busybox', command: ['/agnhost'] })), { ok: true, argv: ['/agnhost'] }, 'only for its own image');
+  const redis = resolveContainer(table, c({ image: 'redis:7', command: ['redis-server'], args: ['--port', '6380'] }));
+  t.match(redis, { ok: true, argv: [process.execPath, /redis\.mjs$/, '--port', '6380'] });
   const bad = resolveContainer(table, c({ image: 'whatever/unknown:3' }));
   t.match(bad, { ok: false, reason: 'ErrImageNeverPull', message: /add "whatever\/unknown" to .*images\.yaml or give the container a command/ });
 });

@@ -177,7 +177,7 @@ export class ApiServer {
         }
         const st = sendError(res, err, { resource: resource.info.plural, group: resource.info.group });
         if (st.code >= 500) this.#log.error({ err, method: req.method, path: url.pathname }, 'request failed');
-        else this.#log.debug({ code: st.code, reason: st.reason, method: req.method, path: url.pathname }, st.message ?? '');
+        else this.#log.trace({ code: st.code, reason: st.reason, method: req.method, path: url.pathname }, st.message ?? '');
       }
     } catch (err) {
       this.#log.error({ err, path: url.pathname }, 'request failed');

@@ -1,7 +1,7 @@
 import type { Service, ServicePort } from '../api/types.js';
 import { type FieldError, invalid, Path } from '../api/field.js';
 import { IpAllocator, RangeAllocator } from '../util/allocator.js';
-import type { Cidr } from '../util/cidr.js';
+import { type Cidr, isLoopback } from '../util/cidr.js';
 
 export interface ServiceAllocationOptions {
   serviceCidr: Cidr;
@@ -168,9 +168,11 @@ export class ServiceAllocations {
 
   #ipMessage(ip: string, r: 'range' | 'taken'): string {
     const cidr = this.#opts.serviceCidr.text;
-    return r === 'range'
-      ? `failed to allocate IP ${ip}: provided IP (${ip}) is not in the valid range. The range of valid IPs is ${cidr} ` +
-          `(kubeloop: omit clusterIP to get one allocated, pick one inside ${cidr}, or start kubeloop with --service-cidr covering ${ip})`
-      : `failed to allocate IP ${ip}: provided IP is already allocated`;
+    if (r === 'taken') return `failed to allocate IP ${ip}: provided IP is already allocated`;
+    const upstream = `failed to allocate IP ${ip}: provided IP (${ip}) is not in the valid range. The range of valid IPs is ${cidr}`;
+    return isLoopback(ip)
+      ? `${upstream} (kubeloop: omit clusterIP to get one allocated, pick one inside ${cidr}, or start kubeloop with a --service-cidr that covers ${ip})`
+      : `${upstream} (kubeloop: ClusterIPs are loopback addresses, so ${ip} cannot be served here; ` +
+          `omit clusterIP to get one allocated, or pick one inside ${cidr}; --service-cidr chooses another range inside 127.0.0.0/8)`;
   }
 }

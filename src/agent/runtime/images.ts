@@ -19,6 +19,11 @@ export interface ImageEntry {
   /** default arguments (Docker CMD) */
   args: readonly string[];
   mode: 'entrypoint' | 'cmd';
+  /**
+   * the image's own executables (`/agnhost`, `nginx`): a container `command` starting with one
+   * of these runs this entry with the rest of the command as arguments
+   */
+  commands: readonly string[];
   /** the built-in program's name, when it is one */
   builtin?: string;
 }
@@ -84,8 +89,8 @@ export function parseImageTable(doc: unknown, file: string): ImageTable {
     }
     const e = raw as Record<string, unknown>;
     for (const k of Object.keys(e)) {
-      if (!['builtin', 'command', 'args', 'mode', 'aliases'].includes(k)) {
-        problems.push(`${where}.${k}: unknown field (supported: builtin, command, args, mode, aliases)`);
+      if (!['builtin', 'command', 'args', 'mode', 'aliases', 'commands'].includes(k)) {
+        problems.push(`${where}.${k}: unknown field (supported: builtin, command, args, mode, aliases, commands)`);
       }
     }
     let command: string[] | undefined;
@@ -114,6 +119,8 @@ export function parseImageTable(doc: unknown, file: string): ImageTable {
     }
     const mode = e.mode ?? 'entrypoint';
     if (mode !== 'entrypoint' && mode !== 'cmd') problems.push(`${where}.mode: expected "entrypoint" or "cmd"`);
+    const commands = e.commands ?? [];
+    if (!isStringArray(commands)) problems.push(`${where}.commands: expected a list of executable names`);
     const aliases = e.aliases ?? [];
     if (!isStringArray(aliases)) problems.push(`${where}.aliases: expected a list of image names`);
     if (!command) continue;
@@ -122,6 +129,7 @@ export function parseImageTable(doc: unknown, file: string): ImageTable {
       command: Object.freeze(command),
       args: Object.freeze(args),
       mode: mode === 'cmd' ? 'cmd' : 'entrypoint',
+      commands: Object.freeze(isStringArray(commands) ? commands.map(String) : []),
       ...(builtin ? { builtin } : {}),
     });
     for (const n of [key, ...(isStringArray(aliases) ? aliases.map(String) : [])]) {
@@ -146,8 +154,15 @@ export type Resolved =
 export function resolveContainer(table: ImageTable, c: Container): Resolved {
   const command = c.command?.length ? c.command : undefined;
   const args = c.args?.length ? c.args : undefined;
-  if (command) return { ok: true, argv: [...command, ...(args ?? [])] };
   const image = c.image?.trim();
+  if (command) {
+    // `command: [/agnhost, netexec]` on the agnhost image: the stand-in runs, with the rest as arguments
+    const entry = image ? table.entries.get(normaliseImage(image)) : undefined;
+    if (entry?.commands.includes(command[0])) {
+      return { ok: true, argv: [...entry.command, ...command.slice(1), ...(args ?? [])], entry };
+    }
+    return { ok: true, argv: [...command, ...(args ?? [])] };
+  }
   if (!image) {
     return { ok: false, reason: 'InvalidImageName', message: `container "${c.name}" has neither an image nor a command` };
   }

@@ -78,7 +78,12 @@ export class PodRuntime {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr });
+    try {
+      await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr });
+    } catch (err) {
+      // pods run without it; `kubectl get nodes` will miss this node
+      this.#log.error({ err }, `cannot register Node ${o.nodeName}: ${(err as Error).message}`);
+    }
     const pods = o.informers.for<Pod>('Pod');
     const services = o.informers.for<Service>('Service');
     pods.addHandler({

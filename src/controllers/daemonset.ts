@@ -1,0 +1,450 @@
+import type { Logger } from 'pino';
+import { isApiError } from '../api/errors.js';
+import { matches } from '../api/labels.js';
+import type { ControllerRevision, DaemonSet, Mutable, Node, Pod, Stored } from '../api/types.js';
+import { keyOf } from '../api/types.js';
+import type { Informer, InformerFactory } from '../store/informer.js';
+import type { Store } from '../store/types.js';
+import { claimPods } from './claim.js';
+import { scaledValue } from './deployment-util.js';
+import type { EventRecorder } from './events.js';
+import { Expectations } from './expectations.js';
+import { CONTROLLER_REVISION_HASH, History } from './history.js';
+import { canonicalJson, generateName } from './names.js';
+import { NamespaceIndex } from './ns-index.js';
+import { controllerRef, isPodAvailable, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
+import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
+
+export const TEMPLATE_GENERATION = 'pod-template-generation';
+
+type DS = Stored<DaemonSet>;
+type P = Stored<Pod>;
+type Toleration = NonNullable<NonNullable<Pod['spec']>['tolerations']>[number];
+type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
+
+/** upstream `AddOrUpdateDaemonPodTolerations`: daemon pods run on nodes that are unready, unreachable, cordoned or under pressure */
+const DAEMON_TOLERATIONS: Toleration[] = [
+  { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute' },
+  { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute' },
+  { key: 'node.kubernetes.io/disk-pressure', operator: 'Exists', effect: 'NoSchedule' },
+  { key: 'node.kubernetes.io/memory-pressure', operator: 'Exists', effect: 'NoSchedule' },
+  { key: 'node.kubernetes.io/pid-pressure', operator: 'Exists', effect: 'NoSchedule' },
+  { key: 'node.kubernetes.io/unschedulable', operator: 'Exists', effect: 'NoSchedule' },
+];
+
+export interface DaemonSetControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  log: Logger;
+  events: EventRecorder;
+  workers?: number;
+}
+
+const finished = (p: Pod) => p.status?.phase === 'Failed' || p.status?.phase === 'Succeeded';
+
+/**
+ * Runs one pod of each DaemonSet on every node it selects (the template's `nodeSelector` and
+ * required node affinity over the node's labels; taints other than the ones daemon pods always
+ * tolerate), as upstream's controller: follows nodes as they come, go and are relabelled,
+ * deletes pods from nodes that no longer qualify (at once, with no grace, from nodes that no
+ * longer exist: nothing would stop them there), replaces failed pods, and rolls a new template
+ * out node by node (`maxUnavailable`, or `maxSurge`: the new pod first). Templates are recorded
+ * as ControllerRevisions; pods carry `controller-revision-hash`.
+ *
+ * Pods are bound to their node directly (`spec.nodeName`), as DaemonSets did before the
+ * default scheduler placed them.
+ */
+export class DaemonSetController {
+  readonly runner: Runner;
+  readonly #store: Store;
+  readonly #events: EventRecorder;
+  readonly #sets: Informer<DaemonSet>;
+  readonly #nodes: Informer<Node>;
+  readonly #pods: Informer<Pod>;
+  readonly #setsByNs: NamespaceIndex<DaemonSet>;
+  readonly #podsByNs: NamespaceIndex<Pod>;
+  readonly #history: History;
+  readonly #expectations = new Expectations();
+
+  constructor(opts: DaemonSetControllerOptions) {
+    this.#store = opts.store;
+    this.#events = opts.events;
+    this.#sets = opts.informers.for<DaemonSet>('DaemonSet');
+    this.#nodes = opts.informers.for<Node>('Node');
+    this.#pods = opts.informers.for<Pod>('Pod');
+    const revisions = opts.informers.for<ControllerRevision>('ControllerRevision');
+    this.#setsByNs = new NamespaceIndex(this.#sets);
+    this.#podsByNs = new NamespaceIndex(this.#pods);
+    this.#history = new History(this.#store, revisions);
+    this.runner = new Runner({
+      name: 'daemonset',
+      reconciler: this,
+      log: opts.log,
+      informers: [this.#sets, this.#nodes, this.#pods, revisions],
+      workers: opts.workers ?? 2,
+    });
+    this.#sets.addHandler({
+      onAdd: (d) => this.runner.enqueue(keyOf(d)),
+      onUpdate: (_o, d) => this.runner.enqueue(keyOf(d)),
+      onDelete: (d) => {
+        this.#expectations.forget(keyOf(d));
+        this.runner.enqueue(keyOf(d));
+      },
+    });
+    this.#pods.addHandler({
+      onAdd: (p) => this.#enqueueFor(p),
+      onUpdate: (old, p) => {
+        if (controllerRef(old)?.uid !== controllerRef(p)?.uid || canonicalJson(old.metadata.labels) !== canonicalJson(p.metadata.labels)) {
+          this.#enqueueFor(old);
+        }
+        this.#enqueueFor(p);
+      },
+      onDelete: (p) => this.#enqueueFor(p),
+    });
+    const all = () => {
+      for (const d of this.#sets.list()) this.runner.enqueue(keyOf(d));
+    };
+    this.#nodes.addHandler({
+      onAdd: all,
+      onDelete: all,
+      onUpdate: (old, n) => {
+        if (canonicalJson(placementView(old)) !== canonicalJson(placementView(n))) all();
+      },
+    });
+  }
+
+  start(): Promise<void> {
+    return this.runner.start();
+  }
+
+  stop(): Promise<void> {
+    return this.runner.stop();
+  }
+
+  #enqueueFor(pod: P): void {
+    const ref = controllerRef(pod);
+    if (ref) {
+      if (ref.kind !== 'DaemonSet') return;
+      const d = this.#sets.get(pod.metadata.namespace, ref.name);
+      if (d && d.metadata.uid === ref.uid) this.runner.enqueue(keyOf(d));
+      return;
+    }
+    if (isTerminating(pod)) return;
+    for (const d of this.#setsByNs.list(pod.metadata.namespace)) {
+      const sel = workloadSelector(d.spec?.selector);
+      if (sel && matches(sel, pod.metadata.labels)) this.runner.enqueue(keyOf(d));
+    }
+  }
+
+  async reconcile(key: string, { log }: ReconcileContext): Promise<ReconcileResult | void> {
+    const ds = this.#sets.getByKey(key) as DS | undefined;
+    if (!ds) {
+      this.#expectations.forget(key);
+      return;
+    }
+    const selector = workloadSelector(ds.spec?.selector);
+    if (!selector) {
+      log.warn('empty or invalid selector: not acting on this DaemonSet');
+      return;
+    }
+    if (isTerminating(ds)) return;
+    const [namespace] = splitKey(key);
+    const { revisions, update, collisionCount } = await this.#history.sync(ds, ds.spec?.selector?.matchLabels ?? {}, log);
+    const hash = update.metadata.name.slice(ds.metadata.name.length + 1);
+    const pods = await claimPods({ store: this.#store, owner: ds, selector, pods: this.#podsByNs.list(namespace), log });
+
+    const nodes = new Map(this.#nodes.list().map((n) => [n.metadata.name, n]));
+    const byNode = new Map<string, P[]>();
+    for (const p of pods) {
+      const n = p.spec?.nodeName ?? '';
+      byNode.set(n, [...(byNode.get(n) ?? []), p]);
+    }
+    const shouldRun = new Map<string, boolean>();
+    for (const n of nodes.values()) shouldRun.set(n.metadata.name, nodeShouldRun(ds, n));
+
+    const synced = this.#expectations.satisfied(
+      key,
+      (k) => this.#pods.getByKey(k) !== undefined,
+      (k) => {
+        const p = this.#pods.getByKey(k);
+        return !p || isTerminating(p);
+      },
+    );
+    let requeueMs: number | undefined;
+    if (synced) {
+      const changed = await this.#manage(ds, hash, nodes, byNode, shouldRun, log);
+      if (!changed && (ds.spec?.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
+        await this.#rollingUpdate(ds, hash, byNode, shouldRun, log);
+      }
+    }
+
+    // status
+    const now = Date.now();
+    const minReady = ds.spec?.minReadySeconds ?? 0;
+    const s = {
+      observedGeneration: ds.metadata.generation,
+      desiredNumberScheduled: 0,
+      currentNumberScheduled: 0,
+      numberMisscheduled: 0,
+      numberReady: 0,
+      numberAvailable: 0,
+      numberUnavailable: 0,
+      updatedNumberScheduled: 0,
+      collisionCount,
+    };
+    for (const [node, run] of shouldRun) {
+      const active = (byNode.get(node) ?? []).filter((p) => !isTerminating(p));
+      if (!run) {
+        if (active.length) s.numberMisscheduled++;
+        continue;
+      }
+      s.desiredNumberScheduled++;
+      if (!active.length) continue;
+      s.currentNumberScheduled++;
+      const newest = active.find((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] === hash);
+      if (newest) s.updatedNumberScheduled++;
+      const pod = newest ?? active[0];
+      if (isPodReady(pod)) s.numberReady++;
+      if (isPodAvailable(pod, minReady, now)) s.numberAvailable++;
+      const wait = msUntilAvailable(pod, minReady, now);
+      if (wait !== undefined) requeueMs = Math.min(requeueMs ?? Infinity, wait + 50);
+    }
+    s.numberUnavailable = s.desiredNumberScheduled - s.numberAvailable;
+    await this.#store.mutate<DaemonSet>(
+      'DaemonSet',
+      ds.metadata.namespace,
+      ds.metadata.name,
+      (o) => {
+        if (o.metadata?.uid !== ds.metadata.uid) return false;
+        const before = canonicalJson(o.status);
+        (o as Mutable<DaemonSet>).status = { ...(o.status ?? {}), ...s } as DaemonSet['status'];
+        return canonicalJson(o.status) !== before;
+      },
+      { subresource: 'status' },
+    );
+    const live = new Set([update.metadata.name, ...pods.map((p) => `${ds.metadata.name}-${p.metadata.labels?.[CONTROLLER_REVISION_HASH]}`)]);
+    await this.#history.truncate(ds, revisions, live);
+    return requeueMs === undefined ? undefined : { requeueAfterMs: requeueMs };
+  }
+
+  /** one pod per node that should run one, none elsewhere; true when it created or deleted something */
+  async #manage(ds: DS, hash: string, nodes: Map<string, Node>, byNode: Map<string, P[]>, shouldRun: Map<string, boolean>, log: Logger): Promise<boolean> {
+    const create: string[] = [];
+    const remove: { pod: P; force: boolean }[] = [];
+    for (const [node, pods] of byNode) {
+      if (node === '' || nodes.has(node)) continue;
+      // a node that is gone runs nothing: remove its pods without waiting for an agent
+      for (const p of pods) remove.push({ pod: p, force: true });
+    }
+    for (const [node, run] of shouldRun) {
+      const pods = byNode.get(node) ?? [];
+      const failed = pods.filter((p) => finished(p) && !isTerminating(p));
+      const active = pods.filter((p) => !finished(p) && !isTerminating(p));
+      for (const p of failed) {
+        this.#events.event(ds, 'Warning', 'FailedDaemonPod', `Found failed daemon pod ${p.metadata.namespace}/${p.metadata.name} on node ${node}, will try to kill it`);
+        remove.push({ pod: p, force: false });
+      }
+      if (!run) {
+        for (const p of active) remove.push({ pod: p, force: false });
+        continue;
+      }
+      if (active.length === 0) {
+        create.push(node);
+        continue;
+      }
+      const surge = (ds.spec?.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate' && surgeOf(ds, 1) > 0;
+      // more than one: keep the oldest (during a surge update, one old and one new are expected)
+      const sorted = [...active].sort((a, b) => Date.parse(a.metadata.creationTimestamp) - Date.parse(b.metadata.creationTimestamp));
+      if (surge) {
+        const news = sorted.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] === hash);
+        const olds = sorted.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] !== hash);
+        for (const p of [...news.slice(1), ...olds.slice(1)]) remove.push({ pod: p, force: false });
+      } else {
+        for (const p of sorted.slice(1)) remove.push({ pod: p, force: false });
+      }
+    }
+    if (!create.length && !remove.length) return false;
+    log.debug({ create: create.length, delete: remove.length }, 'syncing daemon pods');
+    await Promise.all([...create.map((n) => this.#createPod(ds, hash, n)), ...remove.map((r) => this.#deletePod(ds, r.pod, r.force))]);
+    return true;
+  }
+
+  /** upstream `rollingUpdate`: replace old pods node by node within maxUnavailable, or surge first with maxSurge */
+  async #rollingUpdate(ds: DS, hash: string, byNode: Map<string, P[]>, shouldRun: Map<string, boolean>, log: Logger): Promise<void> {
+    const desired = [...shouldRun.values()].filter(Boolean).length;
+    const maxSurge = surgeOf(ds, desired);
+    const maxUnavailable = maxSurge > 0 ? 0 : Math.max(1, scaledValue(ds.spec?.updateStrategy?.rollingUpdate?.maxUnavailable as number | string | undefined, desired, true, '1'));
+    const minReady = ds.spec?.minReadySeconds ?? 0;
+    const now = Date.now();
+    const available = (p: P) => isPodAvailable(p, minReady, now);
+    const toDelete: P[] = [];
+    const toSurge: string[] = [];
+    let unavailable = 0;
+    let surging = 0;
+    const candidates: P[] = [];
+    for (const [node, run] of shouldRun) {
+      if (!run) continue;
+      const active = (byNode.get(node) ?? []).filter((p) => !isTerminating(p) && !finished(p));
+      const news = active.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] === hash);
+      const olds = active.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] !== hash);
+      if (news.length > 1 || olds.length > 1) continue;
+      const [newPod] = news;
+      const [oldPod] = olds;
+      if (maxSurge > 0) {
+        if (oldPod && newPod) {
+          surging++;
+          if (available(newPod)) toDelete.push(oldPod);
+        } else if (oldPod) {
+          toSurge.push(node);
+        } else if (!newPod || !available(newPod)) {
+          unavailable++;
+        }
+        continue;
+      }
+      if (!oldPod) {
+        if (!newPod || !available(newPod)) unavailable++;
+      } else if (!available(oldPod)) {
+        toDelete.push(oldPod); // not serving anyway: replace at once
+      } else {
+        candidates.push(oldPod);
+      }
+    }
+    if (maxSurge > 0) {
+      const room = Math.max(0, maxSurge - surging);
+      const nodes = toSurge.slice(0, room);
+      if (nodes.length || toDelete.length) log.debug({ surge: nodes, replace: toDelete.map((p) => p.metadata.name) }, 'rolling update (surge)');
+      await Promise.all([...nodes.map((n) => this.#createPod(ds, hash, n)), ...toDelete.map((p) => this.#deletePod(ds, p, false))]);
+      return;
+    }
+    const room = Math.max(0, maxUnavailable - unavailable);
+    toDelete.push(...candidates.slice(0, room));
+    if (!toDelete.length) return;
+    log.debug({ replace: toDelete.map((p) => p.metadata.name), maxUnavailable, unavailable }, 'rolling update');
+    await Promise.all(toDelete.map((p) => this.#deletePod(ds, p, false)));
+  }
+
+  async #createPod(ds: DS, hash: string, node: string): Promise<void> {
+    const key = keyOf(ds);
+    const t = ds.spec!.template;
+    const spec = structuredClone(t.spec!) as Mutable<NonNullable<Pod['spec']>>;
+    spec.nodeName = node;
+    const tolerations = [...(spec.tolerations ?? [])];
+    for (const tol of DAEMON_TOLERATIONS) {
+      if (!tolerations.some((x) => x.key === tol.key && x.effect === tol.effect)) tolerations.push(tol);
+    }
+    spec.tolerations = tolerations;
+    for (let attempt = 0; ; attempt++) {
+      const name = generateName(`${ds.metadata.name}-`);
+      const podKey = `${ds.metadata.namespace}/${name}`;
+      const pod: Pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name,
+          generateName: `${ds.metadata.name}-`,
+          namespace: ds.metadata.namespace,
+          labels: { ...(t.metadata?.labels ?? {}), [CONTROLLER_REVISION_HASH]: hash, [TEMPLATE_GENERATION]: String(ds.metadata.generation ?? 1) },
+          annotations: t.metadata?.annotations,
+          ownerReferences: [ownerRefFor(ds)],
+        },
+        spec,
+      };
+      this.#expectations.expectCreate(key, podKey);
+      try {
+        await this.#store.create(pod);
+        this.#events.event(ds, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
+        return;
+      } catch (err) {
+        this.#expectations.cancel(key, podKey);
+        if (isApiError(err, 'AlreadyExists') && attempt < 3) continue;
+        this.#events.event(ds, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
+        throw err;
+      }
+    }
+  }
+
+  async #deletePod(ds: DS, pod: P, force: boolean): Promise<void> {
+    const key = keyOf(ds);
+    const podKey = keyOf(pod);
+    this.#expectations.expectDelete(key, podKey);
+    try {
+      await this.#store.delete('Pod', pod.metadata.namespace, pod.metadata.name, {
+        preconditions: { uid: pod.metadata.uid },
+        ...(force ? { gracePeriodSeconds: 0 } : {}),
+      });
+    } catch (err) {
+      this.#expectations.cancel(key, podKey);
+      if (isApiError(err, 'NotFound') || isApiError(err, 'Conflict')) return;
+      this.#events.event(ds, 'Warning', 'FailedDelete', `Error deleting: ${(err as Error).message}`);
+      throw err;
+    }
+    this.#events.event(ds, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`);
+  }
+}
+
+function surgeOf(ds: DaemonSet, desired: number): number {
+  if ((ds.spec?.updateStrategy?.type ?? 'RollingUpdate') !== 'RollingUpdate') return 0;
+  const v = ds.spec?.updateStrategy?.rollingUpdate?.maxSurge as number | string | undefined;
+  return v === undefined ? 0 : scaledValue(v, desired, true, '0');
+}
+
+/** what of a node decides where daemon pods run */
+function placementView(n: Node): unknown {
+  return [n.metadata?.labels, n.spec?.taints, n.spec?.unschedulable];
+}
+
+/** upstream `NodeShouldRunDaemonPod`: node selector, required node affinity, taints */
+export function nodeShouldRun(ds: DaemonSet, node: Node): boolean {
+  const spec = ds.spec?.template?.spec;
+  const labels = node.metadata?.labels ?? {};
+  for (const [k, v] of Object.entries(spec?.nodeSelector ?? {})) if (labels[k] !== v) return false;
+  const terms = spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  if (terms?.length && !terms.some((t) => termMatches(t, node))) return false;
+  const tolerations = [...(spec?.tolerations ?? []), ...DAEMON_TOLERATIONS];
+  for (const t of node.spec?.taints ?? []) {
+    if (t.effect === 'PreferNoSchedule') continue;
+    if (!tolerations.some((tol) => tolerates(tol, t))) return false;
+  }
+  return true;
+}
+
+type Term = NonNullable<NonNullable<NonNullable<NonNullable<Pod['spec']>['affinity']>['nodeAffinity']>['requiredDuringSchedulingIgnoredDuringExecution']>['nodeSelectorTerms'][number];
+
+function termMatches(t: Term, node: Node): boolean {
+  const exprs = t.matchExpressions ?? [];
+  const fields = t.matchFields ?? [];
+  if (!exprs.length && !fields.length) return false;
+  const labels = node.metadata?.labels ?? {};
+  /** `v`: the node's value for the key (undefined: it has none) */
+  const ok = (v: string | undefined, op: string, values: string[] | undefined) => {
+    const has = v !== undefined;
+    switch (op) {
+      case 'In':
+        return has && (values ?? []).includes(v);
+      case 'NotIn':
+        return !has || !(values ?? []).includes(v);
+      case 'Exists':
+        return has;
+      case 'DoesNotExist':
+        return !has;
+      case 'Gt':
+        return has && Number(v) > Number(values?.[0]);
+      case 'Lt':
+        return has && Number(v) < Number(values?.[0]);
+      default:
+        return false;
+    }
+  };
+  for (const e of exprs) if (!ok(labels[e.key], e.operator, e.values)) return false;
+  for (const f of fields) if (!ok(f.key === 'metadata.name' ? node.metadata?.name : undefined, f.operator, f.values)) return false;
+  return true;
+}
+
+/** upstream `ToleratesTaint` */
+function tolerates(tol: Toleration, t: Taint): boolean {
+  if (tol.effect && tol.effect !== t.effect) return false;
+  if (tol.key && tol.key !== t.key) return false;
+  if (!tol.key && tol.operator !== 'Exists') return false;
+  if (tol.operator === 'Exists') return true;
+  return (tol.value ?? '') === (t.value ?? '');
+}
