@@ -6,7 +6,7 @@
 import dgram from 'node:dgram';
 import t from 'tap';
 import pino from 'pino';
-import type { Event, Mutable, Service, Stored } from '../src/api/types.js';
+import type { Event, Mutable, Service, ServiceSpec, Stored } from '../src/api/types.js';
 import { ControllerManager } from '../src/controllers/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
@@ -69,7 +69,7 @@ async function events(store: ClosableStore, name: string): Promise<Array<Stored<
   return (await store.list<Event>('Event', { namespace: 'default' })).items.filter((e) => e.involvedObject.name === name);
 }
 
-const lbSpec = (port = 8080, extra: Partial<Service['spec']> = {}): Service['spec'] => ({
+const lbSpec = (port = 8080, extra: Partial<ServiceSpec> = {}): ServiceSpec => ({
   type: 'LoadBalancer',
   ports: [{ name: 'http', port, protocol: 'TCP', targetPort: port }],
   ...extra,

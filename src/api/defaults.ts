@@ -418,7 +418,13 @@ function defaultNamespace(ns: Rec): void {
   if (labels) labels['kubernetes.io/metadata.name'] = meta.name;
 }
 
+/** SetDefaults_Secret: an untyped Secret is `Opaque` (`kubectl create secret generic` sends none). */
+function defaultSecret(o: Rec): void {
+  if (o.type === undefined || o.type === '') o.type = 'Opaque';
+}
+
 const BY_KIND: Record<string, (o: Rec) => void> = {
+  Secret: defaultSecret,
   Service: defaultService,
   Endpoints: defaultEndpoints,
   Pod: defaultPod,

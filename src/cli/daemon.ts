@@ -13,6 +13,7 @@ import { ApiServer, kubeconfigYaml } from '../server/index.js';
 import type { Options } from './options.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
+import { ensureObjects, systemObjects } from './system-objects.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -72,6 +73,7 @@ export class Daemon {
       podCidr: o.podCidr,
       nodePortRange: o.nodePortRange,
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
+      hostAddresses: [...new Set([o.nodeIP, splitHostPort(o.apiAddr)[0], splitHostPort(o.dnsAddr)[0]])],
       stateDir: o.stateDir,
       log: this.#log,
     });
@@ -151,6 +153,16 @@ export class Daemon {
     } catch (err) {
       this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }
+
+    await ensureObjects(
+      store,
+      systemObjects({
+        apiHost: this.#api ? apiHost : undefined,
+        apiPort: this.#api ? Number(new URL(this.#api.url).port) : undefined,
+        dnsHost: this.#dns ? dnsHost : undefined,
+        dnsPort: this.#dns?.port,
+      }),
+    );
   }
 
   /** Applies the `-f` manifests; problems are returned, not thrown. */

@@ -9,6 +9,7 @@ const USAGE = `Usage: kubeloop <command> [flags]
 
 Commands:
   up          start the daemon (see kubeloop up --help)
+  kubeconfig  print the kubeconfig of the daemon using --state-dir (--path: only its path)
   version     print the version
   help        this text
 
@@ -33,6 +34,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     case '--version':
       console.log(`kubeloop ${version()}`);
       return 0;
+    case 'kubeconfig':
+      return kubeconfig(rest);
     case 'up':
       if (rest.includes('-h') || rest.includes('--help')) {
         console.log(helpText());
@@ -42,6 +45,32 @@ export async function main(argv: readonly string[]): Promise<number> {
     default:
       console.error(`kubeloop: unknown command "${cmd}": try kubeloop help`);
       return 2;
+  }
+}
+
+function kubeconfig(argv: readonly string[]): number {
+  const pathOnly = argv.includes('--path');
+  let opts;
+  try {
+    opts = resolveOptions(argv.filter((a) => a !== '--path'), process.cwd(), process.env);
+  } catch (e) {
+    if (e instanceof OptionsError) {
+      for (const p of e.problems) console.error(`kubeloop: ${p}`);
+      return 2;
+    }
+    throw e;
+  }
+  const file = join(opts.stateDir, 'kubeconfig');
+  if (pathOnly) {
+    console.log(file);
+    return 0;
+  }
+  try {
+    process.stdout.write(readFileSync(file, 'utf8'));
+    return 0;
+  } catch {
+    console.error(`kubeloop: no kubeconfig at ${file}: start the daemon with kubeloop up (same --state-dir) first`);
+    return 1;
   }
 }
 
@@ -75,7 +104,13 @@ async function up(argv: readonly string[]): Promise<number> {
   console.log('');
   if (!settled) console.log(`(some pods were not ready after ${opts.readyTimeoutMs} ms; their endpoints join as they become ready)`);
   const dns = daemon.dnsPort ? `${opts.dnsAddr.slice(0, opts.dnsAddr.lastIndexOf(':'))} -p ${daemon.dnsPort}` : undefined;
-  if (dns) console.log(`DNS:   dig @${dns} <service>.<namespace>.svc.${opts.clusterDomain}`);
+  if (daemon.apiUrl) console.log(`API:   ${daemon.apiUrl}    export KUBECONFIG=${daemon.kubeconfigPath}`);
+  if (dns) {
+    const [host] = opts.dnsAddr.split(':');
+    console.log(`DNS:   dig @${dns} <service>.<namespace>.svc.${opts.clusterDomain}`);
+    console.log(`       route only ${opts.clusterDomain} to it: sudo resolvectl dns lo ${host}:${daemon.dnsPort} && sudo resolvectl domain lo '~${opts.clusterDomain}'`);
+    console.log(`       (macOS: printf 'nameserver ${host}\\nport ${daemon.dnsPort}\\n' | sudo tee /etc/resolver/${opts.clusterDomain})`);
+  }
   console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
   console.log('kubeloop is running; Ctrl-C stops it and every pod.');
   return new Promise<number>(() => {

@@ -8,10 +8,17 @@ import { GarbageCollector } from './garbage-collector.js';
 import { LoadBalancerController } from './load-balancer.js';
 import { ReplicaSetController } from './replicaset.js';
 import { Scheduler } from './scheduler.js';
+import { CronJobController, type Clock } from './cronjob.js';
+import { DaemonSetController } from './daemonset.js';
+import { JobController } from './job.js';
+import { PvcController } from './pvc.js';
+import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
 export { EventRecorder } from './events.js';
+export { type Clock, wallClock } from './cronjob.js';
+export { claimDirectory } from './pvc.js';
 
 export interface ControllerOptions {
   store: Store;
@@ -23,6 +30,12 @@ export interface ControllerOptions {
   allowLoopbackEndpoints?: boolean;
   /** load-balancer provider pool (CIDR inside 127/8, e.g. 127.240.0.0/16); empty or unset: provider off */
   lbPool?: string;
+  /** absolute; PersistentVolumeClaims are backed by `<stateDir>/volumes/<ns>/<claim>/` (unset: bound, no directory made) */
+  stateDir?: string;
+  /** the CronJob controller's time source; default the wall clock */
+  clock?: Clock;
+  /** delay before a Job replaces failed pods: initialMs doubling up to maxMs; default 10 s to 6 min */
+  jobFailureBackoff?: { initialMs: number; maxMs: number };
 }
 
 interface Controller {
@@ -65,6 +78,16 @@ export class ControllerManager {
     this.#recorders.push(svcEvents);
     this.#controllers.push(new ServiceWarnings({ ...base, events: svcEvents }));
     if (o.lbPool) this.#controllers.push(new LoadBalancerController({ ...base, events: svcEvents, pool: o.lbPool }));
+    // workloads beyond deployments, and the claims their pods use
+    const [stsEvents, dsEvents, jobEvents, cronEvents, pvcEvents] = ['statefulset-controller', 'daemonset-controller', 'job-controller', 'cronjob-controller', 'persistentvolume-controller'].map(recorder);
+    this.#recorders.push(stsEvents, dsEvents, jobEvents, cronEvents, pvcEvents);
+    this.#controllers.push(
+      new PvcController({ ...base, events: pvcEvents, stateDir: o.stateDir }),
+      new StatefulSetController({ ...base, events: stsEvents }),
+      new DaemonSetController({ ...base, events: dsEvents }),
+      new JobController({ ...base, events: jobEvents, failureBackoff: o.jobFailureBackoff }),
+      new CronJobController({ ...base, events: cronEvents, clock: o.clock }),
+    );
   }
 
   /** keys waiting or in process over every controller (delayed re-checks not counted): 0 when all is quiet */

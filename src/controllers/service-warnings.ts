@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { Service } from '../api/types.js';
+import type { Endpoints, Service } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { EventRecorder } from './events.js';
@@ -25,13 +25,16 @@ interface Warning {
  * Service the proxy will not serve on this machine:
  * - `UnsupportedProtocol`: SCTP ports (the API accepts them; the proxy serves TCP and UDP);
  * - `ExternalIPNotLocal`: `externalIPs` that are not addresses of this machine (stored, never
- *   listened on or dialled).
+ *   listened on);
+ * - `EndpointsNotLocal`: ready endpoint addresses off this machine's loopback, which the proxy
+ *   never dials (kubeloop sends nothing off the machine).
  * An event is written when a Service's set of warnings changes, not on every update.
  */
 export class ServiceWarnings {
   readonly runner: Runner;
   readonly #events: EventRecorder;
   readonly #services: Informer<Service>;
+  readonly #endpoints: Informer<Endpoints>;
   readonly #isLocal: (ip: string) => boolean;
   /** per Service: the warnings last reported */
   readonly #reported = new Map<string, string>();
@@ -40,11 +43,16 @@ export class ServiceWarnings {
     this.#events = o.events;
     this.#isLocal = o.isLocal ?? isLocalAddress;
     this.#services = o.informers.for<Service>('Service');
-    this.runner = new Runner({ name: 'service-warnings', reconciler: this, log: o.log, informers: [this.#services], workers: 1 });
+    this.#endpoints = o.informers.for<Endpoints>('Endpoints');
+    this.runner = new Runner({ name: 'service-warnings', reconciler: this, log: o.log, informers: [this.#services, this.#endpoints], workers: 1 });
     this.#services.addHandler({
       onAdd: (s) => this.runner.enqueue(keyOf(s)),
       onUpdate: (_o, s) => this.runner.enqueue(keyOf(s)),
       onDelete: (s) => this.#reported.delete(keyOf(s)),
+    });
+    this.#endpoints.addHandler({
+      onAdd: (e) => this.runner.enqueue(keyOf(e)),
+      onUpdate: (_o, e) => this.runner.enqueue(keyOf(e)),
     });
   }
 
@@ -62,7 +70,7 @@ export class ServiceWarnings {
       this.#reported.delete(key);
       return;
     }
-    const warnings = this.#warnings(svc);
+    const warnings = this.#warnings(svc, this.#endpoints.getByKey(key));
     const sig = JSON.stringify(warnings);
     if (this.#reported.get(key) === sig) return;
     this.#reported.set(key, sig);
@@ -72,7 +80,7 @@ export class ServiceWarnings {
     }
   }
 
-  #warnings(svc: Service): Warning[] {
+  #warnings(svc: Service, ep: Endpoints | undefined): Warning[] {
     const spec = svc.spec ?? {};
     if (spec.type === 'ExternalName' || !spec.clusterIP || spec.clusterIP === 'None') return [];
     const out: Warning[] = [];
@@ -94,8 +102,23 @@ export class ServiceWarnings {
           '(use a loopback address such as 127.0.0.50 with the daemon flag --allow-loopback-endpoints to get a listener)',
       });
     }
+    const off = new Set<string>();
+    for (const ss of ep?.subsets ?? []) for (const a of ss.addresses ?? []) if (a.ip && !isLoopback(a.ip)) off.add(a.ip);
+    if (off.size) {
+      out.push({
+        reason: 'EndpointsNotLocal',
+        message:
+          `endpoint addresses ${[...off].sort().join(', ')} are not on this machine: kubeloop's proxy never sends traffic ` +
+          'off the machine, so they get no connections (point the Endpoints at a process on 127.0.0.0/8, ' +
+          'which needs the daemon flag --allow-loopback-endpoints)',
+      });
+    }
     return out;
   }
+}
+
+function isLoopback(ip: string): boolean {
+  return ip === '::1' || (isIP(ip) === 4 && ip.startsWith('127.'));
 }
 
 /** On Linux all of 127.0.0.0/8 is bindable; elsewhere only configured addresses. */

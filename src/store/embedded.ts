@@ -18,6 +18,8 @@ export interface EmbeddedStoreOptions {
   /** default 30000-32767 */
   nodePortRange?: string;
   allowLoopbackEndpoints?: boolean;
+  /** node addresses, accepted in Endpoints like pod IPs (host-network servers: the API, DNS) */
+  hostAddresses?: readonly string[];
   /** state survives restarts in `<stateDir>/store.json`; omit for a throw-away store */
   stateDir?: string;
   /** an ioredis-compatible client to persist to instead of the embedded one */
@@ -41,6 +43,7 @@ export async function createEmbeddedStore(o: EmbeddedStoreOptions = {}): Promise
     podCidr: parseCidr(o.podCidr ?? '127.244.0.0/16'),
     nodePortRange: parsePortRange(o.nodePortRange ?? '30000-32767'),
     allowLoopbackEndpoints: o.allowLoopbackEndpoints ?? false,
+    hostAddresses: o.hostAddresses,
   });
   // ioredis-mock instances with the same host/port share one keyspace: give each store its own
   const client = o.redis ?? (new RedisMock({ host: `embedded-${randomUUID()}` }) as unknown as RedisLike);

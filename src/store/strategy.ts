@@ -11,6 +11,8 @@ export interface StrategyOptions {
   nodePortRange: { first: number; last: number };
   /** accept Endpoints addresses in 127.0.0.0/8 outside the pod range (daemon flag) */
   allowLoopbackEndpoints: boolean;
+  /** node addresses: host-network endpoints (the API, DNS) live there and are accepted too */
+  hostAddresses?: readonly string[];
 }
 
 /**
@@ -48,7 +50,10 @@ export class Strategies {
     const errs = validateObject(obj, old, { allowLoopbackEndpoints: this.#opts.allowLoopbackEndpoints });
     if (obj.kind === 'Endpoints' && !this.#opts.allowLoopbackEndpoints) {
       // pod IPs are loopback addresses here: those are fine in Endpoints, other loopback ones are not
-      return errs.filter((e: FieldError) => !(isLoopbackComplaint(e) && podAddressAt(obj as Endpoints, e.field, this.#opts.podCidr)));
+      return errs.filter(
+        (e: FieldError) =>
+          !(isLoopbackComplaint(e) && clusterAddressAt(obj as Endpoints, e.field, this.#opts.podCidr, this.#opts.hostAddresses ?? [])),
+      );
     }
     return errs;
   }
@@ -67,9 +72,10 @@ export class Strategies {
 const isLoopbackComplaint = (e: FieldError): boolean =>
   e.type === 'FieldValueInvalid' && /loopback/.test(e.detail ?? '') && e.field.endsWith('.ip');
 
-function podAddressAt(ep: Endpoints, field: string, podCidr: Cidr): boolean {
+/** Is the address a complaint points at a pod IP or a node address (loopback by design here)? */
+function clusterAddressAt(ep: Endpoints, field: string, podCidr: Cidr, hosts: readonly string[]): boolean {
   const m = /^subsets\[(\d+)\]\.(addresses|notReadyAddresses)\[(\d+)\]\.ip$/.exec(field);
   if (!m) return false;
   const addr = ep.subsets?.[Number(m[1])]?.[m[2] as 'addresses' | 'notReadyAddresses']?.[Number(m[3])];
-  return addr !== undefined && cidrContains(podCidr, addr.ip);
+  return addr !== undefined && (cidrContains(podCidr, addr.ip) || hosts.includes(addr.ip));
 }

@@ -258,3 +258,12 @@ t.test('prepareServiceUpdate (registry steps before update validation)', async (
   prepareServiceUpdate(again as KObject, np as KObject);
   t.strictSame(again, np, 'no change, no effect');
 });
+
+t.test('Secret type defaults to Opaque', async (t) => {
+  const s = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, data: {} } as KObject & { type?: string };
+  applyDefaults(s);
+  t.equal(s.type, 'Opaque');
+  const typed = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 't' }, type: 'kubernetes.io/tls' } as KObject & { type?: string };
+  applyDefaults(typed);
+  t.equal(typed.type, 'kubernetes.io/tls');
+});

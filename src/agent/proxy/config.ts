@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import type { Endpoints, Service } from '../../api/types.js';
 import { keyOf } from '../../api/types.js';
 import type { InformerFactory } from '../../store/informer.js';
@@ -41,6 +42,13 @@ export interface ProxyService {
 export interface ProxyEndpoints {
   readonly key: string;
   readonly ports: Readonly<Record<string, readonly Endpoint[]>>;
+  /** ready addresses left out because they are not loopback addresses (never dialled), sorted */
+  readonly offMachine: readonly string[];
+}
+
+/** The proxy only ever connects to this machine's loopback (127.0.0.0/8, ::1). */
+export function isLoopbackAddress(ip: string): boolean {
+  return ip === '::1' || (isIPv4(ip) && ip.startsWith('127.'));
 }
 
 /** `pkg/proxy/util.ShouldSkipService`: headless and ExternalName Services get no listeners. */
@@ -87,9 +95,14 @@ export function narrowService(svc: Service): ProxyService {
   };
 }
 
-/** `BuildPortsToEndpointsMap`: `subsets[].addresses` only (not-ready ones are not served), by port name. */
+/**
+ * `BuildPortsToEndpointsMap`: `subsets[].addresses` only (not-ready ones are not served), by port
+ * name. Addresses off this machine's loopback (e.g. a hand-written `192.0.2.42`) are left out:
+ * kubeloop never sends traffic off the machine.
+ */
 export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
   const byName = new Map<string, Map<string, Endpoint>>();
+  const offMachine = new Set<string>();
   for (const ss of ep.subsets ?? []) {
     for (const port of ss.ports ?? []) {
       if (!(port.port > 0)) continue;
@@ -98,6 +111,10 @@ export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
       if (!m) byName.set(name, (m = new Map()));
       for (const a of ss.addresses ?? []) {
         if (!a.ip) continue;
+        if (!isLoopbackAddress(a.ip)) {
+          offMachine.add(a.ip);
+          continue;
+        }
         const id = endpointId(a.ip, port.port);
         if (!m.has(id)) m.set(id, Object.freeze({ host: a.ip, port: port.port, id }));
       }
@@ -107,7 +124,7 @@ export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
   for (const name of [...byName.keys()].sort()) {
     ports[name] = [...byName.get(name)!.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-  return { key: keyOf(ep), ports };
+  return { key: keyOf(ep), ports, offMachine: [...offMachine].sort() };
 }
 
 /**

@@ -229,6 +229,10 @@ export class Proxier implements ProxyHandler {
     for (const [key, ch] of endpointsChanges) {
       if (ch.cur) this.#endpoints.set(key, ch.cur);
       else this.#endpoints.delete(key);
+      const off = ch.cur?.offMachine ?? [];
+      if (off.length && off.join() !== (ch.prev?.offMachine ?? []).join()) {
+        this.#log.warn({ svc: key, addresses: off }, 'endpoint addresses off this machine are never dialled');
+      }
     }
 
     const local = new LocalAddresses();

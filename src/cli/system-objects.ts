@@ -1,0 +1,78 @@
+import type { Endpoints, KObject, Service } from '../api/types.js';
+import { isApiError } from '../api/errors.js';
+import type { Store } from '../store/types.js';
+
+/**
+ * The objects a cluster has before anyone applies anything: `default/kubernetes` (the API) and
+ * `kube-system/kube-dns` (the DNS server). Both are selector-less with hand-written Endpoints on
+ * the node address, like the host-network servers they describe. Ports are the real ones (6443,
+ * 1053 by default): 443 and 53 would need privilege to bind.
+ */
+export function systemObjects(o: { apiHost?: string; apiPort?: number; dnsHost?: string; dnsPort?: number }): KObject[] {
+  const out: KObject[] = [];
+  if (o.apiHost && o.apiPort) {
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
+      spec: { type: 'ClusterIP', ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP', targetPort: o.apiPort }] },
+    };
+    const ep: Endpoints = {
+      apiVersion: 'v1',
+      kind: 'Endpoints',
+      metadata: { name: 'kubernetes', namespace: 'default', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } },
+      subsets: [{ addresses: [{ ip: o.apiHost }], ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP' }] }],
+    };
+    out.push(svc, ep);
+  }
+  if (o.dnsHost && o.dnsPort) {
+    // headless: DNS answers kube-dns.kube-system.svc.<zone> with the server's address, and the SRV
+    // records _dns._udp / _dns-tcp._tcp carry its real port
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: 'kube-dns',
+        namespace: 'kube-system',
+        labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS', 'kubernetes.io/cluster-service': 'true' },
+      },
+      spec: {
+        clusterIP: 'None',
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP', targetPort: o.dnsPort },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP', targetPort: o.dnsPort },
+        ],
+      },
+    };
+    const ep: Endpoints = {
+      apiVersion: 'v1',
+      kind: 'Endpoints',
+      metadata: { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' } },
+      subsets: [
+        {
+          addresses: [{ ip: o.dnsHost }],
+          ports: [
+            { name: 'dns', port: o.dnsPort, protocol: 'UDP' },
+            { name: 'dns-tcp', port: o.dnsPort, protocol: 'TCP' },
+          ],
+        },
+      ],
+    };
+    out.push(svc, ep);
+  }
+  return out;
+}
+
+/** Creates or refreshes each object (ports move when the daemon restarts on other ports). */
+export async function ensureObjects(store: Store, objs: readonly KObject[]): Promise<void> {
+  for (const obj of objs) {
+    const m = obj.metadata!;
+    const cur = await store.tryGet(obj.kind!, m.namespace, m.name!);
+    try {
+      if (!cur) await store.create(obj);
+      else await store.update({ ...obj, metadata: { ...m, resourceVersion: cur.metadata.resourceVersion } });
+    } catch (e) {
+      if (!isApiError(e, 'Conflict')) throw e;
+    }
+  }
+}
