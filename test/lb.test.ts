@@ -287,3 +287,48 @@ t.test('the source-ranges annotation applies when the field is empty', async (t)
   t.equal(await whoAnswers(ip, 8087, '127.0.61.49'), 'six');
   t.equal((await connect(ip, 8087, '127.0.61.60').done).error, 'ECONNRESET');
 });
+
+t.test('type changes open and close only the listeners that change (the others keep counting)', async (t) => {
+  const e = await env(t);
+  const b = await tcpBackend(t, B(7), 'seven');
+  const svc = await createService(e.store, 'morph', { ports: [{ name: 'http', port: 8088, protocol: 'TCP' }] });
+  await setEndpoints(e.store, 'morph', subsetsOf([b], 'http'));
+  await e.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const kinds = () => e.proxy.listeners().map((l) => l.kind).sort();
+  const accepted = (kind: string) => e.proxy.listeners().find((l) => l.kind === kind)?.counters.accepted ?? -1;
+  const retype = async (type: ServiceSpec['type']) => {
+    const cur = structuredClone(await e.store.get<Service>('Service', 'default', 'morph')) as Mutable<Service>;
+    cur.spec = { ...cur.spec, type };
+    await e.store.update(cur);
+    await e.proxy.synced();
+  };
+  t.equal(await whoAnswers(ip, 8088), 'seven');
+  t.same(kinds(), ['clusterIP']);
+
+  await retype('NodePort');
+  const nodePort = (await e.store.get<Service>('Service', 'default', 'morph')).spec!.ports![0]!.nodePort!;
+  t.same(kinds(), ['clusterIP', 'nodePort'], 'NodePort: a nodePort listener is added');
+  t.equal(await whoAnswers(ip, 8088), 'seven');
+  t.equal(accepted('clusterIP'), 2, 'the clusterIP listener is the same one');
+  t.equal(await whoAnswers(NODE, nodePort), 'seven');
+
+  await retype('LoadBalancer');
+  const lbIP = await ingressIP(e.store, 'morph');
+  await waitFor(() => kinds().length === 3, 'the LB listener');
+  t.same(kinds(), ['clusterIP', 'loadBalancer', 'nodePort'], 'LoadBalancer: an ingress listener is added');
+  t.equal(await whoAnswers(lbIP, 8088), 'seven');
+  t.equal(await whoAnswers(NODE, nodePort), 'seven');
+  t.equal(accepted('nodePort'), 2, 'the nodePort listener is the same one');
+  t.equal(await whoAnswers(ip, 8088), 'seven');
+  t.equal(accepted('clusterIP'), 3, 'so is the clusterIP one');
+
+  await retype('NodePort');
+  t.same(kinds(), ['clusterIP', 'nodePort'], 'NodePort again: only the ingress listener closed');
+  t.equal(accepted('nodePort'), 2);
+  await retype('ClusterIP');
+  t.same(kinds(), ['clusterIP'], 'ClusterIP again: only the nodePort listener closed');
+  t.equal(accepted('clusterIP'), 3);
+  t.equal((await connect(NODE, nodePort).done).error, 'ECONNREFUSED');
+  t.equal((await connect(lbIP, 8088).done).error, 'ECONNREFUSED');
+});

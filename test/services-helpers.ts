@@ -2,6 +2,7 @@
 // Kubernetes API, and socket probes for the Service addresses it serves.
 import dgram from 'node:dgram';
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 import type { Event, KObject, Service } from '../src/api/types.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
@@ -104,7 +105,15 @@ export interface Cluster {
 /** `kubeloop up` with these flags; stopped (SIGKILL if still running) with the test. */
 export async function startCluster(t: Tap, args: string[]): Promise<Cluster> {
   const daemon = await startDaemon(['--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--log-level', 'warn', ...args]);
-  t.teardown(() => daemon.stop('SIGKILL'));
+  // also when the test process ends without running teardowns (e.g. killed on a tap timeout)
+  const kill = (): void => {
+    if (daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  t.teardown(async () => {
+    process.removeListener('exit', kill);
+    await daemon.stop('SIGKILL');
+  });
   const kubeconfig = await readFile(join(daemon.stateDir, 'kubeconfig'), 'utf8');
   const server = /server:\s*(\S+)/.exec(kubeconfig)?.[1];
   if (!server) throw new Error(`no server in kubeconfig:\n${kubeconfig}`);
@@ -148,6 +157,28 @@ export function nodePod(name: string, labels: Record<string, string>, script: st
 /** UDP echo on every port given: replies `<pod>:<datagram>`. */
 export const UDP_ECHO = (port: number): string =>
   `const d=require('dgram').createSocket('udp4');d.on('message',(m,r)=>d.send(process.env.POD_NAME+':'+m,r.port,r.address));d.bind(${port},process.env.POD_IP);`;
+
+/**
+ * What a TCP connection to host:port meets, bounded in time: `refused` (nothing listens),
+ * `reset` (a listener that closed it at once: no endpoint, all dials failed, source denied) or
+ * `open` (it stayed open for `ms`: proxied to a backend). The socket is always destroyed.
+ */
+export function probe(host: string, port: number, o: { localAddress?: string; ms?: number } = {}): Promise<'refused' | 'reset' | 'open'> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, localAddress: o.localAddress });
+    let timer: NodeJS.Timeout | undefined;
+    const done = (r: 'refused' | 'reset' | 'open'): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(r);
+    };
+    s.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : 'reset'));
+    s.on('close', () => done('reset'));
+    s.on('connect', () => {
+      timer = setTimeout(() => done('open'), o.ms ?? 150);
+    });
+  });
+}
 
 /** Which echo pod answers `http://host:port/` (from `localAddress`, when given). */
 export async function whoServes(host: string, port: number, localAddress?: string): Promise<string> {

@@ -16,6 +16,7 @@ import {
   echoPod,
   ingressIP,
   nodePod,
+  probe,
   readyEndpoints,
   service,
   startCluster,
@@ -159,6 +160,30 @@ t.test('sessionAffinity ClientIP: one client IP keeps its pod; distinct loopback
   for (let i = 102; i < 110; i++) others.add(await whoServes(ip, 8080, `127.0.62.${i}`));
   t.equal(others.size, 2, 'new sources are spread over both pods');
   t.equal((await c.api.get<Service>('Service', 'sticky')).spec?.sessionAffinityConfig?.clientIP?.timeoutSeconds, 30);
+});
+
+t.test('readiness: a not-ready pod gets no traffic unless the Service publishes not-ready addresses', async (t) => {
+  const pod = echoPod('unready', { app: 'unready' }, { http: 8080 });
+  // the probe checks a port the echo server does not listen on: never ready
+  (pod as { spec: { containers: Array<Record<string, unknown>> } }).spec.containers[0]!.readinessProbe = { tcpSocket: { port: 9999 }, periodSeconds: 1 };
+  await c.api.create(pod);
+  const svc = await c.api.create(service('unready', { selector: { app: 'unready' }, ports: [{ port: 8080 }] }));
+  const ip = svc.spec!.clusterIP!;
+  await waitFor(async () => (await c.api.tryGet<Endpoints>('Endpoints', 'unready'))?.subsets?.[0]?.notReadyAddresses?.length === 1, {
+    what: 'a not-ready address',
+    timeoutMs: 10_000,
+  });
+  await waitFor(async () => (await probe(ip, 8080)) === 'reset', { what: 'the listener, with no endpoint to dial' });
+  t.equal(await probe(ip, 8080), 'reset', 'not ready: the connection is reset');
+  await c.api.editService('unready', (s) => {
+    s.spec!.publishNotReadyAddresses = true;
+  });
+  t.equal(await waitFor(() => whoServes(ip, 8080).catch(() => ''), { what: 'the unready pod answers' }), 'unready', 'published: served');
+  await c.api.editService('unready', (s) => {
+    s.spec!.publishNotReadyAddresses = false;
+  });
+  await waitFor(async () => (await probe(ip, 8080)) === 'reset', { what: 'reset again' });
+  t.pass('unpublished: reset again');
 });
 
 t.test('headless: no ClusterIP, no listener; DNS answers with the pod IPs', async (t) => {

@@ -7,10 +7,9 @@
 import http from 'node:http';
 import t from 'tap';
 import type { Service } from '../src/api/types.js';
-import { connect } from './proxy-helpers.js';
 import { ask } from './dns-helpers.js';
 import { waitFor } from './helpers/wait.js';
-import { type Cluster, echoPod, ingressIP, readyEndpoints, service, startCluster, whoServes } from './services-helpers.js';
+import { type Cluster, echoPod, ingressIP, probe, readyEndpoints, service, startCluster, whoServes } from './services-helpers.js';
 
 // addresses private to this file: tap runs test files in parallel
 const NODE = '127.0.63.1';
@@ -30,7 +29,7 @@ t.before(async () => {
 });
 
 const web = { app: 'web' };
-const refused = async (host: string, port: number): Promise<boolean> => (await connect(host, port).done).error === 'ECONNREFUSED';
+const refused = async (host: string, port: number): Promise<boolean> => (await probe(host, port)) === 'refused';
 const answers = async (host: string, port: number): Promise<boolean> => /^web-[12]$/.test(await whoServes(host, port).catch(() => ''));
 const setType = (name: string, type: string, extra: (s: Service) => void = () => undefined) =>
   c.api.editService(name, (s) => {

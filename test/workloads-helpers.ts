@@ -96,9 +96,15 @@ export class FakeClock implements Clock {
     return new Date(this.#now);
   }
 
+  /** a timer due now fires on the next turn of the event loop, as a real one would */
   setTimeout(fn: () => void, ms: number): unknown {
     const id = ++this.#seq;
     this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
+    if (ms <= 0) {
+      setImmediate(() => {
+        if (this.#timers.delete(id)) fn();
+      });
+    }
     return id;
   }
 
@@ -106,8 +112,11 @@ export class FakeClock implements Clock {
     this.#timers.delete(h as number);
   }
 
-  /** moves the clock to `to`, firing every timer due on the way, in time order */
-  advanceTo(to: Date): void {
+  /**
+   * Moves the clock to `to`, firing every timer due on the way in time order; after each one
+   * `settle()` lets the system react (at that simulated time) before the clock moves on.
+   */
+  async advanceTo(to: Date, settle: () => Promise<void> = async () => {}): Promise<void> {
     for (;;) {
       let next: [number, { at: number; fn: () => void }] | undefined;
       for (const e of this.#timers) if (e[1].at <= to.getTime() && (!next || e[1].at < next[1].at)) next = e;
@@ -115,8 +124,10 @@ export class FakeClock implements Clock {
       this.#timers.delete(next[0]);
       this.#now = Math.max(this.#now, next[1].at);
       next[1].fn();
+      await settle();
     }
     this.#now = Math.max(this.#now, to.getTime());
+    await settle();
   }
 
   get pendingTimers(): number {

@@ -7,7 +7,7 @@ import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
 import { InformerFactory } from '../store/informer.js';
 import { ControllerManager } from '../controllers/index.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../agent/runtime/index.js';
-import { Proxy } from '../agent/proxy/index.js';
+import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
 import type { Options } from './options.js';
@@ -35,6 +35,7 @@ export class Daemon {
   #proxy: Proxy | undefined;
   #dns: DnsServer | undefined;
   #api: ApiServer | undefined;
+  #metrics: MetricsServer | undefined;
   readonly #started: Component[] = [];
   #stopping: Promise<void> | undefined;
   #lockFile: string | undefined;
@@ -56,6 +57,11 @@ export class Daemon {
   /** the API's URL, once started */
   get apiUrl(): string | undefined {
     return this.#api?.url;
+  }
+
+  /** the proxy's Prometheus endpoint, once started (unset with --metrics-addr '') */
+  get metricsUrl(): string | undefined {
+    return this.#metrics?.url;
   }
 
   get kubeconfigPath(): string {
@@ -124,6 +130,20 @@ export class Daemon {
     await proxy.start();
     this.#proxy = proxy;
     this.#started.push({ name: 'proxy', stop: () => proxy.stop() });
+
+    if (o.metricsAddr) {
+      const [host, port] = splitHostPort(o.metricsAddr);
+      const pm = proxyMetrics(proxy);
+      const metrics = new MetricsServer({ registry: pm.registry, log: this.#log, address: host, port });
+      try {
+        await metrics.start();
+        this.#metrics = metrics;
+        this.#started.push({ name: 'metrics', stop: () => (pm.stop(), metrics.stop()) });
+      } catch (err) {
+        pm.stop();
+        this.#log.error({ err, addr: o.metricsAddr }, `cannot serve metrics on ${o.metricsAddr}: ${(err as Error).message} — pass --metrics-addr with a free port, or --metrics-addr '' to turn it off`);
+      }
+    }
 
     const dns = new DnsServer({
       informers,
@@ -243,17 +263,19 @@ export class Daemon {
       .create({
         apiVersion: 'v1',
         kind: 'Event',
-        metadata: { generateName: `${name}.`, namespace: ns },
+        // a generateName prefix may not end with '.' (it must be a valid name prefix)
+        metadata: { generateName: `${name}-`, namespace: ns },
         involvedObject: { apiVersion: 'v1', kind: 'Service', namespace: ns, name },
         reason: 'FailedToBind',
-        message: `cannot listen on ${address}:${port}: ${err.message}`,
+        // names the portal, the cause and the fix (see the proxy's bindErrorMessage)
+        message: err.message,
         type: 'Warning',
         source: { component: 'kubeloop-proxy' },
         firstTimestamp: new Date().toISOString(),
         lastTimestamp: new Date().toISOString(),
         count: 1,
       })
-      .catch(() => undefined);
+      .catch((e: unknown) => this.#log.warn({ err: e, svc, address, port }, 'cannot record the FailedToBind event'));
   }
 
   /** One daemon per state dir: a second one would fight over pods and the snapshot. */

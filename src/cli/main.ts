@@ -111,6 +111,7 @@ async function up(argv: readonly string[]): Promise<number> {
     console.log(`       route only ${opts.clusterDomain} to it: sudo resolvectl dns lo ${host}:${daemon.dnsPort} && sudo resolvectl domain lo '~${opts.clusterDomain}'`);
     console.log(`       (macOS: printf 'nameserver ${host}\\nport ${daemon.dnsPort}\\n' | sudo tee /etc/resolver/${opts.clusterDomain})`);
   }
+  if (daemon.metricsUrl) console.log(`Metrics: ${daemon.metricsUrl}`);
   console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
   console.log('kubeloop is running; Ctrl-C stops it and every pod.');
   return new Promise<number>(() => {

@@ -26,6 +26,8 @@ export interface Options {
   dnsUpstream: string;
   /** kube-apiserver-compatible API */
   apiAddr: string;
+  /** Prometheus `/metrics` of the proxy (kube-proxy's --metrics-bind-address); '' turns it off */
+  metricsAddr: string;
   /** bearer token for the API; required when --api-addr is not loopback */
   apiToken: string;
   /** CrashLoopBackOff curve: first delay and cap */
@@ -65,6 +67,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
   { name: 'dns-upstream', key: 'dnsUpstream', kind: 'string', arg: 'IP:PORT', help: 'forward names outside the cluster domain here (default: refuse them)' },
   { name: 'api-addr', key: 'apiAddr', kind: 'string', arg: 'IP:PORT', help: 'Kubernetes API for kubectl (a kubeconfig is written to the state dir)' },
+  { name: 'metrics-addr', key: 'metricsAddr', kind: 'string', arg: 'IP:PORT', help: 'Prometheus /metrics of the proxy (kube-proxy --metrics-bind-address); empty: off' },
   { name: 'api-token', key: 'apiToken', kind: 'string', arg: 'TOKEN', help: 'bearer token the API requires (always required off loopback; generated into the kubeconfig)' },
   { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
   { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
@@ -92,6 +95,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   dnsTtl: 5,
   dnsUpstream: '',
   apiAddr: '127.0.0.1:6443',
+  metricsAddr: '127.0.0.1:10249',
   apiToken: '',
   backoffInitialMs: 10_000,
   backoffMaxMs: 300_000,
@@ -279,6 +283,7 @@ export function validate(o: Options): string[] {
   if (o.udpTimeoutMs <= 0) problems.push('--udp-timeout: must be greater than 0');
   checkHostPort('dns-addr', o.dnsAddr, problems);
   if (o.dnsUpstream) checkHostPort('dns-upstream', o.dnsUpstream, problems);
+  if (o.metricsAddr) checkHostPort('metrics-addr', o.metricsAddr, problems);
   const api = /^(.+):(\d+)$/.exec(o.apiAddr);
   if (!api || ipToNumber(api[1]) === undefined || Number(api[2]) > 65535) {
     problems.push(`--api-addr "${o.apiAddr}": expected IP:PORT, e.g. 127.0.0.1:6443`);

@@ -2,6 +2,7 @@ import { isIPv4 } from 'node:net';
 import type { Endpoints, Service } from '../../api/types.js';
 import { keyOf } from '../../api/types.js';
 import type { InformerFactory } from '../../store/informer.js';
+import { deepEqual } from './change-tracker.js';
 import { type AffinityConfig, type Endpoint, endpointId } from './round-robin.js';
 import { loadBalancerSourceRanges } from './source-ranges.js';
 
@@ -44,6 +45,19 @@ export interface ProxyEndpoints {
   readonly ports: Readonly<Record<string, readonly Endpoint[]>>;
   /** ready addresses left out because they are not loopback addresses (never dialled), sorted */
   readonly offMachine: readonly string[];
+  /**
+   * ms since the epoch of the oldest change this object reflects (annotation
+   * `endpoints.kubernetes.io/last-change-trigger-time`), for the network programming latency;
+   * not part of the object's identity (see `sameEndpoints`)
+   */
+  readonly triggerTime?: number;
+}
+
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+/** Equality that decides whether an Endpoints change reaches the balancers: the trigger time is not part of it. */
+export function sameEndpoints(a: ProxyEndpoints, b: ProxyEndpoints): boolean {
+  return a.key === b.key && deepEqual(a.ports, b.ports) && deepEqual(a.offMachine, b.offMachine);
 }
 
 /** The proxy only ever connects to this machine's loopback (127.0.0.0/8, ::1). */
@@ -124,7 +138,13 @@ export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
   for (const name of [...byName.keys()].sort()) {
     ports[name] = [...byName.get(name)!.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-  return { key: keyOf(ep), ports, offMachine: [...offMachine].sort() };
+  const trigger = Date.parse(ep.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION] ?? '');
+  return {
+    key: keyOf(ep),
+    ports,
+    offMachine: [...offMachine].sort(),
+    ...(Number.isFinite(trigger) ? { triggerTime: trigger } : {}),
+  };
 }
 
 /**

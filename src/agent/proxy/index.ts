@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import type { InformerFactory } from '../../store/informer.js';
 import { ProxyConfig } from './config.js';
-import { type ListenerError, type ListenerInfo, Proxier } from './proxier.js';
+import { type EndpointStats, type ListenerError, type ListenerInfo, Proxier, type SyncObserver } from './proxier.js';
 
-export type { ListenerError, ListenerInfo } from './proxier.js';
+export type { EndpointStats, ListenerError, ListenerInfo, SyncEvent, SyncObserver } from './proxier.js';
 export type { ListenerCounters, PortalKind, Protocol } from './portal.js';
+export { MetricsServer, type MetricsServerOptions, proxyMetrics } from './metrics.js';
+export type { BalancedEndpoint } from './round-robin.js';
 
 export interface ProxyOptions {
   informers: InformerFactory;
@@ -78,6 +80,26 @@ export class Proxy {
   /** the listeners currently open (for the CLI's table and tests) */
   listeners(): ListenerInfo[] {
     return this.#proxier.listeners();
+  }
+
+  /** per endpoint of every service port: connections, failed dials and bytes (the per-pod distribution) */
+  endpointStats(): EndpointStats[] {
+    return this.#proxier.endpointStats();
+  }
+
+  /** Calls `o` after every sync (duration, changes applied, programming latencies); returns its removal. */
+  observe(o: SyncObserver): () => void {
+    return this.#proxier.observe(o);
+  }
+
+  /** Service and Endpoints changes recorded and not yet applied */
+  pendingChanges(): { services: number; endpoints: number } {
+    return this.#proxier.pending();
+  }
+
+  /** ms since the epoch when a change was last queued for a sync (0: never) */
+  get lastQueued(): number {
+    return this.#proxier.lastQueued;
   }
 
   /** portals that could not be opened, with the error and its fix (retried periodically) */

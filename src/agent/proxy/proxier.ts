@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { CoalescingRunner } from '../../util/coalescing-runner.js';
 import { ChangeTracker } from './change-tracker.js';
-import type { ProxyEndpoints, ProxyHandler, ProxyService } from './config.js';
+import { performance } from 'node:perf_hooks';
+import { type ProxyEndpoints, type ProxyHandler, type ProxyService, sameEndpoints } from './config.js';
 import { LocalAddresses } from './local-addresses.js';
 import {
   type Listener,
@@ -43,6 +44,37 @@ export interface ListenerInfo {
   counters: Readonly<ListenerCounters>;
 }
 
+/** What one sync did (for metrics): upstream `SyncProxyRulesLatency` and `NetworkProgrammingLatency`. */
+export interface SyncEvent {
+  /** wall time of the whole sync, listeners opened and closed included */
+  durationSeconds: number;
+  /** Services / Endpoints whose change this sync applied */
+  serviceChanges: number;
+  endpointsChanges: number;
+  /**
+   * for each applied Endpoints change carrying `endpoints.kubernetes.io/last-change-trigger-time`:
+   * seconds from that time to the end of this sync
+   */
+  programmingSeconds: number[];
+  /** end of the sync, ms since the epoch */
+  at: number;
+}
+
+export type SyncObserver = (e: SyncEvent) => void;
+
+/** Totals of one endpoint of one service port (see `BalancedEndpoint`). */
+export interface EndpointStats {
+  svc: string;
+  /** the service port's name ('' when unnamed) */
+  port: string;
+  /** `host:port` */
+  endpoint: string;
+  connections: number;
+  failed: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
 export interface ListenerError {
   svc: string;
   port: string;
@@ -79,7 +111,12 @@ export class Proxier implements ProxyHandler {
   readonly #log: Logger;
   readonly #o: ProxierOptions;
   readonly #serviceChanges = new ChangeTracker<ProxyService>();
-  readonly #endpointsChanges = new ChangeTracker<ProxyEndpoints>();
+  readonly #endpointsChanges = new ChangeTracker<ProxyEndpoints>({ equal: sameEndpoints });
+  /** trigger times of pending Endpoints changes (dropped with the change when it turns out a no-op) */
+  readonly #triggerTimes = new Map<string, number[]>();
+  readonly #observers = new Set<SyncObserver>();
+  /** ms since the epoch when a change was last queued for a sync */
+  #lastQueued = 0;
   /** applied state: served Services (those with ports) by `ns/name` */
   readonly #services = new Map<string, ProxyService>();
   readonly #endpoints = new Map<string, ProxyEndpoints>();
@@ -120,13 +157,31 @@ export class Proxier implements ProxyHandler {
     if (this.#serviceChanges.update(svc, undefined)) this.#kick();
   }
   onEndpointsAdd(ep: ProxyEndpoints): void {
-    if (this.#endpointsChanges.update(undefined, ep)) this.#kick();
+    this.#endpointsChanged(undefined, ep);
   }
   onEndpointsUpdate(old: ProxyEndpoints, cur: ProxyEndpoints): void {
-    if (this.#endpointsChanges.update(old, cur)) this.#kick();
+    this.#endpointsChanged(old, cur);
   }
   onEndpointsDelete(ep: ProxyEndpoints): void {
-    if (this.#endpointsChanges.update(ep, undefined)) this.#kick();
+    this.#endpointsChanged(ep, undefined);
+  }
+
+  /**
+   * Upstream's `EndpointsChangeTracker`: a change that cancels out is dropped together with its
+   * trigger times (no programming happened for it, so no latency is reported).
+   */
+  #endpointsChanged(prev: ProxyEndpoints | undefined, cur: ProxyEndpoints | undefined): void {
+    const key = (cur ?? prev)!.key;
+    if (!this.#endpointsChanges.update(prev, cur)) {
+      this.#triggerTimes.delete(key);
+      return;
+    }
+    if (cur?.triggerTime !== undefined) {
+      const list = this.#triggerTimes.get(key);
+      if (list) list.push(cur.triggerTime);
+      else this.#triggerTimes.set(key, [cur.triggerTime]);
+    }
+    this.#kick();
   }
   onSynced(): void {
     if (this.#initialized || this.#stopped) return;
@@ -161,6 +216,19 @@ export class Proxier implements ProxyHandler {
           active: p.listener.active,
           counters: { ...p.listener.counters },
         });
+      }
+    }
+    return out;
+  }
+
+  endpointStats(): EndpointStats[] {
+    const out: EndpointStats[] = [];
+    for (const [key, b] of this.#balancers) {
+      const i = key.indexOf(':');
+      const svc = key.slice(0, i);
+      const port = key.slice(i + 1);
+      for (const e of b.endpoints) {
+        out.push({ svc, port, endpoint: e.id, connections: e.connections, failed: e.failed, bytesIn: e.bytesIn, bytesOut: e.bytesOut });
       }
     }
     return out;
@@ -202,7 +270,24 @@ export class Proxier implements ProxyHandler {
     await Promise.all(all.map((l) => l.destroy()));
   }
 
+  /** Registers an observer of every sync; returns its removal. Observers must be quick and not throw. */
+  observe(o: SyncObserver): () => void {
+    this.#observers.add(o);
+    return () => this.#observers.delete(o);
+  }
+
+  /** changes recorded and not yet applied (upstream `*_changes_pending`) */
+  pending(): { services: number; endpoints: number } {
+    return { services: this.#serviceChanges.size, endpoints: this.#endpointsChanges.size };
+  }
+
+  /** ms since the epoch when a change was last queued (0: never) */
+  get lastQueued(): number {
+    return this.#lastQueued;
+  }
+
   #kick(): void {
+    this.#lastQueued = Date.now();
     if (this.#initialized && !this.#stopped) void this.#runner.run();
   }
 
@@ -224,8 +309,17 @@ export class Proxier implements ProxyHandler {
 
   async #sync(): Promise<void> {
     if (this.#stopped) return;
+    const started = performance.now();
     const serviceChanges = this.#serviceChanges.take();
     const endpointsChanges = this.#endpointsChanges.take();
+    const triggers: number[] = [];
+    if (this.#observers.size) {
+      for (const key of endpointsChanges.keys()) {
+        const ts = this.#triggerTimes.get(key);
+        if (ts) for (const t of ts) triggers.push(t);
+      }
+    }
+    this.#triggerTimes.clear();
     for (const [key, ch] of endpointsChanges) {
       if (ch.cur) this.#endpoints.set(key, ch.cur);
       else this.#endpoints.delete(key);
@@ -277,6 +371,23 @@ export class Proxier implements ProxyHandler {
         { opened: results.filter(Boolean).length, closed: toClose.length, failed: results.filter((r) => !r).length },
         'service listeners synced',
       );
+    }
+    if (this.#observers.size) {
+      const at = Date.now();
+      const e: SyncEvent = {
+        durationSeconds: (performance.now() - started) / 1000,
+        serviceChanges: serviceChanges.size,
+        endpointsChanges: endpointsChanges.size,
+        programmingSeconds: triggers.map((t) => Math.max(0, at - t) / 1000),
+        at,
+      };
+      for (const o of this.#observers) {
+        try {
+          o(e);
+        } catch (err) {
+          this.#log.warn({ err }, 'sync observer threw');
+        }
+      }
     }
   }
 

@@ -5,6 +5,21 @@ export interface Endpoint {
   readonly id: string;
 }
 
+/**
+ * An endpoint as a balancer holds it, with totals since it joined (kept while it stays in the
+ * set): what `next()` returns, so the connection it serves can count itself in.
+ */
+export interface BalancedEndpoint extends Endpoint {
+  /** TCP connections spliced to it / UDP flows opened to it */
+  connections: number;
+  /** TCP dials to it that failed (refused, timed out) */
+  failed: number;
+  /** client → endpoint (TCP: counted when the connection ends) */
+  bytesIn: number;
+  /** endpoint → client (TCP: counted when the connection ends) */
+  bytesOut: number;
+}
+
 export interface AffinityConfig {
   type: 'None' | 'ClientIP';
   /** 0 means the Kubernetes default, 10800 s */
@@ -23,7 +38,7 @@ export interface RoundRobinOptions {
 }
 
 interface Sticky {
-  endpoint: Endpoint;
+  endpoint: BalancedEndpoint;
   lastUsed: number;
 }
 
@@ -44,7 +59,7 @@ export function endpointId(host: string, port: number): string {
  *   endpoint and re-pins the client to it.
  */
 export class RoundRobin {
-  #endpoints: Endpoint[] = [];
+  #endpoints: BalancedEndpoint[] = [];
   #index = 0;
   #affinity: AffinityConfig = { type: 'None', timeoutSeconds: DEFAULT_AFFINITY_SECONDS };
   readonly #sticky = new Map<string, Sticky>();
@@ -57,7 +72,7 @@ export class RoundRobin {
     if (o.affinity) this.setAffinity(o.affinity);
   }
 
-  get endpoints(): readonly Endpoint[] {
+  get endpoints(): readonly BalancedEndpoint[] {
     return this.#endpoints;
   }
 
@@ -83,12 +98,13 @@ export class RoundRobin {
   /** Replaces the endpoint set; returns whether the set changed (and so was reshuffled). */
   setEndpoints(eps: readonly Endpoint[]): boolean {
     if (sameSet(this.#endpoints, eps)) return false;
+    const kept = new Map(this.#endpoints.map((e) => [e.id, e]));
     const ids = new Set<string>();
-    const list: Endpoint[] = [];
+    const list: BalancedEndpoint[] = [];
     for (const e of eps) {
       if (ids.has(e.id)) continue;
       ids.add(e.id);
-      list.push(e);
+      list.push(kept.get(e.id) ?? { host: e.host, port: e.port, id: e.id, connections: 0, failed: 0, bytesIn: 0, bytesOut: 0 });
     }
     for (const [ip, s] of this.#sticky) if (!ids.has(s.endpoint.id)) this.#sticky.delete(ip);
     this.#shuffle(list);
@@ -98,7 +114,7 @@ export class RoundRobin {
   }
 
   /** The endpoint for a new connection/flow from `clientIP`, or undefined when there is none. */
-  next(clientIP: string, bypassAffinity = false): Endpoint | undefined {
+  next(clientIP: string, bypassAffinity = false): BalancedEndpoint | undefined {
     const n = this.#endpoints.length;
     if (n === 0) return undefined;
     const sticky = this.#affinity.type === 'ClientIP';
@@ -135,7 +151,7 @@ export class RoundRobin {
     for (const [ip, s] of this.#sticky) if (Math.trunc((now - s.lastUsed) / 1000) >= ttl) this.#sticky.delete(ip);
   }
 
-  #shuffle(a: Endpoint[]): void {
+  #shuffle(a: BalancedEndpoint[]): void {
     for (let i = a.length - 1; i > 0; i--) {
       const j = Math.floor(this.#random() * (i + 1));
       const t = a[i]!;

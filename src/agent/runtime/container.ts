@@ -1,14 +1,19 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Container, ContainerStatus, Pod, Service, Stored } from '../../api/types.js';
+import type { Container, ContainerStatus, PersistentVolumeClaim, Pod, Service, Stored } from '../../api/types.js';
 import type { ContainerState } from 'kubernetes-types/core/v1.js';
 import { type Backoff, formatDuration } from '../../util/backoff.js';
 import { EnvError, type EnvSources, containerEnv, expand } from './env.js';
 import { type ImageEntry, type ImageTable, resolveContainer } from './images.js';
+import type { PodEvents } from './events.js';
 import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
 import { type Exit, GroupProcess } from './process.js';
 import { timestamp } from './status.js';
+import { containerVolumes } from './volumes.js';
+
+/** how often a container waiting for its volumes (an unbound claim) looks again */
+const VOLUME_RETRY_MS = 250;
 
 /** What every container of this node shares. */
 export interface ContainerDeps {
@@ -23,6 +28,10 @@ export interface ContainerDeps {
   /** the Services that exist now (for the Service variables) */
   services(): readonly Service[];
   sources: EnvSources;
+  /** absolute state dir: claims live in `<stateDir>/volumes/<ns>/<claim>` */
+  stateDir: string;
+  claim(namespace: string, name: string): PersistentVolumeClaim | undefined;
+  events: PodEvents;
 }
 
 /** What a container needs from its pod. */
@@ -88,6 +97,10 @@ export class ContainerRunner {
     return this.#proc?.running ? this.#proc.pid : undefined;
   }
 
+  get #fieldPath(): string {
+    return `spec.containers{${this.spec.name}}`;
+  }
+
   get #key(): string {
     return `${this.#host.pod().metadata.uid}/${this.spec.name}`;
   }
@@ -118,6 +131,9 @@ export class ContainerRunner {
 
   /** SIGTERM the group, SIGKILL after graceMs; no restarts afterwards. Resolves once it is down. */
   async stop(graceMs: number): Promise<void> {
+    if (!this.#stopping && this.#proc?.running) {
+      this.#deps.events.event(this.#host.pod(), 'Normal', 'Killing', `Stopping container ${this.spec.name}`, this.#fieldPath);
+    }
     this.#stopping = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -152,6 +168,7 @@ export class ContainerRunner {
     const resolved = resolveContainer(this.#deps.images, this.spec);
     if (!resolved.ok) {
       this.#log.warn({ reason: resolved.reason }, resolved.message);
+      this.#deps.events.event(this.#host.pod(), 'Warning', resolved.reason, resolved.message, this.#fieldPath);
       this.#setState({ waiting: { reason: resolved.reason, message: resolved.message } });
       return; // the image table does not change while we run: nothing to retry
     }
@@ -180,8 +197,20 @@ export class ContainerRunner {
     }
     if (this.#stopping) return;
     this.#deps.backoff.reset(`${this.#key}/config`);
+    const vols = containerVolumes(pod, this.spec, { stateDir: this.#deps.stateDir, podDir: this.#host.logDir, claim: this.#deps.claim });
+    if (!vols.ok) {
+      if (this.#state.waiting?.message !== vols.message) {
+        this.#log.info({ message: vols.message }, 'waiting for volumes');
+        this.#deps.events.event(pod, 'Warning', 'FailedMount', `MountVolume.SetUp failed: ${vols.message}`);
+      }
+      this.#setState({ waiting: { reason: 'ContainerCreating', message: vols.message } });
+      this.#timer = setTimeout(() => this.start(), VOLUME_RETRY_MS);
+      return;
+    }
+    // the volume variables are kubeloop's; a container's own env of the same name wins
+    for (const [k, v] of Object.entries(vols.env)) if (!(k in env)) env[k] = v;
     const argv = resolved.argv.map((a) => expand(a, env));
-    const cwd = this.spec.workingDir || this.#deps.workingDir;
+    const cwd = this.spec.workingDir || vols.cwd || this.#deps.workingDir;
     const logFile = path.join(this.#host.logDir, this.spec.name, `${this.#restartCount}.log`);
     const proc = GroupProcess.start({ argv, env, cwd, logFile });
     const startedAtMs = Date.now();
@@ -192,6 +221,7 @@ export class ContainerRunner {
     if (proc.pid !== undefined) {
       this.#containerID = `kubeloop://${proc.pid}`;
       this.#log.info({ pid: proc.pid, restartCount: this.#restartCount, argv0: argv[0] }, 'container started');
+      this.#deps.events.event(pod, 'Normal', 'Started', `Started container ${this.spec.name}`, this.#fieldPath);
       this.#started = false;
       this.#ready = false;
       this.#setState({ running: { startedAt: timestamp(startedAtMs) } });
@@ -207,8 +237,13 @@ export class ContainerRunner {
             this.#ready = ready;
             this.#host.onChange();
           },
+          onProbeFailure: (kind, message) => {
+            const Kind = kind[0].toUpperCase() + kind.slice(1);
+            this.#deps.events.event(this.#host.pod(), 'Warning', 'Unhealthy', `${Kind} probe failed: ${message}`, this.#fieldPath);
+          },
           onFailed: (kind, message) => {
             this.#log.info({ probe: kind, message }, `container failed its ${kind} probe, will be restarted`);
+            this.#deps.events.event(this.#host.pod(), 'Normal', 'Killing', `Container ${this.spec.name} failed ${kind} probe, will be restarted`, this.#fieldPath);
             const grace = (this.spec[`${kind}Probe`]?.terminationGracePeriodSeconds ?? this.#host.pod().spec?.terminationGracePeriodSeconds ?? 30) * 1000;
             void this.#kill(grace);
           },
@@ -264,6 +299,7 @@ export class ContainerRunner {
       const pod = this.#host.pod();
       const message = `back-off ${formatDuration(this.#deps.backoff.delayMs(this.#key))} restarting failed container=${this.spec.name} pod=${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`;
       this.#setState({ waiting: { reason: 'CrashLoopBackOff', message } });
+      this.#deps.events.event(pod, 'Warning', 'BackOff', `Back-off restarting failed container ${this.spec.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`, this.#fieldPath);
       this.#timer = setTimeout(() => this.#restart(finishedAtMs), waitMs);
     } else {
       this.#restart(finishedAtMs);

@@ -1,17 +1,21 @@
 import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ConfigMap, Pod, Secret, Service, Stored } from '../../api/types.js';
+import type { ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, Stored } from '../../api/types.js';
 import { Backoff } from '../../util/backoff.js';
 import { LOOPBACK, cidrsOverlap, nthAddress, parseCidr } from '../../util/cidr.js';
 import { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
-import type { InformerFactory } from '../../store/informer.js';
+import type { Informer, InformerFactory } from '../../store/informer.js';
+import { EndpointsGate } from './endpoints-gate.js';
+import { PodEvents } from './events.js';
 import type { ImageTable } from './images.js';
 import { registerNode, setNodeStatus } from './node.js';
 import { type PodDeps, PodWorker } from './pod.js';
 
 export { loadImageTable, normaliseImage, DEFAULT_IMAGE_TABLE, type ImageTable, type ImageEntry } from './images.js';
+export { claimDir, volumeEnvName } from './volumes.js';
+export { PROXY_SETTLE_MS } from './endpoints-gate.js';
 
 export interface RuntimeOptions {
   store: Store;
@@ -55,6 +59,10 @@ export class PodRuntime {
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   readonly #pending = new Set<Promise<void>>();
+  readonly #gate: EndpointsGate;
+  readonly #events: PodEvents;
+  readonly #endpoints: Informer<Endpoints>;
+  readonly #claims: Informer<PersistentVolumeClaim>;
 
   constructor(o: RuntimeOptions) {
     const cidr = parseCidr(o.podCidr);
@@ -68,6 +76,10 @@ export class PodRuntime {
     this.#ips.allocate(nthAddress(cidr, 1)); // the first address stays free, like a gateway
     this.#backoff = new Backoff(o.backoff ?? { initialMs: 10_000, maxMs: 300_000 });
     this.#podsDir = path.join(o.stateDir, 'pods');
+    this.#endpoints = o.informers.for<Endpoints>('Endpoints');
+    this.#claims = o.informers.for<PersistentVolumeClaim>('PersistentVolumeClaim');
+    this.#gate = new EndpointsGate(this.#endpoints);
+    this.#events = new PodEvents({ store: o.store, log: this.#log, nodeName: o.nodeName });
   }
 
   /** Idempotent. Registers the Node, then runs the pods already bound to it. */
@@ -91,7 +103,7 @@ export class PodRuntime {
       onUpdate: (_old, p) => this.#synced && this.#safely(p, () => this.#sync(p)),
       onDelete: (p) => this.#synced && this.#safely(p, () => this.#gone(p)),
     });
-    await Promise.all([pods.start(), services.start()]);
+    await Promise.all([pods.start(), services.start(), this.#endpoints.start(), this.#claims.start()]);
     if (this.#stopped) return;
     const mine = pods.list().filter((p) => this.#isMine(p));
     this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
@@ -115,6 +127,7 @@ export class PodRuntime {
       await Promise.all([...this.#workers.values()].map((w) => w.stop(grace)));
       await Promise.all([...this.#pending]);
       this.#workers.clear();
+      await this.#events.close();
       try {
         await setNodeStatus(this.#o.store, { nodeName: this.#o.nodeName, nodeIP: this.#o.nodeIP, podCidr: this.#o.podCidr }, false);
       } catch (err) {
@@ -198,6 +211,10 @@ export class PodRuntime {
       extraEnv: o.extraEnv ?? {},
       workingDir: o.workingDir ?? process.cwd(),
       services: () => services.list(),
+      stateDir: o.stateDir,
+      claim: (ns: string, name: string) => this.#claims.get(ns, name),
+      events: this.#events,
+      gate: this.#gate,
       sources: {
         configMap: (ns: string, name: string) => o.store.tryGet<ConfigMap>('ConfigMap', ns, name),
         secret: (ns: string, name: string) => o.store.tryGet<Secret>('Secret', ns, name),

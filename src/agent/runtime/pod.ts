@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js';
@@ -5,7 +6,9 @@ import { isApiError } from '../../api/errors.js';
 import type { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
 import { type ContainerDeps, type ContainerHost, ContainerRunner } from './container.js';
+import type { EndpointsGate } from './endpoints-gate.js';
 import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from './status.js';
+import { emptyDirRoot } from './volumes.js';
 
 export interface PodDeps extends ContainerDeps {
   store: Store;
@@ -13,7 +16,13 @@ export interface PodDeps extends ContainerDeps {
   /** `${stateDir}/pods` */
   podsDir: string;
   log: Logger;
+  /** whether Endpoints still list a pod: termination waits for it to leave them */
+  gate: EndpointsGate;
 }
+
+/** at most this share of the grace period is spent waiting for the pod to leave Endpoints */
+const UNLIST_SHARE = 0.5;
+const UNLIST_MAX_MS = 10_000;
 
 /** Upstream's floor for killing a pod that was removed without a grace period. */
 const FORCE_DELETE_GRACE_MS = 2000;
@@ -117,8 +126,11 @@ export class PodWorker {
   }
 
   /**
-   * Graceful deletion: report not-Ready first (Endpoints drop the pod), SIGTERM every container,
-   * SIGKILL after the grace period, then remove the pod from the store and free its IP.
+   * Graceful deletion: report not-Ready first, wait until no Endpoints lists the pod any more and
+   * the proxy has had a moment to stop sending it new connections (bounded by half the grace
+   * period), then SIGTERM every container, SIGKILL after what is left of the grace period, then
+   * remove the pod from the store and free its IP. The order is what lets a rolling update drop
+   * no request: the pod is out of rotation before it is asked to stop.
    */
   terminate(): Promise<void> {
     this.#terminating ??= (async () => {
@@ -126,9 +138,15 @@ export class PodWorker {
       clearTimeout(this.#retry);
       const graceS = this.#pod.metadata.deletionGracePeriodSeconds ?? this.#pod.spec?.terminationGracePeriodSeconds ?? 30;
       this.#log.info({ graceSeconds: graceS }, 'terminating pod');
+      const started = Date.now();
       this.#requestStatus();
       await this.#flushStatus();
-      await this.#stopContainers(graceS * 1000);
+      if (this.#podIP && !this.#pod.spec?.hostNetwork && this.pids().length) {
+        const maxMs = Math.min(graceS * 1000 * UNLIST_SHARE, UNLIST_MAX_MS);
+        const r = await this.#deps.gate.waitUnlisted(this.#podIP, maxMs);
+        if (r === 'timeout') this.#log.warn({ waitedMs: maxMs }, 'the pod is still listed in Endpoints; stopping it anyway');
+      }
+      await this.#stopContainers(Math.max(0, graceS * 1000 - (Date.now() - started)));
       this.#removed = true;
       const { namespace, name } = this.#pod.metadata;
       try {
@@ -137,9 +155,16 @@ export class PodWorker {
         if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) this.#log.warn({ err }, 'cannot remove the terminated pod');
       }
       this.#releaseIP();
+      await this.#removeEmptyDirs();
       this.#log.info('pod terminated');
     })();
     return this.#terminating;
+  }
+
+  /** emptyDir volumes live as long as the pod */
+  async #removeEmptyDirs(): Promise<void> {
+    const { namespace, name } = this.#pod.metadata;
+    await rm(emptyDirRoot(path.join(this.#deps.podsDir, `${namespace}_${name}_${this.uid}`)), { recursive: true, force: true }).catch(() => undefined);
   }
 
   /** The pod was removed from the store (a delete with grace 0): end its processes. */
@@ -152,6 +177,7 @@ export class PodWorker {
     if (this.pids().length) this.#log.info('pod removed from the store: stopping its containers');
     await this.#stopContainers(graceMs);
     this.#releaseIP();
+    await this.#removeEmptyDirs();
   }
 
   /** The agent is stopping: end every process (bounded grace), write nothing. */

@@ -245,6 +245,8 @@ export interface ProberEvents {
   onStarted(): void;
   /** liveness or startup failed failureThreshold times in a row: the container must be restarted */
   onFailed(kind: 'liveness' | 'startup', message: string): void;
+  /** one probe run failed (the kubelet's `Unhealthy` event) */
+  onProbeFailure?(kind: ProbeKind, message: string): void;
 }
 
 /**
@@ -306,6 +308,7 @@ export class ContainerProber {
       if (kind !== 'startup' && !this.#started) return this.#after(timing.periodSeconds * 1000, () => void tick());
       const r = await runProbe(probe, this.#target, this.#abort.signal);
       if (this.#stopped) return;
+      if (!r.ok) this.#events.onProbeFailure?.(kind, r.message ?? `${kind} probe failed`);
       run = r.ok === lastRaw ? run + 1 : 1;
       lastRaw = r.ok;
       const threshold = r.ok ? timing.successThreshold : timing.failureThreshold;

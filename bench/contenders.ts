@@ -1,0 +1,359 @@
+/**
+ * The contenders of bench/run.ts, all in front of the same 3 backend processes:
+ * - kubeloop: the real daemon (`kubeloop up`) with a Deployment of 3 pods running
+ *   bench/backend.mjs and a Service selecting them; traffic goes to the ClusterIP;
+ * - haproxy: `mode tcp`, `balance roundrobin`, default threads, pointed at the 3 pod IPs;
+ * - nginx: `stream` with an upstream of the 3 pod IPs (round robin is its default);
+ * - direct: the first pod, no proxy (the physical limit).
+ * Each listens on its own loopback address. A missing tool is reported and its contender
+ * skipped; every process started here is ended by `stop()`.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+
+export interface Addr {
+  host: string;
+  port: number;
+}
+
+export interface Contender {
+  name: 'kubeloop' | 'haproxy' | 'nginx' | 'direct';
+  /** where HTTP goes */
+  http: Addr;
+  /** where the raw TCP source (bulk, idle) is */
+  tcp: Addr;
+  /** processes whose RSS is the proxy's memory (empty for direct) */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+export interface Backends {
+  ips: string[];
+  httpPort: number;
+  tcpPort: number;
+}
+
+/** whether `cmd` can be run (PATH lookup, or an absolute path) */
+export function have(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `tool -v`-style version line, or 'missing' */
+export function versionOf(cmd: string, args: string[], re: RegExp): string {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+    return re.exec(out)?.[1] ?? out.split('\n')[0]!.trim();
+  } catch (e) {
+    // some tools print their version on stderr and/or exit non-zero (wrk -v)
+    const err = e as { stdout?: string; stderr?: string };
+    const out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    const m = re.exec(out);
+    return m ? m[1]! : have(cmd) ? (out.split('\n')[0]?.trim() || 'unknown') : 'missing';
+  }
+}
+
+/** RSS in KiB of the given processes and all their descendants */
+export function rssKiB(pids: number[]): number {
+  const children = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(d));
+      children.set(ppid, list);
+    } catch {
+      // gone
+    }
+  }
+  let total = 0;
+  const seen = new Set<number>();
+  const walk = (pid: number): void => {
+    if (seen.has(pid)) return;
+    seen.add(pid);
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      total += Number(m?.[1] ?? 0);
+    } catch {
+      return;
+    }
+    for (const c of children.get(pid) ?? []) walk(c);
+  };
+  for (const p of pids) walk(p);
+  return total;
+}
+
+function exited(p: ChildProcess): Promise<void> {
+  return new Promise((r) => {
+    if (p.exitCode !== null || p.signalCode !== null) return r();
+    p.once('exit', () => r());
+  });
+}
+
+async function kill(p: ChildProcess, sig: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill(sig);
+  const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  await exited(p);
+  clearTimeout(t);
+}
+
+/** Resolves once `host:port` accepts a TCP connection (bounded). */
+export async function waitListening(a: Addr, timeoutMs = 10_000): Promise<void> {
+  const net = await import('node:net');
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(a);
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${a.host}:${a.port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((res, rej) => {
+    http
+      .get(url, { agent: false, timeout: 5000 }, (r) => {
+        let body = '';
+        r.setEncoding('utf8').on('data', (c: string) => (body += c));
+        r.on('end', () => {
+          try {
+            res(JSON.parse(body));
+          } catch (e) {
+            rej(e);
+          }
+        });
+      })
+      .on('error', rej);
+  });
+}
+
+const MANIFEST = (node: string) => `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: bench, namespace: default }
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: bench } }
+  template:
+    metadata: { labels: { app: bench } }
+    spec:
+      containers:
+        - name: backend
+          image: kubeloop/bench-backend
+          command: [${JSON.stringify(node)}, ${JSON.stringify(join(ROOT, 'bench', 'backend.mjs'))}]
+          ports:
+            - { name: http, containerPort: 8080 }
+            - { name: raw, containerPort: 9000 }
+          readinessProbe: { tcpSocket: { port: http }, periodSeconds: 1 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: bench, namespace: default }
+spec:
+  selector: { app: bench }
+  ports:
+    - { name: http, port: 80, targetPort: http }
+    - { name: raw, port: 9000, targetPort: raw }
+`;
+
+export interface KubeloopRun {
+  contender: Contender;
+  backends: Backends;
+  /** the daemon's /metrics URL */
+  metricsUrl?: string;
+}
+
+/**
+ * Starts `kubeloop up` with the bench Deployment + Service (its own CIDRs and node address), and
+ * reads the ClusterIP and the 3 pod IPs from its API.
+ */
+export async function startKubeloop(o: { profileDir?: string } = {}): Promise<KubeloopRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-run-'));
+  writeFileSync(join(dir, 'bench.yaml'), MANIFEST(process.execPath));
+  const args = [
+    ...(o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : []),
+    join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', join(dir, 'bench.yaml'), '--state-dir', join(dir, 'state'),
+    '--service-cidr', '127.150.0.0/16', '--pod-cidr', '127.151.0.0/16',
+    '--node-ip', '127.0.150.1', '--nodeport-addresses', '127.0.150.1',
+    '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '127.0.0.1:0',
+    '--log-level', 'warn', '--ready-timeout', '30s', '--stop-grace', '2s',
+  ];
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c.length < 100_000 ? c : ''));
+  const stop = async (): Promise<void> => {
+    await kill(proc, 'SIGINT', 15_000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const end = Date.now() + 60_000;
+    while (!out.includes('kubeloop is running')) {
+      if (proc.exitCode !== null) throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
+      if (Date.now() > end) throw new Error(`kubeloop did not come up in 60 s:\n${err}\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const api = /API:\s+(http:\/\/\S+)/.exec(out)?.[1];
+    if (!api) throw new Error(`no API address in:\n${out}`);
+    const svc = (await getJson(`${api}/api/v1/namespaces/default/services/bench`)) as { spec: { clusterIP: string } };
+    const clusterIP = svc.spec.clusterIP;
+    let ips: string[] = [];
+    for (let i = 0; i < 200 && ips.length < 3; i++) {
+      const ep = (await getJson(`${api}/api/v1/namespaces/default/endpoints/bench`)) as { subsets?: Array<{ addresses?: Array<{ ip: string }> }> };
+      ips = (ep.subsets ?? []).flatMap((s) => (s.addresses ?? []).map((a) => a.ip)).sort();
+      if (ips.length < 3) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (ips.length !== 3) throw new Error(`wanted 3 ready bench pods, have ${ips.length}`);
+    const metricsUrl = /metrics:\s+(http:\/\/\S+)/i.exec(out)?.[1];
+    const contender: Contender = {
+      name: 'kubeloop',
+      http: { host: clusterIP, port: 80 },
+      tcp: { host: clusterIP, port: 9000 },
+      pids: () => [proc.pid!],
+      stop,
+    };
+    await waitListening(contender.http);
+    for (const ip of ips) await waitListening({ host: ip, port: 9000 });
+    return { contender, backends: { ips, httpPort: 8080, tcpPort: 9000 }, metricsUrl };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** the largest count of idle proxied connections a proxy can hold here (2 fds each) */
+export function maxIdleConnections(want: number): { count: number; fdLimit: number } {
+  let fdLimit = 20_000;
+  try {
+    fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || fdLimit;
+  } catch {
+    // keep the guess
+  }
+  if (!Number.isFinite(fdLimit)) fdLimit = 1 << 20; // "unlimited"
+  const fit = Math.floor((fdLimit - 500) / 2 / 500) * 500;
+  return { count: Math.min(want, fit), fdLimit };
+}
+
+export async function startHaproxy(b: Backends, maxconn: number): Promise<Contender> {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-haproxy-'));
+  const host = '127.0.90.1';
+  const servers = (port: number) => b.ips.map((ip, i) => `  server b${i} ${ip}:${port}`).join('\n');
+  const cfg = `global
+  maxconn ${maxconn}
+defaults
+  mode tcp
+  balance roundrobin
+  maxconn ${maxconn}
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen http
+  bind ${host}:8080
+${servers(b.httpPort)}
+listen raw
+  bind ${host}:9000
+${servers(b.tcpPort)}
+`;
+  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+  const proc = spawn('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const stop = async (): Promise<void> => {
+    await kill(proc, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.race([
+      waitListening({ host, port: 9000 }),
+      exited(proc).then(() => {
+        throw new Error(`haproxy exited: ${err}`);
+      }),
+    ]);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { name: 'haproxy', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => [proc.pid!], stop };
+}
+
+export async function startNginx(b: Backends, fdLimit: number): Promise<Contender> {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-nginx-'));
+  const host = '127.0.91.1';
+  const servers = (port: number) => b.ips.map((ip) => `    server ${ip}:${port};`).join('\n');
+  const modules = ['/usr/lib/nginx/modules/ngx_stream_module.so', '/usr/share/nginx/modules/ngx_stream_module.so'];
+  const mod = modules.find((m) => {
+    try {
+      readFileSync(m, { flag: 'r' }).length;
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const cfg = `${mod ? `load_module ${mod};\n` : ''}worker_processes auto;
+worker_rlimit_nofile ${fdLimit};
+pid ${join(dir, 'nginx.pid')};
+error_log stderr warn;
+events { worker_connections ${fdLimit}; }
+stream {
+  upstream http_be {
+${servers(b.httpPort)}
+  }
+  upstream raw_be {
+${servers(b.tcpPort)}
+  }
+  server { listen ${host}:8080; proxy_pass http_be; proxy_timeout 1h; }
+  server { listen ${host}:9000; proxy_pass raw_be; proxy_timeout 1h; }
+}
+`;
+  writeFileSync(join(dir, 'nginx.conf'), cfg);
+  const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const stop = async (): Promise<void> => {
+    await kill(proc, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.race([
+      waitListening({ host, port: 9000 }),
+      exited(proc).then(() => {
+        throw new Error(`nginx exited: ${err}`);
+      }),
+    ]);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { name: 'nginx', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => [proc.pid!], stop };
+}
+
+export function direct(b: Backends): Contender {
+  return {
+    name: 'direct',
+    http: { host: b.ips[0]!, port: b.httpPort },
+    tcp: { host: b.ips[0]!, port: b.tcpPort },
+    pids: () => [],
+    stop: async () => undefined,
+  };
+}
