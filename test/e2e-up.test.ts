@@ -59,6 +59,9 @@ t.test('kubeloop up with the demo manifests', async (t) => {
     t.equal(new Set(procs.map((p) => p.podName)).size, 3, 'three pod processes');
     const victim = procs[0];
     process.kill(victim.pid, 'SIGKILL');
+    // connections that reach a backend while the kernel is tearing it down are reset, as on any
+    // host: measure from the moment the process is gone
+    await waitFor(() => !alive(victim.pid), { timeoutMs: 5000 });
     for (let i = 0; i < 12; i++) {
       const r = await get(`http://${cluster[0]}/`);
       t.equal(r.status, 200, 'every request is answered');

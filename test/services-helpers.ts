@@ -104,7 +104,7 @@ export interface Cluster {
 
 /** `kubeloop up` with these flags; stopped (SIGKILL if still running) with the test. */
 export async function startCluster(t: Tap, args: string[]): Promise<Cluster> {
-  const daemon = await startDaemon(['--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--log-level', 'warn', ...args]);
+  const daemon = await startDaemon(['--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr=', '--log-level', 'warn', ...args]);
   // also when the test process ends without running teardowns (e.g. killed on a tap timeout)
   const kill = (): void => {
     if (daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');

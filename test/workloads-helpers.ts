@@ -8,6 +8,7 @@ import { ControllerManager, type Clock } from '../src/controllers/index.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../src/agent/runtime/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
+import { Proxy } from '../src/agent/proxy/index.js';
 
 export const log = pino({ level: process.env.KUBELOOP_TEST_LOG ?? 'silent' });
 
@@ -28,6 +29,7 @@ export interface Workloads {
   stateDir: string;
   /** starts a node agent (real processes) for `node`; stopped with the test or by the caller */
   startNode(node: NodeSpec): Promise<PodRuntime>;
+  proxy: Proxy | undefined;
 }
 
 /**
@@ -36,11 +38,19 @@ export interface Workloads {
  */
 export async function startWorkloads(
   t: T,
-  o: { podCidr?: string; clock?: Clock; jobFailureBackoff?: { initialMs: number; maxMs: number }; nodes?: NodeSpec[] } = {},
+  o: {
+    podCidr?: string;
+    serviceCidr?: string;
+    clock?: Clock;
+    jobFailureBackoff?: { initialMs: number; maxMs: number };
+    nodes?: NodeSpec[];
+    /** also run the service proxy, NodePorts on these addresses */
+    proxyNodeAddresses?: string[];
+  } = {},
 ): Promise<Workloads> {
   const podCidr = o.podCidr ?? '127.244.0.0/16';
   const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-workloads-'));
-  const store = await createEmbeddedStore({ log, podCidr });
+  const store = await createEmbeddedStore({ log, podCidr, serviceCidr: o.serviceCidr });
   const informers = new InformerFactory(store);
   const controllers = new ControllerManager({
     store,
@@ -53,7 +63,9 @@ export async function startWorkloads(
   });
   const runtimes = new Set<PodRuntime>();
   const images = loadImageTable(DEFAULT_IMAGE_TABLE);
+  let proxy: Proxy | undefined;
   t.teardown(async () => {
+    await proxy?.stop();
     await Promise.all([...runtimes].map((r) => r.stop()));
     await controllers.stop();
     informers.stop();
@@ -79,7 +91,11 @@ export async function startWorkloads(
     return r;
   };
   for (const n of o.nodes ?? []) await startNode(n);
-  return { store, informers, controllers, stateDir, startNode };
+  if (o.proxyNodeAddresses) {
+    proxy = new Proxy({ informers, log, nodeAddresses: o.proxyNodeAddresses });
+    await proxy.start();
+  }
+  return { store, informers, controllers, stateDir, startNode, proxy };
 }
 
 /** a fake clock: `now()` moves only when the test advances it; timers fire in order as it does */
@@ -158,4 +174,76 @@ export function alivePids(pids: readonly number[]): number[] {
     }
     return true;
   });
+}
+
+export interface LoadResult {
+  total: number;
+  ok: number;
+  failed: number;
+  /** failure message → count */
+  errors: Record<string, number>;
+  /** answering pod (the echo image's `pod=` line) → count */
+  byPod: Record<string, number>;
+  seconds: number;
+}
+
+/**
+ * Open-loop HTTP GET load at a fixed rate: request k is sent at t0 + k/rps whether or not the
+ * earlier ones were answered; a request fails on any error, a non-200 status, or no answer
+ * within `timeoutMs`. `keepAlive` reuses connections (Node's default LIFO agent); otherwise every
+ * request has a connection of its own. Bounded by `count`; loopback addresses only.
+ */
+export async function fixedRateLoad(o: { host: string; port: number; rps: number; count: number; keepAlive: boolean; timeoutMs?: number; maxSockets?: number }): Promise<LoadResult> {
+  if (!o.host.startsWith('127.')) throw new Error(`load goes to loopback only, not ${o.host}`);
+  const { request, Agent } = await import('node:http');
+  const agent = o.keepAlive ? new Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 32 }) : false;
+  const res: LoadResult = { total: 0, ok: 0, failed: 0, errors: {}, byPod: {}, seconds: 0 };
+  const fail = (why: string) => {
+    res.failed++;
+    res.errors[why] = (res.errors[why] ?? 0) + 1;
+  };
+  const one = () =>
+    new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (err?: string, pod?: string) => {
+        if (done) return;
+        done = true;
+        if (err) fail(err);
+        else {
+          res.ok++;
+          if (pod) res.byPod[pod] = (res.byPod[pod] ?? 0) + 1;
+        }
+        resolve();
+      };
+      const req = request({ host: o.host, port: o.port, path: '/', agent, timeout: o.timeoutMs ?? 5000 }, (r) => {
+        let body = '';
+        r.setEncoding('utf8');
+        r.on('data', (c: string) => {
+          if (body.length < 256) body += c;
+        });
+        r.on('end', () => finish(r.statusCode === 200 ? undefined : `HTTP ${r.statusCode}`, /^pod=(\S+)/.exec(body)?.[1]));
+        r.on('error', (e) => finish(`response: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      });
+      req.on('timeout', () => {
+        req.destroy();
+        finish('timeout');
+      });
+      // `reused`: the request went out on a kept-alive connection the server was closing (the
+      // HTTP/1.1 race Node's docs describe under `request.reusedSocket`)
+      req.on('error', (e) => finish(`${req.reusedSocket ? 'reused ' : ''}${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      req.end();
+    });
+  const t0 = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let k = 0; k < o.count; k++) {
+    const due = t0 + (k * 1000) / o.rps;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    res.total++;
+    pending.push(one());
+  }
+  await Promise.all(pending);
+  res.seconds = (performance.now() - t0) / 1000;
+  if (agent) agent.destroy();
+  return res;
 }

@@ -8,10 +8,17 @@
  * pod line. Understands the arguments of the images it stands in for:
  * hashicorp/http-echo `-text=... -listen=:5678`, agnhost `serve-hostname` (port 9376) and
  * `netexec --http-port=N --udp-port=N` (`/hostname`, `/echo?msg=`).
+ *
+ * SIGTERM drains instead of dropping: the listeners close (no new connections), requests in
+ * flight are answered, every later response on a kept-alive connection carries
+ * `Connection: close` (the client opens its next connection elsewhere), connections idle for
+ * IDLE_CLOSE_MS are closed, and the process exits 0 once none is left (at the latest after
+ * DRAIN_MAX_MS; the node agent's SIGKILL at the end of the grace period bounds it anyway).
  */
 import http from 'node:http';
 import dgram from 'node:dgram';
-import { pod, podLine, tcpPorts, udpPorts, flag, listen, exitOnSignal, failListen } from './lib.mjs';
+import net from 'node:net';
+import { pod, podLine, tcpPorts, udpPorts, flag, listen, failListen } from './lib.mjs';
 
 const IMAGE = 'echo';
 const argv = process.argv.slice(2);
@@ -80,23 +87,81 @@ function send(res, code, type, body) {
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-/** @type {import('./lib.mjs').Closable[]} */
-const closables = [];
-exitOnSignal(IMAGE, closables);
+const IDLE_CLOSE_MS = 500;
+const DRAIN_MAX_MS = 10_000;
+
+/** @type {http.Server[]} */
+const servers = [];
+/** @type {dgram.Socket[]} */
+const udpSockets = [];
+/** per open connection: requests in progress and since when it is idle */
+/** @type {Map<import('node:net').Socket, { busy: number, idleSince: number }>} */
+const conns = new Map();
+let draining = false;
+
+/** @param {NodeJS.Signals} sig */
+function drain(sig) {
+  if (draining) return;
+  draining = true;
+  process.stdout.write(`${IMAGE}: received ${sig}, draining ${conns.size} connection(s)\n`);
+  for (const s of udpSockets) {
+    try {
+      s.close();
+    } catch {
+      // already closed
+    }
+  }
+  let open = servers.length;
+  const exit = () => process.exit(0);
+  if (open === 0) return exit();
+  for (const server of servers) {
+    // net's close, not http's: http.Server#close also drops idle kept-alive connections at
+    // once, which races a client that is just sending its next request on one of them
+    net.Server.prototype.close.call(server, () => {
+      if (--open === 0) exit();
+    });
+  }
+  const started = Date.now();
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [sock, c] of conns) {
+      if (c.busy === 0 && (now - c.idleSince >= IDLE_CLOSE_MS || now - started >= DRAIN_MAX_MS)) sock.end();
+    }
+    if (now - started >= DRAIN_MAX_MS + 1000) exit();
+  }, 50);
+  sweep.unref();
+}
+process.on('SIGTERM', drain);
+process.on('SIGINT', drain);
 
 for (const port of ports) {
   const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    const c = conns.get(req.socket);
+    if (c) c.busy++;
+    res.once('close', () => {
+      if (c) {
+        c.busy--;
+        c.idleSince = Date.now();
+      }
+    });
+    // after SIGTERM: answer, then close this connection so the client reconnects elsewhere
+    if (draining) res.setHeader('connection', 'close');
     // drain any body, then answer
     req.resume();
     req.on('end', () => handle(req, res));
   });
-  closables.push(server);
+  server.on('connection', (sock) => {
+    conns.set(sock, { busy: 0, idleSince: Date.now() });
+    sock.once('close', () => conns.delete(sock));
+  });
+  servers.push(server);
+  if (draining) break;
   await listen(IMAGE, server, port);
 }
 
 for (const port of udp) {
   const sock = dgram.createSocket('udp4');
-  closables.push(sock);
+  udpSockets.push(sock);
   sock.on('message', (msg, rinfo) => {
     const reply = Buffer.concat([Buffer.from(`${podLine}\n`), msg]);
     sock.send(reply, rinfo.port, rinfo.address);

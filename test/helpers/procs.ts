@@ -27,10 +27,11 @@ export function podProcesses(podIpPrefix: string): PodProcess[] {
   return out;
 }
 
+/** Is the process still running? A zombie (exited, not yet reaped) counts as gone. */
 export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

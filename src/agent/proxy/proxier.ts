@@ -227,7 +227,7 @@ export class Proxier implements ProxyHandler {
       const i = key.indexOf(':');
       const svc = key.slice(0, i);
       const port = key.slice(i + 1);
-      for (const e of b.endpoints) {
+      for (const e of b.balanced) {
         out.push({ svc, port, endpoint: e.id, connections: e.connections, failed: e.failed, bytesIn: e.bytesIn, bytesOut: e.bytesOut });
       }
     }

@@ -72,7 +72,12 @@ export class RoundRobin {
     if (o.affinity) this.setAffinity(o.affinity);
   }
 
-  get endpoints(): readonly BalancedEndpoint[] {
+  get endpoints(): readonly Endpoint[] {
+    return this.#endpoints;
+  }
+
+  /** the same list, with each endpoint's totals */
+  get balanced(): readonly BalancedEndpoint[] {
     return this.#endpoints;
   }
 

@@ -1,0 +1,94 @@
+import t from 'tap';
+import type { Deployment, Event, Pod, Service, Stored } from '../src/api/types.js';
+import { waitFor } from './helpers/wait.js';
+import { type LoadResult, type NodeSpec, fixedRateLoad, isReady, startWorkloads } from './workloads-helpers.js';
+
+const NS = 'default';
+const NODE: NodeSpec = { name: 'rollout-node', ip: '127.0.60.1', podCidr: '127.247.0.0/16' };
+
+function deployment(name: string, version: string): Deployment {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: NS },
+    spec: {
+      replicas: 3,
+      selector: { matchLabels: { app: name } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          terminationGracePeriodSeconds: 5,
+          containers: [
+            {
+              name: 'web',
+              image: 'kubeloop/echo',
+              ports: [{ containerPort: 8080 }],
+              env: [{ name: 'VERSION', value: version }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1, failureThreshold: 1, successThreshold: 1, timeoutSeconds: 1 },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Steady load through the ClusterIP while the Deployment rolls to a new template (written to the
+ * store, as `kubectl set env` would): every request must succeed.
+ */
+async function rolloutUnderLoad(t: { teardown(fn: () => unknown): void }, keepAlive: boolean): Promise<{ load: LoadResult; rolledAt: number; events: Stored<Event>[] }> {
+  const w = await startWorkloads(t, { podCidr: '127.247.0.0/16', serviceCidr: '127.112.0.0/16', nodes: [NODE], proxyNodeAddresses: [NODE.ip] });
+  const { store } = w;
+  const name = keepAlive ? 'ka' : 'fresh';
+  await store.create(deployment(name, 'v1'));
+  const svc = await store.create<Service>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: NS },
+    spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
+  });
+  const ip = svc.spec!.clusterIP!;
+  const available = async (version: string) => {
+    const d = await store.get<Deployment>('Deployment', NS, name);
+    const { items } = await store.list<Pod>('Pod', { namespace: NS });
+    const pods = items.filter((p) => p.metadata.labels?.app === name);
+    return (
+      d.status?.updatedReplicas === 3 &&
+      d.status.availableReplicas === 3 &&
+      d.status.replicas === 3 &&
+      pods.length === 3 &&
+      pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp && p.spec?.containers[0].env?.[0]?.value === version)
+    );
+  };
+  await waitFor(() => available('v1'), { what: 'v1 available', timeoutMs: 10_000 });
+  // the proxy serves the Service before the load starts
+  await waitFor(async () => (await fixedRateLoad({ host: ip, port: 80, rps: 50, count: 3, keepAlive: false })).ok === 3, { what: 'service answers', timeoutMs: 5000 });
+
+  const t0 = Date.now();
+  const loading = fixedRateLoad({ host: ip, port: 80, rps: 500, count: 3000, keepAlive });
+  await new Promise((r) => setTimeout(r, 700));
+  await store.mutate<Deployment>('Deployment', NS, name, (d) => {
+    d.spec!.template.spec!.containers[0].env = [{ name: 'VERSION', value: 'v2' }];
+  });
+  await waitFor(() => available('v2'), { what: 'v2 rolled out', timeoutMs: 15_000 });
+  const rolledAt = (Date.now() - t0) / 1000;
+  const load = await loading;
+  const events = (await store.list<Event>('Event', { namespace: NS })).items;
+  return { load, rolledAt, events };
+}
+
+for (const keepAlive of [false, true]) {
+  t.test(`rolling update under steady load drops no request (keep-alive ${keepAlive ? 'on' : 'off'})`, async (t) => {
+    const { load, rolledAt, events } = await rolloutUnderLoad(t, keepAlive);
+    t.comment(`keep-alive ${keepAlive}: ${load.failed} failed / ${load.total} in ${load.seconds.toFixed(1)} s; rollout done at ${rolledAt.toFixed(1)} s; ${JSON.stringify(load.errors)}`);
+    t.equal(load.total, 3000, 'all requests sent');
+    t.equal(load.failed, 0, `no request failed (${JSON.stringify(load.errors)})`);
+    t.ok(rolledAt < load.seconds, 'the rollout finished while the load ran');
+    t.ok(Object.keys(load.byPod).length >= 4, `old and new pods answered (${Object.keys(load.byPod).length} pods)`);
+    t.ok(events.some((e) => e.reason === 'ScalingReplicaSet'), 'ScalingReplicaSet events');
+    t.ok(events.some((e) => e.reason === 'Killing' && e.involvedObject.kind === 'Pod'), 'Killing events for the old pods');
+  });
+}
+
