@@ -8,7 +8,7 @@
  * Each listens on its own loopback address. A missing tool is reported and its contender
  * skipped; every process started here is ended by `stop()`.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,7 @@ export interface Contender {
   http: Addr;
   /** where the raw TCP source (bulk, idle) is */
   tcp: Addr;
-  /** processes whose RSS is the proxy's memory (empty for direct) */
+  /** the proxy's processes, for RSS and CPU (kubeloop: the daemon alone, not its pods; empty for direct) */
   pids(): number[];
   stop(): Promise<void>;
 }
@@ -48,22 +48,18 @@ export function have(cmd: string): boolean {
   }
 }
 
-/** `tool -v`-style version line, or 'missing' */
-export function versionOf(cmd: string, args: string[], re: RegExp): string {
-  try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
-    return re.exec(out)?.[1] ?? out.split('\n')[0]!.trim();
-  } catch (e) {
-    // some tools print their version on stderr and/or exit non-zero (wrk -v)
-    const err = e as { stdout?: string; stderr?: string };
-    const out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
-    const m = re.exec(out);
-    return m ? m[1]! : have(cmd) ? (out.split('\n')[0]?.trim() || 'unknown') : 'missing';
-  }
+/** a tool's version: its own words (`re` over stdout+stderr of `cmd args`), else the Debian package's, else 'missing' */
+export function versionOf(cmd: string, args: string[], re: RegExp, debPackage = cmd): string {
+  if (!have(cmd)) return 'missing';
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+  const m = re.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+  if (m) return m[1]!;
+  const d = spawnSync('dpkg-query', ['-W', '-f', '${Version}', debPackage], { encoding: 'utf8', timeout: 5000 });
+  return d.status === 0 && d.stdout ? `${d.stdout} (Debian)` : 'unknown';
 }
 
-/** RSS in KiB of the given processes and all their descendants */
-export function rssKiB(pids: number[]): number {
+/** `pid` and its descendants */
+export function withDescendants(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -77,21 +73,43 @@ export function rssKiB(pids: number[]): number {
       // gone
     }
   }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    if (out.includes(p)) return;
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return out;
+}
+
+/** summed RSS in KiB of exactly these processes */
+export function rssKiB(pids: number[]): number {
   let total = 0;
-  const seen = new Set<number>();
-  const walk = (pid: number): void => {
-    if (seen.has(pid)) return;
-    seen.add(pid);
+  for (const pid of pids) {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       total += Number(m?.[1] ?? 0);
     } catch {
-      return;
+      // gone
     }
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  for (const p of pids) walk(p);
+  }
   return total;
+}
+
+/** summed user+system CPU seconds of exactly these processes (all their threads) */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100; // USER_HZ is 100 on Linux
 }
 
 function exited(p: ChildProcess): Promise<void> {
@@ -345,7 +363,7 @@ ${servers(b.tcpPort)}
     await stop();
     throw e;
   }
-  return { name: 'nginx', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => [proc.pid!], stop };
+  return { name: 'nginx', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => withDescendants(proc.pid!), stop };
 }
 
 export function direct(b: Backends): Contender {

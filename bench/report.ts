@@ -10,6 +10,8 @@ export interface Figure {
   label: string;
   unit: string;
   better: 'higher' | 'lower';
+  /** drawn in the SVG (the goal figures); others are table-only diagnostics */
+  chart: boolean;
   /** contender → value per round */
   raw: Partial<Record<ContenderName, number[]>>;
   median: Partial<Record<ContenderName, number>>;
@@ -63,7 +65,7 @@ export function markdown(r: Results, svgName: string): string {
   lines.push(
     `Every figure is measured in ${r.config.rounds} interleaved rounds (each round runs every contender once, in turn), all on loopback, ` +
       `load generator and servers sharing the same ${m.nproc} cores. Cells are medians; ratios are medians of the per-round ratios ` +
-      `(two contenders measured minutes apart in the same round). All contenders forward to the same 3 backend processes ` +
+      `(contenders of one round run seconds apart). All contenders forward to the same 3 backend processes ` +
       `(the 3 pods of kubeloop's Service); "direct" is the client talking to one of them with no proxy.`,
     '',
   );
@@ -112,7 +114,7 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 export function svg(r: Results): string {
   const shown: ContenderName[] = ['kubeloop', 'nginx', 'direct'];
   const color: Record<string, string> = { kubeloop: '#326ce5', nginx: '#8c8c8c', direct: '#c7c7c7' };
-  const figs = r.figures.filter((f) => Number.isFinite(f.vsHaproxy.kubeloop ?? NaN));
+  const figs = r.figures.filter((f) => f.chart && Number.isFinite(f.vsHaproxy.kubeloop ?? NaN));
   const goodness = (f: Figure, c: ContenderName): number | undefined => {
     const x = f.vsHaproxy[c];
     if (x === undefined || !Number.isFinite(x) || x <= 0) return undefined;

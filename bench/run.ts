@@ -17,7 +17,7 @@
  * from dnsutils, for bench/dns.ts). A missing tool is named and its part skipped.
  * Everything is loopback, bounded in time and count, and every process is ended at the end.
  */
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -30,6 +30,7 @@ import {
   direct,
   have,
   maxIdleConnections,
+  cpuSeconds,
   rssKiB,
   startHaproxy,
   startKubeloop,
@@ -40,6 +41,9 @@ import { benchProgramming, summarize as summarizeProgramming } from './programmi
 import { CONTENDERS, type ContenderName, type Figure, type Goal, type KubeloopOnlyRow, type Results, markdown, svg } from './report.js';
 import { benchStartup } from './startup.js';
 import { fmt, median, pairedRatio } from './stats.js';
+import { children, holdIdle, load, run, wrk } from './tools.js';
+
+const TSX = ['--import', 'tsx'];
 
 const PARTS = ['http', 'rate', 'conn', 'bulk', 'idle', 'programming', 'startup', 'dns'] as const;
 type Part = (typeof PARTS)[number];
@@ -110,90 +114,17 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-// ---- child processes, bounded ----
-
-const children = new Set<ChildProcess>();
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
-      children.delete(p);
-      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-    children.add(p);
-  });
-}
-
-const LOAD = [join(ROOT, 'bench', 'load.ts')];
-const TSX = ['--import', 'tsx'];
-
-async function load(mode: 'rate' | 'bulk', opts: Record<string, string | number>, timeoutMs: number): Promise<Record<string, number>> {
-  const args = [...TSX, ...LOAD, mode, ...Object.entries(opts).flatMap(([k, v]) => [`--${k}`, String(v)])];
-  const out = await run(process.execPath, args, timeoutMs);
-  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
-}
-
-/** An idle-connection holder: resolves once its connections are open, with a `close()` */
-async function holdIdle(host: string, port: number, count: number): Promise<{ report: Record<string, number>; close(): Promise<void> }> {
-  const p = spawn(process.execPath, [...TSX, ...LOAD, 'idle', '--host', host, '--port', String(port), '--count', String(count)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.add(p);
-  const exited = new Promise<void>((r) => p.once('exit', () => (children.delete(p), r())));
-  const report = await new Promise<Record<string, number>>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('idle client: no report within 120 s')), 120_000);
-    p.once('message', (m) => {
-      clearTimeout(t);
-      resolve(m as Record<string, number>);
-    });
-    p.once('exit', (code) => reject(new Error(`idle client exited ${code}`)));
-  });
-  return {
-    report,
-    async close() {
-      if (p.connected) p.send('close');
-      const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-interface WrkResult {
-  rps: number;
-  requests: number;
-  p50Ms: number;
-  p99Ms: number;
-  socketErrors: number;
-  non2xx: number;
-}
-
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
-}
-
-async function wrk(a: { host: string; port: number }, seconds: number, close: boolean): Promise<WrkResult> {
-  const args = ['-c', '50', '-t', '2', '-d', `${seconds}s`, '--timeout', '5s', '--latency', ...(close ? ['-H', 'Connection: close'] : []), `http://${a.host}:${a.port}/`];
-  const out = await run('wrk', args, (seconds + 20) * 1000);
-  const lat = (p: string) => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)`, 'm').exec(out);
-    return m ? toMs(m[1]!, m[2]!) : NaN;
-  };
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
-    p50Ms: lat('50'),
-    p99Ms: lat('99'),
-    socketErrors: se ? Number(se[1]) + Number(se[2]) + Number(se[3]) + Number(se[4]) : 0,
-    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-  };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** runs `fn` and reports the CPU cores the contender's processes used meanwhile (NaN for direct) */
+async function withCpu<T>(c: Contender, fn: () => Promise<T>): Promise<{ result: T; cores: number }> {
+  const pids = c.pids();
+  const c0 = cpuSeconds(pids);
+  const t0 = performance.now();
+  const result = await fn();
+  const cores = pids.length ? (cpuSeconds(pids) - c0) / ((performance.now() - t0) / 1000) : NaN;
+  return { result, cores: Number(cores.toFixed(3)) };
+}
 
 function getText(url: string): Promise<string> {
   return new Promise((res, rej) => {
@@ -211,9 +142,9 @@ function getText(url: string): Promise<string> {
 
 class Figures {
   readonly list: Figure[] = [];
-  get(key: string, label: string, unit: string, better: 'higher' | 'lower'): Figure {
+  get(key: string, label: string, unit: string, better: 'higher' | 'lower', chart = true): Figure {
     let f = this.list.find((x) => x.key === key);
-    if (!f) this.list.push((f = { key, label, unit, better, raw: {}, median: {}, vsHaproxy: {}, vsDirect: {}, details: {} }));
+    if (!f) this.list.push((f = { key, label, unit, better, chart, raw: {}, median: {}, vsHaproxy: {}, vsDirect: {}, details: {} }));
     return f;
   }
   add(f: Figure, c: ContenderName, value: number, detail?: unknown): void {
@@ -261,7 +192,7 @@ function versions(): Record<string, string> {
     haproxy: versionOf('haproxy', ['-v'], /HAProxy version (\S+)/),
     nginx: versionOf('nginx', ['-v'], /nginx\/(\S+)/),
     wrk: versionOf('wrk', ['-v'], /wrk (\S+)/),
-    dnsperf: versionOf('dnsperf', ['-V'], /dnsperf (\S+)/),
+    dnsperf: versionOf('dnsperf', ['-h'], /Version (\S+)/),
     dnsmasq: versionOf('dnsmasq', ['-v'], /Dnsmasq version (\S+)/),
   };
 }
@@ -270,7 +201,9 @@ function versions(): Record<string, string> {
 function profileSummary(dir: string, top = 20): string[] {
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
   if (!files.length) return ['(no profile written)'];
-  const prof = JSON.parse(readFileSync(join(dir, files.sort().pop()!), 'utf8')) as {
+  // the main thread's profile is the biggest (tsx's loader thread writes one too)
+  const main = files.map((f) => ({ f, size: readFileSync(join(dir, f)).length })).sort((x, y) => y.size - x.size)[0]!.f;
+  const prof = JSON.parse(readFileSync(join(dir, main), 'utf8')) as {
     nodes: Array<{ id: number; hitCount: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
   };
   const self = new Map<string, number>();
@@ -408,11 +341,13 @@ async function main(): Promise<void> {
 
       if (a.only.has('http')) {
         const f = figs.get('http_rps', 'HTTP keep-alive req/s (wrk -c 50 -t 2)', 'req/s', 'higher');
-        const fl = figs.get('http_wrk_p99', 'p99 latency at saturation (wrk, closed loop)', 'ms', 'lower');
+        const fl = figs.get('http_wrk_p99', 'p99 latency at saturation (wrk, closed loop)', 'ms', 'lower', false);
+        const fc = figs.get('http_cpu', 'proxy CPU during the keep-alive test', 'cores', 'lower', false);
         await eachRound('keep-alive req/s', async (c) => {
-          const w = await wrk(c.http, a.seconds, false);
-          figs.add(f, c.name, w.rps, w);
+          const { result: w, cores } = await withCpu(c, () => wrk(c.http, a.seconds, false));
+          figs.add(f, c.name, w.rps, { ...w, proxyCores: cores });
           figs.add(fl, c.name, w.p99Ms, w);
+          if (c.name !== 'direct') figs.add(fc, c.name, cores);
         });
       }
       if (a.only.has('rate')) {
@@ -426,9 +361,11 @@ async function main(): Promise<void> {
       }
       if (a.only.has('conn')) {
         const f = figs.get('conn_rps', 'new connections/s (Connection: close)', 'conn/s', 'higher');
+        const fc = figs.get('conn_cpu', 'proxy CPU during the new-connections test', 'cores', 'lower', false);
         await eachRound('new connections/s', async (c) => {
-          const w = await wrk(c.http, a.seconds, true);
-          figs.add(f, c.name, w.rps, w);
+          const { result: w, cores } = await withCpu(c, () => wrk(c.http, a.seconds, true));
+          figs.add(f, c.name, w.rps, { ...w, proxyCores: cores });
+          if (c.name !== 'direct') figs.add(fc, c.name, cores);
         });
         await sleep(1000);
       }
@@ -436,8 +373,10 @@ async function main(): Promise<void> {
         for (const streams of [1, 8]) {
           const f = figs.get(`bulk_${streams}`, `bulk throughput, ${streams} stream${streams > 1 ? 's' : ''}`, 'Gbit/s', 'higher');
           await eachRound(`bulk ${streams}`, async (c) => {
-            const r = await load('bulk', { host: c.tcp.host, port: c.tcp.port, streams, seconds: cfg.bulkSeconds, warmup: 0.5 }, (cfg.bulkSeconds + 20) * 1000);
-            figs.add(f, c.name, r.gbitPerSec!, r);
+            const { result: r, cores } = await withCpu(c, () =>
+              load('bulk', { host: c.tcp.host, port: c.tcp.port, streams, seconds: cfg.bulkSeconds, warmup: 0.5 }, (cfg.bulkSeconds + 20) * 1000),
+            );
+            figs.add(f, c.name, r.gbitPerSec!, { ...r, proxyCores: cores });
           });
         }
       }
@@ -445,9 +384,9 @@ async function main(): Promise<void> {
         const proxies = cs.filter((c) => c.name !== 'direct');
         const per1 = figs.get('idle_first', `proxy RSS per idle connection, ${idleFirst.toLocaleString('en-US')} held`, 'KiB', 'lower');
         const per2 = figs.get('idle_max', `proxy RSS per idle connection, ${idle.count.toLocaleString('en-US')} held`, 'KiB', 'lower');
-        const rssF = figs.get('idle_rss', `proxy RSS with ${idle.count.toLocaleString('en-US')} idle connections`, 'MiB', 'lower');
+        const rssF = figs.get('idle_rss', `proxy RSS with ${idle.count.toLocaleString('en-US')} idle connections`, 'MiB', 'lower', false);
         const latF = figs.get('idle_p99', `p99 at ${rate.rps} req/s with ${idle.count.toLocaleString('en-US')} idle held`, 'ms', 'lower');
-        const latR = figs.get('idle_p99_effect', 'p99 with idle held ÷ p99 without (same round)', '×', 'lower');
+        const latR = figs.get('idle_p99_effect', 'p99 with idle held ÷ p99 without (same round)', '×', 'lower', false);
         const probeSeconds = a.quick ? 1.5 : 3;
         const saved = cs.splice(0, cs.length, ...proxies);
         try {
@@ -473,7 +412,7 @@ async function main(): Promise<void> {
               figs.add(rssF, c.name, rss2 / 1024, detail);
               figs.add(latF, c.name, during.p99Ms!, detail);
               figs.add(latR, c.name, during.p99Ms! / before.p99Ms!, detail);
-              if (held < idle.count) notes.push(`${c.name}: only ${held} of ${idle.count} idle connections opened (round ${(figs.list.find((x) => x === per2)!.raw[c.name]?.length ?? 0)})`);
+              if (held < idle.count) notes.push(`${c.name}: only ${held} of ${idle.count} idle connections opened`);
             } finally {
               await h2?.close();
               await h1.close();

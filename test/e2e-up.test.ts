@@ -3,12 +3,16 @@
  * the NodePort, kill a pod's process, Ctrl-C, and nothing left behind.
  */
 import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startDaemon, tableAddresses } from './helpers/daemon.js';
 import { get, podOf } from './helpers/http.js';
 import { alive, podProcesses } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const NODE = '127.0.31.8';
+const require_write = (s: string) => writeFileSync(join(tmpdir(), 'e2e-up-daemon.log'), s);
 const POD_PREFIX = '127.231.';
 
 t.test('kubeloop up with the demo manifests', async (t) => {
@@ -21,10 +25,11 @@ t.test('kubeloop up with the demo manifests', async (t) => {
     '--api-addr', '127.0.0.1:0',
     '--dns-addr', '127.0.0.1:0',
     '--crashloop-backoff', '100ms',
-    '--log-level', 'warn',
+    '--log-level', process.env.KUBELOOP_TEST_LOG ?? 'warn',
   ]);
   let stopped = false;
   t.teardown(async () => {
+    if (process.env.KUBELOOP_TEST_LOG) require_write(d.stderr());
     if (!stopped) await d.stop('SIGKILL');
   });
 

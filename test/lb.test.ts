@@ -12,6 +12,8 @@ import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.j
 import { InformerFactory } from '../src/store/informer.js';
 import { Proxy } from '../src/agent/proxy/index.js';
 import { connect, createService, setEndpoints, subsetsOf, tcpBackend, waitFor, whoAnswers } from './proxy-helpers.js';
+import { SourceRanges, loadBalancerSourceRanges } from '../src/agent/proxy/source-ranges.js';
+import { DEFAULTS, OptionsError, resolveOptions } from '../src/cli/options.js';
 
 // addresses private to this file
 const SERVICE_CIDR = '127.161.0.0/16';
@@ -189,6 +191,20 @@ t.test('a Service with a loadBalancerClass belongs to another provider: left alo
   await createService(e.store, 'mine', lbSpec(8084));
   await ingressIP(e.store, 'mine');
   t.same(ingressOf(await e.store.get<Service>('Service', 'default', 'other')), [], 'no address for the other class');
+  // the other provider writes the status: the proxy serves a VIP ingress, not a Proxy-mode one
+  const b = await tcpBackend(t, B(8), 'eight');
+  await setEndpoints(e.store, 'other', subsetsOf([b], 'http'));
+  const writeStatus = async (ipMode: 'VIP' | 'Proxy') => {
+    await e.store.mutate<Service>('Service', 'default', 'other', (s) => {
+      (s as Mutable<Service>).status = { loadBalancer: { ingress: [{ ip: '127.0.61.250', ipMode }] } };
+    }, { subresource: 'status' });
+    await e.proxy.synced();
+  };
+  await writeStatus('VIP');
+  t.equal(await whoAnswers('127.0.61.250', 8084), 'eight', "the other provider's VIP is served");
+  t.same(ingressOf(await e.store.get<Service>('Service', 'default', 'other')), ['127.0.61.250/VIP'], 'and left as it wrote it');
+  await writeStatus('Proxy');
+  t.equal((await connect('127.0.61.250', 8084).done).error, 'ECONNREFUSED', 'ipMode Proxy: not bound (traffic goes through the LB)');
 });
 
 t.test('provider off: a LoadBalancer Service works as a NodePort and its status stays empty', async (t) => {
@@ -331,4 +347,39 @@ t.test('type changes open and close only the listeners that change (the others k
   t.equal(accepted('clusterIP'), 3);
   t.equal((await connect(NODE, nodePort).done).error, 'ECONNREFUSED');
   t.equal((await connect(lbIP, 8088).done).error, 'ECONNREFUSED');
+});
+
+t.test('SourceRanges: IPv4, IPv6, IPv4-mapped clients, host bits; field before annotation, LoadBalancer only', async (t) => {
+  const r = new SourceRanges(['127.0.61.16/28', 'fd00::/64', '10.1.2.3/8', 'bogus']);
+  t.same(r.ranges, ['127.0.61.16/28', 'fd00::/64', '10.1.2.3/8']);
+  t.ok(r.allows('127.0.61.17'));
+  t.notOk(r.allows('127.0.61.32'));
+  t.ok(r.allows('::ffff:127.0.61.20'), 'IPv4-mapped');
+  t.ok(r.allows('fd00::5'));
+  t.notOk(r.allows('fd01::5'));
+  t.ok(r.allows('10.200.0.1'), 'host bits of a range are ignored');
+  t.notOk(r.allows(undefined));
+  const ann = { 'service.beta.kubernetes.io/load-balancer-source-ranges': ' 127.0.0.0/24 , 127.0.1.0/24' };
+  t.same(loadBalancerSourceRanges({ metadata: { annotations: ann }, spec: { type: 'LoadBalancer' } }), ['127.0.0.0/24', '127.0.1.0/24']);
+  t.same(loadBalancerSourceRanges({ metadata: { annotations: ann }, spec: { type: 'LoadBalancer', loadBalancerSourceRanges: [' 127.0.2.0/24'] } }), ['127.0.2.0/24'], 'the field wins');
+  t.same(loadBalancerSourceRanges({ metadata: { annotations: ann }, spec: { type: 'NodePort' } }), [], 'only for LoadBalancer');
+});
+
+t.test('daemon flags --lb-pool and --disable-load-balancer', async (t) => {
+  t.equal(DEFAULTS.lbPool, '127.240.0.0/16');
+  t.equal(resolveOptions([], '/').lbPool, '127.240.0.0/16');
+  const problems = (argv: string[]): string[] => {
+    try {
+      resolveOptions(argv, '/');
+      return [];
+    } catch (e) {
+      return (e as OptionsError).problems;
+    }
+  };
+  t.match(problems(['--lb-pool', '10.0.0.0/24']), [/--lb-pool 10\.0\.0\.0\/24: must be inside 127\.0\.0\.0\/8 .*e\.g\. 127\.240\.0\.0\/16/]);
+  t.match(problems(['--lb-pool', '127.96.0.0/24']), [/--lb-pool 127\.96\.0\.0\/24 and --service-cidr 127\.96\.0\.0\/12 overlap/]);
+  t.match(problems(['--lb-pool', '127.0.0.0/24']), [/--lb-pool 127\.0\.0\.0\/24 contains the node address 127\.0\.0\.1/]);
+  t.same(problems(['--lb-pool', '127.0.0.0/24', '--disable-load-balancer']), [], 'no pool checks when the provider is off');
+  t.same(problems(['--lb-pool', '']), [], 'an empty pool turns the provider off');
+  t.equal(resolveOptions(['--disable-load-balancer'], '/').disableLoadBalancer, true);
 });

@@ -102,7 +102,7 @@ export interface Cluster {
   dnsPort: number;
 }
 
-/** `kubeloop up` with these flags; stopped (SIGKILL if still running) with the test. */
+/** `kubeloop up` with these flags; stopped as Ctrl-C does with the test (SIGKILL only if the test process dies). */
 export async function startCluster(t: Tap, args: string[]): Promise<Cluster> {
   const daemon = await startDaemon(['--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr=', '--log-level', 'warn', ...args]);
   // also when the test process ends without running teardowns (e.g. killed on a tap timeout)
@@ -112,7 +112,7 @@ export async function startCluster(t: Tap, args: string[]): Promise<Cluster> {
   process.once('exit', kill);
   t.teardown(async () => {
     process.removeListener('exit', kill);
-    await daemon.stop('SIGKILL');
+    await daemon.stop();
   });
   const kubeconfig = await readFile(join(daemon.stateDir, 'kubeconfig'), 'utf8');
   const server = /server:\s*(\S+)/.exec(kubeconfig)?.[1];

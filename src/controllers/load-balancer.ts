@@ -80,11 +80,6 @@ export class LoadBalancerController {
     return this.runner.stop();
   }
 
-  /** the address held for a Service (`ns/name`), if any */
-  addressOf(key: string): string | undefined {
-    return this.#ipOf.get(key);
-  }
-
   async reconcile(key: string, { log }: ReconcileContext): Promise<void> {
     this.#restoreOnce(log);
     const svc = this.#services.getByKey(key);
@@ -92,7 +87,7 @@ export class LoadBalancerController {
       this.#waiting.delete(key);
       const ip = this.#release(key);
       if (ip) log.info({ ip }, 'load-balancer address released');
-      // a stale ingress of ours on a Service that changed class: the store clears it on type changes
+      // our address left on a LoadBalancer Service we no longer provide (type changes clear it in the store)
       if (svc && svc.spec?.type === 'LoadBalancer' && ip && ingressIPs(svc).includes(ip)) await this.#writeIngress(svc, undefined);
       return;
     }
@@ -201,8 +196,10 @@ export class LoadBalancerController {
     if (n) log.info({ restored: n, pool: this.pool.text }, 'load-balancer addresses restored from service statuses');
   }
 
+  /** Writes (or clears) the ingress through the status subresource; true when it changed something. */
   async #writeIngress(svc: Stored<Service>, ingress: LoadBalancerIngress[] | undefined): Promise<boolean> {
-    const updated = await this.#store.mutate<Service>(
+    let changed = false;
+    const stored = await this.#store.mutate<Service>(
       'Service',
       svc.metadata.namespace,
       svc.metadata.name,
@@ -212,10 +209,11 @@ export class LoadBalancerController {
         if (sameIngress(s.status?.loadBalancer?.ingress, ingress ?? [])) return false;
         const st = ((s as Mutable<Service>).status ??= {});
         st.loadBalancer = ingress ? { ingress } : {};
+        changed = true;
       },
       { subresource: 'status' },
     );
-    return updated !== undefined;
+    return changed && stored !== undefined;
   }
 
   #enqueueIfConcerned(s: Stored<Service>, old?: Stored<Service>): void {

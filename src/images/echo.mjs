@@ -12,13 +12,14 @@
  * SIGTERM drains instead of dropping: the listeners close (no new connections), requests in
  * flight are answered, every later response on a kept-alive connection carries
  * `Connection: close` (the client opens its next connection elsewhere), connections idle for
- * IDLE_CLOSE_MS are closed, and the process exits 0 once none is left (at the latest after
+ * IDLE_CLOSE_MS since the signal (or since their last request, if later) are closed, and the
+ * process exits 0 once none is left (at the latest after
  * DRAIN_MAX_MS; the node agent's SIGKILL at the end of the grace period bounds it anyway).
  */
 import http from 'node:http';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { pod, podLine, tcpPorts, udpPorts, flag, listen, failListen } from './lib.mjs';
+import { pod, podLine, tcpPorts, udpPorts, flag, listen, failListen, watchLifeline } from './lib.mjs';
 
 const IMAGE = 'echo';
 const argv = process.argv.slice(2);
@@ -87,7 +88,13 @@ function send(res, code, type, body) {
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-const IDLE_CLOSE_MS = 500;
+/**
+ * Closing an idle kept-alive connection races a client that picks it for its next request at
+ * that instant (HTTP/1.1 has no clean way out). Right after SIGTERM clients move their load off
+ * the connections answered with `Connection: close` onto their idle ones, so those are left
+ * alone for a while: any that is used gets `Connection: close` instead; the rest are truly idle.
+ */
+const IDLE_CLOSE_MS = 1000;
 const DRAIN_MAX_MS = 10_000;
 
 /** @type {http.Server[]} */
@@ -125,7 +132,8 @@ function drain(sig) {
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const [sock, c] of conns) {
-      if (c.busy === 0 && (now - c.idleSince >= IDLE_CLOSE_MS || now - started >= DRAIN_MAX_MS)) sock.end();
+      const idleFor = now - Math.max(c.idleSince, started);
+      if (c.busy === 0 && (idleFor >= IDLE_CLOSE_MS || now - started >= DRAIN_MAX_MS)) sock.end();
     }
     if (now - started >= DRAIN_MAX_MS + 1000) exit();
   }, 50);
@@ -133,6 +141,8 @@ function drain(sig) {
 }
 process.on('SIGTERM', drain);
 process.on('SIGINT', drain);
+// the daemon is gone (even SIGKILLed): nobody routes here any more, stop now
+watchLifeline(() => process.exit(0));
 
 for (const port of ports) {
   const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {

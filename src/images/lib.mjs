@@ -1,4 +1,5 @@
 // @ts-check
+import net from 'node:net';
 /**
  * Shared plumbing of the built-in images. Each image is a plain `node` program started by the
  * node agent with the pod's environment: it listens on `POD_IP` and on every port in
@@ -120,4 +121,24 @@ export function exitOnSignal(image, closables) {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  watchLifeline(() => onSignal('SIGTERM'));
+}
+
+/**
+ * The node agent hands every container a pipe as fd `$KUBELOOP_LIFELINE_FD`; it reaches
+ * end-of-file when the daemon is gone (even SIGKILLed). Built-in images stop then.
+ * @param {() => void} onGone
+ */
+export function watchLifeline(onGone) {
+  const fd = Number(process.env.KUBELOOP_LIFELINE_FD);
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    const s = new net.Socket({ fd, readable: true, writable: false });
+    s.on('end', onGone);
+    s.on('error', () => undefined);
+    s.resume();
+    s.unref();
+  } catch {
+    // not a pipe (started by hand): nothing to watch
+  }
 }

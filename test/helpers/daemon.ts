@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { podProcesses } from './procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -10,7 +11,12 @@ export interface RunningDaemon {
   stateDir: string;
   stdout: () => string;
   stderr: () => string;
-  /** SIGINT, then wait for exit; resolves to the exit code */
+  /**
+   * Stops the daemon with `signal` (SIGINT, as Ctrl-C), SIGKILL if it is still running after
+   * 20 s, then ends any pod process of its pod range that outlived it (a test must not leak
+   * even when the daemon misbehaves; tests that check for leftovers look before this sweep).
+   * Resolves to the exit code.
+   */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -20,6 +26,10 @@ export interface RunningDaemon {
  */
 export async function startDaemon(args: string[], opts: { timeoutMs?: number } = {}): Promise<RunningDaemon> {
   const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-e2e-'));
+  const podCidr = args[args.indexOf('--pod-cidr') + 1];
+  if (!args.includes('--pod-cidr') || !podCidr) throw new Error('startDaemon: pass a --pod-cidr of its own (tests run in parallel)');
+  // the /16 prefix ("127.231.") identifies this daemon's pods
+  const podPrefix = podCidr.split('.').slice(0, 2).join('.') + '.';
   const proc = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -37,7 +47,16 @@ export async function startDaemon(args: string[], opts: { timeoutMs?: number } =
     stderr: () => err,
     async stop(signal = 'SIGINT') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
       const code = await exited;
+      clearTimeout(timer);
+      for (const p of podProcesses(podPrefix)) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
       await rm(stateDir, { recursive: true, force: true });
       return code;
     },

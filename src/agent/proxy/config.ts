@@ -28,8 +28,8 @@ export interface ProxyService {
   readonly ports: readonly ServicePortInfo[];
   readonly externalIPs: readonly string[];
   /**
-   * `status.loadBalancer.ingress[].ip` of a type LoadBalancer Service (hostname-only entries are
-   * ignored, as upstream; a stale status on another type is not served)
+   * `status.loadBalancer.ingress[].ip` of a type LoadBalancer Service (hostname-only and
+   * `ipMode: Proxy` entries are ignored, as upstream; a stale status on another type is not served)
    */
   readonly loadBalancerIPs: readonly string[];
   /** CIDRs allowed to use the load-balancer portals (`loadBalancerSourceRanges`); empty: all */
@@ -95,7 +95,8 @@ export function narrowService(svc: Service): ProxyService {
   const clusterIPs = spec.clusterIPs?.length ? [...spec.clusterIPs] : [spec.clusterIP!];
   const loadBalancerIPs: string[] = [];
   if (spec.type === 'LoadBalancer') {
-    for (const ing of svc.status?.loadBalancer?.ingress ?? []) if (ing.ip) loadBalancerIPs.push(ing.ip);
+    // ipMode Proxy: traffic reaches the pods through the load balancer, not at its IP (as kube-proxy)
+    for (const ing of svc.status?.loadBalancer?.ingress ?? []) if (ing.ip && ing.ipMode !== 'Proxy') loadBalancerIPs.push(ing.ip);
   }
   return {
     key,

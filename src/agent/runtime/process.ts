@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -55,7 +56,15 @@ export class GroupProcess {
     const [cmd, ...args] = spec.argv;
     let child;
     try {
-      child = spawn(cmd, args, { detached: true, cwd: spec.cwd, env: spec.env, stdio: ['ignore', fd, fd] });
+      // fd 3 is a lifeline: its other end closes when the daemon dies, however it dies, so the
+      // built-in images (src/images/lib.mjs) can exit instead of outliving a killed daemon
+      child = spawn(cmd, args, {
+        detached: true,
+        cwd: spec.cwd,
+        env: { ...spec.env, KUBELOOP_LIFELINE_FD: '3' },
+        stdio: ['ignore', fd, fd, 'pipe'],
+      });
+      (child.stdio[3] as Socket | null)?.unref();
     } catch (e) {
       closeSync(fd);
       return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd, e as NodeJS.ErrnoException) }));
