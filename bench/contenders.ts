@@ -99,17 +99,25 @@ export function rssKiB(pids: number[]): number {
 
 /** summed user+system CPU seconds of exactly these processes (all their threads) */
 export function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
+  const { user, system } = cpuTimes(pids);
+  return user + system;
+}
+
+/** user and system CPU seconds of exactly these processes (all their threads) */
+export function cpuTimes(pids: number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+      user += Number(f[11]); // utime (field 14)
+      system += Number(f[12]); // stime (field 15)
     } catch {
       // gone
     }
   }
-  return ticks / 100; // USER_HZ is 100 on Linux
+  return { user: user / 100, system: system / 100 }; // USER_HZ is 100 on Linux
 }
 
 function exited(p: ChildProcess): Promise<void> {

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT, cpuSeconds, startHaproxy, waitListening } from './contenders.js';
+import { ROOT, cpuSeconds, cpuTimes, startHaproxy, waitListening } from './contenders.js';
 import { fmt, median, pairedRatio } from './stats.js';
 import { children, load, wrk } from './tools.js';
 
@@ -107,6 +107,7 @@ async function main(): Promise<void> {
     for (const t of targets) await wrk({ host: t.host, port: 8080 }, 2, false); // warm-up
     const res: Record<string, Record<string, number[]>> = {};
     const cpu: Record<string, Record<string, number[]>> = {};
+    const sys: Record<string, Record<string, number[]>> = {};
     const add = (fig: string, t: Target, v: number, cores: number) => {
       ((res[fig] ??= {})[t.name] ??= []).push(v);
       ((cpu[fig] ??= {})[t.name] ??= []).push(cores);
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
       for (const fig of only) {
         for (const t of targets) {
           const c0 = cpuSeconds(t.pids);
+          const s0 = cpuTimes(t.pids);
           const t0 = Date.now();
           let v: number;
           if (fig === 'http') v = (await wrk({ host: t.host, port: 8080 }, seconds, false)).rps;
@@ -123,6 +125,8 @@ async function main(): Promise<void> {
           else if (fig.startsWith('bulk')) v = (await load('bulk', { host: t.host, port: 9000, streams: fig === 'bulk8' ? 8 : 1, seconds, warmup: 0.5 }, 60_000)).gbitPerSec!;
           else throw new Error(`unknown figure ${fig}`);
           const cores = (cpuSeconds(t.pids) - c0) / ((Date.now() - t0) / 1000);
+          const s1 = cpuTimes(t.pids);
+          ((sys[fig === 'bulk' ? 'bulk1' : fig] ??= {})[t.name] ??= []).push((s1.system - s0.system) / (s1.user - s0.user + s1.system - s0.system));
           // CPU per unit of work: µs per request/connection, ms per GB; steadier than throughput on a shared machine
           const per = fig === 'rate' ? cores : fig.startsWith('bulk') ? (cores / (v / 8)) * 1000 : (cores / v) * 1e6;
           add(fig === 'bulk' ? 'bulk1' : fig, t, v, per);
@@ -132,7 +136,7 @@ async function main(): Promise<void> {
     }
     for (const [fig, byT] of Object.entries(res)) {
       const unit = fig === 'rate' ? 'cores' : fig.startsWith('bulk') ? 'cpu-ms/GB' : 'cpu-µs/op';
-      const parts = Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))} (${fmt(median(cpu[fig]![n]!))} ${unit})`);
+      const parts = Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))} (${fmt(median(cpu[fig]![n]!))} ${unit}, ${fmt(100 * median(sys[fig]![n]!), 2)}% sys)`);
       const ratios = Object.keys(byT)
         .filter((n) => n !== 'haproxy')
         .map((n) => `${n}/haproxy ${fmt(pairedRatio(byT[n]!, byT.haproxy!))}`);

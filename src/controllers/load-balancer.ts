@@ -9,8 +9,6 @@ import { type Cidr, parseCidr } from '../util/cidr.js';
 import type { EventRecorder } from './events.js';
 import { type ReconcileContext, Runner } from './runner.js';
 
-export const DEFAULT_LB_POOL = '127.240.0.0/16';
-
 export interface LoadBalancerControllerOptions {
   store: Store;
   informers: InformerFactory;
