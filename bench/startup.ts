@@ -38,7 +38,7 @@ async function runOnce(stateDir: string, knownUrl?: string): Promise<Run> {
     process.execPath,
     [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', 'config/', '--state-dir', stateDir,
       '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--nodeport-addresses', '127.0.77.1', '--log-level', 'warn',
-      '--service-cidr', '127.177.0.0/16', '--pod-cidr', '127.178.0.0/16'],
+      '--service-cidr', '127.177.0.0/16', '--pod-cidr', '127.178.0.0/16', '--lb-pool', '127.179.0.0/16'],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

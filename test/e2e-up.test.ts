@@ -20,6 +20,7 @@ t.test('kubeloop up with the demo manifests', async (t) => {
     '-f', 'config/',
     '--service-cidr', '127.131.0.0/16',
     '--pod-cidr', '127.231.0.0/16',
+    '--lb-pool', '127.141.0.0/16',
     '--nodeport-addresses', NODE,
     '--node-ip', NODE,
     '--api-addr', '127.0.0.1:0',

@@ -21,7 +21,7 @@ export interface PortalSpec {
   readonly kind: PortalKind;
 }
 
-/** Totals since the listener opened. TCP bytes are added when a connection ends. */
+/** Totals since the listener opened. TCP bytes are added when a connection ends (see `Listener.liveBytes`). */
 export interface ListenerCounters {
   /** TCP connections accepted / UDP flows created */
   accepted: number;
@@ -41,6 +41,8 @@ export interface Listener {
   readonly counters: ListenerCounters;
   /** open TCP connections / UDP flows */
   readonly active: number;
+  /** TCP: bytes of the connections still open (`counters` has those of the ended ones) */
+  liveBytes?(): { bytesIn: number; bytesOut: number };
   /** rejects with the bind error (errno `code` kept) */
   open(): Promise<void>;
   /** Stops accepting. TCP connections are left to drain; UDP flows are closed (upstream semantics). */

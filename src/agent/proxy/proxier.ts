@@ -41,6 +41,7 @@ export interface ListenerInfo {
   kind: PortalKind;
   /** open TCP connections / UDP flows */
   active: number;
+  /** totals; TCP bytes include the connections still open */
   counters: Readonly<ListenerCounters>;
 }
 
@@ -84,6 +85,17 @@ export interface ListenerError {
   kind: PortalKind;
   code: string;
   message: string;
+}
+
+/** the listener's counters, bytes of open TCP connections included */
+function withLive(l: Listener): ListenerCounters {
+  const c = { ...l.counters };
+  const live = l.liveBytes?.();
+  if (live) {
+    c.bytesIn += live.bytesIn;
+    c.bytesOut += live.bytesOut;
+  }
+  return c;
 }
 
 /** A portal we want open; `listener` is set while it is, `error` while it could not be. */
@@ -214,7 +226,7 @@ export class Proxier implements ProxyHandler {
           portNumber: s.port,
           kind: s.kind,
           active: p.listener.active,
-          counters: { ...p.listener.counters },
+          counters: withLive(p.listener),
         });
       }
     }

@@ -85,6 +85,11 @@ export class RoundRobin {
     return this.#affinity;
   }
 
+  /** whether `next()` looks at the client IP (ClientIP affinity); otherwise any value will do */
+  get sticky(): boolean {
+    return this.#affinity.type === 'ClientIP';
+  }
+
   /** number of client IPs currently pinned */
   get stickyClients(): number {
     return this.#sticky.size;

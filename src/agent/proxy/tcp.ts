@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
-import type { RoundRobin } from './round-robin.js';
+import type { BalancedEndpoint, RoundRobin } from './round-robin.js';
 import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, hostPort, newCounters } from './portal.js';
 
@@ -16,6 +16,9 @@ export interface TcpListenerOptions {
   sourceRanges?: SourceRanges;
 }
 
+/** how often dials are checked against their deadline (the timeouts are 250 ms and up) */
+const DIAL_SWEEP_MS = 25;
+
 /**
  * A real TCP listener on one portal. Each accepted connection is paused until a backend has
  * answered, then spliced both ways with half-close propagation:
@@ -26,6 +29,15 @@ export interface TcpListenerOptions {
  *                                                        reset on one side resets the other
  * ```
  * `close()` stops accepting and leaves open connections to drain; `destroy()` ends them.
+ *
+ * The connection path is the proxy's hot path (bench/run.ts measures it): per connection it
+ * allocates one `TcpConn` and the two sockets, nothing else — event handlers are module-level
+ * functions shared by every connection (a per-connection closure costs an allocation, and
+ * under tsx a `__name` property definition too), dial deadlines are checked by one sweep per
+ * listener instead of a timer per dial, the client address is read only when affinity or
+ * source ranges need it, and data is forwarded by `write()` with pause/resume backpressure
+ * rather than `pipe()` (whose per-connection set-up and tear-down cost more than the copy loop).
+ * Nothing is logged per connection above `trace`.
  */
 export class TcpListener implements Listener {
   readonly spec: PortalSpec;
@@ -36,6 +48,9 @@ export class TcpListener implements Listener {
   sourceRanges: SourceRanges | undefined;
   readonly #server: net.Server;
   readonly #conns = new Set<TcpConn>();
+  /** connections waiting for their backend's answer, checked by `#sweep` */
+  readonly #dialing = new Set<TcpConn>();
+  #sweeper: NodeJS.Timeout | undefined;
   readonly #onDrained: ((l: TcpListener) => void) | undefined;
   #closed = false;
   #drainedReported = false;
@@ -55,6 +70,17 @@ export class TcpListener implements Listener {
     return this.#conns.size;
   }
 
+  /** bytes of the connections still open (the counters hold those that ended) */
+  liveBytes(): { bytesIn: number; bytesOut: number } {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const c of this.#conns) {
+      bytesIn += c.client.bytesRead;
+      bytesOut += c.client.bytesWritten;
+    }
+    return { bytesIn, bytesOut };
+  }
+
   open(): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -70,7 +96,7 @@ export class TcpListener implements Listener {
       };
       this.#server.once('error', onError);
       this.#server.once('listening', onListening);
-      this.#server.listen({ host: this.spec.address, port: this.spec.port, exclusive: true });
+      this.#server.listen({ host: this.spec.address, port: this.spec.port, exclusive: true, backlog: 4096 });
     });
   }
 
@@ -90,17 +116,46 @@ export class TcpListener implements Listener {
     const conns = [...this.#conns];
     for (const c of conns) c.destroy();
     await Promise.all([serverClosed, ...conns.map((c) => c.closed)]);
+    this.#stopSweep();
+  }
+
+  /** @internal */
+  dialStarted(c: TcpConn): void {
+    this.#dialing.add(c);
+    if (!this.#sweeper) {
+      // the sockets being dialled keep the process alive; the sweep itself does not
+      this.#sweeper = setInterval(this.#sweep, DIAL_SWEEP_MS);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** @internal */
+  dialEnded(c: TcpConn): void {
+    this.#dialing.delete(c);
   }
 
   /** @internal */
   connEnded(c: TcpConn): void {
     this.#conns.delete(c);
+    this.#dialing.delete(c);
     this.#maybeDrained();
+  }
+
+  readonly #sweep = (): void => {
+    if (this.#dialing.size === 0) return this.#stopSweep();
+    const now = Date.now();
+    for (const c of this.#dialing) if (now >= c.deadline) c.dialTimedOut();
+  };
+
+  #stopSweep(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 
   #maybeDrained(): void {
     if (this.#closed && this.#conns.size === 0 && !this.#drainedReported) {
       this.#drainedReported = true;
+      this.#stopSweep();
       this.#onDrained?.(this);
     }
   }
@@ -114,7 +169,7 @@ export class TcpListener implements Listener {
       // loadBalancerSourceRanges: a prompt, visible refusal rather than a silent drop
       this.counters.denied++;
       this.log.trace({ svc: this.spec.svc, client: client.remoteAddress }, 'source not in loadBalancerSourceRanges: reset');
-      client.on('error', () => undefined);
+      client.on('error', ignore);
       reset(client);
       return;
     }
@@ -125,137 +180,203 @@ export class TcpListener implements Listener {
   };
 }
 
+/** The connection a socket belongs to (set on both of its sockets; read by the shared handlers). */
+const CONN = Symbol('kubeloop.proxy.conn');
+type ConnSocket = net.Socket & { [CONN]?: TcpConn };
+
 /** One proxied connection: dial with retries, then splice. */
 class TcpConn {
-  readonly #l: TcpListener;
-  readonly #client: net.Socket;
-  readonly #clientIP: string;
-  #backend: net.Socket | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #attempt = 0;
-  #spliced = false;
-  #clientClosed = false;
-  #backendClosed = true;
+  readonly l: TcpListener;
+  readonly client: ConnSocket;
+  backend: ConnSocket | undefined;
+  /** the endpoint being dialled, then the one spliced to */
+  ep: BalancedEndpoint | undefined;
+  /** Date.now() after which the current dial has failed */
+  deadline = 0;
+  attempt = 0;
+  spliced = false;
+  clientClosed = false;
+  backendClosed = true;
   #ended = false;
-  #resolveClosed!: () => void;
-  /** resolves once both sockets are closed */
-  readonly closed = new Promise<void>((r) => (this.#resolveClosed = r));
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
 
   constructor(l: TcpListener, client: net.Socket) {
-    this.#l = l;
-    this.#client = client;
-    this.#clientIP = client.remoteAddress ?? '';
+    this.l = l;
+    this.client = client;
+  }
+
+  /** resolves once both sockets are closed */
+  get closed(): Promise<void> {
+    if (this.#ended) return Promise.resolve();
+    this.#closed ??= new Promise<void>((r) => (this.#resolveClosed = r));
+    return this.#closed;
   }
 
   start(): void {
-    this.#client.on('error', this.#onClientError);
-    this.#client.on('close', this.#onClientClose);
-    this.#dial();
+    const c = this.client;
+    c[CONN] = this;
+    c.on('error', onClientError);
+    c.on('close', onClientClose);
+    this.dial();
   }
 
   destroy(): void {
-    this.#clearTimer();
-    this.#backend?.destroy();
-    this.#client.destroy();
+    this.l.dialEnded(this);
+    this.backend?.destroy();
+    this.client.destroy();
   }
 
-  #dial(): void {
-    const l = this.#l;
+  dial(): void {
+    const l = this.l;
     // after a failed dial, affinity is bypassed so a dead pinned backend is replaced
-    const ep = l.balancer.next(this.#clientIP, this.#attempt > 0);
+    const ep = l.balancer.next(l.balancer.sticky ? (this.client.remoteAddress ?? '') : '', this.attempt > 0);
     if (!ep) {
       l.counters.failed++;
       l.log.trace({ svc: l.spec.svc, portal: l.spec.id }, 'no endpoints: connection reset');
-      reset(this.#client);
+      reset(this.client);
       return;
     }
-    const s = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });
-    this.#backend = s;
-    this.#backendClosed = false;
-    const onError = (err: Error): void => this.#dialFailed(s, ep.id, err);
-    s.on('error', onError);
-    s.once('close', this.#onBackendClose);
-    s.once('connect', () => {
-      s.removeListener('error', onError);
-      this.#splice(s);
-    });
-    this.#timer = setTimeout(() => this.#dialFailed(s, ep.id, new Error('dial timeout')), l.dialTimeoutsMs[this.#attempt]);
+    this.ep = ep;
+    const s: ConnSocket = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });
+    s[CONN] = this;
+    this.backend = s;
+    this.backendClosed = false;
+    s.on('error', onBackendError);
+    s.on('close', onBackendClose);
+    s.on('connect', onBackendConnect);
+    this.deadline = Date.now() + l.dialTimeoutsMs[this.attempt]!;
+    l.dialStarted(this);
   }
 
-  #dialFailed(s: net.Socket, endpoint: string, err: Error): void {
-    if (s !== this.#backend || this.#spliced) return;
-    const l = this.#l;
-    this.#clearTimer();
-    l.log.trace({ svc: l.spec.svc, endpoint, err: err.message }, 'dial failed');
-    // the failed socket's 'close' handler must not count for the next attempt's socket
-    s.removeListener('close', this.#onBackendClose);
+  dialTimedOut(): void {
+    if (this.backend) this.dialFailed(this.backend, new Error('dial timeout'));
+  }
+
+  dialFailed(s: net.Socket, err: Error): void {
+    if (s !== this.backend || this.spliced) return;
+    const l = this.l;
+    l.dialEnded(this);
+    const ep = this.ep!;
+    ep.failed++;
+    l.log.trace({ svc: l.spec.svc, endpoint: ep.id, err: err.message }, 'dial failed');
+    // the failed socket's 'close' must not count for the next attempt's socket (see onBackendClose)
+    this.backend = undefined;
+    this.backendClosed = true;
     s.destroy();
-    this.#backend = undefined;
-    this.#backendClosed = true;
-    if (this.#clientClosed) return this.#maybeEnded();
-    this.#attempt++;
-    if (this.#attempt < l.dialTimeoutsMs.length) {
-      this.#dial();
+    if (this.clientClosed) return this.maybeEnded();
+    this.attempt++;
+    if (this.attempt < l.dialTimeoutsMs.length) {
+      this.dial();
       return;
     }
     l.counters.failed++;
     l.log.debug(
-      { svc: l.spec.svc, portal: hostPort(l.spec.address, l.spec.port), attempts: this.#attempt },
+      { svc: l.spec.svc, portal: hostPort(l.spec.address, l.spec.port), attempts: this.attempt },
       'every endpoint dial failed: connection closed',
     );
-    reset(this.#client);
+    reset(this.client);
   }
 
-  #splice(s: net.Socket): void {
-    this.#clearTimer();
-    if (this.#clientClosed) {
+  splice(s: ConnSocket): void {
+    this.l.dialEnded(this);
+    if (this.clientClosed) {
       s.destroy();
       return;
     }
-    this.#spliced = true;
-    s.on('error', this.#onBackendError);
-    this.#client.pipe(s);
-    s.pipe(this.#client);
+    this.spliced = true;
+    this.ep!.connections++;
+    const c = this.client;
+    c.on('data', onClientData);
+    c.on('end', onClientEnd);
+    c.on('drain', onClientDrain);
+    s.on('data', onBackendData);
+    s.on('end', onBackendEnd);
+    s.on('drain', onBackendDrain);
+    c.resume();
   }
 
-  readonly #onClientError = (): void => {
-    // the client socket is destroyed by the stream machinery; the backend gets a reset
-    if (this.#backend) reset(this.#backend);
-  };
-
-  readonly #onBackendError = (): void => {
-    reset(this.#client);
-  };
-
-  readonly #onClientClose = (hadError: boolean): void => {
-    this.#clientClosed = true;
-    const l = this.#l;
-    l.counters.bytesIn += this.#client.bytesRead;
-    l.counters.bytesOut += this.#client.bytesWritten;
+  clientClose(hadError: boolean): void {
+    this.clientClosed = true;
+    const l = this.l;
+    const c = this.client;
+    l.counters.bytesIn += c.bytesRead;
+    l.counters.bytesOut += c.bytesWritten;
+    if (this.spliced) {
+      this.ep!.bytesIn += c.bytesRead;
+      this.ep!.bytesOut += c.bytesWritten;
+    }
+    l.dialEnded(this);
     // while dialing, or after an error, the backend has nobody to talk to. After a clean
     // close both directions have ended, so the backend is finishing its own writes.
-    if (this.#backend && (!this.#spliced || hadError)) this.#backend.destroy();
-    this.#clearTimer();
-    this.#maybeEnded();
-  };
-
-  readonly #onBackendClose = (): void => {
-    this.#backendClosed = true;
-    this.#maybeEnded();
-  };
-
-  #maybeEnded(): void {
-    if (this.#ended || !this.#clientClosed || !this.#backendClosed) return;
-    this.#ended = true;
-    this.#l.connEnded(this);
-    this.#resolveClosed();
+    if (this.backend && (!this.spliced || hadError)) this.backend.destroy();
+    this.maybeEnded();
   }
 
-  #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
+  maybeEnded(): void {
+    if (this.#ended || !this.clientClosed || !this.backendClosed) return;
+    this.#ended = true;
+    this.l.connEnded(this);
+    this.#resolveClosed?.();
   }
 }
+
+// ---- event handlers shared by every connection; `this` is the socket that emitted ----
+
+function onClientData(this: ConnSocket, d: Buffer): void {
+  if (!this[CONN]!.backend!.write(d)) this.pause();
+}
+
+function onBackendData(this: ConnSocket, d: Buffer): void {
+  if (!this[CONN]!.client.write(d)) this.pause();
+}
+
+function onClientDrain(this: ConnSocket): void {
+  this[CONN]!.backend?.resume();
+}
+
+function onBackendDrain(this: ConnSocket): void {
+  this[CONN]!.client.resume();
+}
+
+function onClientEnd(this: ConnSocket): void {
+  this[CONN]!.backend?.end();
+}
+
+function onBackendEnd(this: ConnSocket): void {
+  this[CONN]!.client.end();
+}
+
+function onClientError(this: ConnSocket): void {
+  // the client socket is destroyed by the stream machinery; the backend gets a reset
+  const b = this[CONN]!.backend;
+  if (b) reset(b);
+}
+
+function onClientClose(this: ConnSocket, hadError: boolean): void {
+  this[CONN]!.clientClose(hadError);
+}
+
+function onBackendConnect(this: ConnSocket): void {
+  const conn = this[CONN]!;
+  if (conn.backend === this) conn.splice(this);
+}
+
+function onBackendError(this: ConnSocket, err: Error): void {
+  const conn = this[CONN]!;
+  if (conn.spliced) reset(conn.client);
+  else conn.dialFailed(this, err);
+}
+
+function onBackendClose(this: ConnSocket): void {
+  const conn = this[CONN]!;
+  // a socket whose dial failed was replaced (or given up) already
+  if (conn.backend !== this) return;
+  conn.backendClosed = true;
+  conn.maybeEnded();
+}
+
+function ignore(): void {}
 
 /** End with RST where possible (a prompt, visible failure for the client). */
 function reset(s: net.Socket): void {
