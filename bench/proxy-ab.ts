@@ -32,7 +32,7 @@ async function serve(argv: string[]): Promise<void> {
   const { TcpListener } = (await import(pathToFileURL(`${dir}/tcp.ts`).href)) as typeof import('../src/agent/proxy/tcp.js');
   const { RoundRobin } = (await import(pathToFileURL(`${dir}/round-robin.ts`).href)) as typeof import('../src/agent/proxy/round-robin.js');
   const log = pino({ level: 'silent' });
-  const listeners = [];
+  const listeners: Array<{ destroy(): Promise<void> }> = [];
   for (const [name, port] of [['http', 8080], ['raw', 9000]] as const) {
     const balancer = new RoundRobin();
     balancer.setEndpoints(backends.map((h) => ({ host: h, port, id: `${h}:${port}` })));

@@ -235,8 +235,14 @@ export class Daemon {
       (ns, name) => eps.get(ns, name),
       this.opts.nodePortAddresses,
       (s: Stored<Service>) => `${s.metadata.name}.${s.metadata.namespace}.svc.${this.opts.clusterDomain}`,
+      new Set(this.listenerErrors().map((e) => `${e.address}:${e.portNumber}/${e.protocol}`)),
     );
     return renderTable(rows);
+  }
+
+  /** listeners the proxy could not open, with the reason and the fix */
+  listenerErrors(): Array<{ address: string; portNumber: number; protocol: string; message: string }> {
+    return this.#proxy?.listenerErrors() ?? [];
   }
 
   /** Idempotent: stops components in reverse order; every pod process group is ended. */

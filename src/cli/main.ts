@@ -102,6 +102,7 @@ async function up(argv: readonly string[]): Promise<number> {
   console.log('');
   console.log(daemon.table());
   console.log('');
+  printListenerErrors(daemon.listenerErrors());
   if (!settled) console.log(`(some pods were not ready after ${opts.readyTimeoutMs} ms; their endpoints join as they become ready)`);
   const dns = daemon.dnsPort ? `${opts.dnsAddr.slice(0, opts.dnsAddr.lastIndexOf(':'))} -p ${daemon.dnsPort}` : undefined;
   if (daemon.apiUrl) console.log(`API:   ${daemon.apiUrl}    export KUBECONFIG=${daemon.kubeconfigPath}`);
@@ -117,6 +118,17 @@ async function up(argv: readonly string[]): Promise<number> {
   return new Promise<number>(() => {
     // runs until a signal; the handler exits the process
   });
+}
+
+/** One line per failed listener; privileged-port failures (the common case) share one line. */
+function printListenerErrors(errors: ReadonlyArray<{ address: string; portNumber: number; message: string }>): void {
+  const privileged = errors.filter((e) => e.portNumber < 1024 && /permission denied/.test(e.message));
+  for (const e of errors) if (!privileged.includes(e)) console.log(`not listening: ${e.message}`);
+  if (privileged.length) {
+    const where = privileged.map((e) => `${e.address}:${e.portNumber}`).join(', ');
+    const fix = privileged[0].message.slice(privileged[0].message.indexOf('ports below 1024'));
+    console.log(`not listening on ${where}: ${fix}`);
+  }
 }
 
 function installSignalHandlers(daemon: Daemon, log: Logger): void {

@@ -16,6 +16,8 @@ export function serviceRows(
   endpoints: (ns: string, name: string) => Stored<Endpoints> | undefined,
   nodeAddresses: readonly string[],
   dnsName: (svc: Stored<Service>) => string,
+  /** `ip:port/PROTO` of listeners that could not be opened */
+  failed: ReadonlySet<string> = new Set(),
 ): ServiceRow[] {
   const rows: ServiceRow[] = [];
   const sorted = [...services].sort((a, b) =>
@@ -36,6 +38,10 @@ export function serviceRows(
       const proto = p.protocol === 'UDP' ? '/udp' : p.protocol === 'SCTP' ? '/sctp' : '';
       const add = (ip: string, port: number) => {
         const a = hostPort(ip, port);
+        if (failed.has(`${a}/${p.protocol ?? 'TCP'}`)) {
+          addresses.push(`${a}${proto} (not listening, see below)`);
+          return;
+        }
         addresses.push(`${a}${proto}`);
         if (!proto) web.push(a);
       };

@@ -80,7 +80,9 @@ export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException): 
       return `${where}: port in use: stop the other process or choose another port`;
     case 'EACCES':
       return spec.port < 1024
-        ? `${where}: permission denied: ports below 1024 need privilege: run with CAP_NET_BIND_SERVICE (setcap) or pick a port ≥ 1024`
+        ? `${where}: permission denied: ports below 1024 need privilege: allow them with ` +
+            '`sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0`, or give node CAP_NET_BIND_SERVICE ' +
+            '(`sudo setcap cap_net_bind_service=+ep "$(command -v node)"`), or use a port ≥ 1024'
         : `${where}: permission denied (${err.message})`;
     case 'EADDRNOTAVAIL':
       return `${where}: address not available on this machine: use an address inside 127.0.0.0/8 (Linux) or add it to an interface first`;
