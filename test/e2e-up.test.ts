@@ -60,6 +60,18 @@ t.test('kubeloop up with the demo manifests', async (t) => {
     for (const a of mp) t.match((await get(`http://${a}/`)).body, /pod=myapp-/, `answers on ${a}`);
   });
 
+  await t.test('a pod reaches a Service by its name through the cluster DNS', async (t) => {
+    // the echo image's /dial (agnhost netexec's) GETs from inside the pod; the short name goes
+    // through the pod's search list <ns>.svc.cluster.local like /etc/resolv.conf in a pod
+    const r = await get(`http://${cluster[0]}/dial?host=myapp-service-multiport&port=443&request=hostname&tries=3`);
+    const out = JSON.parse(r.body) as { responses: string[]; errors: string[] };
+    t.same(out.errors, [], 'no dial errors');
+    t.equal(out.responses.length, 3);
+    for (const line of out.responses) t.match(line, /^pod=myapp-/, 'answered by a pod through the Service');
+    const fqdn = await get(`http://${cluster[0]}/dial?host=myapp-service.default.svc.cluster.local.&port=80&request=x`);
+    t.match(JSON.parse(fqdn.body).responses[0], /^pod=myapp-/, 'the fully qualified name works too');
+  });
+
   await t.test('a killed pod restarts and traffic keeps flowing', async (t) => {
     const procs = podProcesses(POD_PREFIX);
     t.equal(new Set(procs.map((p) => p.podName)).size, 3, 'three pod processes');

@@ -104,6 +104,25 @@ export class Daemon {
     this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
 
     const [dnsHost, dnsPort] = splitHostPort(o.dnsAddr);
+    // DNS first: pods are told where it really listens (--dns-addr may say port 0)
+    const dns = new DnsServer({
+      informers,
+      log: this.#log,
+      address: dnsHost,
+      port: dnsPort,
+      zone: o.clusterDomain,
+      ttl: o.dnsTtl,
+      upstream: o.dnsUpstream || undefined,
+    });
+    try {
+      await dns.start();
+      this.#dns = dns;
+      this.#started.push({ name: 'dns', stop: () => dns.stop() });
+    } catch (err) {
+      // DNS is one component among several: the rest keeps working without it
+      this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
+    }
+
     const runtime = new PodRuntime({
       store,
       informers,
@@ -115,7 +134,10 @@ export class Daemon {
       images,
       backoff: { initialMs: o.backoffInitialMs, maxMs: o.backoffMaxMs },
       stopGraceMs: o.stopGraceMs,
-      extraEnv: { KUBELOOP_DNS: o.dnsAddr, KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain },
+      extraEnv: {
+        ...(this.#dns ? { KUBELOOP_DNS: `${dnsHost}:${this.#dns.port}` } : {}),
+        KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain,
+      },
     });
     await runtime.start();
     this.#started.push({ name: 'pod runtime', stop: () => runtime.stop() });
@@ -143,24 +165,6 @@ export class Daemon {
         pm.stop();
         this.#log.error({ err, addr: o.metricsAddr }, `cannot serve metrics on ${o.metricsAddr}: ${(err as Error).message} — pass --metrics-addr with a free port, or --metrics-addr '' to turn it off`);
       }
-    }
-
-    const dns = new DnsServer({
-      informers,
-      log: this.#log,
-      address: dnsHost,
-      port: dnsPort,
-      zone: o.clusterDomain,
-      ttl: o.dnsTtl,
-      upstream: o.dnsUpstream || undefined,
-    });
-    try {
-      await dns.start();
-      this.#dns = dns;
-      this.#started.push({ name: 'dns', stop: () => dns.stop() });
-    } catch (err) {
-      // DNS is one component among several: the rest keeps working without it
-      this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
     }
 
     const [apiHost, apiPort] = splitHostPort(o.apiAddr);

@@ -42,6 +42,42 @@ const udpFlag = Number(flag(argv, 'udp-port'));
 if (Number.isInteger(udpFlag) && udpFlag > 0 && !udp.includes(udpFlag)) udp.push(udpFlag);
 
 /**
+ * agnhost netexec's `/dial?host=H&port=P&request=R&tries=N`: GET `http://H:P/R` from inside the
+ * pod (names resolve through the cluster DNS) and answer `{"responses": [...], "errors": [...]}`
+ * with the first line of each reply.
+ * @param {URL} url
+ * @param {http.ServerResponse} res
+ */
+function dial(url, res) {
+  const host = url.searchParams.get('host') ?? '';
+  const port = Number(url.searchParams.get('port') ?? 80);
+  const path = `/${(url.searchParams.get('request') ?? '').replace(/^\//, '')}`;
+  const tries = Math.min(Math.max(Number(url.searchParams.get('tries') ?? 1) || 1, 1), 100);
+  /** @type {string[]} */
+  const responses = [];
+  /** @type {string[]} */
+  const errors = [];
+  let left = tries;
+  const once = () => {
+    const r = http.get({ host, port, path, agent: false, timeout: 2000 }, (reply) => {
+      let body = '';
+      reply.setEncoding('utf8');
+      reply.on('data', (c) => (body += c));
+      reply.on('end', () => next(() => responses.push(body.split('\n')[0])));
+    });
+    r.on('timeout', () => r.destroy(new Error('timeout')));
+    r.on('error', (err) => next(() => errors.push(err.message)));
+  };
+  /** @param {() => void} record */
+  const next = (record) => {
+    record();
+    if (--left > 0) return once();
+    send(res, 200, 'application/json', `${JSON.stringify({ responses, errors })}\n`);
+  };
+  once();
+}
+
+/**
  * @param {http.IncomingMessage} req
  * @param {http.ServerResponse} res
  */
@@ -53,6 +89,7 @@ function handle(req, res) {
   if (mode === 'netexec' && url.pathname === '/echo') {
     return send(res, 200, 'text/plain; charset=utf-8', url.searchParams.get('msg') ?? '');
   }
+  if (url.pathname === '/dial' && url.searchParams.has('host')) return dial(url, res);
   if (text !== undefined) return send(res, 200, 'text/plain; charset=utf-8', `${text}\n`);
   const requestLine = `${req.method} ${req.url} HTTP/${req.httpVersion}`;
   if (/\bapplication\/json\b/.test(req.headers.accept ?? '')) {

@@ -1,4 +1,5 @@
 // @ts-check
+import dns from 'node:dns';
 import net from 'node:net';
 /**
  * Shared plumbing of the built-in images. Each image is a plain `node` program started by the
@@ -142,3 +143,55 @@ export function watchLifeline(onGone) {
     // not a pipe (started by hand): nothing to watch
   }
 }
+
+/**
+ * Pods are processes of this machine and would use the host's resolver. Built-in images resolve
+ * through the cluster DNS instead, as a pod's /etc/resolv.conf would make them: the search list
+ * `<ns>.svc.<zone> svc.<zone> <zone>` with ndots 5, then the host's resolver for everything else.
+ * Installed as `dns.lookup`, which `net`, `http` and `fetch`-less clients use.
+ */
+function installClusterResolver() {
+  const server = process.env.KUBELOOP_DNS;
+  const zone = process.env.KUBELOOP_CLUSTER_DOMAIN || 'cluster.local';
+  if (!server) return;
+  const resolver = new dns.promises.Resolver({ timeout: 1000, tries: 2 });
+  try {
+    resolver.setServers([server]);
+  } catch {
+    return;
+  }
+  const hostLookup = dns.lookup;
+  /** @param {string} name */
+  const candidates = (name) => {
+    if (name.endsWith('.')) return [name.slice(0, -1)];
+    const search = [`${pod.namespace || 'default'}.svc.${zone}`, `svc.${zone}`, zone].map((d) => `${name}.${d}`);
+    return name.split('.').length - 1 >= 5 ? [name, ...search] : [...search, name];
+  };
+  /** @type {any} */
+  const lookup = (/** @type {string} */ hostname, /** @type {any} */ options, /** @type {any} */ callback) => {
+    const cb = typeof options === 'function' ? options : callback;
+    const opts = typeof options === 'function' ? {} : typeof options === 'number' ? { family: options } : options ?? {};
+    if (net.isIP(hostname) || hostname === 'localhost' || opts.family === 6) return hostLookup(hostname, options, callback);
+    (async () => {
+      for (const name of candidates(hostname)) {
+        if (!name.endsWith(zone)) continue;
+        try {
+          const ips = await resolver.resolve4(name);
+          if (ips.length) return ips;
+        } catch {
+          // NXDOMAIN / NODATA: the next candidate
+        }
+      }
+      return undefined;
+    })().then(
+      (ips) => {
+        if (!ips) return hostLookup(hostname, options, callback);
+        if (opts.all) return cb(null, ips.map((address) => ({ address, family: 4 })));
+        cb(null, ips[0], 4);
+      },
+      () => hostLookup(hostname, options, callback),
+    );
+  };
+  dns.lookup = lookup;
+}
+installClusterResolver();
