@@ -281,7 +281,7 @@ export function maxIdleConnections(want: number): { count: number; fdLimit: numb
 
 export async function startHaproxy(b: Backends, maxconn: number): Promise<Contender> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-haproxy-'));
-  const host = '127.0.90.1';
+  const host = '127.0.190.1';
   const servers = (port: number) => b.ips.map((ip, i) => `  server b${i} ${ip}:${port}`).join('\n');
   const cfg = `global
   maxconn ${maxconn}
@@ -323,7 +323,7 @@ ${servers(b.tcpPort)}
 
 export async function startNginx(b: Backends, fdLimit: number): Promise<Contender> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-nginx-'));
-  const host = '127.0.91.1';
+  const host = '127.0.191.1';
   const servers = (port: number) => b.ips.map((ip) => `    server ${ip}:${port};`).join('\n');
   const modules = ['/usr/lib/nginx/modules/ngx_stream_module.so', '/usr/share/nginx/modules/ngx_stream_module.so'];
   const mod = modules.find((m) => {

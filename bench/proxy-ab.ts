@@ -21,7 +21,7 @@ interface Target {
   stop(): Promise<void>;
 }
 
-const BACKENDS = ['127.0.95.1', '127.0.95.2', '127.0.95.3'];
+const BACKENDS = ['127.0.195.1', '127.0.195.2', '127.0.195.3'];
 
 async function serve(argv: string[]): Promise<void> {
   const arg = (k: string) => argv[argv.indexOf(`--${k}`) + 1]!;
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
     stops.push(h.stop);
     targets.push({ name: 'haproxy', host: h.http.host, pids: h.pids(), stop: h.stop });
     for (const [i, [name, dir]] of variants.entries()) {
-      const t = await startVariant(name, dir, `127.0.96.${i + 1}`, profDir);
+      const t = await startVariant(name, dir, `127.0.196.${i + 1}`, profDir);
       stops.push(t.stop);
       targets.push(t);
     }

@@ -233,9 +233,9 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const kubeloopOnly: KubeloopOnlyRow[] = [];
   const raw: Record<string, unknown> = {};
-  const idleWant = a.quick ? 2000 : 10_000;
+  const idleWant = a.quick ? 1000 : 10_000;
   const idle = maxIdleConnections(idleWant);
-  const idleFirst = a.quick ? 1000 : 5000;
+  const idleFirst = a.quick ? 500 : 5000;
   const rate = { rps: 3000, conns: 32 };
   const cfg = {
     rounds: a.rounds,
@@ -387,22 +387,23 @@ async function main(): Promise<void> {
         const rssF = figs.get('idle_rss', `proxy RSS with ${idle.count.toLocaleString('en-US')} idle connections`, 'MiB', 'lower', false);
         const latF = figs.get('idle_p99', `p99 at ${rate.rps} req/s with ${idle.count.toLocaleString('en-US')} idle held`, 'ms', 'lower');
         const latR = figs.get('idle_p99_effect', 'p99 with idle held ÷ p99 without (same round)', '×', 'lower', false);
-        const probeSeconds = a.quick ? 1.5 : 3;
+        const probeSeconds = a.quick ? 1 : 3;
+        const settle = a.quick ? 500 : 1000;
         const saved = cs.splice(0, cs.length, ...proxies);
         try {
           await eachRound('idle connections', async (c) => {
             const probe = () =>
               load('rate', { host: c.http.host, port: c.http.port, rps: rate.rps, conns: rate.conns, seconds: probeSeconds, warmup: 0.5 }, 30_000);
             const before = await probe();
-            await sleep(500);
+            await sleep(settle / 2);
             const rss0 = rssKiB(c.pids());
             const h1 = await holdIdle(c.tcp.host, c.tcp.port, idleFirst);
             let h2: Awaited<ReturnType<typeof holdIdle>> | undefined;
             try {
-              await sleep(1000);
+              await sleep(settle);
               const rss1 = rssKiB(c.pids());
               h2 = await holdIdle(c.tcp.host, c.tcp.port, idle.count - idleFirst);
-              await sleep(1000);
+              await sleep(settle);
               const rss2 = rssKiB(c.pids());
               const during = await probe();
               const held = h1.report.opened! + h2.report.opened!;
@@ -417,7 +418,7 @@ async function main(): Promise<void> {
               await h2?.close();
               await h1.close();
             }
-            await sleep(1500); // let the proxy close its side
+            await sleep(settle * 1.5); // let the proxy close its side
           });
         } finally {
           cs.splice(0, cs.length, ...saved);
@@ -436,7 +437,17 @@ async function main(): Promise<void> {
       await cleanup();
     }
 
-    if (a.only.has('programming')) {
+    const part = async (name: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (e) {
+        const msg = `${name}: ${(e as Error).message.split('\n')[0]}`;
+        console.error(msg);
+        notes.push(`error: ${msg}`);
+      }
+    };
+
+    if (a.only.has('programming')) await part('programming latency', async () => {
       log('programming latency: loading 1,000 Services × 5 endpoints');
       const r = await benchProgramming({ quick: a.quick });
       const s = summarizeProgramming(r);
@@ -448,9 +459,9 @@ async function main(): Promise<void> {
         { what: 'proxy sync duration during the samples', value: `p50 ${fmt(s.syncP50Ms)} ms · p99 ${fmt(s.syncP99Ms)} ms` },
       );
       log(`programming latency: pod Ready p99 ${fmt(s.podReadyP99Ms)} ms, Service create p99 ${fmt(s.serviceCreateP99Ms)} ms`);
-    }
+    });
 
-    if (a.only.has('startup')) {
+    if (a.only.has('startup')) await part('start-up', async () => {
       log('start-up: kubeloop up -f config/ to the first curl through a ClusterIP');
       const s = await benchStartup(a.quick);
       raw.startup = s;
@@ -459,7 +470,7 @@ async function main(): Promise<void> {
         value: `cold ${fmt(s.coldToFirstCurlMsMedian)} ms · warm ${fmt(s.warmToFirstCurlMsMedian)} ms`,
         reference: 'goal ≤ 1 s',
       });
-    }
+    });
 
     if (a.only.has('dns')) {
       log('DNS: dnsperf against kubeloop, dnsmasq, a naive dns2 server and a bare Node UDP echo');

@@ -16,6 +16,8 @@ export interface LoadResult {
   /** answering pod (the echo image's `pod=` line) → count */
   byPod: Record<string, number>;
   seconds: number;
+  /** failures per second of the run (index = second since the start) */
+  failedPerSecond: number[];
   /** epoch ms of the first and last request sent */
   startedAt: number;
   endedAt: number;
@@ -34,18 +36,22 @@ export async function fixedRateLoad(
   if (!o.host.startsWith('127.')) throw new Error(`load goes to loopback only, not ${o.host}`);
   const { request, Agent } = await import('node:http');
   const agent = o.keepAlive ? new Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 32 }) : false;
-  const res: LoadResult = { total: 0, ok: 0, failed: 0, errors: {}, byPod: {}, seconds: 0, startedAt: Date.now(), endedAt: 0 };
-  const fail = (why: string) => {
+  const res: LoadResult = { total: 0, ok: 0, failed: 0, errors: {}, byPod: {}, seconds: 0, failedPerSecond: [], startedAt: Date.now(), endedAt: 0 };
+  const fail = (why: string, sentAt: number) => {
+    const sec = Math.floor((sentAt - res.startedAt) / 1000);
+    while (res.failedPerSecond.length <= sec) res.failedPerSecond.push(0);
+    res.failedPerSecond[sec]++;
     res.failed++;
     res.errors[why] = (res.errors[why] ?? 0) + 1;
   };
   const one = () =>
     new Promise<void>((resolve) => {
+      const sentAt = Date.now();
       let done = false;
       const finish = (err?: string, pod?: string) => {
         if (done) return;
         done = true;
-        if (err) fail(err);
+        if (err) fail(err, sentAt);
         else {
           res.ok++;
           if (pod) res.byPod[pod] = (res.byPod[pod] ?? 0) + 1;

@@ -10,7 +10,7 @@ import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../agent/runtim
 import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
-import type { Options } from './options.js';
+import { type Options, nodeLayout } from './options.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
@@ -79,7 +79,7 @@ export class Daemon {
       podCidr: o.podCidr,
       nodePortRange: o.nodePortRange,
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
-      hostAddresses: [...new Set([o.nodeIP, splitHostPort(o.apiAddr)[0], splitHostPort(o.dnsAddr)[0]])],
+      hostAddresses: [...new Set([...nodeLayout(o).map((n) => n.ip), splitHostPort(o.apiAddr)[0], splitHostPort(o.dnsAddr)[0]])],
       stateDir: o.stateDir,
       log: this.#log,
     });
@@ -99,6 +99,7 @@ export class Daemon {
       podCidr: o.podCidr,
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
       lbPool: o.disableLoadBalancer ? '' : o.lbPool,
+      stateDir: o.stateDir,
     });
     await controllers.start();
     this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
@@ -123,24 +124,29 @@ export class Daemon {
       this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
     }
 
-    const runtime = new PodRuntime({
-      store,
-      informers,
-      log: this.#log,
-      nodeName: o.nodeName,
-      nodeIP: o.nodeIP,
-      podCidr: o.podCidr,
-      stateDir: o.stateDir,
-      images,
-      backoff: { initialMs: o.backoffInitialMs, maxMs: o.backoffMaxMs },
-      stopGraceMs: o.stopGraceMs,
-      extraEnv: {
-        ...(this.#dns ? { KUBELOOP_DNS: `${dnsHost}:${this.#dns.port}` } : {}),
-        KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain,
-      },
-    });
-    await runtime.start();
-    this.#started.push({ name: 'pod runtime', stop: () => runtime.stop() });
+    // one node agent per simulated node (--nodes), each with its IP and pod CIDR slice; stopped together
+    const runtimes: PodRuntime[] = [];
+    this.#started.push({ name: 'pod runtimes', stop: async () => void (await Promise.all(runtimes.map((r) => r.stop()))) });
+    for (const node of nodeLayout(o)) {
+      const runtime = new PodRuntime({
+        store,
+        informers,
+        log: this.#log,
+        nodeName: node.name,
+        nodeIP: node.ip,
+        podCidr: node.podCidr,
+        stateDir: o.stateDir,
+        images,
+        backoff: { initialMs: o.backoffInitialMs, maxMs: o.backoffMaxMs },
+        stopGraceMs: o.stopGraceMs,
+        extraEnv: {
+          ...(this.#dns ? { KUBELOOP_DNS: `${dnsHost}:${this.#dns.port}` } : {}),
+          KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain,
+        },
+      });
+      runtimes.push(runtime);
+      await runtime.start();
+    }
 
     const proxy = new Proxy({
       informers,

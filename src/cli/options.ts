@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, parseCidr } from '../util/cidr.js';
+import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
@@ -18,6 +18,8 @@ export interface Options {
   disableLoadBalancer: boolean;
   nodeName: string;
   nodeIP: string;
+  /** simulated nodes (`--nodes`): each a Node object with its own loopback IP and pod CIDR slice; see `nodeLayout` */
+  nodes: number;
   logLevel: string;
   udpTimeoutMs: number;
   dnsAddr: string;
@@ -61,6 +63,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'disable-load-balancer', key: 'disableLoadBalancer', kind: 'bool', help: 'no load-balancer provider: LoadBalancer Services work as NodePort and their status stays pending' },
   { name: 'node-name', key: 'nodeName', kind: 'string', arg: 'NAME', help: 'name of this node' },
   { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address, a loopback IP" },
+  { name: 'nodes', key: 'nodes', kind: 'int', arg: 'N', help: 'simulated nodes (1-64): node-1..node-N at --node-ip, then the next /24 (127.0.1.1, 127.0.2.1, ...), each with an equal slice of --pod-cidr; NodePorts open on every node IP unless --nodeport-addresses is given' },
   { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
   { name: 'dns-addr', key: 'dnsAddr', kind: 'string', arg: 'IP:PORT', help: 'cluster DNS, UDP and TCP' },
   { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
@@ -88,6 +91,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   disableLoadBalancer: false,
   nodeName: 'node-1',
   nodeIP: '127.0.0.1',
+  nodes: 1,
   logLevel: 'info',
   udpTimeoutMs: 250,
   dnsAddr: '127.0.0.1:1053',
@@ -249,11 +253,59 @@ function checkHostPort(flag: string, text: string, problems: string[]): void {
   }
 }
 
+export interface NodeLayout {
+  name: string;
+  ip: string;
+  /** this node's slice of --pod-cidr (spec.podCIDR) */
+  podCidr: string;
+}
+
+export const MAX_NODES = 64;
+
+/**
+ * The simulated nodes of `--nodes N`: the first is --node-name at --node-ip with all of
+ * --pod-cidr when N is 1; otherwise `<base>-<k>` names counting on from --node-name's number
+ * (node-1, node-2, ...), IPs +1 in the third octet (127.0.0.1, 127.0.1.1, ...), and --pod-cidr
+ * cut into the smallest power of two ≥ N equal slices. Throws with the flag to fix.
+ */
+export function nodeLayout(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'podCidr'>): NodeLayout[] {
+  const n = o.nodes;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_NODES) throw new Error(`--nodes ${n}: give a whole number from 1 to ${MAX_NODES}`);
+  const pod = parseCidr(o.podCidr);
+  if (n === 1) return [{ name: o.nodeName, ip: o.nodeIP, podCidr: pod.text }];
+  const bits = pod.bits + Math.ceil(Math.log2(n));
+  if (bits > 30) throw new Error(`--pod-cidr ${o.podCidr} is too small for ${n} nodes: each needs at least a /30; use a larger range, e.g. 127.244.0.0/16`);
+  const size = 2 ** (32 - bits);
+  const ip0 = ipToNumber(o.nodeIP);
+  if (ip0 === undefined) throw new Error(`--node-ip "${o.nodeIP}": must be a loopback IPv4 address, e.g. 127.0.0.1`);
+  const m = /^(.*)-(\d+)$/.exec(o.nodeName);
+  const out: NodeLayout[] = [];
+  for (let i = 0; i < n; i++) {
+    const ipN = ip0 + i * 256;
+    const ip = numberToIp(ipN);
+    if (!isLoopback(ip) || ipN > 0x7fffffff) throw new Error(`--nodes ${n} with --node-ip ${o.nodeIP}: node ${i + 1} would be ${ip}, outside 127.0.0.0/8; pick a lower --node-ip`);
+    const name = i === 0 ? o.nodeName : m ? `${m[1]}-${Number(m[2]) + i}` : `${o.nodeName}-${i + 1}`;
+    out.push({ name, ip, podCidr: `${numberToIp(pod.base + i * size)}/${bits}` });
+  }
+  return out;
+}
+
 /** Validates the whole result at once; every problem is reported, naming its flag. */
 export function validate(o: Options): string[] {
   const problems: string[] = [];
   const svc = checkLoopbackCidr('service-cidr', o.serviceCidr, problems);
   const pod = checkLoopbackCidr('pod-cidr', o.podCidr, problems);
+  let layout: NodeLayout[] = [];
+  // a bad --pod-cidr or --node-ip is reported once, by its own check
+  if (pod && ipToNumber(o.nodeIP) !== undefined) {
+    try {
+      layout = nodeLayout(o);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  } else if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > MAX_NODES) {
+    problems.push(`--nodes ${o.nodes}: give a whole number from 1 to ${MAX_NODES}`);
+  }
   if (svc && pod && cidrsOverlap(svc, pod)) {
     problems.push(`--service-cidr ${o.serviceCidr} and --pod-cidr ${o.podCidr} overlap: choose disjoint ranges`);
   }
@@ -261,8 +313,15 @@ export function validate(o: Options): string[] {
   for (const [flag, c] of [['service-cidr', svc], ['pod-cidr', pod]] as const) {
     if (lb && c && cidrsOverlap(lb, c)) problems.push(`--lb-pool ${o.lbPool} and --${flag} ${c.text} overlap: choose disjoint ranges`);
   }
-  for (const ip of new Set([o.nodeIP, ...o.nodePortAddresses])) {
+  for (const ip of new Set([o.nodeIP, ...layout.map((l) => l.ip), ...o.nodePortAddresses])) {
     if (lb && cidrContains(lb, ip)) problems.push(`--lb-pool ${o.lbPool} contains the node address ${ip}: choose a range without it`);
+  }
+  if (layout.length > 1) {
+    for (const l of layout) {
+      for (const [flag, c] of [['service-cidr', svc], ['pod-cidr', pod]] as const) {
+        if (c && cidrContains(c, l.ip)) problems.push(`--nodes ${o.nodes}: node IP ${l.ip} (${l.name}) falls inside --${flag} ${c.text}; pick another --node-ip`);
+      }
+    }
   }
   try {
     parsePortRange(o.nodePortRange);
@@ -308,6 +367,14 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const fromFile = config ? readConfigFile(resolve(cwd, config), problems) : {};
   const envState = env.KUBELOOP_STATE_DIR ? { stateDir: env.KUBELOOP_STATE_DIR } : {};
   const merged: Options = { ...DEFAULTS, ...envState, ...fromFile, ...values };
+  if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
+    // several nodes: NodePorts open on each node's IP, as kube-proxy on every node does
+    try {
+      merged.nodePortAddresses = nodeLayout(merged).map((l) => l.ip);
+    } catch {
+      // reported by validate
+    }
+  }
   problems.push(...validate(merged));
   if (problems.length) throw new OptionsError(problems);
   return Object.freeze({

@@ -307,8 +307,9 @@ class JobSync {
     // 2. let them go, 3. count those that let go
     const byUid = new Map(this.#pods.map((p) => [p.metadata.uid, p]));
     await Promise.all([...known].map((uid) => byUid.get(uid)).filter((p): p is P => !!p && hasTracking(p)).map((p) => this.#c.dropFinalizer(p)));
-    status.succeeded = (status.succeeded ?? 0) + uncounted.succeeded.length;
-    status.failed = (status.failed ?? 0) + uncounted.failed.length;
+    // upstream omits zero counts
+    status.succeeded = (status.succeeded ?? 0) + uncounted.succeeded.length || undefined;
+    status.failed = (status.failed ?? 0) + uncounted.failed.length || undefined;
     status.uncountedTerminatedPods = {};
 
     const active = this.#pods.filter((p) => !podFinished(p) && !isTerminating(p));

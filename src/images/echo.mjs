@@ -127,9 +127,11 @@ function send(res, code, type, body) {
 
 /**
  * Closing an idle kept-alive connection races a client that picks it for its next request at
- * that instant (HTTP/1.1 has no clean way out). Right after SIGTERM clients move their load off
- * the connections answered with `Connection: close` onto their idle ones, so those are left
- * alone for a while: any that is used gets `Connection: close` instead; the rest are truly idle.
+ * that instant (HTTP/1.1 has no clean way out; RFC 9112 §9.3.1 lets clients retry). Right after
+ * SIGTERM clients move their load off the connections answered with `Connection: close` onto
+ * their idle ones, so those are left alone for a while: any that is used gets
+ * `Connection: close` instead; the rest are truly idle, and they are closed one at a time so
+ * that a burst of client requests meets at most one closing connection.
  */
 const IDLE_CLOSE_MS = 1000;
 const DRAIN_MAX_MS = 10_000;
@@ -139,7 +141,7 @@ const servers = [];
 /** @type {dgram.Socket[]} */
 const udpSockets = [];
 /** per open connection: requests in progress and since when it is idle */
-/** @type {Map<import('node:net').Socket, { busy: number, idleSince: number }>} */
+/** @type {Map<import('node:net').Socket, { busy: number, idleSince: number, closing?: boolean }>} */
 const conns = new Map();
 let draining = false;
 
@@ -168,9 +170,14 @@ function drain(sig) {
   const started = Date.now();
   const sweep = setInterval(() => {
     const now = Date.now();
+    const late = now - started >= DRAIN_MAX_MS;
     for (const [sock, c] of conns) {
-      const idleFor = now - Math.max(c.idleSince, started);
-      if (c.busy === 0 && (idleFor >= IDLE_CLOSE_MS || now - started >= DRAIN_MAX_MS)) sock.end();
+      if (c.busy > 0 || c.closing) continue;
+      if (late || now - Math.max(c.idleSince, started) >= IDLE_CLOSE_MS) {
+        c.closing = true;
+        sock.end();
+        if (!late) break;
+      }
     }
     if (now - started >= DRAIN_MAX_MS + 1000) exit();
   }, 50);
