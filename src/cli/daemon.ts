@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Deployment, Endpoints, Pod, ReplicaSet, Service, Stored } from '../api/types.js';
 import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
 import { InformerFactory } from '../store/informer.js';
+import { EventRecorder } from '../store/events.js';
 import { ControllerManager } from '../controllers/index.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../agent/runtime/index.js';
 import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
@@ -33,6 +34,7 @@ export class Daemon {
   #store: ClosableStore | undefined;
   #informers: InformerFactory | undefined;
   #proxy: Proxy | undefined;
+  #proxyEvents: EventRecorder | undefined;
   #dns: DnsServer | undefined;
   #api: ApiServer | undefined;
   #metrics: MetricsServer | undefined;
@@ -148,12 +150,15 @@ export class Daemon {
       await runtime.start();
     }
 
+    const proxyEvents = new EventRecorder({ store, log: this.#log, component: 'kube-proxy', host: o.nodeName });
+    this.#proxyEvents = proxyEvents;
+    this.#started.push({ name: 'proxy events', stop: () => proxyEvents.close() });
     const proxy = new Proxy({
       informers,
       log: this.#log,
       nodeAddresses: [...o.nodePortAddresses],
       udpIdleTimeoutMs: o.udpTimeoutMs,
-      onListenerError: (svc, address, port, err) => this.#listenerFailed(svc, address, port, err),
+      onListenerError: (svc, _address, _port, err) => this.#listenerFailed(svc, err),
     });
     await proxy.start();
     this.#proxy = proxy;
@@ -271,27 +276,11 @@ export class Daemon {
     return this.#stopping;
   }
 
-  #listenerFailed(svc: string, address: string, port: number, err: Error): void {
+  #listenerFailed(svc: string, err: Error): void {
     const [ns, name] = svc.split('/');
-    const store = this.#store;
-    if (!store) return;
-    void store
-      .create({
-        apiVersion: 'v1',
-        kind: 'Event',
-        // a generateName prefix may not end with '.' (it must be a valid name prefix)
-        metadata: { generateName: `${name}-`, namespace: ns },
-        involvedObject: { apiVersion: 'v1', kind: 'Service', namespace: ns, name },
-        reason: 'FailedToBind',
-        // names the portal, the cause and the fix (see the proxy's bindErrorMessage)
-        message: err.message,
-        type: 'Warning',
-        source: { component: 'kubeloop-proxy' },
-        firstTimestamp: new Date().toISOString(),
-        lastTimestamp: new Date().toISOString(),
-        count: 1,
-      })
-      .catch((e: unknown) => this.#log.warn({ err: e, svc, address, port }, 'cannot record the FailedToBind event'));
+    const obj = this.#informers?.for<Service>('Service').get(ns, name);
+    // the message names the portal, the cause and the fix (the proxy's bindErrorMessage)
+    if (obj) this.#proxyEvents?.event(obj, 'Warning', 'FailedToBind', err.message);
   }
 
   /** One daemon per state dir: a second one would fight over pods and the snapshot. */

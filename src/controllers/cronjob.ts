@@ -5,7 +5,7 @@ import type { CronJob, Job, Mutable, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
-import { type EventRecorder, rfc3339 } from './events.js';
+import { type EventRecorder, rfc3339 } from '../store/events.js';
 import { canonicalJson } from './names.js';
 import { NamespaceIndex } from './ns-index.js';
 import { controllerRef, isTerminating, ownerRefFor, splitKey } from './pod-util.js';

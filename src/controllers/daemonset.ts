@@ -7,7 +7,7 @@ import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { claimPods } from './claim.js';
 import { scaledValue } from './deployment-util.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { Expectations } from './expectations.js';
 import { CONTROLLER_REVISION_HASH, History } from './history.js';
 import { canonicalJson, generateName } from './names.js';

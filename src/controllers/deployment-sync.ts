@@ -4,7 +4,7 @@ import type { Deployment, LabelSelector, Mutable, ReplicaSet } from '../api/type
 import { clone } from '../api/types.js';
 import type { Store } from '../store/types.js';
 import { getCondition } from './conditions.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { canonicalJson } from './names.js';
 import { controllerRef, isTerminating, ownerRefFor } from './pod-util.js';
 import type { ReconcileResult } from './runner.js';

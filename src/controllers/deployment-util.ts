@@ -2,7 +2,7 @@
 import type { Deployment, Mutable, PodTemplateSpec, ReplicaSet, Stored } from '../api/types.js';
 import { clone } from '../api/types.js';
 import type { Selector } from '../api/labels.js';
-import { rfc3339 } from './events.js';
+import { rfc3339 } from '../store/events.js';
 import { canonicalJson, fnv1a32, safeEncode } from './names.js';
 import { workloadSelector } from './pod-util.js';
 import { getCondition } from './conditions.js';

@@ -6,7 +6,7 @@ import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { DeploymentSync } from './deployment-sync.js';
 import { type D, type RS, selectorOf } from './deployment-util.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { NamespaceIndex } from './ns-index.js';
 import { controllerRef, isTerminating, ownerRefFor, splitKey } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';

@@ -3,7 +3,7 @@ import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { DeploymentController } from './deployment.js';
 import { EndpointsController } from './endpoints.js';
-import { EventRecorder } from './events.js';
+import { EventRecorder } from '../store/events.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { LoadBalancerController } from './load-balancer.js';
 import { ReplicaSetController } from './replicaset.js';
@@ -16,7 +16,7 @@ import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
-export { EventRecorder } from './events.js';
+export { EventRecorder } from '../store/events.js';
 export { type Clock, wallClock } from './cronjob.js';
 export { claimDirectory } from './pvc.js';
 

@@ -6,7 +6,7 @@ import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { IpAllocator } from '../util/allocator.js';
 import { type Cidr, parseCidr } from '../util/cidr.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { type ReconcileContext, Runner } from './runner.js';
 
 export interface LoadBalancerControllerOptions {

@@ -5,7 +5,7 @@ import type { Mutable, PersistentVolumeClaim, Pod, Stored } from '../api/types.j
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { NamespaceIndex } from './ns-index.js';
 import { isTerminating, splitKey } from './pod-util.js';
 import { type ReconcileContext, Runner } from './runner.js';

@@ -6,7 +6,7 @@ import { clone, keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { setCondition, removeCondition, type StatusCondition } from './conditions.js';
-import { type EventRecorder, rfc3339 } from './events.js';
+import { type EventRecorder, rfc3339 } from '../store/events.js';
 import { Expectations } from './expectations.js';
 import { canonicalJson, generateName } from './names.js';
 import { NamespaceIndex } from './ns-index.js';

@@ -4,7 +4,7 @@ import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { type StatusCondition, setCondition } from './conditions.js';
-import { type EventRecorder, rfc3339 } from './events.js';
+import { type EventRecorder, rfc3339 } from '../store/events.js';
 import { isTerminating, podCondition } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 

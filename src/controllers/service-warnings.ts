@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Endpoints, Service } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { type ReconcileContext, Runner } from './runner.js';
 
 export interface ServiceWarningsOptions {

@@ -15,7 +15,7 @@ import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { claimPods } from './claim.js';
-import type { EventRecorder } from './events.js';
+import type { EventRecorder } from '../store/events.js';
 import { CONTROLLER_REVISION_HASH, History, type Revision, revisionTemplate } from './history.js';
 import { canonicalJson } from './names.js';
 import { NamespaceIndex } from './ns-index.js';

@@ -6,7 +6,7 @@ import type { ContainerState } from 'kubernetes-types/core/v1.js';
 import { type Backoff, formatDuration } from '../../util/backoff.js';
 import { EnvError, type EnvSources, containerEnv, expand } from './env.js';
 import { type ImageEntry, type ImageTable, resolveContainer } from './images.js';
-import type { PodEvents } from './events.js';
+import type { EventRecorder } from '../../store/events.js';
 import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
 import { type Exit, GroupProcess } from './process.js';
 import { timestamp } from './status.js';
@@ -31,7 +31,7 @@ export interface ContainerDeps {
   /** absolute state dir: claims live in `<stateDir>/volumes/<ns>/<claim>` */
   stateDir: string;
   claim(namespace: string, name: string): PersistentVolumeClaim | undefined;
-  events: PodEvents;
+  events: EventRecorder;
 }
 
 /** What a container needs from its pod. */

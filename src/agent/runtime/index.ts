@@ -8,7 +8,7 @@ import { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
 import type { Informer, InformerFactory } from '../../store/informer.js';
 import { EndpointsGate } from './endpoints-gate.js';
-import { PodEvents } from './events.js';
+import { EventRecorder } from '../../store/events.js';
 import type { ImageTable } from './images.js';
 import { registerNode, setNodeStatus } from './node.js';
 import { type PodDeps, PodWorker } from './pod.js';
@@ -60,7 +60,7 @@ export class PodRuntime {
   #stopping: Promise<void> | undefined;
   readonly #pending = new Set<Promise<void>>();
   readonly #gate: EndpointsGate;
-  readonly #events: PodEvents;
+  readonly #events: EventRecorder;
   readonly #endpoints: Informer<Endpoints>;
   readonly #claims: Informer<PersistentVolumeClaim>;
 
@@ -79,7 +79,7 @@ export class PodRuntime {
     this.#endpoints = o.informers.for<Endpoints>('Endpoints');
     this.#claims = o.informers.for<PersistentVolumeClaim>('PersistentVolumeClaim');
     this.#gate = new EndpointsGate(this.#endpoints);
-    this.#events = new PodEvents({ store: o.store, log: this.#log, nodeName: o.nodeName });
+    this.#events = new EventRecorder({ store: o.store, log: this.#log, component: 'kubelet', host: o.nodeName });
   }
 
   /** Idempotent. Registers the Node, then runs the pods already bound to it. */

@@ -1,15 +1,17 @@
 import type { Logger } from 'pino';
 import type { Event, KObject } from '../api/types.js';
 import { isApiError } from '../api/errors.js';
-import type { Store } from '../store/types.js';
+import type { Store } from './types.js';
 
 export type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorderOptions {
   store: Store;
   log: Logger;
-  /** `source.component` / `reportingComponent`, e.g. `replicaset-controller` */
+  /** `source.component` / `reportingComponent`, e.g. `replicaset-controller` or `kubelet` */
   component: string;
+  /** `source.host` / `reportingInstance` (the node, for the kubelet's events) */
+  host?: string;
   /** token bucket: events written at most `burst` at once, refilled at `perSecond` */
   burst?: number;
   perSecond?: number;
@@ -36,6 +38,7 @@ export class EventRecorder {
   readonly #store: Store;
   readonly #log: Logger;
   readonly #component: string;
+  readonly #host: string | undefined;
   readonly #burst: number;
   readonly #perSecond: number;
   #tokens: number;
@@ -47,19 +50,21 @@ export class EventRecorder {
   constructor(opts: EventRecorderOptions) {
     this.#store = opts.store;
     this.#component = opts.component;
+    this.#host = opts.host;
     this.#log = opts.log.child({ component: 'events', source: opts.component });
     this.#burst = opts.burst ?? 50;
     this.#perSecond = opts.perSecond ?? 10;
     this.#tokens = this.#burst;
   }
 
-  event(obj: KObject, type: EventType, reason: string, message: string): void {
+  /** `fieldPath` names the part of the object, e.g. `spec.containers{web}` for a container. */
+  event(obj: KObject, type: EventType, reason: string, message: string, fieldPath?: string): void {
     if (this.#closed || !obj.metadata?.name) return;
     if (!this.#take()) {
       this.#log.debug({ reason, obj: `${obj.kind}/${obj.metadata.name}` }, 'event dropped: rate bound reached');
       return;
     }
-    const p = this.#write(obj, type, reason, message).catch((err: unknown) => {
+    const p = this.#write(obj, type, reason, message, fieldPath).catch((err: unknown) => {
       this.#log.debug({ err: (err as Error).message, reason }, 'event not written');
     });
     this.#pending.add(p);
@@ -81,10 +86,10 @@ export class EventRecorder {
     return true;
   }
 
-  async #write(obj: KObject, type: EventType, reason: string, message: string): Promise<void> {
+  async #write(obj: KObject, type: EventType, reason: string, message: string, fieldPath: string | undefined): Promise<void> {
     const md = obj.metadata!;
     const namespace = md.namespace || 'default';
-    const aggKey = JSON.stringify([obj.kind, namespace, md.name, md.uid, type, reason, message]);
+    const aggKey = JSON.stringify([obj.kind, namespace, md.name, md.uid, type, reason, message, fieldPath]);
     const now = new Date();
     const ts = rfc3339(now);
     const seen = this.#seen.get(aggKey);
@@ -110,6 +115,7 @@ export class EventRecorder {
         name: md.name,
         uid: md.uid,
         resourceVersion: md.resourceVersion,
+        ...(fieldPath ? { fieldPath } : {}),
       },
       reason,
       message,
@@ -117,9 +123,9 @@ export class EventRecorder {
       count: 1,
       firstTimestamp: ts,
       lastTimestamp: ts,
-      source: { component: this.#component },
+      source: { component: this.#component, ...(this.#host ? { host: this.#host } : {}) },
       reportingComponent: this.#component,
-      reportingInstance: this.#component,
+      reportingInstance: this.#host ?? this.#component,
     };
     try {
       await this.#store.create(ev);
