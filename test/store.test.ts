@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEmbeddedStore } from '../src/store/embedded.js';
 import { Informer } from '../src/store/informer.js';
-import type { ConfigMap, Mutable, Pod, Service } from '../src/api/types.js';
+import type { ConfigMap, Job, Mutable, Pod, Service } from '../src/api/types.js';
 import type { WatchEvent } from '../src/store/types.js';
 
 const cm = (name: string, data: Record<string, string> = {}, labels?: Record<string, string>): ConfigMap => ({
@@ -191,4 +191,19 @@ t.test('Foreground deletion keeps the owner until its finalizer goes; Orphan fre
   await store.create({ ...cm('dep2'), metadata: { name: 'dep2', namespace: 'default', ownerReferences: [{ ...ref, name: 'owner2', uid: o2.metadata.uid }] } });
   await store.delete('ConfigMap', 'default', 'owner2', { propagationPolicy: 'Orphan' });
   t.notOk((await store.get('ConfigMap', 'default', 'dep2')).metadata.ownerReferences, 'dependent orphaned');
+});
+
+t.test('a Job gets a selector on its own uid, and its template the matching labels', async (t) => {
+  const store = await createEmbeddedStore();
+  t.teardown(() => store.close());
+  const job = await store.create<Job>({
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: 'hello' },
+    spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'busybox' }] } } },
+  });
+  const uid = job.metadata.uid;
+  t.same(job.spec?.selector, { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } });
+  t.equal(job.spec?.template.metadata?.labels?.['batch.kubernetes.io/job-name'], 'hello');
+  t.equal(job.spec?.template.metadata?.labels?.['controller-uid'], uid);
 });

@@ -176,6 +176,8 @@ export class ObjectStore implements Store {
     const key = objectKey(meta.namespace, name);
     if (this.#bucket(info.kind).has(key)) throw alreadyExists(info.plural, name);
     if (info.hasStatus) delete (obj as { status?: unknown }).status;
+    // the uid exists before defaulting: a Job's generated selector is built from it
+    (meta as Mutable<ObjectMeta>).uid = randomUUID();
     this.#strategies.prepare(obj);
     const errs = this.#strategies.validate(obj);
     if (errs.length) throw invalidObject(info.kind, name, errs);
@@ -420,7 +422,7 @@ export class ObjectStore implements Store {
       }
       if (!isDeepStrictEqual(specOf(obj), specOf(old))) m.generation = (old.metadata.generation ?? 1) + 1;
     } else {
-      m.uid = randomUUID();
+      m.uid ||= randomUUID();
       m.creationTimestamp = now();
       m.generation = 1;
     }

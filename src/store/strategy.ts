@@ -1,4 +1,4 @@
-import type { Endpoints, KObject, Mutable, Namespace, Pod, Service } from '../api/types.js';
+import type { Endpoints, Job, KObject, Mutable, Namespace, Pod, Service } from '../api/types.js';
 import type { FieldError } from '../api/field.js';
 import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
@@ -40,6 +40,7 @@ export class Strategies {
     if (!old && obj.kind === 'Namespace') {
       (obj as Mutable<Namespace>).status = { phase: 'Active' };
     }
+    if (!old && obj.kind === 'Job') generateJobSelector(obj as Mutable<Job>);
     if (!old && obj.kind === 'Pod') {
       const pod = obj as Pod;
       (pod as Mutable<Pod>).status = { phase: 'Pending', qosClass: 'BestEffort' };
@@ -78,4 +79,25 @@ function clusterAddressAt(ep: Endpoints, field: string, podCidr: Cidr, hosts: re
   if (!m) return false;
   const addr = ep.subsets?.[Number(m[1])]?.[m[2] as 'addresses' | 'notReadyAddresses']?.[Number(m[3])];
   return addr !== undefined && (cidrContains(podCidr, addr.ip) || hosts.includes(addr.ip));
+}
+
+/**
+ * As upstream's Job strategy: unless `spec.manualSelector`, a Job selects its pods by its own uid
+ * (`batch.kubernetes.io/controller-uid`), and its template carries that label and the job name,
+ * so `kubectl logs job/x` and selectors find exactly its pods.
+ */
+function generateJobSelector(job: Mutable<Job>): void {
+  const uid = job.metadata?.uid;
+  const spec = job.spec;
+  if (!uid || !spec || spec.manualSelector) return;
+  const name = job.metadata?.name ?? '';
+  spec.selector = { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } };
+  const tmeta = (spec.template.metadata ??= {});
+  tmeta.labels = {
+    ...tmeta.labels,
+    'batch.kubernetes.io/controller-uid': uid,
+    'batch.kubernetes.io/job-name': name,
+    'controller-uid': uid,
+    'job-name': name,
+  };
 }
