@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Deployment, Endpoints, Pod, ReplicaSet, Service, Stored } from '../api/types.js';
+import type { DaemonSet, Deployment, Endpoints, Pod, ReplicaSet, Service, StatefulSet, Stored } from '../api/types.js';
 import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
 import { InformerFactory } from '../store/informer.js';
 import { EventRecorder } from '../store/events.js';
@@ -91,7 +91,7 @@ export class Daemon {
     const informers = new InformerFactory(store);
     this.#informers = informers;
     this.#started.push({ name: 'informers', stop: () => informers.stop() });
-    for (const kind of ['Service', 'Endpoints', 'Pod', 'Node', 'ReplicaSet', 'Deployment']) informers.for(kind);
+    for (const kind of ['Service', 'Endpoints', 'Pod', 'Node', 'ReplicaSet', 'Deployment', 'StatefulSet', 'DaemonSet']) informers.for(kind);
     await informers.start();
 
     const controllers = new ControllerManager({
@@ -226,6 +226,14 @@ export class Daemon {
       for (const rs of inf.for<ReplicaSet>('ReplicaSet').list()) {
         const want = rs.spec?.replicas ?? 1;
         if ((rs.status?.readyReplicas ?? 0) < want && !podsStuck(inf.for<Pod>('Pod').list(), rs.metadata.namespace)) return false;
+      }
+      for (const ss of inf.for<StatefulSet>('StatefulSet').list()) {
+        const want = ss.spec?.replicas ?? 1;
+        if ((ss.status?.readyReplicas ?? 0) < want && !podsStuck(inf.for<Pod>('Pod').list(), ss.metadata.namespace)) return false;
+      }
+      for (const ds of inf.for<DaemonSet>('DaemonSet').list()) {
+        if ((ds.status?.observedGeneration ?? 0) < (ds.metadata.generation ?? 0)) return false;
+        if ((ds.status?.numberReady ?? 0) < (ds.status?.desiredNumberScheduled ?? 0) && !podsStuck(inf.for<Pod>('Pod').list(), ds.metadata.namespace)) return false;
       }
       for (const p of inf.for<Pod>('Pod').list()) {
         if (p.metadata.deletionTimestamp) continue;
