@@ -3,7 +3,12 @@
  * to list 10,000 objects. `node --import tsx bench/store.ts [--quick]`
  */
 import { performance } from 'node:perf_hooks';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import pino from 'pino';
 import { createEmbeddedStore } from '../src/store/embedded.js';
+import { InformerFactory } from '../src/store/informer.js';
+import { ApiServer } from '../src/server/index.js';
 import type { ConfigMap } from '../src/api/types.js';
 
 const median = (xs: number[]): number => {
@@ -18,6 +23,7 @@ export async function benchStore(quick = false): Promise<Record<string, number>>
   const updateRates: number[] = [];
   const listMs: number[] = [];
   const selectorListMs: number[] = [];
+  const apiListMs: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const store = await createEmbeddedStore();
     const obj = (i: number): ConfigMap => ({
@@ -47,6 +53,16 @@ export async function benchStore(quick = false): Promise<Record<string, number>>
       await store.list('ConfigMap', { labelSelector: 'app=a3,tier=bench' });
       selectorListMs.push(performance.now() - t0);
     }
+    // the same list as kubectl gets it: over HTTP from the API server, as JSON
+    const api = new ApiServer({ store, informers: new InformerFactory(store), log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: tmpdir() });
+    await api.start();
+    for (let k = 0; k < 3; k++) {
+      t0 = performance.now();
+      const bytes = await getBytes(`${api.url}/api/v1/namespaces/default/configmaps`);
+      apiListMs.push(performance.now() - t0);
+      if (bytes < n * 200) throw new Error(`API list too short: ${bytes} bytes`);
+    }
+    await api.stop();
     await store.flush();
     await store.close();
   }
@@ -57,7 +73,21 @@ export async function benchStore(quick = false): Promise<Record<string, number>>
     listAllMsMedian: Number(median(listMs).toFixed(2)),
     listAllMsMax: Number(Math.max(...listMs).toFixed(2)),
     listSelectorMsMedian: Number(median(selectorListMs).toFixed(2)),
+    apiListJsonMsMedian: Number(median(apiListMs).toFixed(1)),
   };
+}
+
+function getBytes(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
