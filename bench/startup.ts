@@ -37,7 +37,7 @@ async function runOnce(stateDir: string, knownUrl?: string): Promise<Run> {
   const proc = spawn(
     process.execPath,
     [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', 'config/', '--state-dir', stateDir,
-      '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--nodeport-addresses', '127.0.77.1', '--log-level', 'warn',
+      '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--nodeport-addresses', '127.0.77.1', '--log-level', process.env.KUBELOOP_BENCH_LOG ?? 'warn',
       '--service-cidr', '127.177.0.0/16', '--pod-cidr', '127.178.0.0/16', '--lb-pool', '127.179.0.0/16'],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );

@@ -50,15 +50,10 @@ export class GarbageCollector {
   constructor(opts: GarbageCollectorOptions) {
     this.#store = opts.store;
     for (const info of KINDS) {
-      if (UNWATCHED.has(info.kind)) continue;
-      const inf = opts.informers.for(info.kind);
-      this.#informers.set(info.kind, inf);
-      inf.addHandler({
-        onAdd: (o) => this.#observe(o, undefined),
-        onUpdate: (old, o) => this.#observe(o, old),
-        onDelete: (o) => this.#forget(o),
-      });
+      if (!UNWATCHED.has(info.kind)) this.#informers.set(info.kind, opts.informers.for(info.kind));
     }
+    // the runner exists before any handler: an informer that has synced already replays its
+    // objects into a new handler at once
     this.runner = new Runner({
       name: 'garbage-collector',
       reconciler: this,
@@ -66,6 +61,13 @@ export class GarbageCollector {
       informers: [...this.#informers.values()],
       workers: opts.workers ?? 4,
     });
+    for (const inf of this.#informers.values()) {
+      inf.addHandler({
+        onAdd: (o) => this.#observe(o, undefined),
+        onUpdate: (old, o) => this.#observe(o, old),
+        onDelete: (o) => this.#forget(o),
+      });
+    }
   }
 
   start(): Promise<void> {
