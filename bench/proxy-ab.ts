@@ -42,7 +42,13 @@ async function serve(argv: string[]): Promise<void> {
     listeners.push(l);
   }
   process.stdout.write('ready\n');
-  const stop = () => void Promise.all(listeners.map((l) => l.destroy())).then(() => process.exit(0));
+  const stop = () => {
+    setTimeout(() => {
+      console.error('serve: connections did not end within 3 s of SIGTERM');
+      process.exit(1);
+    }, 3000).unref();
+    void Promise.all(listeners.map((l) => l.destroy())).then(() => process.exit(0));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

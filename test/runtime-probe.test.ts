@@ -108,3 +108,22 @@ t.test('prober: startup gates readiness; liveness reports after failureThreshold
   await waitFor(() => events.includes('failed:liveness'), 4000, 'liveness failure');
   t.same(events, ['started', 'ready=true', 'failed:liveness']);
 });
+
+t.test('readiness is peeked until its first success: a late server is Ready long before periodSeconds', async (t) => {
+  let ready: boolean | undefined;
+  let failures = 0;
+  const prober = new ContainerProber(target({ readinessProbe: { tcpSocket: { port: 18093 }, periodSeconds: 60 } }), {
+    onStarted: () => undefined,
+    onReady: (r) => (ready = r),
+    onProbeFailure: () => failures++,
+    onFailed: () => undefined,
+  });
+  t.teardown(() => prober.stop());
+  prober.start();
+  // the server comes up after the first (regular, failing) probe; the next regular one is 60 s away
+  await new Promise((r) => setTimeout(r, 150));
+  await listen(t, net.createServer((s) => s.end()), 18093);
+  await waitFor(() => ready === true, 10_000, 'ready through a peek, not the 60 s period');
+  t.equal(ready, true);
+  t.equal(failures, 1, 'only the regular probe reported its failure; peeks are silent');
+});

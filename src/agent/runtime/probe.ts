@@ -253,7 +253,8 @@ export interface ProberEvents {
  * The probes of one container run (from its start to its exit), as the kubelet's prober
  * workers: each probe ticks every periodSeconds after initialDelaySeconds; a result changes
  * after successThreshold/failureThreshold equal results in a row; readiness starts as failed,
- * liveness as passed; liveness and readiness wait for the startup probe.
+ * liveness as passed; liveness and readiness wait for the startup probe. Unlike the kubelet,
+ * readiness is also peeked at a growing short interval until its first success (see #worker).
  */
 export class ContainerProber {
   readonly #target: ProbeTarget;
@@ -330,5 +331,28 @@ export class ContainerProber {
       this.#after(timing.periodSeconds * 1000, () => void tick());
     };
     this.#after(timing.initialDelaySeconds * 1000, () => void tick());
+    if (kind === 'readiness' && timing.successThreshold === 1) {
+      // Until the first success, readiness is also peeked at 50 ms, 100 ms, 200 ms, … (below
+      // periodSeconds), so a pod joins its Endpoints as soon as it serves instead of a whole
+      // period later. Peek failures are neither counted nor reported: the regular ticks do that.
+      let delay = 50;
+      const peek = async (): Promise<void> => {
+        if (result || this.#stopped) return;
+        if (this.#started) {
+          const r = await runProbe(probe, this.#target, this.#abort.signal);
+          if (this.#stopped || result) return;
+          if (r.ok) {
+            result = true;
+            lastRaw = true;
+            run = 1;
+            this.#events.onReady(true);
+            return;
+          }
+        }
+        delay *= 2;
+        if (delay < timing.periodSeconds * 1000) this.#after(delay, () => void peek());
+      };
+      this.#after(timing.initialDelaySeconds * 1000 + delay, () => void peek());
+    }
   }
 }
