@@ -63,7 +63,10 @@ export async function startDaemon(args: string[], opts: { timeoutMs?: number } =
   };
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   while (!out.includes('kubeloop is running')) {
-    if (proc.exitCode !== null) throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
+    if (proc.exitCode !== null) {
+      await rm(stateDir, { recursive: true, force: true });
+      throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
+    }
     if (Date.now() > deadline) {
       await d.stop('SIGKILL');
       throw new Error(`kubeloop did not come up:\n${err}\n${out}`);
