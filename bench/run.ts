@@ -382,8 +382,8 @@ async function main(): Promise<void> {
       }
       if (a.only.has('idle')) {
         const proxies = cs.filter((c) => c.name !== 'direct');
-        const per1 = figs.get('idle_first', `proxy RSS per idle connection, ${idleFirst.toLocaleString('en-US')} held`, 'KiB', 'lower');
-        const per2 = figs.get('idle_max', `proxy RSS per idle connection, ${idle.count.toLocaleString('en-US')} held`, 'KiB', 'lower');
+        const per1 = figs.get('idle_first', `proxy RSS per idle connection, ${idleFirst.toLocaleString('en-US')} held`, 'KiB', 'lower', false);
+        const per2 = figs.get('idle_max', `proxy RSS per idle connection, ${idle.count.toLocaleString('en-US')} held`, 'KiB', 'lower', false);
         const rssF = figs.get('idle_rss', `proxy RSS with ${idle.count.toLocaleString('en-US')} idle connections`, 'MiB', 'lower', false);
         const latF = figs.get('idle_p99', `p99 at ${rate.rps} req/s with ${idle.count.toLocaleString('en-US')} idle held`, 'ms', 'lower');
         const latR = figs.get('idle_p99_effect', 'p99 with idle held ÷ p99 without (same round)', '×', 'lower', false);

@@ -14,13 +14,18 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-/** median of the per-round ratios a[i] / b[i] (pairs measured side by side in the same round) */
+/**
+ * median of the per-round ratios a[i] / b[i] (pairs measured side by side in the same round);
+ * rounds where either value is not positive (a memory delta lost in GC noise) are left out,
+ * and NaN is returned unless most rounds remain
+ */
 export function pairedRatio(a: readonly number[], b: readonly number[]): number {
   const r: number[] = [];
-  for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    if (Number.isFinite(a[i]) && Number.isFinite(b[i]) && b[i] !== 0) r.push(a[i]! / b[i]!);
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (Number.isFinite(a[i]) && Number.isFinite(b[i]) && a[i]! > 0 && b[i]! > 0) r.push(a[i]! / b[i]!);
   }
-  return median(r);
+  return r.length * 2 > n ? median(r) : NaN;
 }
 
 /** 3 significant digits, thousands grouped */

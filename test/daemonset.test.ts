@@ -88,6 +88,8 @@ t.test('a DaemonSet runs one real pod per node across 3 node agents, follows a n
     return x.size === 1 && x.get('ds-node-2')?.[0] && isReady(x.get('ds-node-2')![0]) ? x : undefined;
   }, { what: 'pod only on the labelled node', timeoutMs: 8000 });
   t.same([...m.keys()], ['ds-node-2'], 'kubectl label node: the pod follows the label');
+  // the pod object goes when its agent has stopped it; the process exit is observed a moment later
+  await waitFor(() => alivePids(pidsBefore).length === 0, { what: 'the old daemon process ended', timeoutMs: 5000 });
   t.same(alivePids(pidsBefore), [], 'the process on the unselected node 4 has ended');
   await store.mutate<Node>('Node', undefined, 'ds-node-2', (n) => {
     const { role: _r, ...rest } = n.metadata!.labels!;

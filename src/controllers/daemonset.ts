@@ -11,7 +11,7 @@ import type { EventRecorder } from '../store/events.js';
 import { Expectations } from './expectations.js';
 import { CONTROLLER_REVISION_HASH, History } from './history.js';
 import { canonicalJson, generateName } from './names.js';
-import { NamespaceIndex } from './ns-index.js';
+import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import { controllerRef, isPodAvailable, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
@@ -122,19 +122,11 @@ export class DaemonSetController {
   }
 
   #enqueueFor(pod: P): void {
-    const ref = controllerRef(pod);
-    if (ref) {
-      if (ref.kind !== 'DaemonSet') return;
-      const d = this.#sets.get(pod.metadata.namespace, ref.name);
-      if (d && d.metadata.uid === ref.uid) this.runner.enqueue(keyOf(d));
-      return;
-    }
-    if (isTerminating(pod)) return;
-    for (const d of this.#setsByNs.list(pod.metadata.namespace)) {
-      const sel = workloadSelector(d.spec?.selector);
-      if (sel && matches(sel, pod.metadata.labels)) this.runner.enqueue(keyOf(d));
+    for (const d of ownersToSync(pod, 'DaemonSet', this.#sets, this.#setsByNs, (o) => workloadSelector(o.spec?.selector))) {
+      this.runner.enqueue(keyOf(d));
     }
   }
+
 
   async reconcile(key: string, { log }: ReconcileContext): Promise<ReconcileResult | void> {
     const ds = this.#sets.getByKey(key) as DS | undefined;

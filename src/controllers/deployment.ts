@@ -7,7 +7,7 @@ import type { Store } from '../store/types.js';
 import { DeploymentSync } from './deployment-sync.js';
 import { type D, type RS, selectorOf } from './deployment-util.js';
 import type { EventRecorder } from '../store/events.js';
-import { NamespaceIndex } from './ns-index.js';
+import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import { controllerRef, isTerminating, ownerRefFor, splitKey } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
@@ -93,19 +93,9 @@ export class DeploymentController {
   }
 
   #enqueueFor(rs: Stored<ReplicaSet>): void {
-    const ref = controllerRef(rs);
-    if (ref) {
-      if (ref.kind !== 'Deployment') return;
-      const d = this.#deployments.get(rs.metadata.namespace, ref.name);
-      if (d && d.metadata.uid === ref.uid) this.runner.enqueue(keyOf(d));
-      return;
-    }
-    if (isTerminating(rs)) return;
-    for (const d of this.#deploymentsByNs.list(rs.metadata.namespace)) {
-      const sel = selectorOf(d);
-      if (sel && matches(sel, rs.metadata.labels)) this.runner.enqueue(keyOf(d));
-    }
+    for (const d of ownersToSync(rs, 'Deployment', this.#deployments, this.#deploymentsByNs, selectorOf)) this.runner.enqueue(keyOf(d));
   }
+
 
   async reconcile(key: string, { log }: ReconcileContext): Promise<ReconcileResult | void> {
     const stored = this.#deployments.getByKey(key);

@@ -1,4 +1,5 @@
 import type { KObject, Stored } from '../api/types.js';
+import { type Selector, matches } from '../api/labels.js';
 import type { Informer } from '../store/informer.js';
 
 /**
@@ -36,4 +37,29 @@ export class NamespaceIndex<T extends KObject> {
     }
     m.set(o.metadata.name, o);
   }
+}
+
+/**
+ * The owners of `kind` a dependent concerns, for enqueueing: its controller when it has one
+ * (only if that owner still has the referenced uid), otherwise — unless it is terminating —
+ * every owner in its namespace whose selector matches it, which may adopt it.
+ */
+export function ownersToSync<O extends KObject>(
+  dependent: Stored<KObject>,
+  kind: string,
+  owners: Informer<O>,
+  ownersByNs: NamespaceIndex<O>,
+  selectorOf: (owner: Stored<O>) => Selector | undefined,
+): Stored<O>[] {
+  const ref = dependent.metadata.ownerReferences?.find((r) => r.controller);
+  if (ref) {
+    if (ref.kind !== kind) return [];
+    const owner = owners.get(dependent.metadata.namespace, ref.name);
+    return owner && owner.metadata.uid === ref.uid ? [owner] : [];
+  }
+  if (dependent.metadata.deletionTimestamp) return [];
+  return ownersByNs.list(dependent.metadata.namespace).filter((o) => {
+    const sel = selectorOf(o);
+    return sel !== undefined && matches(sel, dependent.metadata.labels);
+  });
 }

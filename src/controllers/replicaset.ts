@@ -9,7 +9,7 @@ import { setCondition, removeCondition, type StatusCondition } from './condition
 import { type EventRecorder, rfc3339 } from '../store/events.js';
 import { Expectations } from './expectations.js';
 import { canonicalJson, generateName } from './names.js';
-import { NamespaceIndex } from './ns-index.js';
+import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import {
   controllerRef,
   isPodActive,
@@ -129,19 +129,10 @@ export class ReplicaSetController {
 
   /** a pod concerns its controller, or, when orphaned, every owner whose selector matches it */
   #enqueueFor(pod: Stored<Pod>): void {
-    const ref = controllerRef(pod);
-    if (ref) {
-      if (ref.kind !== this.#flavour.kind) return;
-      const owner = this.#owners.get(pod.metadata.namespace, ref.name);
-      if (owner && owner.metadata.uid === ref.uid) this.runner.enqueue(keyOf(owner));
-      return;
-    }
-    if (isTerminating(pod)) return;
-    for (const o of this.#ownersByNs.list(pod.metadata.namespace)) {
-      const sel = this.#flavour.selector(o);
-      if (sel && matches(sel, pod.metadata.labels)) this.runner.enqueue(keyOf(o));
-    }
+    const f = this.#flavour;
+    for (const o of ownersToSync(pod, f.kind, this.#owners, this.#ownersByNs, (x) => f.selector(x))) this.runner.enqueue(keyOf(o));
   }
+
 
   async reconcile(key: string, { log, signal }: ReconcileContext): Promise<ReconcileResult | void> {
     const owner = this.#owners.getByKey(key);

@@ -18,7 +18,7 @@ import { claimPods } from './claim.js';
 import type { EventRecorder } from '../store/events.js';
 import { CONTROLLER_REVISION_HASH, History, type Revision, revisionTemplate } from './history.js';
 import { canonicalJson } from './names.js';
-import { NamespaceIndex } from './ns-index.js';
+import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import {
   controllerRef,
   isPodAvailable,
@@ -137,19 +137,11 @@ export class StatefulSetController {
   }
 
   #enqueueFor(pod: P): void {
-    const ref = controllerRef(pod);
-    if (ref) {
-      if (ref.kind !== 'StatefulSet') return;
-      const set = this.#sets.get(pod.metadata.namespace, ref.name);
-      if (set && set.metadata.uid === ref.uid) this.runner.enqueue(keyOf(set));
-      return;
-    }
-    if (isTerminating(pod)) return;
-    for (const s of this.#setsByNs.list(pod.metadata.namespace)) {
-      const sel = workloadSelector(s.spec?.selector);
-      if (sel && matches(sel, pod.metadata.labels)) this.runner.enqueue(keyOf(s));
+    for (const s of ownersToSync(pod, 'StatefulSet', this.#sets, this.#setsByNs, (o) => workloadSelector(o.spec?.selector))) {
+      this.runner.enqueue(keyOf(s));
     }
   }
+
 
   async reconcile(key: string, { log, signal }: ReconcileContext): Promise<ReconcileResult | void> {
     const set = this.#sets.getByKey(key) as SS | undefined;

@@ -328,28 +328,22 @@ function onClientData(this: ConnSocket, d: Buffer): void {
 
 /*
  * Backend → client (responses, downloads: the heavy direction of a load test) bypasses the
- * readable-stream machinery: backend sockets read into a recycled buffer (`onread`) instead of
- * a fresh allocation per read. A small read is copied out (a pooled allocation) and the buffer
- * reused at once; a large one is handed to the client's write and a pooled buffer takes its
- * place, returning to the pool when that write completes. Reusing warm buffers is what keeps
- * the kernel's copies cheap: a fresh 64 KiB per read (until the GC frees it) cost twice the
- * system time per GB. Client sockets come from `net.Server`, which has no `onread`: client →
- * backend uses 'data' events.
+ * readable-stream machinery: every backend socket reads into one shared buffer (`onread`; reads
+ * are one at a time and the callback runs at once), and the callback copies the bytes out — a
+ * small read into a pooled allocation, a large one into a recycled 64 KiB buffer that returns
+ * to the pool when the client's write completes. Reusing warm buffers is what keeps the
+ * kernel's copies cheap: a fresh 64 KiB per read (until the GC frees it) cost twice the system
+ * time per GB. (The shared buffer itself is never handed to a write: each socket keeps the
+ * buffer it was given for its next read.) Client sockets come from `net.Server`, which has no
+ * `onread`: client → backend uses 'data' events.
  */
 const READ_SIZE = 64 * 1024;
-/** reads up to this size are copied out of the read buffer */
+/** reads up to this size are copied into a pooled allocation (`Buffer.allocUnsafe`) */
 const COPY_MAX = 4096;
-/** read buffers kept for reuse (4 MiB) */
+/** recycled buffers kept (4 MiB) */
 const POOL_MAX = 64;
 const pool: Buffer[] = [];
-let readBuffer: Buffer = Buffer.allocUnsafeSlow(READ_SIZE);
-
-const BACKEND_READ = { buffer: currentReadBuffer, callback: onBackendRead };
-
-/** Called by the socket for the buffer of its next read: the shared one (reads are one at a time). */
-function currentReadBuffer(): Buffer {
-  return readBuffer;
-}
+const BACKEND_READ = { buffer: Buffer.allocUnsafeSlow(READ_SIZE), callback: onBackendRead };
 
 function onBackendRead(this: ConnSocket, n: number, buf: Buffer): boolean {
   const client = this[CONN]!.client;
@@ -358,9 +352,10 @@ function onBackendRead(this: ConnSocket, n: number, buf: Buffer): boolean {
     buf.copy(chunk, 0, 0, n);
     return client.write(chunk); // false: reading stops until the client drains (onClientDrain)
   }
-  readBuffer = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
-  return client.write(buf.subarray(0, n), () => {
-    if (pool.length < POOL_MAX) pool.push(buf);
+  const chunk = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  buf.copy(chunk, 0, 0, n);
+  return client.write(n === READ_SIZE ? chunk : chunk.subarray(0, n), () => {
+    if (pool.length < POOL_MAX) pool.push(chunk);
   });
 }
 
