@@ -30,7 +30,9 @@ export async function startDaemon(args: string[], opts: { timeoutMs?: number } =
   if (!args.includes('--pod-cidr') || !podCidr) throw new Error('startDaemon: pass a --pod-cidr of its own (tests run in parallel)');
   // the /16 prefix ("127.231.") identifies this daemon's pods
   const podPrefix = podCidr.split('.').slice(0, 2).join('.') + '.';
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...args], {
+  // every daemon of the suite gets its own metrics port unless the test chooses
+  const metrics = args.some((a) => a.startsWith('--metrics-addr')) ? [] : ['--metrics-addr', '127.0.0.1:0'];
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...metrics, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
