@@ -43,16 +43,25 @@ export interface RedisPersistenceOptions {
    * saved to at close, so state survives restarts. Not used with a real Redis server.
    */
   snapshotFile?: string;
+  /**
+   * The snapshot is also saved this long after a write (coalescing the writes in between), so a
+   * daemon that is killed outright loses at most that much. Default 1000 ms.
+   */
+  snapshotDelayMs?: number;
 }
 
 /** Objects as `kubeloop:obj:<Kind>/<ns>/<name>` JSON strings and the version in `kubeloop:rv`. */
 export class RedisPersistence implements Persistence {
   readonly #client: RedisLike;
   readonly #snapshot: string | undefined;
+  readonly #snapshotDelayMs: number;
+  #snapshotTimer: NodeJS.Timeout | undefined;
+  #saving: Promise<void> = Promise.resolve();
 
   constructor(o: RedisPersistenceOptions) {
     this.#client = o.client;
     this.#snapshot = o.snapshotFile;
+    this.#snapshotDelayMs = o.snapshotDelayMs ?? 1000;
   }
 
   async load(): Promise<{ rv: number; objects: KObject[] }> {
@@ -73,9 +82,20 @@ export class RedisPersistence implements Persistence {
     if (batch.dels.length) m.del(...batch.dels.map((k) => OBJ + k));
     m.set(RV, String(batch.rv));
     await m.exec();
+    if (this.#snapshot && !this.#snapshotTimer) {
+      const file = this.#snapshot;
+      this.#snapshotTimer = setTimeout(() => {
+        this.#snapshotTimer = undefined;
+        this.#saving = this.#saving.then(() => this.#saveSnapshot(file)).catch(() => undefined);
+      }, this.#snapshotDelayMs);
+      this.#snapshotTimer.unref();
+    }
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#snapshotTimer);
+    this.#snapshotTimer = undefined;
+    await this.#saving;
     if (this.#snapshot) await this.#saveSnapshot(this.#snapshot);
     await this.#client.quit();
   }

@@ -24,8 +24,8 @@ export interface RunningDaemon {
  * Starts `kubeloop up` as a user would (bin/kubeloop.mjs), with its own state dir and the
  * given flags, and resolves once it prints that it is running.
  */
-export async function startDaemon(args: string[], opts: { timeoutMs?: number } = {}): Promise<RunningDaemon> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-e2e-'));
+export async function startDaemon(args: string[], opts: { timeoutMs?: number; stateDir?: string } = {}): Promise<RunningDaemon> {
+  const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'kubeloop-e2e-')));
   const podCidr = args[args.indexOf('--pod-cidr') + 1];
   if (!args.includes('--pod-cidr') || !podCidr) throw new Error('startDaemon: pass a --pod-cidr of its own (tests run in parallel)');
   // the /16 prefix ("127.231.") identifies this daemon's pods

@@ -1,6 +1,7 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { killGroup } from './process.js';
 import type { ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, Stored } from '../../api/types.js';
 import { Backoff } from '../../util/backoff.js';
 import { LOOPBACK, cidrsOverlap, nthAddress, parseCidr } from '../../util/cidr.js';
@@ -107,11 +108,31 @@ export class PodRuntime {
     if (this.#stopped) return;
     const mine = pods.list().filter((p) => this.#isMine(p));
     this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
+    this.#killStale(mine);
     this.#synced = true;
     // pods that ran here before take their addresses back before new pods are given any
     const ordered = [...mine].sort((a, b) => Number(!a.status?.podIP) - Number(!b.status?.podIP));
     for (const p of ordered) this.#safely(p, () => this.#sync(p));
     this.#log.info({ pods: this.#workers.size, podCidr: o.podCidr }, 'pod runtime started');
+  }
+
+  /**
+   * A daemon that was killed outright (SIGKILL, a crash) could not stop its pods; built-in
+   * images notice through their lifeline, other commands do not. Their process groups are
+   * recorded as `kubeloop://<pid>` container IDs: end those still running as that pod (same
+   * POD_NAME and POD_IP in their environment, so a reused pid is never hit) before the pods
+   * start again on their old addresses.
+   */
+  #killStale(pods: readonly Pod[]): void {
+    for (const p of pods) {
+      const ip = p.status?.podIP;
+      for (const c of [...(p.status?.containerStatuses ?? []), ...(p.status?.initContainerStatuses ?? [])]) {
+        const pid = Number(/^kubeloop:\/\/(\d+)$/.exec(c.containerID ?? '')?.[1]);
+        if (!pid || !ip || !runsAs(pid, p.metadata?.name ?? '', ip)) continue;
+        this.#log.warn({ pod: `${p.metadata?.namespace}/${p.metadata?.name}`, pid }, 'ending a process group left by a previous daemon');
+        killGroup(pid, 'SIGKILL');
+      }
+    }
   }
 
   /**
@@ -246,4 +267,14 @@ function pick(env: NodeJS.ProcessEnv, keys: readonly string[]): Record<string, s
   const out: Record<string, string> = {};
   for (const k of keys) if (env[k] !== undefined) out[k] = env[k]!;
   return out;
+}
+
+/** Is `pid` a process started for this pod (its environment names the pod and its IP)? */
+function runsAs(pid: number, podName: string, podIP: string): boolean {
+  try {
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return env.includes(`POD_NAME=${podName}`) && env.includes(`POD_IP=${podIP}`);
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,56 @@
+/**
+ * A daemon killed outright (SIGKILL) cannot stop its pods. The next `kubeloop up` on the same
+ * state dir ends what is left of them before running the pods again, and a clean stop then
+ * leaves nothing behind.
+ */
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon } from './helpers/daemon.js';
+import { alive, podProcesses } from './helpers/procs.js';
+import { waitFor } from './helpers/wait.js';
+
+const PREFIX = '127.232.';
+const args = [
+  '-f', 'test/fixtures/sleeper.yaml',
+  '--service-cidr', '127.132.0.0/16',
+  '--pod-cidr', '127.232.0.0/16',
+  '--lb-pool', '127.142.0.0/16',
+  '--nodeport-addresses', '127.0.32.8',
+  '--node-ip', '127.0.32.8',
+  '--log-level', 'warn',
+];
+
+t.test('a restart after SIGKILL ends the pods the killed daemon left', async (t) => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-restart-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+
+  const first = await startDaemon(args, { stateDir });
+  const before = await waitFor(() => {
+    const p = podProcesses(PREFIX).filter((x) => x.podName === 'sleeper');
+    return p.length ? p : undefined;
+  }, { timeoutMs: 10_000 });
+  // the snapshot trails writes by a second: wait until it holds the running container
+  await waitFor(() => {
+    try {
+      return readFileSync(join(stateDir, 'store.json'), 'utf8').includes('kubeloop://');
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 10_000 });
+  first.proc.kill('SIGKILL');
+  await new Promise((r) => first.proc.once('exit', r));
+  t.ok(before.every((p) => alive(p.pid)), 'the command pod outlived the SIGKILLed daemon');
+
+  const second = await startDaemon(args, { stateDir });
+  t.teardown(() => second.stop());
+  await waitFor(() => before.every((p) => !alive(p.pid)), { timeoutMs: 10_000 });
+  t.pass('the leftover process group was ended by the next daemon');
+  const again = await waitFor(() => {
+    const p = podProcesses(PREFIX).filter((x) => x.podName === 'sleeper');
+    return p.length ? p : undefined;
+  }, { timeoutMs: 10_000 });
+  t.ok(again.every((p) => !before.some((b) => b.pid === p.pid)), 'the pod runs again as a new process');
+});
