@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import { isApiError } from '../api/errors.js';
-import { matches } from '../api/labels.js';
 import type { ControllerRevision, DaemonSet, Mutable, Node, Pod, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
@@ -12,7 +11,8 @@ import { Expectations } from './expectations.js';
 import { CONTROLLER_REVISION_HASH, History } from './history.js';
 import { canonicalJson, generateName } from './names.js';
 import { NamespaceIndex, ownersToSync } from './ns-index.js';
-import { controllerRef, isPodAvailable, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
+import { specUnfitFor } from './node-fit.js';
+import { controllerRef, isPodAvailable, isPodFinished, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
 export const TEMPLATE_GENERATION = 'pod-template-generation';
@@ -20,7 +20,6 @@ export const TEMPLATE_GENERATION = 'pod-template-generation';
 type DS = Stored<DaemonSet>;
 type P = Stored<Pod>;
 type Toleration = NonNullable<NonNullable<Pod['spec']>['tolerations']>[number];
-type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
 
 /** upstream `AddOrUpdateDaemonPodTolerations`: daemon pods run on nodes that are unready, unreachable, cordoned or under pressure */
 const DAEMON_TOLERATIONS: Toleration[] = [
@@ -40,7 +39,6 @@ export interface DaemonSetControllerOptions {
   workers?: number;
 }
 
-const finished = (p: Pod) => p.status?.phase === 'Failed' || p.status?.phase === 'Succeeded';
 
 /**
  * Runs one pod of each DaemonSet on every node it selects (the template's `nodeSelector` and
@@ -230,8 +228,8 @@ export class DaemonSetController {
     }
     for (const [node, run] of shouldRun) {
       const pods = byNode.get(node) ?? [];
-      const failed = pods.filter((p) => finished(p) && !isTerminating(p));
-      const active = pods.filter((p) => !finished(p) && !isTerminating(p));
+      const failed = pods.filter((p) => isPodFinished(p) && !isTerminating(p));
+      const active = pods.filter((p) => !isPodFinished(p) && !isTerminating(p));
       for (const p of failed) {
         this.#events.event(ds, 'Warning', 'FailedDaemonPod', `Found failed daemon pod ${p.metadata.namespace}/${p.metadata.name} on node ${node}, will try to kill it`);
         remove.push({ pod: p, force: false });
@@ -276,7 +274,7 @@ export class DaemonSetController {
     const candidates: P[] = [];
     for (const [node, run] of shouldRun) {
       if (!run) continue;
-      const active = (byNode.get(node) ?? []).filter((p) => !isTerminating(p) && !finished(p));
+      const active = (byNode.get(node) ?? []).filter((p) => !isTerminating(p) && !isPodFinished(p));
       const news = active.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] === hash);
       const olds = active.filter((p) => p.metadata.labels?.[CONTROLLER_REVISION_HASH] !== hash);
       if (news.length > 1 || olds.length > 1) continue;
@@ -387,56 +385,5 @@ function placementView(n: Node): unknown {
 
 /** upstream `NodeShouldRunDaemonPod`: node selector, required node affinity, taints */
 export function nodeShouldRun(ds: DaemonSet, node: Node): boolean {
-  const spec = ds.spec?.template?.spec;
-  const labels = node.metadata?.labels ?? {};
-  for (const [k, v] of Object.entries(spec?.nodeSelector ?? {})) if (labels[k] !== v) return false;
-  const terms = spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  if (terms?.length && !terms.some((t) => termMatches(t, node))) return false;
-  const tolerations = [...(spec?.tolerations ?? []), ...DAEMON_TOLERATIONS];
-  for (const t of node.spec?.taints ?? []) {
-    if (t.effect === 'PreferNoSchedule') continue;
-    if (!tolerations.some((tol) => tolerates(tol, t))) return false;
-  }
-  return true;
-}
-
-type Term = NonNullable<NonNullable<NonNullable<NonNullable<Pod['spec']>['affinity']>['nodeAffinity']>['requiredDuringSchedulingIgnoredDuringExecution']>['nodeSelectorTerms'][number];
-
-function termMatches(t: Term, node: Node): boolean {
-  const exprs = t.matchExpressions ?? [];
-  const fields = t.matchFields ?? [];
-  if (!exprs.length && !fields.length) return false;
-  const labels = node.metadata?.labels ?? {};
-  /** `v`: the node's value for the key (undefined: it has none) */
-  const ok = (v: string | undefined, op: string, values: string[] | undefined) => {
-    const has = v !== undefined;
-    switch (op) {
-      case 'In':
-        return has && (values ?? []).includes(v);
-      case 'NotIn':
-        return !has || !(values ?? []).includes(v);
-      case 'Exists':
-        return has;
-      case 'DoesNotExist':
-        return !has;
-      case 'Gt':
-        return has && Number(v) > Number(values?.[0]);
-      case 'Lt':
-        return has && Number(v) < Number(values?.[0]);
-      default:
-        return false;
-    }
-  };
-  for (const e of exprs) if (!ok(labels[e.key], e.operator, e.values)) return false;
-  for (const f of fields) if (!ok(f.key === 'metadata.name' ? node.metadata?.name : undefined, f.operator, f.values)) return false;
-  return true;
-}
-
-/** upstream `ToleratesTaint` */
-function tolerates(tol: Toleration, t: Taint): boolean {
-  if (tol.effect && tol.effect !== t.effect) return false;
-  if (tol.key && tol.key !== t.key) return false;
-  if (!tol.key && tol.operator !== 'Exists') return false;
-  if (tol.operator === 'Exists') return true;
-  return (tol.value ?? '') === (t.value ?? '');
+  return specUnfitFor(ds.spec?.template?.spec, node, DAEMON_TOLERATIONS) === undefined;
 }

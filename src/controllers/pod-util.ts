@@ -31,9 +31,14 @@ export function msUntilAvailable(pod: Pod, minReadySeconds: number, nowMs: numbe
 export const isTerminating = (o: KObject): boolean => !!o.metadata?.deletionTimestamp;
 
 /** not terminating and not finished: counts towards a controller's replicas */
-export function isPodActive(pod: Pod): boolean {
+/** Succeeded or Failed: its containers will not run again */
+export function isPodFinished(pod: Pod): boolean {
   const phase = pod.status?.phase;
-  return phase !== 'Succeeded' && phase !== 'Failed' && !isTerminating(pod);
+  return phase === 'Succeeded' || phase === 'Failed';
+}
+
+export function isPodActive(pod: Pod): boolean {
+  return !isPodFinished(pod) && !isTerminating(pod);
 }
 
 export function controllerRef(o: KObject): OwnerReference | undefined {

@@ -5,7 +5,8 @@ import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { type StatusCondition, setCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
-import { isTerminating, podCondition } from './pod-util.js';
+import { isPodActive, isPodFinished, podCondition } from './pod-util.js';
+import { specUnfitFor } from './node-fit.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
 export const DEFAULT_SCHEDULER = 'default-scheduler';
@@ -20,8 +21,6 @@ export interface SchedulerOptions {
   events: EventRecorder;
 }
 
-type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
-type Toleration = NonNullable<NonNullable<Pod['spec']>['tolerations']>[number];
 
 /**
  * Binds each pod without `spec.nodeName` to a node: Ready, schedulable, matching the pod's
@@ -94,7 +93,7 @@ export class Scheduler {
         s = new Set();
         this.#perNode.set(node, s);
       }
-      if (finished(p)) s.delete(key);
+      if (isPodFinished(p)) s.delete(key);
       else s.add(key);
       return;
     }
@@ -179,13 +178,9 @@ export class Scheduler {
   }
 }
 
-function finished(p: Pod): boolean {
-  return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed';
-}
-
 function needsScheduling(p: Pod): boolean {
   const s = p.spec?.schedulerName;
-  return !p.spec?.nodeName && !isTerminating(p) && !finished(p) && (!s || s === DEFAULT_SCHEDULER);
+  return !p.spec?.nodeName && isPodActive(p) && (!s || s === DEFAULT_SCHEDULER);
 }
 
 /** why the pod cannot go to this node (upstream's wording), or undefined when it can */
@@ -193,25 +188,7 @@ function unfit(pod: Pod, node: Node): string | undefined {
   if (node.spec?.unschedulable) return 'node(s) were unschedulable';
   const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
   if (ready?.status !== 'True') return 'node(s) were not ready';
-  for (const [k, v] of Object.entries(pod.spec?.nodeSelector ?? {})) {
-    if (node.metadata?.labels?.[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
-  }
-  for (const t of node.spec?.taints ?? []) {
-    if (t.effect === 'PreferNoSchedule') continue;
-    if (!(pod.spec?.tolerations ?? []).some((tol) => tolerates(tol, t))) {
-      return `node(s) had untolerated taint {${t.key}: ${t.value ?? ''}}`;
-    }
-  }
-  return undefined;
-}
-
-/** upstream `ToleratesTaint` */
-function tolerates(tol: Toleration, t: Taint): boolean {
-  if (tol.effect && tol.effect !== t.effect) return false;
-  if (tol.key && tol.key !== t.key) return false;
-  if (!tol.key && tol.operator !== 'Exists') return false;
-  if (tol.operator === 'Exists') return true;
-  return (tol.value ?? '') === (t.value ?? '');
+  return specUnfitFor(pod.spec, node);
 }
 
 function schedulingView(n: Node): unknown {
