@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import { isApiError } from '../api/errors.js';
-import { matches } from '../api/labels.js';
 import type {
   ControllerRevision,
   Mutable,

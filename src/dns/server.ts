@@ -345,22 +345,15 @@ export class Dns2Binding {
 }
 
 function bindUdp(s: dgram.Socket, port: number, address: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      s.off('listening', onListening);
-      reject(err);
-    };
-    const onListening = (): void => {
-      s.off('error', onError);
-      resolve();
-    };
-    s.once('error', onError);
-    s.once('listening', onListening);
-    s.bind({ port, address, exclusive: true });
-  });
+  return listening(s, () => s.bind({ port, address, exclusive: true }));
 }
 
 function listenTcp(s: net.Server, port: number, host: string): Promise<void> {
+  return listening(s, () => s.listen({ port, host, exclusive: true }));
+}
+
+/** Resolves on 'listening', rejects on the first 'error' (an unhandled EADDRINUSE would crash). */
+function listening(s: dgram.Socket | net.Server, start: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => {
       s.off('listening', onListening);
@@ -372,7 +365,7 @@ function listenTcp(s: net.Server, port: number, host: string): Promise<void> {
     };
     s.once('error', onError);
     s.once('listening', onListening);
-    s.listen({ port, host, exclusive: true });
+    start();
   });
 }
 
