@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { Deployment, Pod, Service } from '../src/api/types.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { isReady, startWorkloads } from '../test/workloads-helpers.js';
-import { type LoadResult, fixedRateLoad, fixedRateLoadInChild } from '../test/workloads-load.js';
+import { type LoadResult, echoDeployment, fixedRateLoad, fixedRateLoadInChild } from '../test/workloads-load.js';
 
 const arg = (name: string, d: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -54,31 +54,7 @@ async function variant(keepAlive: boolean, index: number): Promise<Variant> {
   try {
     const { store } = w;
     const name = keepAlive ? 'bench-ka' : 'bench';
-    await store.create<Deployment>({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name, namespace: NS },
-      spec: {
-        replicas: 3,
-        selector: { matchLabels: { app: name } },
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: {
-            terminationGracePeriodSeconds: 10,
-            containers: [
-              {
-                name: 'web',
-                image: 'kubeloop/echo',
-                ports: [{ containerPort: 8080 }],
-                env: [{ name: 'VERSION', value: '0' }],
-                readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1, failureThreshold: 1, successThreshold: 1, timeoutSeconds: 1 },
-              },
-            ],
-          },
-        },
-      },
-    });
+    await store.create<Deployment>(echoDeployment(name, NS, '0', 10));
     const svc = await store.create<Service>({
       apiVersion: 'v1',
       kind: 'Service',

@@ -2,38 +2,12 @@ import t from 'tap';
 import type { Deployment, Event, Pod, Service, Stored } from '../src/api/types.js';
 import { waitFor } from './helpers/wait.js';
 import { type NodeSpec, isReady, startWorkloads } from './workloads-helpers.js';
-import { type LoadResult, fixedRateLoad, fixedRateLoadInChild } from './workloads-load.js';
+import { type LoadResult, echoDeployment, fixedRateLoad, fixedRateLoadInChild } from './workloads-load.js';
 
 const NS = 'default';
 const NODE: NodeSpec = { name: 'rollout-node', ip: '127.0.60.1', podCidr: '127.247.0.0/16' };
 
-function deployment(name: string, version: string): Deployment {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, namespace: NS },
-    spec: {
-      replicas: 3,
-      selector: { matchLabels: { app: name } },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          terminationGracePeriodSeconds: 5,
-          containers: [
-            {
-              name: 'web',
-              image: 'kubeloop/echo',
-              ports: [{ containerPort: 8080 }],
-              env: [{ name: 'VERSION', value: version }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1, failureThreshold: 1, successThreshold: 1, timeoutSeconds: 1 },
-            },
-          ],
-        },
-      },
-    },
-  };
-}
+const deployment = (name: string, version: string): Deployment => echoDeployment(name, NS, version, 5);
 
 /**
  * Steady load through the ClusterIP while the Deployment rolls to a new template (written to the

@@ -6,6 +6,7 @@
 // prints one JSON LoadResult line.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Deployment } from '../src/api/types.js';
 
 export interface LoadResult {
   total: number;
@@ -139,4 +140,36 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       process.exit(1);
     },
   );
+}
+
+/**
+ * The Deployment the rollout test and bench/rollout.ts roll: 3 echo pods, surge 1, never below 3
+ * ready; `version` goes into the template (changing it starts a rollout).
+ */
+export function echoDeployment(name: string, namespace: string, version: string, graceSeconds: number): Deployment {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace },
+    spec: {
+      replicas: 3,
+      selector: { matchLabels: { app: name } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          terminationGracePeriodSeconds: graceSeconds,
+          containers: [
+            {
+              name: 'web',
+              image: 'kubeloop/echo',
+              ports: [{ containerPort: 8080 }],
+              env: [{ name: 'VERSION', value: version }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1, failureThreshold: 1, successThreshold: 1, timeoutSeconds: 1 },
+            },
+          ],
+        },
+      },
+    },
+  };
 }
