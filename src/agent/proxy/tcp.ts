@@ -1,8 +1,8 @@
-import net from 'node:net';
 import type { Logger } from 'pino';
 import type { BalancedEndpoint, RoundRobin } from './round-robin.js';
 import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, hostPort, newCounters } from './portal.js';
+import { LAST_WRITE_ASYNC, READ, UV_EOF, type UvReq, type UvTcp, streamState, uv, uvError } from './uv.js';
 
 export interface TcpListenerOptions {
   spec: PortalSpec;
@@ -18,10 +18,12 @@ export interface TcpListenerOptions {
 
 /** how often dials are checked against their deadline (the timeouts are 250 ms and up) */
 const DIAL_SWEEP_MS = 25;
+/** accept failures (EMFILE, ...) are logged at most this often per listener */
+const ACCEPT_ERROR_LOG_MS = 1000;
 
 /**
- * A real TCP listener on one portal. Each accepted connection is paused until a backend has
- * answered, then spliced both ways with half-close propagation:
+ * A real TCP listener on one portal. Each accepted connection waits, not read, until a backend
+ * has answered, then is spliced both ways with half-close propagation:
  *
  * ```
  *  client ──data/FIN──► proxy ──data/FIN──► backend      FIN on one side ends only the
@@ -30,14 +32,18 @@ const DIAL_SWEEP_MS = 25;
  * ```
  * `close()` stops accepting and leaves open connections to drain; `destroy()` ends them.
  *
- * The connection path is the proxy's hot path (bench/run.ts measures it): per connection it
- * allocates one `TcpConn` and the two sockets, nothing else — event handlers are module-level
- * functions shared by every connection (a per-connection closure costs an allocation, and
- * under tsx a `__name` property definition too), dial deadlines are checked by one sweep per
- * listener instead of a timer per dial, the client address is read only when affinity or
- * source ranges need it, and data is forwarded by `write()` with pause/resume backpressure
- * rather than `pipe()` (whose per-connection set-up and tear-down cost more than the copy loop).
- * Nothing is logged per connection above `trace`.
+ * This is the proxy's hot path (bench/run.ts measures it), so it works on Node's libuv handles
+ * (uv.ts) rather than `net.Socket`: a `Socket` is a duplex stream with two state objects, an
+ * event emitter, timers and nextTick hops per read and write, and profiles showed that
+ * machinery, not the copy, was most of the CPU per connection and most of the memory per idle
+ * connection. Here a connection is one `TcpConn` and two handles. Every handle reads into one
+ * shared 64 KiB buffer (reads run one at a time and the callback runs at once); the callback
+ * copies the bytes into a chunk and writes it to the other handle. Most writes on loopback
+ * complete at once (`LAST_WRITE_ASYNC` is 0), so the chunk is recycled at once; a pending write
+ * keeps its chunk and stops reading the other side until it completes (backpressure). Event
+ * handlers are module-level functions (no per-connection closures), dial deadlines are checked
+ * by one sweep per listener, the client address is read only when affinity or source ranges
+ * need it, and nothing is logged per connection above `trace`.
  */
 export class TcpListener implements Listener {
   readonly spec: PortalSpec;
@@ -46,7 +52,7 @@ export class TcpListener implements Listener {
   readonly dialTimeoutsMs: readonly number[];
   readonly log: Logger;
   sourceRanges: SourceRanges | undefined;
-  readonly #server: net.Server;
+  #server: UvTcp | undefined;
   readonly #conns = new Set<TcpConn>();
   /** connections waiting for their backend's answer, checked by `#sweep` */
   readonly #dialing = new Set<TcpConn>();
@@ -54,6 +60,7 @@ export class TcpListener implements Listener {
   readonly #onDrained: ((l: TcpListener) => void) | undefined;
   #closed = false;
   #drainedReported = false;
+  #acceptErrorLoggedAt = 0;
 
   constructor(o: TcpListenerOptions) {
     this.spec = o.spec;
@@ -62,8 +69,6 @@ export class TcpListener implements Listener {
     this.log = o.log;
     this.#onDrained = o.onDrained;
     this.sourceRanges = o.sourceRanges;
-    this.#server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
-    this.#server.on('connection', this.#onConnection);
   }
 
   get active(): number {
@@ -75,48 +80,79 @@ export class TcpListener implements Listener {
     let bytesIn = 0;
     let bytesOut = 0;
     for (const c of this.#conns) {
-      bytesIn += c.client.bytesRead;
-      bytesOut += c.client.bytesWritten;
+      bytesIn += c.bytesIn;
+      bytesOut += c.bytesOut;
     }
     return { bytesIn, bytesOut };
   }
 
-  open(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => {
-        this.#server.removeListener('listening', onListening);
-        this.#closed = true;
-        reject(err);
-      };
-      const onListening = (): void => {
-        this.#server.removeListener('error', onError);
-        // accept errors (EMFILE, ...): the server keeps listening; log and go on
-        this.#server.on('error', (err) => this.log.warn({ svc: this.spec.svc, err }, 'accept failed'));
-        resolve();
-      };
-      this.#server.once('error', onError);
-      this.#server.once('listening', onListening);
-      this.#server.listen({ host: this.spec.address, port: this.spec.port, exclusive: true, backlog: 4096 });
-    });
+  async open(): Promise<void> {
+    const { address, port } = this.spec;
+    const h = new uv.TCP(uv.constants.SERVER);
+    const v6 = address.includes(':');
+    let err = v6 ? h.bind6(address, port, uv.constants.UV_TCP_IPV6ONLY) : h.bind(address, port);
+    // libuv reports EADDRINUSE from listen(), not bind()
+    if (err === 0) err = h.listen(4096);
+    if (err !== 0) {
+      h.close();
+      this.#closed = true;
+      throw uvError(err, 'listen', address, port);
+    }
+    h.onconnection = onConnection;
+    (h as ServerHandle).listener = this;
+    this.#server = h;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    // the listening fd is closed synchronously; the callback would wait for every connection
-    if (this.#server.listening) this.#server.close();
+    this.#closeServer();
     this.#maybeDrained();
   }
 
   async destroy(): Promise<void> {
     this.#closed = true;
-    const serverClosed = this.#server.listening
-      ? new Promise<void>((resolve) => this.#server.close(() => resolve()))
-      : Promise.resolve();
+    this.#closeServer();
     const conns = [...this.#conns];
     for (const c of conns) c.destroy();
-    await Promise.all([serverClosed, ...conns.map((c) => c.closed)]);
+    await Promise.all(conns.map((c) => c.closed));
     this.#stopSweep();
+  }
+
+  #closeServer(): void {
+    const h = this.#server;
+    if (!h) return;
+    this.#server = undefined;
+    (h as ServerHandle).listener = undefined;
+    h.close();
+  }
+
+  /** @internal */
+  accepted(client: UvTcp): void {
+    if (this.#closed) {
+      client.close();
+      return;
+    }
+    if (this.sourceRanges && !this.sourceRanges.allows(peerAddress(client))) {
+      // loadBalancerSourceRanges: a prompt, visible refusal rather than a silent drop
+      this.counters.denied++;
+      this.log.trace({ svc: this.spec.svc }, 'source not in loadBalancerSourceRanges: reset');
+      reset(client);
+      return;
+    }
+    this.counters.accepted++;
+    const c = new TcpConn(this, client);
+    this.#conns.add(c);
+    c.dial();
+  }
+
+  /** @internal */
+  acceptFailed(status: number): void {
+    const now = Date.now();
+    if (now - this.#acceptErrorLoggedAt < ACCEPT_ERROR_LOG_MS) return;
+    this.#acceptErrorLoggedAt = now;
+    // the listener keeps listening; EMFILE: the process is out of file descriptors
+    this.log.warn({ svc: this.spec.svc, err: uvError(status, 'accept') }, 'accept failed');
   }
 
   /** @internal */
@@ -138,13 +174,15 @@ export class TcpListener implements Listener {
   connEnded(c: TcpConn): void {
     this.#conns.delete(c);
     this.#dialing.delete(c);
+    this.counters.bytesIn += c.bytesIn;
+    this.counters.bytesOut += c.bytesOut;
     this.#maybeDrained();
   }
 
   readonly #sweep = (): void => {
     if (this.#dialing.size === 0) return this.#stopSweep();
     const now = Date.now();
-    for (const c of this.#dialing) if (now >= c.deadline) c.dialTimedOut();
+    for (const c of this.#dialing) if (now >= c.deadline) c.dialFailed(c.backend, 'dial timeout');
   };
 
   #stopSweep(): void {
@@ -159,112 +197,102 @@ export class TcpListener implements Listener {
       this.#onDrained?.(this);
     }
   }
-
-  readonly #onConnection = (client: net.Socket): void => {
-    if (this.#closed) {
-      client.destroy();
-      return;
-    }
-    if (this.sourceRanges && !this.sourceRanges.allows(client.remoteAddress)) {
-      // loadBalancerSourceRanges: a prompt, visible refusal rather than a silent drop
-      this.counters.denied++;
-      this.log.trace({ svc: this.spec.svc, client: client.remoteAddress }, 'source not in loadBalancerSourceRanges: reset');
-      client.on('error', ignore);
-      reset(client);
-      return;
-    }
-    this.counters.accepted++;
-    const c = new TcpConn(this, client);
-    this.#conns.add(c);
-    c.start();
-  };
 }
 
-/** The connection a socket belongs to (set on both of its sockets; read by the shared handlers). */
-const CONN = Symbol('kubeloop.proxy.conn');
-type ConnSocket = net.Socket & { [CONN]?: TcpConn };
+type ServerHandle = UvTcp & { listener?: TcpListener };
+/** the connection a handle belongs to (set on both of its handles; read by the shared callbacks) */
+type ConnHandle = UvTcp & { conn: TcpConn | undefined };
+
+interface WriteReq extends UvReq {
+  conn: TcpConn | undefined;
+  chunk: Buffer | undefined;
+  toClient: boolean;
+}
 
 /** One proxied connection: dial with retries, then splice. */
 class TcpConn {
   readonly l: TcpListener;
-  readonly client: ConnSocket;
-  backend: ConnSocket | undefined;
+  readonly client: ConnHandle;
+  backend: ConnHandle | undefined;
   /** the endpoint being dialled, then the one spliced to */
   ep: BalancedEndpoint | undefined;
   /** Date.now() after which the current dial has failed */
   deadline = 0;
   attempt = 0;
   spliced = false;
-  clientClosed = false;
-  backendClosed = true;
-  #ended = false;
+  /** client → backend bytes, backend → client bytes */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** writes pending to the client / to the backend (each stops reading the other side) */
+  pendingToClient = 0;
+  pendingToBackend = 0;
+  /** EOF read from the client / from the backend */
+  clientEof = false;
+  backendEof = false;
+  /** shutdown of the write side done (or not needed) */
+  backendShut = false;
+  clientShut = false;
+  /** both handles are being closed; the connection is over */
+  closing = false;
+  openHandles = 1;
   #closed: Promise<void> | undefined;
   #resolveClosed: (() => void) | undefined;
 
-  constructor(l: TcpListener, client: net.Socket) {
+  constructor(l: TcpListener, client: UvTcp) {
     this.l = l;
-    this.client = client;
+    this.client = client as ConnHandle;
+    this.client.conn = this;
   }
 
-  /** resolves once both sockets are closed */
+  /** resolves once both handles are closed */
   get closed(): Promise<void> {
-    if (this.#ended) return Promise.resolve();
+    if (this.openHandles === 0) return Promise.resolve();
     this.#closed ??= new Promise<void>((r) => (this.#resolveClosed = r));
     return this.#closed;
   }
 
-  start(): void {
-    const c = this.client;
-    c[CONN] = this;
-    c.on('error', onClientError);
-    c.on('close', onClientClose);
-    this.dial();
-  }
-
   destroy(): void {
-    this.l.dialEnded(this);
-    this.backend?.destroy();
-    this.client.destroy();
+    this.end(true);
   }
 
   dial(): void {
     const l = this.l;
     // after a failed dial, affinity is bypassed so a dead pinned backend is replaced
-    const ep = l.balancer.next(l.balancer.sticky ? (this.client.remoteAddress ?? '') : '', this.attempt > 0);
+    const ep = l.balancer.next(l.balancer.sticky ? peerAddress(this.client) : '', this.attempt > 0);
     if (!ep) {
       l.counters.failed++;
       l.log.trace({ svc: l.spec.svc, portal: l.spec.id }, 'no endpoints: connection reset');
-      reset(this.client);
+      this.end(true);
       return;
     }
     this.ep = ep;
-    const s: ConnSocket = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_READ });
-    s[CONN] = this;
-    this.backend = s;
-    this.backendClosed = false;
-    s.on('error', onBackendError);
-    s.on('close', onBackendClose);
-    s.on('connect', onBackendConnect);
+    const h = new uv.TCP(uv.constants.SOCKET) as ConnHandle;
+    h.conn = this;
+    this.backend = h;
+    this.openHandles++;
+    const req = new uv.TCPConnectWrap();
+    req.oncomplete = onConnected;
+    const err = ep.host.includes(':') ? h.connect6(req, ep.host, ep.port) : h.connect(req, ep.host, ep.port);
+    if (err !== 0) {
+      this.deadline = 0;
+      l.dialStarted(this);
+      this.dialFailed(h, uvError(err, 'connect').code!);
+      return;
+    }
     this.deadline = Date.now() + l.dialTimeoutsMs[this.attempt]!;
     l.dialStarted(this);
   }
 
-  dialTimedOut(): void {
-    if (this.backend) this.dialFailed(this.backend, new Error('dial timeout'));
-  }
-
-  dialFailed(s: net.Socket, err: Error): void {
-    if (s !== this.backend || this.spliced) return;
+  dialFailed(h: ConnHandle | undefined, why: string): void {
+    if (!h || h !== this.backend || this.spliced || this.closing) return;
     const l = this.l;
     l.dialEnded(this);
     const ep = this.ep!;
     ep.failed++;
-    l.log.trace({ svc: l.spec.svc, endpoint: ep.id, err: err.message }, 'dial failed');
-    // the failed socket's 'close' must not count for the next attempt's socket (see onBackendClose)
+    l.log.trace({ svc: l.spec.svc, endpoint: ep.id, err: why }, 'dial failed');
     this.backend = undefined;
-    this.backendClosed = true;
-    s.destroy();
-    if (this.clientClosed) return this.maybeEnded();
+    h.conn = undefined;
+    closeHandle(h, this);
     this.attempt++;
     if (this.attempt < l.dialTimeoutsMs.length) {
       this.dial();
@@ -275,143 +303,213 @@ class TcpConn {
       { svc: l.spec.svc, portal: hostPort(l.spec.address, l.spec.port), attempts: this.attempt },
       'every endpoint dial failed: connection closed',
     );
-    reset(this.client);
+    this.end(true);
   }
 
-  splice(s: ConnSocket): void {
+  splice(): void {
+    const b = this.backend!;
     this.l.dialEnded(this);
-    if (this.clientClosed) {
-      s.destroy();
-      return;
-    }
     this.spliced = true;
     this.ep!.connections++;
     const c = this.client;
-    c.on('data', onClientData);
-    c.on('end', onClientEnd);
-    c.on('drain', onClientDrain);
-    s.on('end', onBackendEnd);
-    s.on('drain', onBackendDrain);
-    c.resume();
+    c.setNoDelay(true);
+    b.setNoDelay(true);
+    c.useUserBuffer(READ_BUF);
+    b.useUserBuffer(READ_BUF);
+    c.onread = onClientRead;
+    b.onread = onBackendRead;
+    if (c.readStart() !== 0 || b.readStart() !== 0) this.end(true);
   }
 
-  clientClose(hadError: boolean): void {
-    this.clientClosed = true;
+  /** a write to `toClient ? client : backend` finished; `ok` false: it failed */
+  written(toClient: boolean, ok: boolean): void {
+    if (this.closing) return;
+    if (!ok) return this.end(true);
+    if (toClient) {
+      if (--this.pendingToClient === 0 && !this.backendEof) this.backend!.readStart();
+    } else if (--this.pendingToBackend === 0 && !this.clientEof) this.client.readStart();
+  }
+
+  /** EOF from one side: shut the other's write side (after its pending writes, which libuv orders) */
+  eof(fromClient: boolean): void {
+    const to = fromClient ? this.backend! : this.client;
+    if (fromClient) this.clientEof = true;
+    else this.backendEof = true;
+    const req = new uv.ShutdownWrap();
+    req.oncomplete = onShutdown;
+    req.conn = this;
+    req.toClient = !fromClient;
+    const err = to.shutdown(req);
+    if (err !== 0) this.shut(!fromClient);
+  }
+
+  shut(client: boolean): void {
+    if (client) this.clientShut = true;
+    else this.backendShut = true;
+    if (this.clientShut && this.backendShut && this.clientEof && this.backendEof) this.end(false);
+  }
+
+  /** ends the connection: both handles closed, with RST when `abort` */
+  end(abort: boolean): void {
+    if (this.closing) return;
+    this.closing = true;
     const l = this.l;
-    const c = this.client;
-    l.counters.bytesIn += c.bytesRead;
-    l.counters.bytesOut += c.bytesWritten;
-    if (this.spliced) {
-      this.ep!.bytesIn += c.bytesRead;
-      this.ep!.bytesOut += c.bytesWritten;
-    }
     l.dialEnded(this);
-    // while dialing, or after an error, the backend has nobody to talk to. After a clean
-    // close both directions have ended, so the backend is finishing its own writes.
-    if (this.backend && (!this.spliced || hadError)) this.backend.destroy();
-    this.maybeEnded();
+    if (this.spliced) {
+      this.ep!.bytesIn += this.bytesIn;
+      this.ep!.bytesOut += this.bytesOut;
+    }
+    const b = this.backend;
+    if (b) {
+      b.conn = undefined;
+      if (abort) reset(b, this);
+      else closeHandle(b, this);
+    }
+    this.client.conn = undefined;
+    if (abort) reset(this.client, this);
+    else closeHandle(this.client, this);
   }
 
-  maybeEnded(): void {
-    if (this.#ended || !this.clientClosed || !this.backendClosed) return;
-    this.#ended = true;
-    this.l.connEnded(this);
-    this.#resolveClosed?.();
+  handleClosed(): void {
+    if (--this.openHandles === 0) {
+      this.l.connEnded(this);
+      this.#resolveClosed?.();
+    }
   }
-}
-
-// ---- event handlers shared by every connection; `this` is the socket that emitted ----
-
-function onClientData(this: ConnSocket, d: Buffer): void {
-  if (!this[CONN]!.backend!.write(d)) this.pause();
 }
 
 /*
- * Backend → client (responses, downloads: the heavy direction of a load test) bypasses the
- * readable-stream machinery: every backend socket reads into one shared buffer (`onread`; reads
- * are one at a time and the callback runs at once), and the callback copies the bytes out — a
- * small read into a pooled allocation, a large one into a recycled 64 KiB buffer that returns
- * to the pool when the client's write completes. Reusing warm buffers is what keeps the
- * kernel's copies cheap: a fresh 64 KiB per read (until the GC frees it) cost twice the system
- * time per GB. (The shared buffer itself is never handed to a write: each socket keeps the
- * buffer it was given for its next read.) Client sockets come from `net.Server`, which has no
- * `onread`: client → backend uses 'data' events.
+ * The shared read buffer and the chunks data is copied into. Reads up to COPY_MAX are copied
+ * into a pooled allocation (`Buffer.allocUnsafe`); larger ones into a recycled 64 KiB chunk,
+ * back in the pool as soon as its write completes — at once, usually. Reusing warm buffers keeps
+ * the kernel's copies cheap: a fresh 64 KiB per read (until the GC frees it) cost twice the
+ * system time per GB.
  */
 const READ_SIZE = 64 * 1024;
-/** reads up to this size are copied into a pooled allocation (`Buffer.allocUnsafe`) */
+const READ_BUF = Buffer.allocUnsafeSlow(READ_SIZE);
 const COPY_MAX = 4096;
-/** recycled buffers kept (4 MiB) */
+/** recycled chunks kept (4 MiB) */
 const POOL_MAX = 64;
 const pool: Buffer[] = [];
-const BACKEND_READ = { buffer: Buffer.allocUnsafeSlow(READ_SIZE), callback: onBackendRead };
+/** the request object for the next write; replaced only when a write stays pending */
+let writeReq = newWriteReq();
 
-function onBackendRead(this: ConnSocket, n: number, buf: Buffer): boolean {
-  const client = this[CONN]!.client;
-  if (n <= COPY_MAX) {
-    const chunk = Buffer.allocUnsafe(n);
-    buf.copy(chunk, 0, 0, n);
-    return client.write(chunk); // false: reading stops until the client drains (onClientDrain)
+function newWriteReq(): WriteReq {
+  const req = new uv.WriteWrap() as WriteReq;
+  req.oncomplete = onWritten;
+  req.conn = undefined;
+  req.chunk = undefined;
+  req.toClient = false;
+  return req;
+}
+
+function forward(conn: TcpConn, n: number, toClient: boolean): void {
+  let chunk: Buffer;
+  let pooled = false;
+  if (n <= COPY_MAX) chunk = Buffer.allocUnsafe(n);
+  else {
+    chunk = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+    pooled = true;
   }
-  const chunk = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
-  buf.copy(chunk, 0, 0, n);
-  return client.write(n === READ_SIZE ? chunk : chunk.subarray(0, n), () => {
-    if (pool.length < POOL_MAX) pool.push(chunk);
-  });
-}
-
-function onClientDrain(this: ConnSocket): void {
-  this[CONN]!.backend?.resume();
-}
-
-function onBackendDrain(this: ConnSocket): void {
-  this[CONN]!.client.resume();
-}
-
-function onClientEnd(this: ConnSocket): void {
-  this[CONN]!.backend?.end();
-}
-
-function onBackendEnd(this: ConnSocket): void {
-  this[CONN]!.client.end();
-}
-
-function onClientError(this: ConnSocket): void {
-  // the client socket is destroyed by the stream machinery; the backend gets a reset
-  const b = this[CONN]!.backend;
-  if (b) reset(b);
-}
-
-function onClientClose(this: ConnSocket, hadError: boolean): void {
-  this[CONN]!.clientClose(hadError);
-}
-
-function onBackendConnect(this: ConnSocket): void {
-  const conn = this[CONN]!;
-  if (conn.backend === this) conn.splice(this);
-}
-
-function onBackendError(this: ConnSocket, err: Error): void {
-  const conn = this[CONN]!;
-  if (conn.spliced) reset(conn.client);
-  else conn.dialFailed(this, err);
-}
-
-function onBackendClose(this: ConnSocket): void {
-  const conn = this[CONN]!;
-  // a socket whose dial failed was replaced (or given up) already
-  if (conn.backend !== this) return;
-  conn.backendClosed = true;
-  conn.maybeEnded();
-}
-
-function ignore(): void {}
-
-/** End with RST where possible (a prompt, visible failure for the client). */
-function reset(s: net.Socket): void {
-  if (s.destroyed) return;
-  try {
-    s.resetAndDestroy();
-  } catch {
-    s.destroy();
+  READ_BUF.copy(chunk, 0, 0, n);
+  const data = n === chunk.length ? chunk : chunk.subarray(0, n);
+  const to = toClient ? conn.client : conn.backend!;
+  const req = writeReq;
+  const err = to.writeBuffer(req, data);
+  if (err !== 0) {
+    if (pooled) recycle(chunk);
+    conn.end(true);
+    return;
   }
+  if (streamState[LAST_WRITE_ASYNC] === 0) {
+    if (pooled) recycle(chunk);
+    return;
+  }
+  // pending: the request keeps the chunk; the other side stops reading until it completes
+  writeReq = newWriteReq();
+  req.conn = conn;
+  req.chunk = pooled ? chunk : undefined;
+  req.toClient = toClient;
+  if (toClient) {
+    if (conn.pendingToClient++ === 0) conn.backend!.readStop();
+  } else if (conn.pendingToBackend++ === 0) conn.client.readStop();
+}
+
+function recycle(chunk: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(chunk);
+}
+
+// ---- callbacks shared by every connection; `this` is the handle or request ----
+
+function onConnection(this: ServerHandle, status: number, client: UvTcp | undefined): void {
+  const l = this.listener;
+  if (status !== 0 || !client) {
+    l?.acceptFailed(status);
+    return;
+  }
+  if (!l) {
+    client.close();
+    return;
+  }
+  l.accepted(client);
+}
+
+function onConnected(this: UvReq, status: number, handle: ConnHandle): void {
+  const conn = handle.conn;
+  // a timed-out dial's handle was closed and replaced already
+  if (!conn || conn.backend !== handle || conn.closing) return;
+  if (status !== 0) conn.dialFailed(handle, uvError(status, 'connect').code!);
+  else conn.splice();
+}
+
+function onClientRead(this: ConnHandle): void {
+  const conn = this.conn;
+  if (!conn) return;
+  const n = streamState[READ]!;
+  if (n > 0) {
+    conn.bytesIn += n;
+    forward(conn, n, false);
+  } else if (n === UV_EOF) conn.eof(true);
+  else if (n < 0) conn.end(true);
+}
+
+function onBackendRead(this: ConnHandle): void {
+  const conn = this.conn;
+  if (!conn) return;
+  const n = streamState[READ]!;
+  if (n > 0) {
+    conn.bytesOut += n;
+    forward(conn, n, true);
+  } else if (n === UV_EOF) conn.eof(false);
+  else if (n < 0) conn.end(true);
+}
+
+function onWritten(this: WriteReq, status: number): void {
+  if (this.chunk) recycle(this.chunk);
+  const conn = this.conn;
+  this.conn = undefined;
+  this.chunk = undefined;
+  conn?.written(this.toClient, status === 0);
+}
+
+function onShutdown(this: UvReq): void {
+  const conn = this.conn as TcpConn;
+  this.conn = undefined;
+  if (!conn.closing) conn.shut(this.toClient as boolean);
+}
+
+function closeHandle(h: UvTcp, conn: TcpConn): void {
+  h.close(() => conn.handleClosed());
+}
+
+/** Close with RST where possible (a prompt, visible failure for the client). */
+function reset(h: UvTcp, conn?: TcpConn): void {
+  const done = conn ? () => conn.handleClosed() : undefined;
+  if (h.reset(done) !== 0) h.close(done);
+}
+
+function peerAddress(h: UvTcp): string {
+  const out: { address?: string } = {};
+  h.getpeername(out);
+  return out.address ?? '';
 }
