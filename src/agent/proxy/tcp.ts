@@ -37,8 +37,9 @@ const ACCEPT_ERROR_LOG_MS = 1000;
  * event emitter, timers and nextTick hops per read and write, and profiles showed that
  * machinery, not the copy, was most of the CPU per connection and most of the memory per idle
  * connection. Here a connection is one `TcpConn` and two handles. Every handle reads into one
- * shared 64 KiB buffer (reads run one at a time and the callback runs at once); the callback
- * copies the bytes into a chunk and writes it to the other handle. Most writes on loopback
+ * shared buffer (reads run one at a time and the callback runs at once); the callback copies
+ * the bytes into a chunk and writes it to the other handle (bulk streams get buffers of their
+ * own and skip the copy, see `forward`). Most writes on loopback
  * complete at once (`LAST_WRITE_ASYNC` is 0), so the chunk is recycled at once; a pending write
  * keeps its chunk and stops reading the other side until it completes (backpressure). Event
  * handlers are module-level functions (no per-connection closures), dial deadlines are checked
@@ -200,8 +201,11 @@ export class TcpListener implements Listener {
 }
 
 type ServerHandle = UvTcp & { listener?: TcpListener };
-/** the connection a handle belongs to (set on both of its handles; read by the shared callbacks) */
-type ConnHandle = UvTcp & { conn: TcpConn | undefined };
+/**
+ * A connection's handle: `conn` is the connection (read by the shared callbacks); `own` the
+ * handle's own read buffer once it has carried bulk data (see `forward`).
+ */
+type ConnHandle = UvTcp & { conn: TcpConn | undefined; own?: Buffer };
 
 interface WriteReq extends UvReq {
   conn: TcpConn | undefined;
@@ -291,8 +295,7 @@ class TcpConn {
     ep.failed++;
     l.log.trace({ svc: l.spec.svc, endpoint: ep.id, err: why }, 'dial failed');
     this.backend = undefined;
-    h.conn = undefined;
-    closeHandle(h, this);
+    h.close(onHandleClosed);
     this.attempt++;
     if (this.attempt < l.dialTimeoutsMs.length) {
       this.dial();
@@ -330,17 +333,23 @@ class TcpConn {
     } else if (--this.pendingToBackend === 0 && !this.clientEof) this.client.readStart();
   }
 
-  /** EOF from one side: shut the other's write side (after its pending writes, which libuv orders) */
+  /**
+   * EOF from one side: shut the other's write side (libuv sends the FIN after the pending
+   * writes). When the other side has ended already and nothing is pending to it, no shutdown is
+   * needed: the connection is closed once the first FIN has gone out, and closing sends this
+   * one — a shutdown and its two epoll updates saved on every short-lived connection.
+   */
   eof(fromClient: boolean): void {
-    const to = fromClient ? this.backend! : this.client;
     if (fromClient) this.clientEof = true;
     else this.backendEof = true;
+    if (fromClient ? this.backendEof && this.pendingToBackend === 0 : this.clientEof && this.pendingToClient === 0) {
+      return this.shut(!fromClient);
+    }
     const req = new uv.ShutdownWrap();
     req.oncomplete = onShutdown;
     req.conn = this;
     req.toClient = !fromClient;
-    const err = to.shutdown(req);
-    if (err !== 0) this.shut(!fromClient);
+    if ((fromClient ? this.backend! : this.client).shutdown(req) !== 0) this.shut(!fromClient);
   }
 
   shut(client: boolean): void {
@@ -361,13 +370,11 @@ class TcpConn {
     }
     const b = this.backend;
     if (b) {
-      b.conn = undefined;
-      if (abort) reset(b, this);
-      else closeHandle(b, this);
+      if (abort) reset(b);
+      else b.close(onHandleClosed);
     }
-    this.client.conn = undefined;
-    if (abort) reset(this.client, this);
-    else closeHandle(this.client, this);
+    if (abort) reset(this.client);
+    else this.client.close(onHandleClosed);
   }
 
   handleClosed(): void {
@@ -380,16 +387,22 @@ class TcpConn {
 
 /*
  * The shared read buffer and the chunks data is copied into. Reads up to COPY_MAX are copied
- * into a pooled allocation (`Buffer.allocUnsafe`); larger ones into a recycled 64 KiB chunk,
- * back in the pool as soon as its write completes — at once, usually. Reusing warm buffers keeps
- * the kernel's copies cheap: a fresh 64 KiB per read (until the GC frees it) cost twice the
- * system time per GB.
+ * into a pooled allocation (`Buffer.allocUnsafe`); larger ones into a recycled chunk, back in
+ * the pool as soon as its write completes — at once, usually. Reusing warm buffers keeps the
+ * kernel's copies cheap: a fresh buffer per read (until the GC frees it) cost twice the system
+ * time per GB. The size was measured (bench/proxy-ab.ts, bulk through loopback, CPU per GB):
+ * 64 KiB was the worst choice (a write of it is one 65,483-byte loopback segment and a 53-byte
+ * one), 16 KiB 17 % better, 256 KiB 35 % better (and level with HAProxy), 512 KiB a little more
+ * at twice the memory.
  */
-const READ_SIZE = 64 * 1024;
+const READ_SIZE = 256 * 1024;
 const READ_BUF = Buffer.allocUnsafeSlow(READ_SIZE);
 const COPY_MAX = 4096;
 /** recycled chunks kept (4 MiB) */
-const POOL_MAX = 64;
+const POOL_MAX = 16;
+/** handles reading into a buffer of their own at most (32 MiB); the others copy (see `forward`) */
+const OWN_MAX = 128;
+let owned = 0;
 const pool: Buffer[] = [];
 /** the request object for the next write; replaced only when a write stays pending */
 let writeReq = newWriteReq();
@@ -403,15 +416,31 @@ function newWriteReq(): WriteReq {
   return req;
 }
 
-function forward(conn: TcpConn, n: number, toClient: boolean): void {
+/**
+ * Writes the `n` bytes just read by `from` to the other handle. A handle reads into the shared
+ * buffer until it carries bulk data (a read over COPY_MAX): from then on it reads into a 256 KiB
+ * buffer of its own (OWN_MAX handles at most; the return value sets it), which is written from
+ * directly — no copy. That is safe because a pending write stops `from` reading until it
+ * completes, so its buffer is never overwritten under a write. The buffer returns to the pool when the handle closes.
+ */
+function forward(conn: TcpConn, from: ConnHandle, n: number, toClient: boolean): Buffer | undefined {
+  const own = from.own;
   let chunk: Buffer;
   let pooled = false;
-  if (n <= COPY_MAX) chunk = Buffer.allocUnsafe(n);
-  else {
+  let next: Buffer | undefined;
+  if (own !== undefined) chunk = own;
+  else if (n <= COPY_MAX) {
+    chunk = Buffer.allocUnsafe(n);
+    READ_BUF.copy(chunk, 0, 0, n);
+  } else {
     chunk = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+    READ_BUF.copy(chunk, 0, 0, n);
     pooled = true;
+    if (owned < OWN_MAX) {
+      owned++;
+      next = from.own = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+    }
   }
-  READ_BUF.copy(chunk, 0, 0, n);
   const data = n === chunk.length ? chunk : chunk.subarray(0, n);
   const to = toClient ? conn.client : conn.backend!;
   const req = writeReq;
@@ -419,11 +448,11 @@ function forward(conn: TcpConn, n: number, toClient: boolean): void {
   if (err !== 0) {
     if (pooled) recycle(chunk);
     conn.end(true);
-    return;
+    return next;
   }
   if (streamState[LAST_WRITE_ASYNC] === 0) {
     if (pooled) recycle(chunk);
-    return;
+    return next;
   }
   // pending: the request keeps the chunk; the other side stops reading until it completes
   writeReq = newWriteReq();
@@ -431,8 +460,9 @@ function forward(conn: TcpConn, n: number, toClient: boolean): void {
   req.chunk = pooled ? chunk : undefined;
   req.toClient = toClient;
   if (toClient) {
-    if (conn.pendingToClient++ === 0) conn.backend!.readStop();
-  } else if (conn.pendingToBackend++ === 0) conn.client.readStop();
+    if (conn.pendingToClient++ === 0) from.readStop();
+  } else if (conn.pendingToBackend++ === 0) from.readStop();
+  return next;
 }
 
 function recycle(chunk: Buffer): void {
@@ -462,26 +492,30 @@ function onConnected(this: UvReq, status: number, handle: ConnHandle): void {
   else conn.splice();
 }
 
-function onClientRead(this: ConnHandle): void {
+function onClientRead(this: ConnHandle): Buffer | undefined {
   const conn = this.conn;
-  if (!conn) return;
+  if (!conn || conn.closing) return undefined;
   const n = streamState[READ]!;
   if (n > 0) {
     conn.bytesIn += n;
-    forward(conn, n, false);
-  } else if (n === UV_EOF) conn.eof(true);
+    return forward(conn, this, n, false);
+  }
+  if (n === UV_EOF) conn.eof(true);
   else if (n < 0) conn.end(true);
+  return undefined;
 }
 
-function onBackendRead(this: ConnHandle): void {
+function onBackendRead(this: ConnHandle): Buffer | undefined {
   const conn = this.conn;
-  if (!conn) return;
+  if (!conn || conn.closing) return undefined;
   const n = streamState[READ]!;
   if (n > 0) {
     conn.bytesOut += n;
-    forward(conn, n, true);
-  } else if (n === UV_EOF) conn.eof(false);
+    return forward(conn, this, n, true);
+  }
+  if (n === UV_EOF) conn.eof(false);
   else if (n < 0) conn.end(true);
+  return undefined;
 }
 
 function onWritten(this: WriteReq, status: number): void {
@@ -498,14 +532,19 @@ function onShutdown(this: UvReq): void {
   if (!conn.closing) conn.shut(this.toClient as boolean);
 }
 
-function closeHandle(h: UvTcp, conn: TcpConn): void {
-  h.close(() => conn.handleClosed());
+/** `close()` callback of a connection's handles (libuv calls no read callback after `close`) */
+function onHandleClosed(this: ConnHandle): void {
+  if (this.own) {
+    owned--;
+    recycle(this.own);
+    this.own = undefined;
+  }
+  this.conn?.handleClosed();
 }
 
 /** Close with RST where possible (a prompt, visible failure for the client). */
-function reset(h: UvTcp, conn?: TcpConn): void {
-  const done = conn ? () => conn.handleClosed() : undefined;
-  if (h.reset(done) !== 0) h.close(done);
+function reset(h: UvTcp): void {
+  if (h.reset(onHandleClosed) !== 0) h.close(onHandleClosed);
 }
 
 function peerAddress(h: UvTcp): string {

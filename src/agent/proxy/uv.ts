@@ -2,8 +2,8 @@
  * Node's own libuv stream handles (`tcp_wrap`, `stream_wrap`), typed: the objects `net.Socket`
  * and `net.Server` are built on. The proxy's data path uses them directly, without the stream
  * layer on top (see tcp.ts for why). They are reached through `process.binding`, which Node 20
- * and 22 still allow for these modules; `uvAvailable()` says whether this Node has them, and
- * the proxy falls back to `net` when it does not.
+ * and 22 allow for these modules (DEP0111 is documentation-only there). A Node without them
+ * fails the first listener with an error that says so, rather than proxying wrongly.
  */
 import { getSystemErrorName } from 'node:util';
 
@@ -20,9 +20,9 @@ export interface UvTcp {
   /** 0 or a negative errno; `streamState[LAST_WRITE_ASYNC]` says whether `req` is pending */
   writeBuffer(req: UvReq, buf: Uint8Array): number;
   shutdown(req: UvReq): number;
-  close(cb?: () => void): void;
+  close(cb?: (this: never) => void): void;
   /** close with RST (SO_LINGER 0); fails (non-zero) after `shutdown` */
-  reset(cb?: () => void): number;
+  reset(cb?: (this: never) => void): number;
   setNoDelay(on: boolean): number;
   getpeername(out: { address?: string; port?: number; family?: string }): number;
   connect(req: UvReq, host: string, port: number): number;
@@ -73,14 +73,14 @@ function load(): Bindings | undefined {
   }
 }
 
-const bindings = process.env.KUBELOOP_PROXY_NET === '1' ? undefined : load();
-
-export function uvAvailable(): boolean {
-  return bindings !== undefined;
-}
+const bindings = load();
 
 function need(): Bindings {
-  if (!bindings) throw new Error('libuv stream handles are not available in this Node');
+  if (!bindings) {
+    throw new Error(
+      `the proxy needs Node's tcp_wrap and stream_wrap bindings (Node 20 and 22 have them); Node ${process.version} does not: run kubeloop with Node 20 or 22`,
+    );
+  }
   return bindings;
 }
 
