@@ -29,6 +29,7 @@ import { DROP, errorReply, nameToWire, parseQuery } from './wire.js';
 import type { Edns, Query } from './wire.js';
 import { RCODE, TYPE } from './records.js';
 import { ipBytes, isLoopback } from './ip.js';
+import { type UvUdp, udpHandle, uvError } from '../util/uv.js';
 
 export interface DnsOptions {
   informers: InformerFactory;
@@ -233,7 +234,33 @@ export class Dns2Binding {
   }
 
   #wire(udp: FastUdpServer, tcp: net.Server): void {
-    udp.fast = (data, rinfo) => this.#fast(udp, data, rinfo);
+    const raw = udpHandle(udp);
+    if (raw) {
+      // The hot path skips dgram too: its handle's message callback answers plain queries
+      // itself and sends on the handle (dgram's send() costs a lookup, a nextTick and a bound
+      // function per datagram: measured, a bare echo answers 14 % more queries this way). Anything
+      // else goes on to dgram's own callback and so to dns2, as before.
+      const { handle, SendWrap } = raw;
+      let req = new SendWrap();
+      const send = (b: Buffer, port: number, address: string): void => {
+        const list = [b];
+        const err = handle.send(req, list, 1, port, address, false);
+        if (err === 0) {
+          // pending: this request (and the bytes) stay in use until the kernel takes them
+          req.list = list;
+          req = new SendWrap();
+        } else if (err < 0) this.#log.debug({ err: uvError(err, 'send', address, port) }, 'DNS reply could not be sent');
+      };
+      const dgramOnMessage = handle.onmessage;
+      const fast = (data: Buffer, port: number, address: string): boolean => this.#fast(data, port, address, send);
+      handle.onmessage = function (this: UvUdp, nread, h, buf, rinfo) {
+        if (nread > 0 && fast(buf, rinfo.port, rinfo.address)) return;
+        dgramOnMessage.call(this, nread, h, buf, rinfo);
+      };
+    } else {
+      const send = (b: Buffer, port: number, address: string): void => udp.send(b, port, address);
+      udp.fast = (data, rinfo) => this.#fast(data, rinfo.port, rinfo.address, send);
+    }
     const onRequest = (req: Packet, send: Send, client: unknown): void => this.#slow(req, send, client);
     const onRequestError = (err: Error): void => this.#log.trace({ err }, 'undecodable DNS message dropped');
     udp.on('request', onRequest);
@@ -247,7 +274,7 @@ export class Dns2Binding {
   }
 
   /** The UDP fast path: true when the packet was dealt with (answered or dropped). */
-  #fast(udp: dgram.Socket, data: Buffer, rinfo: dgram.RemoteInfo): boolean {
+  #fast(data: Buffer, port: number, address: string, send: (b: Buffer, port: number, address: string) => void): boolean {
     let q: ReturnType<typeof parseQuery>;
     try {
       q = parseQuery(data);
@@ -263,8 +290,8 @@ export class Dns2Binding {
       r = Promise.reject(err);
     }
     // the hot path: a cached answer, sent at once (send errors surface as the socket's 'error')
-    if (Buffer.isBuffer(r)) udp.send(r, rinfo.port, rinfo.address);
-    else this.#settle(q, r, (b) => udp.send(b, rinfo.port, rinfo.address));
+    if (Buffer.isBuffer(r)) send(r, port, address);
+    else this.#settle(q, r, (b) => send(b, port, address));
     return true;
   }
 

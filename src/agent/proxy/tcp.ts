@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { BalancedEndpoint, RoundRobin } from './round-robin.js';
 import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, hostPort, newCounters } from './portal.js';
-import { LAST_WRITE_ASYNC, READ, UV_EOF, type UvReq, type UvTcp, streamState, uv, uvError } from './uv.js';
+import { LAST_WRITE_ASYNC, READ, UV_EOF, type UvReq, type UvTcp, streamState, uv, uvError } from '../../util/uv.js';
 
 export interface TcpListenerOptions {
   spec: PortalSpec;

@@ -1,7 +1,8 @@
 /**
- * Node's own libuv stream handles (`tcp_wrap`, `stream_wrap`), typed: the objects `net.Socket`
- * and `net.Server` are built on. The proxy's data path uses them directly, without the stream
- * layer on top (see tcp.ts for why). They are reached through `process.binding`, which Node 20
+ * Node's own libuv handles (`tcp_wrap`, `stream_wrap`, `udp_wrap`), typed: the objects
+ * `net.Socket`, `net.Server` and `dgram.Socket` are built on. The proxy's TCP data path and the
+ * DNS server's UDP fast path use them directly, without the stream / event layers on top (see
+ * agent/proxy/tcp.ts and dns/server.ts for why). They are reached through `process.binding`, which Node 20
  * and 22 allow for these modules (DEP0111 is documentation-only there). A Node without them
  * fails the first listener with an error that says so, rather than proxying wrongly.
  */
@@ -55,6 +56,32 @@ interface StreamWrapBinding {
 interface Bindings {
   tcp: TcpWrapBinding;
   stream: StreamWrapBinding;
+}
+
+/** The libuv handle inside a bound `dgram.Socket`. */
+export interface UvUdp {
+  /** `onmessage(nread, handle, buf, rinfo)`, `this` the handle */
+  onmessage: (this: UvUdp, nread: number, handle: UvUdp, buf: Buffer, rinfo: { address: string; port: number; family: string }) => void;
+  /** > 0: sent at once (bytes + 1); 0: pending, `req` in use until it completes; < 0: errno */
+  send(req: UvReq, list: Buffer[], count: number, port: number, address: string, hasCallback: boolean): number;
+}
+
+/**
+ * The handle of a bound `dgram.Socket` (dgram keeps it under a private symbol), with a
+ * `SendWrap` constructor for `send`; undefined when this Node does not have them (callers then
+ * keep to dgram's API).
+ */
+export function udpHandle(s: object): { handle: UvUdp; SendWrap: new () => UvReq } | undefined {
+  try {
+    const sym = Object.getOwnPropertySymbols(s).find((x) => x.description === 'state symbol');
+    const state = sym ? (s as Record<symbol, { handle?: unknown } | undefined>)[sym] : undefined;
+    const handle = state?.handle as UvUdp | undefined;
+    const { SendWrap } = (process as unknown as { binding(name: string): { SendWrap?: new () => UvReq } }).binding('udp_wrap');
+    if (!handle || typeof handle.send !== 'function' || typeof handle.onmessage !== 'function' || typeof SendWrap !== 'function') return undefined;
+    return { handle, SendWrap };
+  } catch {
+    return undefined;
+  }
 }
 
 function load(): Bindings | undefined {
