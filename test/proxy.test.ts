@@ -394,3 +394,48 @@ t.test('bulk both ways, with a slow reader: every byte arrives in order, and the
   t.equal(l().counters.bytesIn, 4 * SIZE, 'client → backend bytes counted');
   t.equal(l().counters.bytesOut, 4 * (SIZE + 3 + 7), 'backend → client bytes counted');
 });
+
+t.test('half-closed connections are ended too: by stop(), and by a reset from the side still open', async (t) => {
+  const h = await harness(t, opts);
+  // a backend that greets and then ignores the client's FIN: the connection stays half-open
+  const peers = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    peers.add(s);
+    s.on('error', () => {});
+    s.on('close', () => peers.delete(s));
+    s.write('hi\n');
+  });
+  await new Promise<void>((r) => server.listen({ host: B(1), port: 0 }, () => r()));
+  t.teardown(() => {
+    for (const s of peers) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', [{ addresses: [{ ip: B(1) }], ports: [{ name: 'http', port, protocol: 'TCP' }] }]);
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const l = () => h.proxy.listeners()[0]!;
+
+  // 1: the client half-closes, then the backend resets: the client gets the reset, nothing is left
+  const a = connect(ip, 8080);
+  await a.lines(1);
+  a.socket.end();
+  await waitFor(() => peers.size === 1 && [...peers][0]!.readableEnded, 'the FIN reached the backend');
+  [...peers][0]!.resetAndDestroy();
+  const ra = await a.done;
+  t.equal(ra.error, 'ECONNRESET', 'the reset is passed on to the half-closed client');
+  await waitFor(() => l().active === 0, 'the proxy let go of the connection');
+
+  // 2: half-closed connections are ended by stop()
+  const held = [connect(ip, 8080), connect(ip, 8080)];
+  for (const c of held) await c.lines(1);
+  for (const c of held) c.socket.end();
+  await waitFor(() => peers.size === 2 && [...peers].every((s) => s.readableEnded), 'both FINs reached the backend');
+  t.equal(l().active, 2, 'two half-closed connections open');
+  const stopped = h.proxy.stop().then(() => 'stopped');
+  const r = await Promise.race([stopped, new Promise((res) => setTimeout(() => res('timeout'), 3000))]);
+  t.equal(r, 'stopped', 'stop() resolves with half-closed connections open');
+  const ends = await Promise.all(held.map((c) => c.done));
+  t.ok(ends.every((e) => e.data === 'hi\n'), 'and the half-closed clients see their connections end');
+});

@@ -203,9 +203,10 @@ export class TcpListener implements Listener {
 type ServerHandle = UvTcp & { listener?: TcpListener };
 /**
  * A connection's handle: `conn` is the connection (read by the shared callbacks); `own` the
- * handle's own read buffer once it has carried bulk data (see `forward`).
+ * handle's own read buffer once it has carried bulk data (see `forward`); `shutting` is set once
+ * `shutdown` was called on it (it can no longer be reset, see `reset`).
  */
-type ConnHandle = UvTcp & { conn: TcpConn | undefined; own?: Buffer };
+type ConnHandle = UvTcp & { conn: TcpConn | undefined; own?: Buffer; shutting?: boolean };
 
 interface WriteReq extends UvReq {
   conn: TcpConn | undefined;
@@ -349,7 +350,9 @@ class TcpConn {
     req.oncomplete = onShutdown;
     req.conn = this;
     req.toClient = !fromClient;
-    if ((fromClient ? this.backend! : this.client).shutdown(req) !== 0) this.shut(!fromClient);
+    const to = fromClient ? this.backend! : this.client;
+    to.shutting = true;
+    if (to.shutdown(req) !== 0) this.shut(!fromClient);
   }
 
   shut(client: boolean): void {
@@ -542,9 +545,13 @@ function onHandleClosed(this: ConnHandle): void {
   this.conn?.handleClosed();
 }
 
-/** Close with RST where possible (a prompt, visible failure for the client). */
-function reset(h: UvTcp): void {
-  if (h.reset(onHandleClosed) !== 0) h.close(onHandleClosed);
+/**
+ * Close with RST where possible (a prompt, visible failure for the client). A handle that was
+ * shut down is closed plainly: libuv refuses to reset it, and Node then marks it closing anyway,
+ * so a `close()` after the failed reset would be ignored and the handle (and its fd) leaked.
+ */
+function reset(h: ConnHandle | UvTcp): void {
+  if ((h as ConnHandle).shutting || h.reset(onHandleClosed) !== 0) h.close(onHandleClosed);
 }
 
 function peerAddress(h: UvTcp): string {
