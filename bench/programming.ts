@@ -71,7 +71,10 @@ async function probe(host: string, port: number, t0: number, timeoutMs = 10_000)
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect({ host, port });
+      // an attempt that is accepted but never answered must not stall the run
+      const timer = setTimeout(() => done(false), 1000);
       const done = (v: boolean): void => {
+        clearTimeout(timer);
         s.destroy();
         resolve(v);
       };
