@@ -289,7 +289,7 @@ export class Dns2Binding {
     } catch (err) {
       r = Promise.reject(err);
     }
-    // the hot path: a cached answer, sent at once (send errors surface as the socket's 'error')
+    // the hot path: a cached answer, sent at once (a failed send is logged at debug, or surfaces as the socket's 'error' on the dgram path)
     if (Buffer.isBuffer(r)) send(r, port, address);
     else this.#settle(q, r, (b) => send(b, port, address));
     return true;
