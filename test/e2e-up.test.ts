@@ -3,6 +3,7 @@
  * the NodePort, kill a pod's process, Ctrl-C, and nothing left behind.
  */
 import t from 'tap';
+import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +71,19 @@ t.test('kubeloop up with the demo manifests', async (t) => {
     for (const line of out.responses) t.match(line, /^pod=myapp-/, 'answered by a pod through the Service');
     const fqdn = await get(`http://${cluster[0]}/dial?host=myapp-service.default.svc.cluster.local.&port=80&request=x`);
     t.match(JSON.parse(fqdn.body).responses[0], /^pod=myapp-/, 'the fully qualified name works too');
+  });
+
+  await t.test('kubectl apply of the same files afterwards changes nothing', async (t) => {
+    // up -f records the last-applied annotation as kubectl apply does
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile('kubectl', ['--kubeconfig', join(d.stateDir, 'kubeconfig'), '--cache-dir', join(d.stateDir, 'kubectl-cache'), 'apply', '-f', 'config/'], { timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }),
+      ),
+    );
+    t.equal(r.code, 0, r.stderr);
+    t.notMatch(r.stderr, /last-applied-configuration/, 'no missing-annotation warning');
+    const lines = r.stdout.trim().split('\n');
+    t.ok(lines.length >= 7 && lines.every((l) => l.endsWith(' unchanged')), `every object unchanged:\n${r.stdout}`);
   });
 
   await t.test('a killed pod restarts and traffic keeps flowing', async (t) => {

@@ -144,9 +144,34 @@ export async function applyManifests(store: Store, docs: readonly ManifestDoc[])
   return res;
 }
 
-async function applyOne(store: Store, obj: KObject): Promise<ApplyAction> {
-  const info = kindInfo(obj.kind!)!;
-  const ns = info.namespaced ? (obj.metadata?.namespace ?? 'default') : undefined;
+/** what `kubectl apply` records, so a later `kubectl apply` of the same files merges cleanly */
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The manifest with the last-applied annotation `kubectl apply` would give it — byte for byte
+ * (keys sorted as Go's encoder writes them, `annotations: {}` when there are no others, the
+ * namespace filled in, a trailing newline), so that `kubectl apply -f` of the same files after
+ * `kubeloop up -f` finds nothing to change.
+ */
+function withLastApplied(obj: KObject, ns: string | undefined): KObject {
+  const { [LAST_APPLIED]: _old, ...annotations } = obj.metadata?.annotations ?? {};
+  const meta = { ...obj.metadata, annotations, ...(ns === undefined ? {} : { namespace: ns }) };
+  const applied = `${sortedJson({ ...obj, metadata: meta })}\n`;
+  return { ...obj, metadata: { ...meta, annotations: { ...annotations, [LAST_APPLIED]: applied } } };
+}
+
+function sortedJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : x,
+  );
+}
+
+async function applyOne(store: Store, manifest: KObject): Promise<ApplyAction> {
+  const info = kindInfo(manifest.kind!)!;
+  const ns = info.namespaced ? (manifest.metadata?.namespace ?? 'default') : undefined;
+  const obj = withLastApplied(manifest, ns);
   const name = obj.metadata?.name;
   const existing = name ? await store.tryGet(obj.kind!, ns, name) : undefined;
   if (!existing) {

@@ -47,6 +47,13 @@ metadata: { name: w }
 
   const again = await applyManifests(store, readManifests([join(dir, 'a.yaml')], dir));
   t.same(again.applied, [{ ref: 'service/default/good', action: 'unchanged' }], 're-apply is a no-op');
+  // what `kubectl apply` records, so `kubectl apply -f` of the same files later merges without a warning
+  const good = await store.get<{ kind?: string; metadata: { name: string; annotations?: Record<string, string> } }>('Service', 'default', 'good');
+  const last = good.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration'];
+  t.ok(last?.endsWith('}\n'), 'the last-applied annotation is set, JSON plus a newline as kubectl writes it');
+  const recorded = JSON.parse(last ?? '{}') as { kind?: string; metadata?: { name?: string; annotations?: unknown } };
+  t.same([Object.keys(recorded), Object.keys(recorded.metadata ?? {})], [['apiVersion', 'kind', 'metadata', 'spec'], ['annotations', 'name', 'namespace']], 'keys sorted and the namespace filled in, as kubectl writes them');
+  t.same([recorded.kind, recorded.metadata?.name, recorded.metadata?.annotations], ['Service', 'good', {}], 'it holds the manifest, not itself');
 });
 
 t.test('missing paths are reported', async (t) => {
