@@ -10,9 +10,10 @@ import type { EventRecorder } from '../store/events.js';
 import { Expectations } from './expectations.js';
 import { CONTROLLER_REVISION_HASH, History } from './history.js';
 import { canonicalJson, generateName } from './names.js';
-import { NamespaceIndex, ownersToSync } from './ns-index.js';
+import { NamespaceIndex, dependentHandlers, ownersToSync } from './ns-index.js';
 import { specUnfitFor } from './node-fit.js';
-import { controllerRef, isPodAvailable, isPodFinished, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
+import { mergeStatus } from './status.js';
+import { isPodAvailable, isPodFinished, isPodReady, isTerminating, msUntilAvailable, ownerRefFor, splitKey, workloadSelector } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
 
 export const TEMPLATE_GENERATION = 'pod-template-generation';
@@ -89,16 +90,7 @@ export class DaemonSetController {
         this.runner.enqueue(keyOf(d));
       },
     });
-    this.#pods.addHandler({
-      onAdd: (p) => this.#enqueueFor(p),
-      onUpdate: (old, p) => {
-        if (controllerRef(old)?.uid !== controllerRef(p)?.uid || canonicalJson(old.metadata.labels) !== canonicalJson(p.metadata.labels)) {
-          this.#enqueueFor(old);
-        }
-        this.#enqueueFor(p);
-      },
-      onDelete: (p) => this.#enqueueFor(p),
-    });
+    this.#pods.addHandler(dependentHandlers((p) => this.#enqueueFor(p)));
     const all = () => {
       for (const d of this.#sets.list()) this.runner.enqueue(keyOf(d));
     };
@@ -200,18 +192,7 @@ export class DaemonSetController {
       if (wait !== undefined) requeueMs = Math.min(requeueMs ?? Infinity, wait + 50);
     }
     s.numberUnavailable = s.desiredNumberScheduled - s.numberAvailable;
-    await this.#store.mutate<DaemonSet>(
-      'DaemonSet',
-      ds.metadata.namespace,
-      ds.metadata.name,
-      (o) => {
-        if (o.metadata?.uid !== ds.metadata.uid) return false;
-        const before = canonicalJson(o.status);
-        (o as Mutable<DaemonSet>).status = { ...(o.status ?? {}), ...s } as DaemonSet['status'];
-        return canonicalJson(o.status) !== before;
-      },
-      { subresource: 'status' },
-    );
+    await mergeStatus<DaemonSet>(this.#store, 'DaemonSet', ds, s);
     const live = new Set([update.metadata.name, ...pods.map((p) => `${ds.metadata.name}-${p.metadata.labels?.[CONTROLLER_REVISION_HASH]}`)]);
     await this.#history.truncate(ds, revisions, live);
     return requeueMs === undefined ? undefined : { requeueAfterMs: requeueMs };

@@ -1,6 +1,8 @@
 import type { KObject, Stored } from '../api/types.js';
 import { type Selector, matches } from '../api/labels.js';
-import type { Informer } from '../store/informer.js';
+import type { Informer, InformerHandlers } from '../store/informer.js';
+import { canonicalJson } from './names.js';
+import { controllerRef } from './pod-util.js';
 
 /**
  * An informer's objects grouped by namespace, so that "the pods of namespace X" is a map lookup
@@ -62,4 +64,22 @@ export function ownersToSync<O extends KObject>(
     const sel = selectorOf(o);
     return sel !== undefined && matches(sel, dependent.metadata.labels);
   });
+}
+
+/**
+ * Handlers for a controller's dependents (its pods): each change enqueues the owners of the
+ * dependent through `enqueueFor`, and an update that changes its controller or its labels
+ * enqueues those of the old version too (the owner it left, or the ones that matched before).
+ */
+export function dependentHandlers<T extends KObject>(enqueueFor: (dependent: Stored<T>) => void): InformerHandlers<T> {
+  return {
+    onAdd: (d) => enqueueFor(d),
+    onUpdate: (old, d) => {
+      if (controllerRef(old)?.uid !== controllerRef(d)?.uid || canonicalJson(old.metadata.labels) !== canonicalJson(d.metadata.labels)) {
+        enqueueFor(old);
+      }
+      enqueueFor(d);
+    },
+    onDelete: (d) => enqueueFor(d),
+  };
 }

@@ -17,9 +17,8 @@ import { claimPods } from './claim.js';
 import type { EventRecorder } from '../store/events.js';
 import { CONTROLLER_REVISION_HASH, History, type Revision, revisionTemplate } from './history.js';
 import { canonicalJson } from './names.js';
-import { NamespaceIndex, ownersToSync } from './ns-index.js';
+import { NamespaceIndex, dependentHandlers, ownersToSync } from './ns-index.js';
 import {
-  controllerRef,
   isPodAvailable,
   isPodReady,
   isTerminating,
@@ -29,6 +28,7 @@ import {
   workloadSelector,
 } from './pod-util.js';
 import { type ReconcileContext, type ReconcileResult, Runner } from './runner.js';
+import { mergeStatus } from './status.js';
 
 export const POD_NAME_LABEL = 'statefulset.kubernetes.io/pod-name';
 export const POD_INDEX_LABEL = 'apps.kubernetes.io/pod-index';
@@ -109,16 +109,7 @@ export class StatefulSetController {
       onUpdate: (_o, s) => this.runner.enqueue(keyOf(s)),
       onDelete: (s) => this.runner.enqueue(keyOf(s)),
     });
-    pods.addHandler({
-      onAdd: (p) => this.#enqueueFor(p),
-      onUpdate: (old, p) => {
-        if (controllerRef(old)?.uid !== controllerRef(p)?.uid || canonicalJson(old.metadata.labels) !== canonicalJson(p.metadata.labels)) {
-          this.#enqueueFor(old);
-        }
-        this.#enqueueFor(p);
-      },
-      onDelete: (p) => this.#enqueueFor(p),
-    });
+    pods.addHandler(dependentHandlers((p) => this.#enqueueFor(p)));
     // a claim that was being deleted is gone: a pod waiting for it can be made now
     this.#claims.addHandler({
       onDelete: (c) => {
@@ -169,7 +160,7 @@ export class StatefulSetController {
     const requeueMs = await run.converge(pods);
 
     const status = computeStatus(set, pods, current, update, collisionCount);
-    await this.#writeStatus(set, status);
+    await mergeStatus<StatefulSet>(this.#store, 'StatefulSet', set, status);
     const live = new Set([current.metadata.name, update.metadata.name, ...pods.map(revisionOf).filter((x): x is string => !!x)]);
     await this.#history.truncate(set, revisions, live);
     return requeueMs === undefined ? undefined : { requeueAfterMs: requeueMs };
@@ -187,22 +178,6 @@ export class StatefulSetController {
 
   claim(namespace: string | undefined, name: string): Stored<PersistentVolumeClaim> | undefined {
     return this.#claims.get(namespace, name);
-  }
-
-  async #writeStatus(set: SS, s: NonNullable<StatefulSet['status']>): Promise<void> {
-    const uid = set.metadata.uid;
-    await this.#store.mutate<StatefulSet>(
-      'StatefulSet',
-      set.metadata.namespace,
-      set.metadata.name,
-      (o) => {
-        if (o.metadata?.uid !== uid) return false;
-        const before = canonicalJson(o.status);
-        (o as Mutable<StatefulSet>).status = { ...(o.status ?? {}), ...s } as StatefulSet['status'];
-        return canonicalJson(o.status) !== before;
-      },
-      { subresource: 'status' },
-    );
   }
 }
 
