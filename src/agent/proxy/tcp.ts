@@ -115,7 +115,7 @@ export class TcpListener implements Listener {
     this.#closed = true;
     this.#closeServer();
     const conns = [...this.#conns];
-    for (const c of conns) c.destroy();
+    for (const c of conns) c.end(true);
     await Promise.all(conns.map((c) => c.closed));
     this.#stopSweep();
   }
@@ -256,10 +256,6 @@ class TcpConn {
     return this.#closed;
   }
 
-  destroy(): void {
-    this.end(true);
-  }
-
   dial(): void {
     const l = this.l;
     // after a failed dial, affinity is bypassed so a dead pinned backend is replaced
@@ -279,8 +275,6 @@ class TcpConn {
     req.oncomplete = onConnected;
     const err = ep.host.includes(':') ? h.connect6(req, ep.host, ep.port) : h.connect(req, ep.host, ep.port);
     if (err !== 0) {
-      this.deadline = 0;
-      l.dialStarted(this);
       this.dialFailed(h, uvError(err, 'connect').code!);
       return;
     }
@@ -320,8 +314,8 @@ class TcpConn {
     b.setNoDelay(true);
     c.useUserBuffer(READ_BUF);
     b.useUserBuffer(READ_BUF);
-    c.onread = onClientRead;
-    b.onread = onBackendRead;
+    c.onread = onRead;
+    b.onread = onRead;
     if (c.readStart() !== 0 || b.readStart() !== 0) this.end(true);
   }
 
@@ -495,28 +489,18 @@ function onConnected(this: UvReq, status: number, handle: ConnHandle): void {
   else conn.splice();
 }
 
-function onClientRead(this: ConnHandle): Buffer | undefined {
+/** `onread` of both handles of a connection */
+function onRead(this: ConnHandle): Buffer | undefined {
   const conn = this.conn;
   if (!conn || conn.closing) return undefined;
+  const fromClient = this === conn.client;
   const n = streamState[READ]!;
   if (n > 0) {
-    conn.bytesIn += n;
-    return forward(conn, this, n, false);
+    if (fromClient) conn.bytesIn += n;
+    else conn.bytesOut += n;
+    return forward(conn, this, n, !fromClient);
   }
-  if (n === UV_EOF) conn.eof(true);
-  else if (n < 0) conn.end(true);
-  return undefined;
-}
-
-function onBackendRead(this: ConnHandle): Buffer | undefined {
-  const conn = this.conn;
-  if (!conn || conn.closing) return undefined;
-  const n = streamState[READ]!;
-  if (n > 0) {
-    conn.bytesOut += n;
-    return forward(conn, this, n, true);
-  }
-  if (n === UV_EOF) conn.eof(false);
+  if (n === UV_EOF) conn.eof(fromClient);
   else if (n < 0) conn.end(true);
   return undefined;
 }
