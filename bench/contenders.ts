@@ -154,22 +154,21 @@ export async function waitListening(a: Addr, timeoutMs = 10_000): Promise<void> 
   }
 }
 
-function getJson(url: string): Promise<unknown> {
+/** the body of a plain HTTP GET (no agent, 5 s socket timeout) */
+export function getText(url: string): Promise<string> {
   return new Promise((res, rej) => {
     http
       .get(url, { agent: false, timeout: 5000 }, (r) => {
         let body = '';
         r.setEncoding('utf8').on('data', (c: string) => (body += c));
-        r.on('end', () => {
-          try {
-            res(JSON.parse(body));
-          } catch (e) {
-            rej(e);
-          }
-        });
+        r.on('end', () => res(body));
       })
       .on('error', rej);
   });
+}
+
+async function getJson(url: string): Promise<unknown> {
+  return JSON.parse(await getText(url));
 }
 
 const MANIFEST = (node: string) => `apiVersion: apps/v1
@@ -279,6 +278,39 @@ export function maxIdleConnections(want: number): { count: number; fdLimit: numb
   return { count: Math.min(want, fit), fdLimit };
 }
 
+/**
+ * Runs the proxy `name args` (configured in `dir`, listening on `host` :8080 for HTTP and :9000 for
+ * the raw source) once it accepts on :9000; its `stop()` ends it (SIGTERM) and removes `dir`. If it
+ * exits first, or never listens, it is stopped and the error (with its stderr) thrown.
+ */
+async function startProxy(
+  name: 'haproxy' | 'nginx',
+  args: string[],
+  dir: string,
+  host: string,
+  pids: (pid: number) => number[],
+): Promise<Contender> {
+  const proc = spawn(name, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const stop = async (): Promise<void> => {
+    await kill(proc, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.race([
+      waitListening({ host, port: 9000 }),
+      exited(proc).then(() => {
+        throw new Error(`${name} exited: ${err}`);
+      }),
+    ]);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { name, http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => pids(proc.pid!), stop };
+}
+
 export async function startHaproxy(b: Backends, maxconn: number): Promise<Contender> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-haproxy-'));
   const host = '127.0.190.1';
@@ -300,25 +332,7 @@ listen raw
 ${servers(b.tcpPort)}
 `;
   writeFileSync(join(dir, 'haproxy.cfg'), cfg);
-  const proc = spawn('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const stop = async (): Promise<void> => {
-    await kill(proc, 'SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await Promise.race([
-      waitListening({ host, port: 9000 }),
-      exited(proc).then(() => {
-        throw new Error(`haproxy exited: ${err}`);
-      }),
-    ]);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { name: 'haproxy', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => [proc.pid!], stop };
+  return startProxy('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db'], dir, host, (pid) => [pid]);
 }
 
 export async function startNginx(b: Backends, fdLimit: number): Promise<Contender> {
@@ -351,27 +365,7 @@ ${servers(b.tcpPort)}
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), cfg);
-  const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const stop = async (): Promise<void> => {
-    await kill(proc, 'SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await Promise.race([
-      waitListening({ host, port: 9000 }),
-      exited(proc).then(() => {
-        throw new Error(`nginx exited: ${err}`);
-      }),
-    ]);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { name: 'nginx', http: { host, port: 8080 }, tcp: { host, port: 9000 }, pids: () => withDescendants(proc.pid!), stop };
+  return startProxy('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], dir, host, withDescendants);
 }
 
 export function direct(b: Backends): Contender {

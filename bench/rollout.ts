@@ -18,10 +18,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Deployment, Pod, Service } from '../src/api/types.js';
+import type { Deployment, Service } from '../src/api/types.js';
 import { waitFor } from '../test/helpers/wait.js';
-import { isReady, startWorkloads } from '../test/workloads-helpers.js';
-import { type LoadResult, echoDeployment, fixedRateLoad, fixedRateLoadInChild } from '../test/workloads-load.js';
+import { rolledOutTo, startWorkloads } from '../test/workloads-helpers.js';
+import { type LoadResult, echoAnswers, echoDeployment, echoService, fixedRateLoadInChild } from '../test/workloads-load.js';
 
 const arg = (name: string, d: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -55,26 +55,11 @@ async function variant(keepAlive: boolean, index: number): Promise<Variant> {
     const { store } = w;
     const name = keepAlive ? 'bench-ka' : 'bench';
     await store.create<Deployment>(echoDeployment(name, NS, '0', 10));
-    const svc = await store.create<Service>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name, namespace: NS },
-      spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
-    });
+    const svc = await store.create<Service>(echoService(name, NS));
     const ip = svc.spec!.clusterIP!;
-    const rolledOut = async (version: string) => {
-      const d = await store.get<Deployment>('Deployment', NS, name);
-      const pods = (await store.list<Pod>('Pod', { namespace: NS })).items.filter((p) => p.metadata.labels?.app === name);
-      return (
-        d.status?.updatedReplicas === 3 &&
-        d.status.availableReplicas === 3 &&
-        d.status.replicas === 3 &&
-        pods.length === 3 &&
-        pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp && p.spec?.containers[0].env?.[0]?.value === version)
-      );
-    };
+    const rolledOut = (version: string) => rolledOutTo(store, NS, name, version);
     await waitFor(() => rolledOut('0'), { what: 'initial rollout', timeoutMs: 20_000 });
-    await waitFor(async () => (await fixedRateLoad({ host: ip, port: 80, rps: 50, count: 3, keepAlive: false })).ok === 3, { what: 'service answers', timeoutMs: 10_000 });
+    await waitFor(() => echoAnswers(ip), { what: 'service answers', timeoutMs: 10_000 });
 
     const loading = fixedRateLoadInChild({ host: ip, port: 80, rps: rpsFor(keepAlive), count: REQUESTS, keepAlive });
     let finished = false;

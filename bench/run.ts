@@ -19,7 +19,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +30,7 @@ import {
   have,
   maxIdleConnections,
   cpuSeconds,
+  getText,
   rssKiB,
   startHaproxy,
   startKubeloop,
@@ -124,18 +124,6 @@ async function withCpu<T>(c: Contender, fn: () => Promise<T>): Promise<{ result:
   const result = await fn();
   const cores = pids.length ? (cpuSeconds(pids) - c0) / ((performance.now() - t0) / 1000) : NaN;
   return { result, cores: Number(cores.toFixed(3)) };
-}
-
-function getText(url: string): Promise<string> {
-  return new Promise((res, rej) => {
-    http
-      .get(url, { agent: false, timeout: 5000 }, (r) => {
-        let b = '';
-        r.setEncoding('utf8').on('data', (c: string) => (b += c));
-        r.on('end', () => res(b));
-      })
-      .on('error', rej);
-  });
 }
 
 // ---- figures ----

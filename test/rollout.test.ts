@@ -1,8 +1,8 @@
 import t from 'tap';
-import type { Deployment, Event, Pod, Service, Stored } from '../src/api/types.js';
+import type { Deployment, Event, Service, Stored } from '../src/api/types.js';
 import { waitFor } from './helpers/wait.js';
-import { type NodeSpec, isReady, startWorkloads } from './workloads-helpers.js';
-import { type LoadResult, echoDeployment, fixedRateLoad, fixedRateLoadInChild } from './workloads-load.js';
+import { type NodeSpec, rolledOutTo, startWorkloads } from './workloads-helpers.js';
+import { type LoadResult, echoAnswers, echoDeployment, echoService, fixedRateLoadInChild } from './workloads-load.js';
 
 const NS = 'default';
 const NODE: NodeSpec = { name: 'rollout-node', ip: '127.0.60.1', podCidr: '127.247.0.0/16' };
@@ -18,28 +18,12 @@ async function rolloutUnderLoad(t: { teardown(fn: () => unknown): void }, keepAl
   const { store } = w;
   const name = keepAlive ? 'ka' : 'fresh';
   await store.create(deployment(name, 'v1'));
-  const svc = await store.create<Service>({
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name, namespace: NS },
-    spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
-  });
+  const svc = await store.create<Service>(echoService(name, NS));
   const ip = svc.spec!.clusterIP!;
-  const available = async (version: string) => {
-    const d = await store.get<Deployment>('Deployment', NS, name);
-    const { items } = await store.list<Pod>('Pod', { namespace: NS });
-    const pods = items.filter((p) => p.metadata.labels?.app === name);
-    return (
-      d.status?.updatedReplicas === 3 &&
-      d.status.availableReplicas === 3 &&
-      d.status.replicas === 3 &&
-      pods.length === 3 &&
-      pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp && p.spec?.containers[0].env?.[0]?.value === version)
-    );
-  };
+  const available = (version: string) => rolledOutTo(store, NS, name, version);
   await waitFor(() => available('v1'), { what: 'v1 available', timeoutMs: 10_000 });
   // the proxy serves the Service before the load starts
-  await waitFor(async () => (await fixedRateLoad({ host: ip, port: 80, rps: 50, count: 3, keepAlive: false })).ok === 3, { what: 'service answers', timeoutMs: 5000 });
+  await waitFor(() => echoAnswers(ip), { what: 'service answers', timeoutMs: 5000 });
 
   const loading = fixedRateLoadInChild({ host: ip, port: 80, rps: 500, count: 3500, keepAlive });
   await loading.started;

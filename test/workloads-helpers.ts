@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import type { Event, KObject, Pod, Stored } from '../src/api/types.js';
+import type { Deployment, Event, KObject, Pod, Stored } from '../src/api/types.js';
 import { ControllerManager, type Clock } from '../src/controllers/index.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../src/agent/runtime/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
@@ -163,6 +163,24 @@ export async function eventsFor(store: ClosableStore, obj: KObject, namespace = 
 }
 
 export const isReady = (p: Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+/**
+ * Whether the Deployment `name` (an echoDeployment of test/workloads-load.ts) is rolled out to
+ * `version`: 3 replicas, all updated and available, and exactly 3 pods of app `name`, each ready,
+ * not terminating and with VERSION=`version`.
+ */
+export async function rolledOutTo(store: ClosableStore, namespace: string, name: string, version: string): Promise<boolean> {
+  const d = await store.get<Deployment>('Deployment', namespace, name);
+  const { items } = await store.list<Pod>('Pod', { namespace });
+  const pods = items.filter((p) => p.metadata.labels?.app === name);
+  return (
+    d.status?.updatedReplicas === 3 &&
+    d.status.availableReplicas === 3 &&
+    d.status.replicas === 3 &&
+    pods.length === 3 &&
+    pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp && p.spec?.containers[0].env?.[0]?.value === version)
+  );
+}
 
 /** every pid still alive (not a zombie) of `pids` */
 export function alivePids(pids: readonly number[]): number[] {

@@ -6,7 +6,7 @@
 // prints one JSON LoadResult line.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Deployment } from '../src/api/types.js';
+import type { Deployment, Service } from '../src/api/types.js';
 
 export interface LoadResult {
   total: number;
@@ -95,6 +95,10 @@ export async function fixedRateLoad(
   return res;
 }
 
+/** whether all of 3 requests (50/s, a connection each) to `host`:80 are answered: the echo Service is served */
+export async function echoAnswers(host: string): Promise<boolean> {
+  return (await fixedRateLoad({ host, port: 80, rps: 50, count: 3, keepAlive: false })).ok === 3;
+}
 
 export type LoadOptions = Parameters<typeof fixedRateLoad>[0];
 
@@ -171,5 +175,15 @@ export function echoDeployment(name: string, namespace: string, version: string,
         },
       },
     },
+  };
+}
+
+/** The Service in front of an {@link echoDeployment} `name`: port 80 to the pods' 8080. */
+export function echoService(name: string, namespace: string): Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace },
+    spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
   };
 }
