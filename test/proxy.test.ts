@@ -30,6 +30,16 @@ async function freePort(host: string): Promise<number> {
 
 const tcp = (name: string, port: number) => ({ name, port, protocol: 'TCP' as const, targetPort: port });
 
+/** A harness with backends b1…bN (greeting + echo) behind Service default/web, port `http` 8080. */
+async function webService(t: Parameters<typeof harness>[0], n: number) {
+  const h = await harness(t, opts);
+  const bs = await Promise.all(Array.from({ length: n }, (_, i) => tcpBackend(t, B(i + 1), `b${i + 1}`)));
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
+  await h.proxy.synced();
+  return { h, bs, ip: svc.spec!.clusterIP! };
+}
+
 t.test('round robin over three backends through clusterIP and nodePort, one balancer', async (t) => {
   const h = await harness(t, opts);
   const bs = await Promise.all([1, 2, 3].map((i) => tcpBackend(t, B(i), `b${i}`)));
@@ -52,12 +62,7 @@ t.test('round robin over three backends through clusterIP and nodePort, one bala
 });
 
 t.test('a removed endpoint gets no new connections; an established one keeps working', async (t) => {
-  const h = await harness(t, opts);
-  const bs = await Promise.all([1, 2, 3].map((i) => tcpBackend(t, B(i), `b${i}`)));
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { h, bs, ip } = await webService(t, 3);
 
   const held = connect(ip, 8080);
   const [who] = await held.lines(1);
@@ -157,12 +162,7 @@ t.test('half-close: the client stops writing, the backend still answers, then cl
 });
 
 t.test('many connections leave no socket behind; a client reset reaches the backend', async (t) => {
-  const h = await harness(t, opts);
-  const bs = await Promise.all([1, 2].map((i) => tcpBackend(t, B(i), `b${i}`)));
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { h, bs, ip } = await webService(t, 2);
   const results = await Promise.all(
     Array.from({ length: 40 }, (_, i) => {
       const c = connect(ip, 8080);
@@ -340,12 +340,7 @@ t.test('stop() closes every listener and ends open connections', async (t) => {
 });
 
 t.test('bulk both ways, with a slow reader: every byte arrives in order, and the proxy lets go of it', async (t) => {
-  const h = await harness(t, opts);
-  const bs = await Promise.all([1, 2].map((i) => tcpBackend(t, B(i), `b${i}`)));
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', subsetsOf(bs, 'http'));
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { h, bs, ip } = await webService(t, 2);
   const SIZE = 24 * 1024 * 1024;
   // deterministic, incompressible-looking payloads, a different one per stream
   const payload = (seed: number): Buffer => {
