@@ -160,12 +160,19 @@ function withLastApplied(obj: KObject, ns: string | undefined): KObject {
   return { ...obj, metadata: { ...meta, annotations: { ...annotations, [LAST_APPLIED]: applied } } };
 }
 
+/** JSON as Go's encoder writes a map: keys in byte order, `<`, `>`, `&`, U+2028/9 escaped. */
 function sortedJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : x,
-  );
+  return encode(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function encode(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : encode(x))).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${encode(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
 }
 
 async function applyOne(store: Store, manifest: KObject): Promise<ApplyAction> {
