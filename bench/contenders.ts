@@ -22,7 +22,7 @@ export interface Addr {
 }
 
 export interface Contender {
-  name: 'kubeloop' | 'haproxy' | 'nginx' | 'direct';
+  name: 'kubeloop' | 'kubeloop2' | 'haproxy' | 'nginx' | 'direct';
   /** where HTTP goes */
   http: Addr;
   /** where the raw TCP source (bulk, idle) is */
@@ -199,6 +199,32 @@ spec:
     - { name: raw, port: 9000, targetPort: raw }
 `;
 
+/** a selector-less Service \`bench\` in front of backends that already run (another daemon's pods) */
+const FORWARD_MANIFEST = (b: Backends) => `apiVersion: v1
+kind: Service
+metadata: { name: bench, namespace: default }
+spec:
+  ports:
+    - { name: http, port: 80, targetPort: ${b.httpPort} }
+    - { name: raw, port: 9000, targetPort: ${b.tcpPort} }
+---
+apiVersion: v1
+kind: Endpoints
+metadata: { name: bench, namespace: default }
+subsets:
+  - addresses: [${b.ips.map((ip) => `{ ip: ${ip} }`).join(', ')}]
+    ports: [{ name: http, port: ${b.httpPort} }, { name: raw, port: ${b.tcpPort} }]
+`;
+
+/** the pids of `pid`'s child processes */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 export interface KubeloopRun {
   contender: Contender;
   backends: Backends;
@@ -209,15 +235,22 @@ export interface KubeloopRun {
 /**
  * Starts `kubeloop up` with the bench Deployment + Service (its own CIDRs and node address), and
  * reads the ClusterIP and the 3 pod IPs from its API.
+ *
+ * With `forward`, the daemon runs no pods: its Service `bench` is selector-less, with Endpoints
+ * naming those backends (another daemon's pods), and it proxies with `--proxy-processes
+ * processes`; its pids are the daemon and its proxy workers.
  */
-export async function startKubeloop(o: { profileDir?: string } = {}): Promise<KubeloopRun> {
+export async function startKubeloop(o: { profileDir?: string; forward?: Backends; processes?: number } = {}): Promise<KubeloopRun> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-run-'));
-  writeFileSync(join(dir, 'bench.yaml'), MANIFEST(process.execPath));
+  writeFileSync(join(dir, 'bench.yaml'), o.forward ? FORWARD_MANIFEST(o.forward) : MANIFEST(process.execPath));
+  const net = o.forward ? 152 : 150;
   const args = [
     ...(o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : []),
     join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', join(dir, 'bench.yaml'), '--state-dir', join(dir, 'state'),
-    '--service-cidr', '127.150.0.0/16', '--pod-cidr', '127.151.0.0/16',
-    '--node-ip', '127.0.150.1', '--nodeport-addresses', '127.0.150.1',
+    '--service-cidr', `127.${net}.0.0/16`, '--pod-cidr', `127.${net + 1}.0.0/16`,
+    '--node-ip', `127.0.${net}.1`, '--nodeport-addresses', `127.0.${net}.1`,
+    ...(o.forward ? ['--allow-loopback-endpoints', '--lb-pool', '127.154.0.0/16'] : []),
+    ...(o.processes ? ['--proxy-processes', String(o.processes)] : []),
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '127.0.0.1:0',
     '--log-level', 'warn', '--ready-timeout', '30s', '--stop-grace', '2s',
   ];
@@ -250,10 +283,10 @@ export async function startKubeloop(o: { profileDir?: string } = {}): Promise<Ku
     if (ips.length !== 3) throw new Error(`wanted 3 ready bench pods, have ${ips.length}`);
     const metricsUrl = /metrics:\s+(http:\/\/\S+)/i.exec(out)?.[1];
     const contender: Contender = {
-      name: 'kubeloop',
+      name: o.forward ? 'kubeloop2' : 'kubeloop',
       http: { host: clusterIP, port: 80 },
       tcp: { host: clusterIP, port: 9000 },
-      pids: () => [proc.pid!],
+      pids: () => (o.forward ? [proc.pid!, ...childPids(proc.pid!)] : [proc.pid!]),
       stop,
     };
     await waitListening(contender.http);

@@ -1,9 +1,10 @@
 /** The benchmark's result files: the markdown table and a self-drawn SVG bar chart. */
 import { fmt } from './stats.js';
 
-export const CONTENDERS = ['kubeloop', 'haproxy', 'nginx', 'direct'] as const;
+/** kubeloop2: a second daemon with `--proxy-processes 2` in front of the same pods */
+export const CONTENDERS = ['kubeloop', 'kubeloop2', 'haproxy', 'nginx', 'direct'] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
-const TITLE: Record<ContenderName, string> = { kubeloop: 'kubeloop', haproxy: 'HAProxy', nginx: 'nginx', direct: 'direct' };
+export const TITLE: Record<ContenderName, string> = { kubeloop: 'kubeloop', kubeloop2: 'kubeloop -p 2', haproxy: 'HAProxy', nginx: 'nginx', direct: 'direct' };
 
 export interface Figure {
   key: string;
@@ -70,16 +71,23 @@ export function markdown(r: Results, svgName: string): string {
     '',
   );
   if (r.figures.length) {
-    const head = ['figure', ...present.map((c) => TITLE[c]), 'kubeloop ÷ HAProxy', 'kubeloop ÷ direct', 'nginx ÷ HAProxy'];
+    const two = present.includes('kubeloop2');
+    const head = ['figure', ...present.map((c) => TITLE[c]), 'kubeloop ÷ HAProxy', ...(two ? ['kubeloop -p 2 ÷ HAProxy'] : []), 'kubeloop ÷ direct', 'nginx ÷ HAProxy'];
     lines.push(`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
     for (const f of r.figures) {
       const cells = present.map((c) => fmt(f.median[c]));
       const ratio = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '—' : `${fmt(x)}×`);
-      lines.push(
-        `| ${f.label} (${f.unit}, ${f.better} is better) | ${cells.join(' | ')} | ${ratio(f.vsHaproxy.kubeloop)} | ${ratio(f.vsDirect.kubeloop)} | ${ratio(f.vsHaproxy.nginx)} |`,
-      );
+      const ratios = [ratio(f.vsHaproxy.kubeloop), ...(two ? [ratio(f.vsHaproxy.kubeloop2)] : []), ratio(f.vsDirect.kubeloop), ratio(f.vsHaproxy.nginx)];
+      lines.push(`| ${f.label} (${f.unit}, ${f.better} is better) | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
     }
     lines.push('');
+    if (two) {
+      lines.push(
+        '"kubeloop -p 2" is a second daemon started with `--proxy-processes 2` (the daemon and one proxy worker process accept on ' +
+          'the Service ports), with a selector-less Service in front of the same 3 pods; "kubeloop" is the default (one process).',
+        '',
+      );
+    }
   }
   if (r.kubeloopOnly.length) {
     lines.push('| kubeloop only | value | reference |', '|---|---:|---|');
@@ -112,8 +120,8 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
  * latency and memory figures are HAProxy ÷ contender.
  */
 export function svg(r: Results): string {
-  const shown: ContenderName[] = ['kubeloop', 'nginx', 'direct'];
-  const color: Record<string, string> = { kubeloop: '#326ce5', nginx: '#8c8c8c', direct: '#c7c7c7' };
+  const shown = (['kubeloop', 'kubeloop2', 'nginx', 'direct'] as ContenderName[]).filter((c) => c !== 'kubeloop2' || r.figures.some((f) => f.raw.kubeloop2?.length));
+  const color: Record<string, string> = { kubeloop: '#326ce5', kubeloop2: '#9db8f2', nginx: '#8c8c8c', direct: '#c7c7c7' };
   const figs = r.figures.filter((f) => f.chart && Number.isFinite(f.vsHaproxy.kubeloop ?? NaN));
   const goodness = (f: Figure, c: ContenderName): number | undefined => {
     const x = f.vsHaproxy[c];

@@ -158,6 +158,7 @@ export class Daemon {
       log: this.#log,
       nodeAddresses: [...o.nodePortAddresses],
       udpIdleTimeoutMs: o.udpTimeoutMs,
+      processes: o.proxyProcesses,
       onListenerError: (svc, _address, _port, err) => this.#listenerFailed(svc, err),
     });
     await proxy.start();

@@ -22,6 +22,8 @@ export interface Options {
   nodes: number;
   logLevel: string;
   udpTimeoutMs: number;
+  /** processes accepting on TCP portals (the daemon + workers); see agent/proxy/workers.ts */
+  proxyProcesses: number;
   dnsAddr: string;
   clusterDomain: string;
   dnsTtl: number;
@@ -65,6 +67,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address, a loopback IP" },
   { name: 'nodes', key: 'nodes', kind: 'int', arg: 'N', help: 'simulated nodes (1-64): node-1..node-N at --node-ip, then the next /24 (127.0.1.1, 127.0.2.1, ...), each with an equal slice of --pod-cidr; NodePorts open on every node IP unless --nodeport-addresses is given' },
   { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
+  { name: 'proxy-processes', key: 'proxyProcesses', kind: 'int', arg: 'N', help: 'processes accepting on TCP Service ports (1-64): more spread a load test over more cores; round robin is then per process, and ClientIP-affinity and UDP ports stay in the daemon' },
   { name: 'dns-addr', key: 'dnsAddr', kind: 'string', arg: 'IP:PORT', help: 'cluster DNS, UDP and TCP' },
   { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
   { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
@@ -94,6 +97,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   nodes: 1,
   logLevel: 'info',
   udpTimeoutMs: 250,
+  proxyProcesses: 1,
   dnsAddr: '127.0.0.1:1053',
   clusterDomain: 'cluster.local',
   dnsTtl: 5,
@@ -340,6 +344,9 @@ export function validate(o: Options): string[] {
   }
   if (!LOG_LEVELS.includes(o.logLevel)) problems.push(`--log-level "${o.logLevel}": use one of ${LOG_LEVELS.join(', ')}`);
   if (o.udpTimeoutMs <= 0) problems.push('--udp-timeout: must be greater than 0');
+  if (!Number.isInteger(o.proxyProcesses) || o.proxyProcesses < 1 || o.proxyProcesses > 64) {
+    problems.push(`--proxy-processes ${o.proxyProcesses}: give a whole number from 1 to 64 (e.g. the number of cores)`);
+  }
   checkHostPort('dns-addr', o.dnsAddr, problems);
   if (o.dnsUpstream) checkHostPort('dns-upstream', o.dnsUpstream, problems);
   if (o.metricsAddr) checkHostPort('metrics-addr', o.metricsAddr, problems);

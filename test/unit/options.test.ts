@@ -36,6 +36,14 @@ t.test('every problem is reported at once, naming the flag', async (t) => {
   t.equal(err.problems.length, 5);
 });
 
+t.test('--proxy-processes: a whole number from 1 to 64', async (t) => {
+  t.equal(resolveOptions([], '/').proxyProcesses, 1, 'one process by default');
+  t.equal(resolveOptions(['--proxy-processes', '4'], '/').proxyProcesses, 4);
+  for (const bad of ['0', '65', 'two']) {
+    t.throws(() => resolveOptions(['--proxy-processes', bad], '/'), { message: /--proxy-processes/ }, bad);
+  }
+});
+
 t.test('overlapping ranges are refused', async (t) => {
   t.throws(() => resolveOptions(['--pod-cidr', '127.96.0.0/16'], '/'), { message: /overlap/ });
 });

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { InformerFactory } from '../../store/informer.js';
 import { ProxyConfig } from './config.js';
 import { type EndpointStats, type ListenerError, type ListenerInfo, Proxier, type SyncObserver } from './proxier.js';
+import { ProxyWorkers } from './workers.js';
 
 export type { EndpointStats, ListenerError, ListenerInfo, SyncEvent, SyncObserver } from './proxier.js';
 export type { ListenerCounters, PortalKind, Protocol } from './portal.js';
@@ -23,6 +24,11 @@ export interface ProxyOptions {
   onListenerError?(svc: string, address: string, port: number, err: Error): void;
   /** a listener that had failed is open now */
   onListenerRecovered?(svc: string, address: string, port: number): void;
+  /**
+   * processes accepting on TCP portals, this one included; default 1. More spread a load test
+   * over more cores (see workers.ts for what changes: round robin is per process).
+   */
+  processes?: number;
 }
 
 export const DEFAULT_DIAL_TIMEOUTS_MS: readonly number[] = Object.freeze([250, 500, 1000, 2000]);
@@ -38,6 +44,7 @@ export const DEFAULT_UDP_IDLE_TIMEOUT_MS = 250;
 export class Proxy {
   readonly #proxier: Proxier;
   readonly #config: ProxyConfig;
+  readonly #workers: ProxyWorkers | undefined;
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -47,6 +54,9 @@ export class Proxy {
     if (dialTimeoutsMs.some((t) => !(t > 0))) throw new Error('dialTimeoutsMs: every timeout must be a positive number of ms');
     const udpIdleTimeoutMs = o.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS;
     if (!(udpIdleTimeoutMs > 0)) throw new Error('udpIdleTimeoutMs must be a positive number of ms');
+    const processes = o.processes ?? 1;
+    if (!Number.isInteger(processes) || processes < 1) throw new Error('processes must be a whole number ≥ 1');
+    this.#workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs }) : undefined;
     this.#proxier = new Proxier({
       log,
       nodeAddresses: [...new Set(o.nodeAddresses)],
@@ -55,6 +65,7 @@ export class Proxy {
       retryIntervalMs: o.bindRetryIntervalMs ?? 5000,
       onListenerError: o.onListenerError,
       onListenerRecovered: o.onListenerRecovered,
+      workers: this.#workers,
     });
     this.#config = new ProxyConfig({ informers: o.informers, handler: this.#proxier });
   }
@@ -62,6 +73,7 @@ export class Proxy {
   /** Idempotent. Resolves once the initial Services and Endpoints are applied. */
   start(): Promise<void> {
     this.#starting ??= (async () => {
+      this.#workers?.start();
       await this.#config.start();
       await this.#proxier.synced();
     })();
@@ -75,6 +87,11 @@ export class Proxy {
       await this.#proxier.stop();
     })();
     return this.#stopping;
+  }
+
+  /** pids of the worker processes (empty with one process) */
+  workerPids(): number[] {
+    return this.#workers?.pids() ?? [];
   }
 
   /** the listeners currently open (for the CLI's table and tests) */

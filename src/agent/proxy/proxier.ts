@@ -19,6 +19,7 @@ import { RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
 import { UdpListener } from './udp.js';
+import type { ProxyWorkers } from './workers.js';
 
 export interface ProxierOptions {
   log: Logger;
@@ -29,6 +30,8 @@ export interface ProxierOptions {
   retryIntervalMs: number;
   onListenerError?(svc: string, address: string, port: number, err: Error): void;
   onListenerRecovered?(svc: string, address: string, port: number): void;
+  /** worker processes that accept on TCP portals too (see workers.ts); stopped by `stop()` */
+  workers?: ProxyWorkers;
 }
 
 export interface ListenerInfo {
@@ -225,8 +228,7 @@ export class Proxier implements ProxyHandler {
           address: s.address,
           portNumber: s.port,
           kind: s.kind,
-          active: p.listener.active,
-          counters: withLive(p.listener),
+          ...this.#totals(p.listener),
         });
       }
     }
@@ -240,7 +242,16 @@ export class Proxier implements ProxyHandler {
       const svc = key.slice(0, i);
       const port = key.slice(i + 1);
       for (const e of b.balanced) {
-        out.push({ svc, port, endpoint: e.id, connections: e.connections, failed: e.failed, bytesIn: e.bytesIn, bytesOut: e.bytesOut });
+        const w = this.#o.workers?.endpointTotals(key, e.id);
+        out.push({
+          svc,
+          port,
+          endpoint: e.id,
+          connections: e.connections + (w?.connections ?? 0),
+          failed: e.failed + (w?.failed ?? 0),
+          bytesIn: e.bytesIn + (w?.bytesIn ?? 0),
+          bytesOut: e.bytesOut + (w?.bytesOut ?? 0),
+        });
       }
     }
     return out;
@@ -274,6 +285,8 @@ export class Proxier implements ProxyHandler {
     if (this.#housekeeping) clearInterval(this.#housekeeping);
     this.#housekeeping = undefined;
     await this.#runner.stop();
+    // workers first: a socket passed to them stays open until they have it
+    await this.#o.workers?.stop();
     const all: Listener[] = [...this.#draining];
     for (const portals of this.#portals.values()) for (const p of portals.values()) if (p.listener) all.push(p.listener);
     this.#portals.clear();
@@ -368,6 +381,7 @@ export class Proxier implements ProxyHandler {
       for (const p of svc.ports) {
         const b = this.#balancers.get(servicePortKey(key, p.name));
         if (b?.setEndpoints(eps?.[p.name] ?? [])) {
+          this.#o.workers?.setEndpoints(servicePortKey(key, p.name), b.endpoints);
           this.#log.debug({ svc: key, port: p.name, endpoints: b.endpoints.length }, 'endpoints changed');
         }
       }
@@ -376,6 +390,8 @@ export class Proxier implements ProxyHandler {
     // close before open: a port moving between services or port names is rebound in one sync
     await Promise.all(toClose.map((l) => this.#retire(l)));
     const results = await Promise.all(toOpen.map((p) => this.#open(p)));
+    // ClientIP affinity switched on or off: portals leave or join the workers
+    if (this.#o.workers) for (const key of serviceChanges.keys()) await this.#reshare(key);
 
     for (const b of this.#balancers.values()) b.cleanupStaleSessions();
     if (toClose.length || toOpen.length) {
@@ -448,8 +464,10 @@ export class Proxier implements ProxyHandler {
       } else {
         p.spec = spec;
         p.ranges = portalRanges;
-        if (p.listener) p.listener.sourceRanges = portalRanges;
-        else toOpen.push(p);
+        if (p.listener) {
+          p.listener.sourceRanges = portalRanges;
+          this.#o.workers?.setRanges(id, portalRanges?.ranges);
+        } else toOpen.push(p);
       }
     }
     if (ranges && served!.loadBalancerIPs.length) {
@@ -501,8 +519,40 @@ export class Proxier implements ProxyHandler {
     return out;
   }
 
+  /** the listener's totals: its own, bytes of open connections included, plus the workers' */
+  #totals(l: Listener): { active: number; counters: ListenerCounters } {
+    const own = withLive(l);
+    const w = this.#o.workers?.listenerTotals(l.spec.id);
+    if (!w) return { active: l.active, counters: own };
+    const counters = { ...own };
+    for (const k of Object.keys(counters) as Array<keyof ListenerCounters>) counters[k] += w.counters[k];
+    return { active: l.active + w.active, counters };
+  }
+
+  /** Passes a TCP portal to the workers unless its Service pins clients (ClientIP affinity). */
+  #share(p: Portal): void {
+    const workers = this.#o.workers;
+    const l = p.listener;
+    if (!workers || !(l instanceof TcpListener) || !l.handle) return;
+    const b = this.#balancers.get(p.spec.servicePort);
+    if (!b || b.sticky) return;
+    workers.share(p.spec, l.handle, b.endpoints, p.ranges?.ranges);
+  }
+
+  async #reshare(key: string): Promise<void> {
+    const workers = this.#o.workers!;
+    for (const p of this.#portals.get(key)?.values() ?? []) {
+      if (!(p.listener instanceof TcpListener)) continue;
+      const sticky = this.#balancers.get(p.spec.servicePort)?.sticky ?? false;
+      if (sticky && workers.isShared(p.spec.id)) await workers.unshare(p.spec.id);
+      else if (!sticky && !workers.isShared(p.spec.id)) this.#share(p);
+    }
+  }
+
   async #retire(l: Listener): Promise<void> {
     try {
+      // closed in the workers first: the socket they were passed must stay open until they have it
+      await this.#o.workers?.unshare(l.spec.id);
       await l.close();
     } catch (err) {
       this.#log.warn({ svc: l.spec.svc, err }, 'closing listener failed');
@@ -557,6 +607,7 @@ export class Proxier implements ProxyHandler {
       return false;
     }
     p.listener = l;
+    this.#share(p);
     if (p.error) {
       p.error = undefined;
       log.info({ svc: spec.svc, protocol: spec.protocol, address: where }, 'listener recovered');

@@ -87,11 +87,16 @@ export class TcpListener implements Listener {
     return { bytesIn, bytesOut };
   }
 
-  async open(): Promise<void> {
+  /**
+   * Binds and listens on the portal, or, given `shared` (a listening socket another process
+   * bound and passed over IPC, see workers.ts), accepts from that socket too: the kernel hands
+   * each connection to one of the processes accepting on it.
+   */
+  async open(shared?: UvTcp): Promise<void> {
     const { address, port } = this.spec;
-    const h = new uv.TCP(uv.constants.SERVER);
+    const h = shared ?? new uv.TCP(uv.constants.SERVER);
     const v6 = address.includes(':');
-    let err = v6 ? h.bind6(address, port, uv.constants.UV_TCP_IPV6ONLY) : h.bind(address, port);
+    let err = shared ? 0 : v6 ? h.bind6(address, port, uv.constants.UV_TCP_IPV6ONLY) : h.bind(address, port);
     // libuv reports EADDRINUSE from listen(), not bind()
     if (err === 0) err = h.listen(4096);
     if (err !== 0) {
@@ -102,6 +107,11 @@ export class TcpListener implements Listener {
     h.onconnection = onConnection;
     (h as ServerHandle).listener = this;
     this.#server = h;
+  }
+
+  /** the listening socket while open (to pass to worker processes) */
+  get handle(): UvTcp | undefined {
+    return this.#server;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,182 @@
+/**
+ * A/B of the proxy's TCP data path, for tuning one change at a time: two or more copies of
+ * src/agent/proxy/ (each a directory with tcp.ts, round-robin.ts, …) serve the same 3 backends
+ * as bare `TcpListener`s in their own processes (no daemon), interleaved with HAProxy as the
+ * reference. Prints medians and per-round ratios.
+ *
+ *   node --import tsx bench/proxy-ab.ts --variant old=/tmp/proxy-copy --variant new=src/agent/proxy
+ *        [--rounds 3] [--seconds 4] [--only http,conn,bulk,rate] [--cpu-prof DIR]
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT, cpuSeconds, cpuTimes, startHaproxy, waitListening } from './contenders.js';
+import { fmt, median, pairedRatio } from './stats.js';
+import { children, load, wrk } from './tools.js';
+
+interface Target {
+  name: string;
+  host: string;
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+const BACKENDS = ['127.0.195.1', '127.0.195.2', '127.0.195.3'];
+
+async function serve(argv: string[]): Promise<void> {
+  const arg = (k: string) => argv[argv.indexOf(`--${k}`) + 1]!;
+  const dir = resolve(arg('impl'));
+  const host = arg('host');
+  const backends = arg('backends').split(',');
+  const { default: pino } = await import('pino');
+  const { TcpListener } = (await import(pathToFileURL(`${dir}/tcp.ts`).href)) as typeof import('../src/agent/proxy/tcp.js');
+  const { RoundRobin } = (await import(pathToFileURL(`${dir}/round-robin.ts`).href)) as typeof import('../src/agent/proxy/round-robin.js');
+  const log = pino({ level: 'silent' });
+  const listeners: Array<{ destroy(): Promise<void> }> = [];
+  const workers = Number(process.env.AB_WORKERS ?? '1');
+  const isWorker = argv.includes('--worker');
+  const handles: unknown[] = [];
+  if (isWorker) {
+    await new Promise<void>((r) => {
+      process.on('message', (m: { i: number }, h: unknown) => {
+        handles[m.i] = h;
+        if (handles.filter(Boolean).length === 2) r();
+      });
+    });
+  }
+  let idx = 0;
+  for (const [name, port] of [['http', 8080], ['raw', 9000]] as const) {
+    const balancer = new RoundRobin();
+    balancer.setEndpoints(backends.map((h) => ({ host: h, port, id: `${h}:${port}` })));
+    const spec = { id: name, svc: 'ab/proxy', portName: name, servicePort: `ab/proxy:${name}`, protocol: 'TCP' as const, address: host, port, kind: 'clusterIP' as const };
+    const l = new TcpListener({ spec, balancer, dialTimeoutsMs: [250, 500, 1000, 2000], log }) as any;
+    if (isWorker) l.adopt(handles[idx]);
+    else await l.open();
+    idx++;
+    listeners.push(l);
+  }
+  if (!isWorker && workers > 1) {
+    const { fork } = await import('node:child_process');
+    for (let w = 1; w < workers; w++) {
+      const c = fork(process.argv[1]!, [...argv, '--worker'], { execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      process.on('exit', () => c.kill('SIGKILL'));
+      (listeners as any[]).forEach((l, i) => c.send({ i }, l.serverHandle));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  process.stdout.write('ready\n');
+  const stop = () => {
+    setTimeout(() => {
+      console.error('serve: connections did not end within 3 s of SIGTERM');
+      process.exit(1);
+    }, 3000).unref();
+    void Promise.all(listeners.map((l) => l.destroy())).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+async function startVariant(name: string, dir: string, host: string, profDir?: string): Promise<Target> {
+  const p = spawn(
+    process.execPath,
+    [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${name}`] : []), '--import', 'tsx', resolve(ROOT, 'bench', 'proxy-ab-mp.ts'), 'serve', '--impl', dir, '--host', host, '--backends', BACKENDS.join(',')],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, AB_WORKERS: /w(\d)/.exec(name)?.[1] ?? '1', ...(name.endsWith('s') ? { UV_TCP_SINGLE_ACCEPT: '1' } : {}) } },
+  );
+  children.add(p);
+  await new Promise<void>((r, j) => {
+    p.stdout!.once('data', () => r());
+    p.once('exit', (c) => j(new Error(`variant ${name} exited ${c}`)));
+  });
+  return {
+    name,
+    host,
+    pids: [p.pid!],
+    stop: async () => {
+      p.kill('SIGTERM');
+      await new Promise((r) => (p.exitCode !== null ? r(undefined) : p.once('exit', r)));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'serve') return serve(argv);
+  const variants: Array<[string, string]> = [];
+  let rounds = 3;
+  let seconds = 4;
+  let only = ['http', 'conn', 'bulk', 'rate'];
+  let profDir: string | undefined;
+  for (let i = 0; i < argv.length; i += 2) {
+    const v = argv[i + 1]!;
+    if (argv[i] === '--variant') variants.push(v.split('=', 2) as [string, string]);
+    else if (argv[i] === '--rounds') rounds = Number(v);
+    else if (argv[i] === '--seconds') seconds = Number(v);
+    else if (argv[i] === '--only') only = v.split(',');
+    else if (argv[i] === '--cpu-prof') profDir = resolve(v);
+    else throw new Error(`unknown argument ${argv[i]}`);
+  }
+  if (!variants.length) variants.push(['current', 'src/agent/proxy']);
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    for (const ip of BACKENDS) {
+      const p = spawn(process.execPath, [resolve(ROOT, 'bench', 'backend.mjs'), '--host', ip], { stdio: 'ignore' });
+      children.add(p);
+      stops.push(async () => void p.kill('SIGTERM'));
+      await waitListening({ host: ip, port: 9000 });
+    }
+    const targets: Target[] = [];
+    const h = await startHaproxy({ ips: BACKENDS, httpPort: 8080, tcpPort: 9000 }, 4000);
+    stops.push(h.stop);
+    targets.push({ name: 'haproxy', host: h.http.host, pids: h.pids(), stop: h.stop });
+    for (const [i, [name, dir]] of variants.entries()) {
+      const t = await startVariant(name, dir, `127.0.196.${i + 1}`, profDir);
+      stops.push(t.stop);
+      targets.push(t);
+    }
+    for (const t of targets) await wrk({ host: t.host, port: 8080 }, 2, false); // warm-up
+    const res: Record<string, Record<string, number[]>> = {};
+    const cpu: Record<string, Record<string, number[]>> = {};
+    const sys: Record<string, Record<string, number[]>> = {};
+    const add = (fig: string, t: Target, v: number, cores: number) => {
+      ((res[fig] ??= {})[t.name] ??= []).push(v);
+      ((cpu[fig] ??= {})[t.name] ??= []).push(cores);
+    };
+    for (let r = 0; r < rounds; r++) {
+      for (const fig of only) {
+        for (const t of targets) {
+          const c0 = cpuSeconds(t.pids);
+          const s0 = cpuTimes(t.pids);
+          const t0 = Date.now();
+          let v: number;
+          if (fig === 'http') v = (await wrk({ host: t.host, port: 8080 }, seconds, false)).rps;
+          else if (fig === 'conn') v = (await wrk({ host: t.host, port: 8080 }, seconds, true)).rps;
+          else if (fig === 'rate') v = (await load('rate', { host: t.host, port: 8080, rps: 3000, conns: 32, seconds, warmup: 1 }, 60_000)).p99Ms!;
+          else if (fig.startsWith('bulk')) v = (await load('bulk', { host: t.host, port: 9000, streams: fig === 'bulk8' ? 8 : 1, seconds, warmup: 0.5 }, 60_000)).gbitPerSec!;
+          else throw new Error(`unknown figure ${fig}`);
+          const cores = (cpuSeconds(t.pids) - c0) / ((Date.now() - t0) / 1000);
+          const s1 = cpuTimes(t.pids);
+          ((sys[fig === 'bulk' ? 'bulk1' : fig] ??= {})[t.name] ??= []).push((s1.system - s0.system) / (s1.user - s0.user + s1.system - s0.system));
+          // CPU per unit of work: µs per request/connection, ms per GB; steadier than throughput on a shared machine
+          const per = fig === 'rate' ? cores : fig.startsWith('bulk') ? (cores / (v / 8)) * 1000 : (cores / v) * 1e6;
+          add(fig === 'bulk' ? 'bulk1' : fig, t, v, per);
+        }
+      }
+      console.error(`round ${r + 1}/${rounds}`);
+    }
+    for (const [fig, byT] of Object.entries(res)) {
+      const unit = fig === 'rate' ? 'cores' : fig.startsWith('bulk') ? 'cpu-ms/GB' : 'cpu-µs/op';
+      const parts = Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))} (${fmt(median(cpu[fig]![n]!))} ${unit}, ${fmt(100 * median(sys[fig]![n]!), 2)}% sys)`);
+      const ratios = Object.keys(byT)
+        .filter((n) => n !== 'haproxy')
+        .map((n) => `${n}/haproxy ${fmt(pairedRatio(byT[n]!, byT.haproxy!))}`);
+      const vs = variants.length > 1 ? `, ${variants[1]![0]}/${variants[0]![0]} ${fmt(pairedRatio(byT[variants[1]![0]]!, byT[variants[0]![0]]!))}` : '';
+      const cvs = variants.length > 1 ? `; cpu ${variants[1]![0]}/${variants[0]![0]} ${fmt(pairedRatio(cpu[fig]![variants[1]![0]]!, cpu[fig]![variants[0]![0]]!))}` : '';
+      console.log(`${fig.padEnd(6)} ${parts.join(' · ')} — ${ratios.join(', ')}${vs}${cvs}`);
+    }
+  } finally {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    for (const c of children) c.kill('SIGKILL');
+  }
+}
+
+await main();

@@ -1,0 +1,182 @@
+/**
+ * `processes > 1`: worker processes accept on the TCP portals too (agent/proxy/workers.ts).
+ *
+ * How a test knows a worker served a connection: the client runs with `spawnSync`, which blocks
+ * this process's event loop (and so the proxy in it) until the client exits. The backends are
+ * processes of their own. An answer therefore came through a worker; with no worker sharing the
+ * portal, the connection waits in the accept queue and the client times out.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import t from 'tap';
+import type { Mutable, Service } from '../src/api/types.js';
+import { createService, harness, setEndpoints, waitFor } from './proxy-helpers.js';
+import { alive } from './helpers/procs.js';
+
+const CIDR = '127.96.78.0/24';
+const NODE = '127.0.78.254';
+const B = (i: number): string => `127.0.78.${i}`;
+const BACKEND_PORT = 7801;
+
+/** backend processes b1..bN on 127.0.78.i:7801, each greeting with its name */
+async function backends(tt: Parameters<typeof harness>[0], n: number): Promise<Array<{ host: string; port: number }>> {
+  const src = `const [host, name] = process.argv.slice(1);
+    require('net').createServer((s) => { s.on('error', () => {}); s.end(name + '\\n'); })
+      .listen(${BACKEND_PORT}, host, () => process.stdout.write('up\\n'));`;
+  const out: Array<{ host: string; port: number }> = [];
+  for (let i = 1; i <= n; i++) {
+    const p: ChildProcess = spawn(process.execPath, ['-e', src, B(i), `b${i}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    tt.teardown(() => void p.kill('SIGKILL'));
+    await new Promise<void>((r, j) => {
+      p.stdout!.once('data', () => r());
+      p.once('exit', (c) => j(new Error(`backend b${i} exited ${c}`)));
+    });
+    out.push({ host: B(i), port: BACKEND_PORT });
+  }
+  return out;
+}
+
+const CLIENT = `const s = require('net').connect(+process.argv[2], process.argv[1]);
+  let d = ''; s.setEncoding('utf8'); s.on('data', (x) => (d += x)); s.on('error', () => {});
+  s.on('close', () => { process.stdout.write(d.trim()); process.exit(0); });`;
+
+/** One connection from another process while this one is blocked: the greeting, or '' on timeout. */
+function whoAnswersBlocked(host: string, port: number, timeoutMs = 1500): string {
+  const r = spawnSync(process.execPath, ['-e', CLIENT, host, String(port)], { timeout: timeoutMs, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout : '';
+}
+
+const tcp = (name: string, port: number) => ({ name, port, protocol: 'TCP' as const, targetPort: BACKEND_PORT });
+const subsets = (bs: Array<{ host: string }>) => bs.map((b) => ({ addresses: [{ ip: b.host }], ports: [{ name: 'http', port: BACKEND_PORT, protocol: 'TCP' as const }] }));
+
+/**
+ * The worker is up and accepting once a blocked client gets an answer (attempts counted). The
+ * pauses between attempts let this process pass the worker its sockets.
+ */
+async function untilWorkerServes(host: string, port: number): Promise<{ answer: string; attempts: number }> {
+  for (let attempts = 1; attempts <= 20; attempts++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const answer = whoAnswersBlocked(host, port, 1000);
+    if (answer) return { answer, attempts };
+  }
+  return { answer: '', attempts: 20 };
+}
+
+t.test('a worker process serves the portal while the proxy process is busy, and totals add up', async (t) => {
+  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
+  const bs = await backends(t, 3);
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', subsets(bs));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  t.equal(h.proxy.workerPids().length, 1, 'one worker process');
+
+  const first = await untilWorkerServes(ip, 8080);
+  t.match(first.answer, /^b[123]$/, 'a connection made while this process is blocked is answered');
+  const seen = new Set<string>();
+  for (let i = 0; i < 9; i++) seen.add(whoAnswersBlocked(ip, 8080));
+  t.same([...seen].sort(), ['b1', 'b2', 'b3'], 'the worker balances over every endpoint');
+
+  // every connection was accepted by one of the two processes (the timed-out ones by this
+  // process, once it ran again); the totals the proxy reports include the worker's
+  const made = first.attempts + 9;
+  const accepted = await waitFor(() => {
+    const l = h.proxy.listeners().find((x) => x.kind === 'clusterIP');
+    return l && l.counters.accepted === made ? l.counters.accepted : undefined;
+  }, `${made} accepted connections in the totals`);
+  t.equal(accepted, made);
+  const byEndpoint = await waitFor(() => {
+    const stats = h.proxy.endpointStats().filter((e) => e.svc === 'default/web');
+    const sum = stats.reduce((a, e) => a + e.connections, 0);
+    return sum >= 9 ? stats : undefined;
+  }, 'endpoint totals');
+  t.ok(byEndpoint.every((e) => e.connections >= 3), `each endpoint counted its share: ${byEndpoint.map((e) => e.connections).join(' ')}`);
+});
+
+t.test('endpoint changes reach the workers; a closed portal is free at once in every process', async (t) => {
+  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
+  const bs = await backends(t, 2);
+  const svc = await createService(h.store, 'ends', { ports: [tcp('http', 8081)] });
+  await setEndpoints(h.store, 'ends', subsets(bs));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  t.ok((await untilWorkerServes(ip, 8081)).answer, 'worker serving');
+
+  await setEndpoints(h.store, 'ends', subsets([bs[1]!]));
+  await h.proxy.synced();
+  const after = new Set<string>();
+  for (let i = 0; i < 4; i++) after.add(whoAnswersBlocked(ip, 8081));
+  t.same([...after], ['b2'], 'only the remaining endpoint answers through the worker');
+
+  await h.store.delete('Service', 'default', 'ends');
+  await h.proxy.synced();
+  const s = net.createServer();
+  const bound = await new Promise<string>((r) => {
+    s.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? e.message));
+    s.listen(8081, ip, () => r('bound'));
+  });
+  if (s.listening) await new Promise((r) => s.close(r));
+  t.equal(bound, 'bound', 'the port is released by both processes when the sync returns');
+});
+
+t.test('ClientIP affinity keeps a Service in the proxy process; switching it off shares it', async (t) => {
+  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
+  const bs = await backends(t, 2);
+  // a shared portal first, so the worker is known to be up
+  const other = await createService(h.store, 'other', { ports: [tcp('http', 8083)] });
+  await setEndpoints(h.store, 'other', subsets(bs));
+  const svc = await createService(h.store, 'sticky', { ports: [tcp('http', 8082)], sessionAffinity: 'ClientIP' });
+  await setEndpoints(h.store, 'sticky', subsets(bs));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  t.ok((await untilWorkerServes(other.spec!.clusterIP!, 8083)).answer, 'worker serving');
+  t.equal(whoAnswersBlocked(ip, 8082, 800), '', 'the sticky Service is not served while this process is blocked');
+  const pinned = new Set<string>();
+  for (let i = 0; i < 4; i++) pinned.add(await answer(ip, 8082));
+  t.equal(pinned.size, 1, 'and one client stays on one endpoint');
+
+  const cur = structuredClone(await h.store.get<Service>('Service', 'default', 'sticky')) as Mutable<Service>;
+  cur.spec!.sessionAffinity = 'None';
+  await h.store.update(cur);
+  await h.proxy.synced();
+  t.ok((await untilWorkerServes(ip, 8082)).answer, 'affinity off: the worker serves it too');
+
+  const again = structuredClone(await h.store.get<Service>('Service', 'default', 'sticky')) as Mutable<Service>;
+  again.spec!.sessionAffinity = 'ClientIP';
+  await h.store.update(again);
+  await h.proxy.synced();
+  t.equal(whoAnswersBlocked(ip, 8082, 800), '', 'affinity on again: back in the proxy process only');
+});
+
+t.test('a killed worker is replaced; stop ends the workers and their connections', async (t) => {
+  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
+  const bs = await backends(t, 1);
+  const svc = await createService(h.store, 'crash', { ports: [tcp('http', 8084)] });
+  await setEndpoints(h.store, 'crash', subsets(bs));
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  t.ok((await untilWorkerServes(ip, 8084)).answer, 'worker serving');
+  const [pid] = h.proxy.workerPids();
+  process.kill(pid!, 'SIGKILL');
+  t.equal(await answer(ip, 8084), 'b1', 'the proxy process goes on serving alone');
+  const next = await waitFor(() => h.proxy.workerPids().find((p) => p !== pid), 'a new worker', 10_000);
+  t.not(next, pid, 'another worker was started');
+  t.ok((await untilWorkerServes(ip, 8084)).answer, 'and it serves the portal');
+
+  const pids = h.proxy.workerPids();
+  await h.proxy.stop();
+  t.ok(pids.every((p) => !alive(p)), 'no worker process is left after stop');
+  t.equal(await answer(ip, 8084).catch(() => 'refused'), 'refused', 'the port is closed');
+});
+
+/** a connection from this process (not blocked) */
+function answer(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, host);
+    let d = '';
+    s.setEncoding('utf8');
+    s.on('data', (x: string) => (d += x));
+    s.on('error', reject);
+    s.on('close', () => resolve(d.trim()));
+  });
+}
