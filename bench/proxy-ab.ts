@@ -6,6 +6,8 @@
  *
  *   node --import tsx bench/proxy-ab.ts --variant old=/tmp/proxy-copy --variant new=src/agent/proxy
  *        [--rounds 3] [--seconds 4] [--only http,conn,bulk,rate] [--cpu-prof DIR]
+ *
+ * `--variant name=dir:N` runs that variant with N processes (its workers.ts, as `--proxy-processes N`).
  */
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -26,6 +28,7 @@ const BACKENDS = ['127.0.195.1', '127.0.195.2', '127.0.195.3'];
 async function serve(argv: string[]): Promise<void> {
   const arg = (k: string) => argv[argv.indexOf(`--${k}`) + 1]!;
   const dir = resolve(arg('impl'));
+  const processes = Number(arg('processes'));
   const host = arg('host');
   const backends = arg('backends').split(',');
   const { default: pino } = await import('pino');
@@ -33,6 +36,9 @@ async function serve(argv: string[]): Promise<void> {
   const { RoundRobin } = (await import(pathToFileURL(`${dir}/round-robin.ts`).href)) as typeof import('../src/agent/proxy/round-robin.js');
   const log = pino({ level: 'silent' });
   const listeners: Array<{ destroy(): Promise<void> }> = [];
+  const { ProxyWorkers } = (await import(pathToFileURL(`${dir}/workers.ts`).href)) as typeof import('../src/agent/proxy/workers.js');
+  const workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs: [250, 500, 1000, 2000] }) : undefined;
+  workers?.start();
   for (const [name, port] of [['http', 8080], ['raw', 9000]] as const) {
     const balancer = new RoundRobin();
     balancer.setEndpoints(backends.map((h) => ({ host: h, port, id: `${h}:${port}` })));
@@ -40,34 +46,43 @@ async function serve(argv: string[]): Promise<void> {
     const l = new TcpListener({ spec, balancer, dialTimeoutsMs: [250, 500, 1000, 2000], log });
     await l.open();
     listeners.push(l);
+    workers?.share(spec, l.handle!, balancer.endpoints);
   }
-  process.stdout.write('ready\n');
+  // the workers are ready once they report; give them the time to start
+  if (workers) await new Promise((r) => setTimeout(r, 1500));
+  process.stdout.write(`ready ${workers?.pids().join(',') ?? ''}\n`);
   const stop = () => {
     setTimeout(() => {
       console.error('serve: connections did not end within 3 s of SIGTERM');
       process.exit(1);
     }, 3000).unref();
-    void Promise.all(listeners.map((l) => l.destroy())).then(() => process.exit(0));
+    void (workers?.stop() ?? Promise.resolve()).then(() => Promise.all(listeners.map((l) => l.destroy()))).then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
 
-async function startVariant(name: string, dir: string, host: string, profDir?: string): Promise<Target> {
+async function startVariant(name: string, spec: string, host: string, profDir?: string): Promise<Target> {
+  const [dir, processes = '1'] = spec.split(':');
   const p = spawn(
     process.execPath,
-    [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${name}`] : []), '--import', 'tsx', resolve(ROOT, 'bench', 'proxy-ab.ts'), 'serve', '--impl', dir, '--host', host, '--backends', BACKENDS.join(',')],
+    [
+      ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${name}`] : []),
+      '--import', 'tsx', resolve(ROOT, 'bench', 'proxy-ab.ts'),
+      'serve', '--impl', dir!, '--processes', processes, '--host', host, '--backends', BACKENDS.join(','),
+    ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   children.add(p);
-  await new Promise<void>((r, j) => {
-    p.stdout!.once('data', () => r());
+  const line = await new Promise<string>((r, j) => {
+    p.stdout!.setEncoding('utf8').once('data', (d: string) => r(d));
     p.once('exit', (c) => j(new Error(`variant ${name} exited ${c}`)));
   });
+  const workerPids = (/ready (\S*)/.exec(line)?.[1] ?? '').split(',').filter(Boolean).map(Number);
   return {
     name,
     host,
-    pids: [p.pid!],
+    pids: [p.pid!, ...workerPids],
     stop: async () => {
       p.kill('SIGTERM');
       await new Promise((r) => (p.exitCode !== null ? r(undefined) : p.once('exit', r)));
