@@ -54,3 +54,41 @@ t.test('a restart after SIGKILL ends the pods the killed daemon left', async (t)
   }, { timeoutMs: 10_000 });
   t.ok(again.every((p) => !before.some((b) => b.pid === p.pid)), 'the pod runs again as a new process');
 });
+
+/** the daemon's proxy worker processes (`--proxy-processes`), by their command line */
+function proxyWorkers(daemonPid: number): number[] {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${daemonPid}/task/${daemonPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+  return kids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent/proxy/worker.ts');
+    } catch {
+      return false;
+    }
+  });
+}
+
+t.test('proxy worker processes end with the daemon, whether it is stopped or killed', async (t) => {
+  const p3 = [...args.slice(0, args.indexOf('--pod-cidr')), '--pod-cidr', '127.233.0.0/16', ...args.slice(args.indexOf('--pod-cidr') + 2)];
+  const withWorkers = [...p3, '--proxy-processes', '3'];
+  for (const how of ['SIGINT', 'SIGKILL'] as const) {
+    const d = await startDaemon(withWorkers);
+    t.teardown(() => d.stop());
+    const workers = await waitFor(() => {
+      const w = proxyWorkers(d.proc.pid!);
+      return w.length === 2 ? w : undefined;
+    }, { timeoutMs: 10_000 });
+    t.equal(workers.length, 2, `--proxy-processes 3: two worker processes beside the daemon (${how})`);
+    if (how === 'SIGINT') await d.stop('SIGINT');
+    else {
+      d.proc.kill('SIGKILL');
+      await new Promise((r) => d.proc.once('exit', r));
+    }
+    await waitFor(() => workers.every((p) => !alive(p)), { timeoutMs: 10_000 });
+    t.pass(`no worker outlives the daemon (${how})`);
+  }
+});
