@@ -560,8 +560,9 @@ function evaluate(figs: Figure[], raw: Record<string, unknown>, idleCount: numbe
     const target = min !== undefined ? `≥ ${min}× HAProxy` : `≤ ${max}× HAProxy`;
     const by = min !== undefined ? `${fmt((1 - x / min) * 100, 2)}% short` : `${fmt((x / max! - 1) * 100, 2)}% over`;
     const x2 = f(key)?.vsHaproxy.kubeloop2;
-    const two = x2 !== undefined && Number.isFinite(x2) ? `; --proxy-processes 2: ${fmt(x2)}×${ok(x2) ? ' (met)' : ''}` : '';
-    goals.push({ what, target, value: `${fmt(x)}×`, met, note: (met ? '' : by) + two || undefined });
+    const two = x2 !== undefined && Number.isFinite(x2) ? `--proxy-processes 2: ${fmt(x2)}×${ok(x2) ? ' (met)' : ''}` : '';
+    const note = [met ? '' : by, two].filter(Boolean).join('; ');
+    goals.push({ what, target, value: `${fmt(x)}×`, met, note: note || undefined });
   };
   ratioGoal('http_rps', 'keep-alive requests/s', 1, undefined);
   ratioGoal('conn_rps', 'new connections/s', 1, undefined);

@@ -113,6 +113,9 @@ async function up(argv: readonly string[]): Promise<number> {
     console.log(`       (macOS: printf 'nameserver ${host}\\nport ${daemon.dnsPort}\\n' | sudo tee /etc/resolver/${opts.clusterDomain})`);
   }
   if (daemon.metricsUrl) console.log(`Metrics: ${daemon.metricsUrl}`);
+  if (opts.proxyProcesses > 1) {
+    console.log(`Proxy: ${opts.proxyProcesses} processes accept on TCP Service ports (round robin per process; ClientIP-affinity and UDP ports in the daemon)`);
+  }
   console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
   console.log('kubeloop is running; Ctrl-C stops it and every pod.');
   return new Promise<number>(() => {
