@@ -187,8 +187,8 @@ export class Dns2Binding {
     const { address } = this.#o;
     const type = address.includes(':') ? 'udp6' : 'udp4';
     for (let attempt = 0; ; attempt++) {
+      // bind errors reject below (and are retried or reported); later errors are logged
       const udp = new FastUdpServer({ type });
-      udp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS UDP socket error'));
       try {
         await bindUdp(udp, this.#o.port, address);
       } catch (err) {
@@ -197,7 +197,6 @@ export class Dns2Binding {
       }
       const port = udp.address().port;
       const tcp = new TCPServer({ idleTimeout: this.#o.tcpIdleTimeoutMs ?? 10_000 } as unknown as ConstructorParameters<typeof TCPServer>[0]);
-      tcp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS TCP server error'));
       try {
         await listenTcp(tcp, port, address);
       } catch (err) {
@@ -206,6 +205,8 @@ export class Dns2Binding {
         if (this.#o.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
         throw bindError(err, address, port, 'tcp');
       }
+      udp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS UDP socket error'));
+      tcp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS TCP server error'));
       this.#wire(udp, tcp);
       this.#udp = udp;
       this.#tcp = tcp;
