@@ -36,14 +36,48 @@ async function backends(tt: Parameters<typeof harness>[0], n: number): Promise<A
   return out;
 }
 
-const CLIENT = `const s = require('net').connect(+process.argv[2], process.argv[1]);
-  let d = ''; s.setEncoding('utf8'); s.on('data', (x) => (d += x)); s.on('error', () => {});
-  s.on('close', () => { process.stdout.write(d.trim()); process.exit(0); });`;
+/**
+ * A client process: connects to every `host:port` given, and after `waitMs` (or once every
+ * connection has closed) prints `[{ connected, answer }]` for each, in order.
+ */
+const CLIENT = `const [waitMs, ...targets] = process.argv.slice(1);
+  const out = targets.map(() => ({ connected: false, answer: '' }));
+  let open = targets.length;
+  const done = () => { process.stdout.write(JSON.stringify(out)); process.exit(0); };
+  setTimeout(done, +waitMs);
+  targets.forEach((t, i) => {
+    const s = require('net').connect(+t.split(':')[1], t.split(':')[0]);
+    s.setEncoding('utf8');
+    s.on('connect', () => (out[i].connected = true));
+    s.on('data', (x) => (out[i].answer += x));
+    s.on('error', () => {});
+    s.on('close', () => { out[i].answer = out[i].answer.trim(); if (--open === 0) done(); });
+  });`;
 
-/** One connection from another process while this one is blocked: the greeting, or '' on timeout. */
-function whoAnswersBlocked(host: string, port: number, timeoutMs = 1500): string {
-  const r = spawnSync(process.execPath, ['-e', CLIENT, host, String(port)], { timeout: timeoutMs, encoding: 'utf8' });
-  return r.status === 0 ? r.stdout : '';
+interface Probe {
+  connected: boolean;
+  answer: string;
+}
+
+/**
+ * Connections from another process while this one is blocked, one per target; each result says
+ * whether it connected and what answered ('' when nothing did within `waitMs`).
+ */
+function probeBlocked(targets: Array<[string, number]>, waitMs: number): Probe[] {
+  const r = spawnSync(process.execPath, ['-e', CLIENT, String(waitMs), ...targets.map(([h, p]) => `${h}:${p}`)], {
+    timeout: waitMs + 10_000,
+    encoding: 'utf8',
+  });
+  try {
+    return JSON.parse(r.stdout) as Probe[];
+  } catch {
+    return targets.map(() => ({ connected: false, answer: '' }));
+  }
+}
+
+/** One connection while this process is blocked: the greeting, or '' (an answer returns at once) */
+function whoAnswersBlocked(host: string, port: number, waitMs = 5000): string {
+  return probeBlocked([[host, port]], waitMs)[0]!.answer;
 }
 
 const tcp = (name: string, port: number) => ({ name, port, protocol: 'TCP' as const, targetPort: BACKEND_PORT });
@@ -53,13 +87,15 @@ const subsets = (bs: Array<{ host: string }>) => bs.map((b) => ({ addresses: [{ 
  * The worker is up and accepting once a blocked client gets an answer (attempts counted). The
  * pauses between attempts let this process pass the worker its sockets.
  */
-async function untilWorkerServes(host: string, port: number): Promise<{ answer: string; attempts: number }> {
+async function untilWorkerServes(host: string, port: number): Promise<{ answer: string; connected: number }> {
+  let connected = 0;
   for (let attempts = 1; attempts <= 20; attempts++) {
     await new Promise((r) => setTimeout(r, 100));
-    const answer = whoAnswersBlocked(host, port, 1000);
-    if (answer) return { answer, attempts };
+    const [p] = probeBlocked([[host, port]], 1000);
+    if (p!.connected) connected++;
+    if (p!.answer) return { answer: p!.answer, connected };
   }
-  return { answer: '', attempts: 20 };
+  return { answer: '', connected };
 }
 
 t.test('a worker process serves the portal while the proxy process is busy, and totals add up', async (t) => {
@@ -77,9 +113,9 @@ t.test('a worker process serves the portal while the proxy process is busy, and 
   for (let i = 0; i < 9; i++) seen.add(whoAnswersBlocked(ip, 8080));
   t.same([...seen].sort(), ['b1', 'b2', 'b3'], 'the worker balances over every endpoint');
 
-  // every connection was accepted by one of the two processes (the timed-out ones by this
+  // every connection made was accepted by one of the two processes (the unanswered ones by this
   // process, once it ran again); the totals the proxy reports include the worker's
-  const made = first.attempts + 9;
+  const made = first.connected + 9;
   const accepted = await waitFor(() => {
     const l = h.proxy.listeners().find((x) => x.kind === 'clusterIP');
     return l && l.counters.accepted === made ? l.counters.accepted : undefined;
@@ -104,9 +140,14 @@ t.test('endpoint changes reach the workers; a closed portal is free at once in e
 
   await setEndpoints(h.store, 'ends', subsets([bs[1]!]));
   await h.proxy.synced();
-  const after = new Set<string>();
-  for (let i = 0; i < 4; i++) after.add(whoAnswersBlocked(ip, 8081));
-  t.same([...after], ['b2'], 'only the remaining endpoint answers through the worker');
+  // endpoint updates reach a worker asynchronously: soon, every answer is b2
+  const after = await waitFor(async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) seen.add(whoAnswersBlocked(ip, 8081));
+    return seen.size === 1 && seen.has('b2') ? [...seen] : undefined;
+  }, 'only b2 through the worker');
+  t.same(after, ['b2'], 'only the remaining endpoint answers through the worker');
 
   await h.store.delete('Service', 'default', 'ends');
   await h.proxy.synced();
@@ -130,7 +171,11 @@ t.test('ClientIP affinity keeps a Service in the proxy process; switching it off
   await h.proxy.synced();
   const ip = svc.spec!.clusterIP!;
   t.ok((await untilWorkerServes(other.spec!.clusterIP!, 8083)).answer, 'worker serving');
-  t.equal(whoAnswersBlocked(ip, 8082, 800), '', 'the sticky Service is not served while this process is blocked');
+  const otherIp = other.spec!.clusterIP!;
+  // both in one blocked window: the shared Service answering shows the worker was there to answer
+  const [sticky, shared] = probeBlocked([[ip, 8082], [otherIp, 8083]], 1500);
+  t.ok(shared!.answer, 'while this process is blocked the shared Service answers…');
+  t.equal(sticky!.answer, '', '…and the sticky one does not');
   const pinned = new Set<string>();
   for (let i = 0; i < 4; i++) pinned.add(await answer(ip, 8082));
   t.equal(pinned.size, 1, 'and one client stays on one endpoint');
@@ -140,12 +185,28 @@ t.test('ClientIP affinity keeps a Service in the proxy process; switching it off
   await h.store.update(cur);
   await h.proxy.synced();
   t.ok((await untilWorkerServes(ip, 8082)).answer, 'affinity off: the worker serves it too');
+  const totals = () => {
+    const l = h.proxy.listeners().find((x) => x.svc === 'default/sticky' && x.kind === 'clusterIP')!;
+    const conns = h.proxy.endpointStats().filter((e) => e.svc === 'default/sticky').reduce((n, e) => n + e.connections, 0);
+    return { accepted: l.counters.accepted, conns };
+  };
+  await new Promise((r) => setTimeout(r, 600)); // the worker's totals have reached the proxy
+  const before = totals();
 
   const again = structuredClone(await h.store.get<Service>('Service', 'default', 'sticky')) as Mutable<Service>;
   again.spec!.sessionAffinity = 'ClientIP';
   await h.store.update(again);
   await h.proxy.synced();
-  t.equal(whoAnswersBlocked(ip, 8082, 800), '', 'affinity on again: back in the proxy process only');
+  const [again1, shared1] = probeBlocked([[ip, 8082], [otherIp, 8083]], 1500);
+  t.ok(shared1!.answer && !again1!.answer, 'affinity on again: back in the proxy process only');
+  // what the worker counted for the portal stays in the totals after it left the worker (and
+  // after its balancer for the port went, which it reports within 250 ms)
+  await new Promise((r) => setTimeout(r, 600));
+  const after = totals();
+  // the one blocked probe of the sticky Service since was accepted by this process afterwards
+  const plus = again1!.connected ? 1 : 0;
+  t.same(after, { accepted: before.accepted + plus, conns: before.conns + plus }, `totals kept the worker's share: ${JSON.stringify(before)} → ${JSON.stringify(after)}`);
+  t.ok(before.accepted > 4, `the worker's connections were counted (${before.accepted} accepted)`);
 });
 
 t.test('a killed worker is replaced; stop ends the workers and their connections', async (t) => {

@@ -436,7 +436,11 @@ export class Proxier implements ProxyHandler {
 
     // balancers: one per service port, shared by all its portals
     const names = new Set(served?.ports.map((p) => p.name));
-    for (const p of prev?.ports ?? []) if (!names.has(p.name)) this.#balancers.delete(servicePortKey(key, p.name));
+    for (const p of prev?.ports ?? []) {
+      if (names.has(p.name)) continue;
+      this.#balancers.delete(servicePortKey(key, p.name));
+      this.#o.workers?.forgetServicePort(servicePortKey(key, p.name));
+    }
     for (const p of served?.ports ?? []) {
       const spKey = servicePortKey(key, p.name);
       let b = this.#balancers.get(spKey);
@@ -553,6 +557,7 @@ export class Proxier implements ProxyHandler {
     try {
       // closed in the workers first: the socket they were passed must stay open until they have it
       await this.#o.workers?.unshare(l.spec.id);
+      this.#o.workers?.forget(l.spec.id);
       await l.close();
     } catch (err) {
       this.#log.warn({ svc: l.spec.svc, err }, 'closing listener failed');

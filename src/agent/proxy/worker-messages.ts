@@ -35,7 +35,8 @@ export interface WorkerEndpointStats {
 /** worker → proxy */
 export type FromWorker =
   | { t: 'ready' }
-  | { t: 'ack'; seq: number }
+  /** `final`: for a `close`, the portal's totals at that moment (the proxy keeps them) */
+  | { t: 'ack'; seq: number; final?: WorkerListenerStats }
   /** every portal it accepts on and every endpoint it balances over; sent when they changed */
   | { t: 'stats'; listeners: WorkerListenerStats[]; endpoints: WorkerEndpointStats[] }
   /** one pino JSON line, logged again by the proxy's logger */

@@ -76,17 +76,26 @@ async function listen(spec: PortalSpec, endpoints: Endpoint[], ranges: readonly 
     log.warn({ svc: spec.svc, err }, 'cannot accept on the socket passed by the proxy; the proxy keeps serving the portal');
     return;
   }
-  listeners.get(spec.id)?.destroy(); // a stale copy (cannot happen unless messages crossed)
+  await close(spec.id); // a stale copy (cannot happen unless messages crossed)
   listeners.set(spec.id, l);
 }
 
-async function close(id: string): Promise<void> {
+/** Stops accepting on the portal (its connections drain); returns its totals at that moment. */
+async function close(id: string): Promise<WorkerListenerStats | undefined> {
   const l = listeners.get(id);
-  if (!l) return;
+  if (!l) return undefined;
+  const final = totals(l);
   listeners.delete(id);
   draining.add(l);
   await l.close();
   if (l.active === 0 && draining.delete(l)) release(l);
+  return final;
+}
+
+function totals(l: TcpListener): WorkerListenerStats {
+  const live = l.liveBytes();
+  const c = l.counters;
+  return { id: l.spec.id, active: l.active, counters: { ...c, bytesIn: c.bytesIn + live.bytesIn, bytesOut: c.bytesOut + live.bytesOut } };
 }
 
 let stopping: Promise<void> | undefined;
@@ -103,12 +112,7 @@ function stop(): Promise<void> {
 
 let lastStats = '';
 function reportStats(): void {
-  const ls: WorkerListenerStats[] = [];
-  for (const l of listeners.values()) {
-    const live = l.liveBytes();
-    const c = l.counters;
-    ls.push({ id: l.spec.id, active: l.active, counters: { ...c, bytesIn: c.bytesIn + live.bytesIn, bytesOut: c.bytesOut + live.bytesOut } });
-  }
+  const ls = [...listeners.values()].map(totals);
   const eps: WorkerEndpointStats[] = [];
   for (const [servicePort, b] of balancers) {
     for (const e of b.rr.balanced) eps.push({ servicePort, id: e.id, connections: e.connections, failed: e.failed, bytesIn: e.bytesIn, bytesOut: e.bytesOut });
@@ -134,11 +138,12 @@ async function handle(m: ToWorker, h: unknown): Promise<void> {
       if (l) l.sourceRanges = m.ranges ? new SourceRanges(m.ranges) : undefined;
       return;
     }
-    case 'close':
-      await close(m.id);
+    case 'close': {
+      const final = await close(m.id);
       reportStats();
-      send({ t: 'ack', seq: m.seq });
+      send({ t: 'ack', seq: m.seq, final });
       return;
+    }
     case 'stop':
       await stop();
       send({ t: 'ack', seq: m.seq });

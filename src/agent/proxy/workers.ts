@@ -15,8 +15,13 @@
  * two consecutive connections may reach the same endpoint when different processes took them.
  *
  * A portal is closed everywhere before `unshare` resolves (the proxy waits for each worker's
- * `ack`), so a port can be bound again at once. A worker that dies is started again (its
- * totals are lost); workers exit when the proxy's IPC channel closes, even if it was killed.
+ * `ack`), so a port can be bound again at once. A worker that dies is started again; workers
+ * exit when the proxy's IPC channel closes, even if it was killed.
+ *
+ * Totals stay monotonic: what a worker counted for a portal or an endpoint is kept when the
+ * portal leaves it (affinity switched on), when its balancer goes, and when it dies (as of its
+ * last report), until the portal is retired or the endpoint leaves the set. Bytes of
+ * connections still draining in a worker after that are not counted.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +30,8 @@ import type { ListenerCounters, PortalSpec } from './portal.js';
 import type { Endpoint } from './round-robin.js';
 import type { UvTcp } from '../../util/uv.js';
 import type { FromWorker, ToWorker, WorkerEndpointStats, WorkerListenerStats } from './worker-messages.js';
+
+type EndpointTotals = Omit<WorkerEndpointStats, 'servicePort' | 'id'>;
 
 export interface ProxyWorkersOptions {
   /** worker processes to run (the proxy itself is one more) */
@@ -43,21 +50,29 @@ interface Shared {
 
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
+/** a worker that lived this long resets the restart back-off */
+const STABLE_MS = 10_000;
 
 class Worker {
   readonly child: ChildProcess;
+  readonly startedAt = Date.now();
   ready = false;
   exited = false;
-  readonly acks = new Map<number, () => void>();
+  readonly acks = new Map<number, (final?: WorkerListenerStats) => void>();
   listeners = new Map<string, WorkerListenerStats>();
+  /** by `servicePort \0 id` */
   endpoints = new Map<string, WorkerEndpointStats>();
   readonly exit: Promise<void>;
+  markExited!: () => void;
 
   constructor(child: ChildProcess) {
     this.child = child;
-    this.exit = new Promise((r) => child.once('exit', () => r()));
+    this.exit = new Promise((r) => (this.markExited = r));
   }
 }
+
+const zeroCounters = (): ListenerCounters => ({ accepted: 0, failed: 0, denied: 0, bytesIn: 0, bytesOut: 0 });
+const epKey = (servicePort: string, id: string): string => `${servicePort}\0${id}`;
 
 export class ProxyWorkers {
   readonly #o: ProxyWorkersOptions;
@@ -66,12 +81,14 @@ export class ProxyWorkers {
   readonly #shared = new Map<string, Shared>();
   /** service port → portals shared (endpoint updates go only to service ports with one) */
   readonly #servicePorts = new Map<string, number>();
-  /** service port → its endpoints, as last sent (for workers that start later) */
+  /** service port → its current endpoints (sent with `listen`; kept until `forgetServicePort`) */
   readonly #endpoints = new Map<string, Endpoint[]>();
+  /** what workers counted for portals / endpoints they no longer report (see the top) */
+  readonly #retiredListeners = new Map<string, ListenerCounters>();
+  readonly #retiredEndpoints = new Map<string, EndpointTotals>();
   #seq = 0;
   #stopped = false;
   #restartDelayMs = RESTART_MIN_MS;
-  #restartTimer: NodeJS.Timeout | undefined;
 
   constructor(o: ProxyWorkersOptions) {
     this.#o = o;
@@ -80,6 +97,7 @@ export class ProxyWorkers {
 
   /** Starts the workers; returns at once (portals are passed to each worker when it is ready). */
   start(): void {
+    if (this.#stopped) return;
     for (let i = 0; i < this.#o.count; i++) this.#spawn();
   }
 
@@ -109,18 +127,40 @@ export class ProxyWorkers {
     this.#shared.delete(id);
     const n = (this.#servicePorts.get(s.spec.servicePort) ?? 1) - 1;
     if (n > 0) this.#servicePorts.set(s.spec.servicePort, n);
-    else {
-      this.#servicePorts.delete(s.spec.servicePort);
-      this.#endpoints.delete(s.spec.servicePort);
-    }
-    await Promise.all([...this.#workers].filter((w) => w.ready).map((w) => this.#request(w, (seq) => ({ t: 'close', id, seq }))));
-    for (const w of this.#workers) w.listeners.delete(id);
+    else this.#servicePorts.delete(s.spec.servicePort);
+    await Promise.all(
+      [...this.#workers]
+        .filter((w) => w.ready)
+        .map(async (w) => {
+          const final = await this.#request(w, (seq) => ({ t: 'close', id, seq }));
+          // the totals at the close, else (it died meanwhile) as of its last report
+          const last = final ?? w.listeners.get(id);
+          w.listeners.delete(id);
+          if (last) this.#retireListener(id, last.counters);
+        }),
+    );
   }
 
+  /** The portal is gone for good (closed by the proxy): its kept totals go too. */
+  forget(id: string): void {
+    this.#retiredListeners.delete(id);
+  }
+
+  /** The service port is gone: its endpoints' kept totals go too. */
+  forgetServicePort(servicePort: string): void {
+    this.#endpoints.delete(servicePort);
+    for (const k of this.#retiredEndpoints.keys()) if (k.startsWith(`${servicePort}\0`)) this.#retiredEndpoints.delete(k);
+  }
+
+  /** The endpoint set of a service port changed (totals of endpoints that left are dropped, as the proxy's own are). */
   setEndpoints(servicePort: string, endpoints: readonly Endpoint[]): void {
-    if (!this.#servicePorts.has(servicePort)) return;
+    const ids = new Set(endpoints.map((e) => e.id));
+    for (const k of this.#retiredEndpoints.keys()) {
+      if (k.startsWith(`${servicePort}\0`) && !ids.has(k.slice(servicePort.length + 1))) this.#retiredEndpoints.delete(k);
+    }
     const eps = plain(endpoints);
     this.#endpoints.set(servicePort, eps);
+    if (!this.#servicePorts.has(servicePort)) return;
     this.#broadcast({ t: 'endpoints', servicePort, endpoints: eps });
   }
 
@@ -131,9 +171,9 @@ export class ProxyWorkers {
     this.#broadcast({ t: 'ranges', id, ranges });
   }
 
-  /** the workers' totals for one portal (zero when it is not shared) */
+  /** the workers' totals for one portal (zero when they never had it) */
   listenerTotals(id: string): { active: number; counters: ListenerCounters } {
-    const out = { active: 0, counters: { accepted: 0, failed: 0, denied: 0, bytesIn: 0, bytesOut: 0 } };
+    const out = { active: 0, counters: { ...(this.#retiredListeners.get(id) ?? zeroCounters()) } };
     for (const w of this.#workers) {
       const s = w.listeners.get(id);
       if (!s) continue;
@@ -144,17 +184,15 @@ export class ProxyWorkers {
   }
 
   /** the workers' totals for one endpoint of one service port, or undefined when none has any */
-  endpointTotals(servicePort: string, id: string): Omit<WorkerEndpointStats, 'servicePort' | 'id'> | undefined {
-    let out: Omit<WorkerEndpointStats, 'servicePort' | 'id'> | undefined;
-    const key = `${servicePort}\0${id}`;
+  endpointTotals(servicePort: string, id: string): EndpointTotals | undefined {
+    const key = epKey(servicePort, id);
+    const retired = this.#retiredEndpoints.get(key);
+    let out: EndpointTotals | undefined = retired && { ...retired };
     for (const w of this.#workers) {
       const e = w.endpoints.get(key);
       if (!e) continue;
       out ??= { connections: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
-      out.connections += e.connections;
-      out.failed += e.failed;
-      out.bytesIn += e.bytesIn;
-      out.bytesOut += e.bytesOut;
+      addEndpoint(out, e);
     }
     return out;
   }
@@ -162,8 +200,8 @@ export class ProxyWorkers {
   /** Ends every worker's connections and the workers themselves. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#restartTimer) clearTimeout(this.#restartTimer);
-    this.#restartTimer = undefined;
+    for (const t of this.#restartTimers) clearTimeout(t);
+    this.#restartTimers.clear();
     this.#shared.clear();
     this.#servicePorts.clear();
     this.#endpoints.clear();
@@ -180,30 +218,76 @@ export class ProxyWorkers {
 
   #spawn(): void {
     const entry = fileURLToPath(new URL('./worker.ts', import.meta.url));
-    const child = fork(entry, ['--dial-timeouts', this.#o.dialTimeoutsMs.join(','), '--log-level', this.#log.level], {
-      // the worker is TypeScript like the rest: the same loader, by URL so any cwd works
-      execArgv: ['--import', import.meta.resolve('tsx')],
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      serialization: 'json',
-    });
+    let child: ChildProcess;
+    try {
+      child = fork(entry, ['--dial-timeouts', this.#o.dialTimeoutsMs.join(','), '--log-level', this.#log.level], {
+        // the worker is TypeScript like the rest: the same loader, by URL so any cwd works
+        execArgv: ['--import', import.meta.resolve('tsx')],
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        serialization: 'json',
+      });
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot start a proxy worker');
+      this.#scheduleRestart(false);
+      return;
+    }
     const w = new Worker(child);
     this.#workers.add(w);
     child.on('message', (m: FromWorker) => this.#onMessage(w, m));
-    child.on('error', (err) => this.#log.warn({ err }, 'proxy worker error'));
-    child.once('exit', (code, signal) => {
-      w.exited = true;
-      this.#workers.delete(w);
-      for (const ack of w.acks.values()) ack();
-      w.acks.clear();
-      if (this.#stopped) return;
-      this.#log.warn({ pid: child.pid, code, signal, restartInMs: this.#restartDelayMs }, 'proxy worker exited; starting another');
-      this.#restartTimer = setTimeout(() => {
-        this.#restartTimer = undefined;
-        if (!this.#stopped) this.#spawn();
-      }, this.#restartDelayMs);
-      this.#restartTimer.unref();
-      this.#restartDelayMs = Math.min(RESTART_MAX_MS, this.#restartDelayMs * 2);
+    child.on('error', (err) => {
+      this.#log.warn({ err, pid: child.pid }, 'proxy worker error');
+      // a failed spawn (EAGAIN, EMFILE, ...) emits 'error' and never 'exit'
+      if (child.pid === undefined) this.#gone(w);
     });
+    child.once('exit', (code, signal) => {
+      if (!this.#stopped) this.#log.warn({ pid: child.pid, code, signal }, 'proxy worker exited; starting another');
+      this.#gone(w);
+    });
+  }
+
+  /** A worker ended (or never started): keep its totals, settle what waits on it, start another. */
+  #gone(w: Worker): void {
+    if (w.exited) return;
+    w.exited = true;
+    this.#workers.delete(w);
+    for (const [id, l] of w.listeners) if (this.#shared.has(id)) this.#retireListener(id, l.counters);
+    for (const e of w.endpoints.values()) this.#retireEndpoint(e);
+    w.listeners.clear();
+    w.endpoints.clear();
+    for (const ack of w.acks.values()) ack();
+    w.acks.clear();
+    w.markExited();
+    this.#scheduleRestart(Date.now() - w.startedAt >= STABLE_MS);
+  }
+
+  #scheduleRestart(wasStable: boolean): void {
+    if (this.#stopped) return;
+    if (wasStable) this.#restartDelayMs = RESTART_MIN_MS;
+    const delay = this.#restartDelayMs;
+    this.#restartDelayMs = Math.min(RESTART_MAX_MS, delay * 2);
+    const t = setTimeout(() => {
+      this.#restartTimers.delete(t);
+      if (!this.#stopped) this.#spawn();
+    }, delay);
+    t.unref();
+    this.#restartTimers.add(t);
+  }
+
+  readonly #restartTimers = new Set<NodeJS.Timeout>();
+
+  #retireListener(id: string, c: ListenerCounters): void {
+    const r = this.#retiredListeners.get(id) ?? zeroCounters();
+    for (const k of Object.keys(r) as Array<keyof ListenerCounters>) r[k] += c[k];
+    this.#retiredListeners.set(id, r);
+  }
+
+  /** kept only while the endpoint is in its service port's current set */
+  #retireEndpoint(e: WorkerEndpointStats): void {
+    if (!this.#endpoints.get(e.servicePort)?.some((x) => x.id === e.id)) return;
+    const key = epKey(e.servicePort, e.id);
+    const r = this.#retiredEndpoints.get(key) ?? { connections: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+    addEndpoint(r, e);
+    this.#retiredEndpoints.set(key, r);
   }
 
   #onMessage(w: Worker, m: FromWorker): void {
@@ -214,14 +298,17 @@ export class ProxyWorkers {
         for (const s of this.#shared.values()) this.#sendListen(w, s);
         return;
       case 'ack':
-        w.acks.get(m.seq)?.();
+        w.acks.get(m.seq)?.(m.final);
         w.acks.delete(m.seq);
         return;
-      case 'stats':
+      case 'stats': {
         w.listeners = new Map(m.listeners.filter((l) => this.#shared.has(l.id)).map((l) => [l.id, l]));
-        w.endpoints = new Map(m.endpoints.map((e) => [`${e.servicePort}\0${e.id}`, e]));
-        this.#restartDelayMs = RESTART_MIN_MS; // it lived long enough to report
+        const next = new Map(m.endpoints.map((e) => [epKey(e.servicePort, e.id), e]));
+        // an endpoint it no longer reports: its balancer went (no portal of that port left there)
+        for (const [k, e] of w.endpoints) if (!next.has(k)) this.#retireEndpoint(e);
+        w.endpoints = next;
         return;
+      }
       case 'log':
         this.#relog(m.line);
         return;
@@ -241,20 +328,25 @@ export class ProxyWorkers {
     for (const w of this.#workers) if (w.ready && w.child.connected) w.child.send(m);
   }
 
-  /** sends a message that is answered by `ack`; a worker that does not answer in time is killed */
-  #request(w: Worker, make: (seq: number) => ToWorker): Promise<void> {
-    if (w.exited || !w.child.connected) return Promise.resolve();
+  /**
+   * Sends a message that is answered by `ack` (resolving to its `final`); resolves without one
+   * when the worker ends. A worker that does not answer in time is killed.
+   */
+  #request(w: Worker, make: (seq: number) => ToWorker): Promise<WorkerListenerStats | undefined> {
+    if (w.exited || !w.child.connected) return Promise.resolve(undefined);
     const seq = ++this.#seq;
-    return new Promise<void>((resolve) => {
+    return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.#log.warn({ pid: w.child.pid }, 'proxy worker did not answer in time; killing it');
         w.child.kill('SIGKILL');
       }, this.#o.ackTimeoutMs ?? 3000);
-      w.acks.set(seq, () => {
+      w.acks.set(seq, (final) => {
         clearTimeout(t);
-        resolve();
+        resolve(final);
       });
-      w.child.send(make(seq));
+      w.child.send(make(seq), (err) => {
+        if (err) this.#log.debug({ err, pid: w.child.pid }, 'message to a proxy worker not sent');
+      });
     });
   }
 
@@ -267,6 +359,13 @@ export class ProxyWorkers {
       this.#log.warn({ line }, 'unreadable log line from a proxy worker');
     }
   }
+}
+
+function addEndpoint(to: EndpointTotals, e: EndpointTotals): void {
+  to.connections += e.connections;
+  to.failed += e.failed;
+  to.bytesIn += e.bytesIn;
+  to.bytesOut += e.bytesOut;
 }
 
 function plain(eps: readonly Endpoint[]): Endpoint[] {
