@@ -252,8 +252,7 @@ export class ProxyWorkers {
     this.#workers.delete(w);
     for (const [id, l] of w.listeners) if (this.#shared.has(id)) this.#retireListener(id, l.counters);
     for (const e of w.endpoints.values()) this.#retireEndpoint(e);
-    w.listeners.clear();
-    w.endpoints.clear();
+    // w.listeners stays readable: an `unshare` waiting on this worker folds its portal from it
     for (const ack of w.acks.values()) ack();
     w.acks.clear();
     w.markExited();
