@@ -10,7 +10,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import t from 'tap';
 import type { Mutable, Service } from '../src/api/types.js';
-import { createService, harness, setEndpoints, waitFor } from './proxy-helpers.js';
+import { createService, harness, setEndpoints, waitFor, whoAnswers } from './proxy-helpers.js';
 import { alive } from './helpers/procs.js';
 
 const CIDR = '127.96.78.0/24';
@@ -98,13 +98,18 @@ async function untilWorkerServes(host: string, port: number): Promise<{ answer: 
   return { answer: '', connected };
 }
 
-t.test('a worker process serves the portal while the proxy process is busy, and totals add up', async (t) => {
+/** A proxy with one worker process, and backends b1..bN behind Service `name`, port `http` = `port`. */
+async function withWorker(t: Parameters<typeof harness>[0], n: number, name: string, port: number) {
   const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
-  const bs = await backends(t, 3);
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', subsets(bs));
+  const bs = await backends(t, n);
+  const svc = await createService(h.store, name, { ports: [tcp('http', port)] });
+  await setEndpoints(h.store, name, subsets(bs));
   await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  return { h, bs, ip: svc.spec!.clusterIP! };
+}
+
+t.test('a worker process serves the portal while the proxy process is busy, and totals add up', async (t) => {
+  const { h, ip } = await withWorker(t, 3, 'web', 8080);
   t.equal(h.proxy.workerPids().length, 1, 'one worker process');
 
   const first = await untilWorkerServes(ip, 8080);
@@ -130,12 +135,7 @@ t.test('a worker process serves the portal while the proxy process is busy, and 
 });
 
 t.test('endpoint changes reach the workers; a closed portal is free at once in every process', async (t) => {
-  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
-  const bs = await backends(t, 2);
-  const svc = await createService(h.store, 'ends', { ports: [tcp('http', 8081)] });
-  await setEndpoints(h.store, 'ends', subsets(bs));
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { h, bs, ip } = await withWorker(t, 2, 'ends', 8081);
   t.ok((await untilWorkerServes(ip, 8081)).answer, 'worker serving');
 
   await setEndpoints(h.store, 'ends', subsets([bs[1]!]));
@@ -161,23 +161,19 @@ t.test('endpoint changes reach the workers; a closed portal is free at once in e
 });
 
 t.test('ClientIP affinity keeps a Service in the proxy process; switching it off shares it', async (t) => {
-  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
-  const bs = await backends(t, 2);
   // a shared portal first, so the worker is known to be up
-  const other = await createService(h.store, 'other', { ports: [tcp('http', 8083)] });
-  await setEndpoints(h.store, 'other', subsets(bs));
+  const { h, bs, ip: otherIp } = await withWorker(t, 2, 'other', 8083);
   const svc = await createService(h.store, 'sticky', { ports: [tcp('http', 8082)], sessionAffinity: 'ClientIP' });
   await setEndpoints(h.store, 'sticky', subsets(bs));
   await h.proxy.synced();
   const ip = svc.spec!.clusterIP!;
-  t.ok((await untilWorkerServes(other.spec!.clusterIP!, 8083)).answer, 'worker serving');
-  const otherIp = other.spec!.clusterIP!;
+  t.ok((await untilWorkerServes(otherIp, 8083)).answer, 'worker serving');
   // both in one blocked window: the shared Service answering shows the worker was there to answer
   const [sticky, shared] = probeBlocked([[ip, 8082], [otherIp, 8083]], 1500);
   t.ok(shared!.answer, 'while this process is blocked the shared Service answers…');
   t.equal(sticky!.answer, '', '…and the sticky one does not');
   const pinned = new Set<string>();
-  for (let i = 0; i < 4; i++) pinned.add(await answer(ip, 8082));
+  for (let i = 0; i < 4; i++) pinned.add(await whoAnswers(ip, 8082));
   t.equal(pinned.size, 1, 'and one client stays on one endpoint');
 
   const cur = structuredClone(await h.store.get<Service>('Service', 'default', 'sticky')) as Mutable<Service>;
@@ -210,16 +206,11 @@ t.test('ClientIP affinity keeps a Service in the proxy process; switching it off
 });
 
 t.test('a killed worker is replaced; stop ends the workers and their connections', async (t) => {
-  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
-  const bs = await backends(t, 1);
-  const svc = await createService(h.store, 'crash', { ports: [tcp('http', 8084)] });
-  await setEndpoints(h.store, 'crash', subsets(bs));
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { h, ip } = await withWorker(t, 1, 'crash', 8084);
   t.ok((await untilWorkerServes(ip, 8084)).answer, 'worker serving');
   const [pid] = h.proxy.workerPids();
   process.kill(pid!, 'SIGKILL');
-  t.equal(await answer(ip, 8084), 'b1', 'the proxy process goes on serving alone');
+  t.equal(await whoAnswers(ip, 8084), 'b1', 'the proxy process goes on serving alone');
   const next = await waitFor(() => h.proxy.workerPids().find((p) => p !== pid), 'a new worker', 10_000);
   t.not(next, pid, 'another worker was started');
   t.ok((await untilWorkerServes(ip, 8084)).answer, 'and it serves the portal');
@@ -227,17 +218,5 @@ t.test('a killed worker is replaced; stop ends the workers and their connections
   const pids = h.proxy.workerPids();
   await h.proxy.stop();
   t.ok(pids.every((p) => !alive(p)), 'no worker process is left after stop');
-  t.equal(await answer(ip, 8084).catch(() => 'refused'), 'refused', 'the port is closed');
+  t.equal(await whoAnswers(ip, 8084), '', 'the port is closed (refused, nothing answers)');
 });
-
-/** a connection from this process (not blocked) */
-function answer(host: string, port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, host);
-    let d = '';
-    s.setEncoding('utf8');
-    s.on('data', (x: string) => (d += x));
-    s.on('error', reject);
-    s.on('close', () => resolve(d.trim()));
-  });
-}

@@ -72,6 +72,27 @@ export function newCounters(): ListenerCounters {
   return { accepted: 0, failed: 0, denied: 0, bytesIn: 0, bytesOut: 0 };
 }
 
+/** Adds `from` into `to`; returns `to`. */
+export function addCounters(to: ListenerCounters, from: Readonly<ListenerCounters>): ListenerCounters {
+  to.accepted += from.accepted;
+  to.failed += from.failed;
+  to.denied += from.denied;
+  to.bytesIn += from.bytesIn;
+  to.bytesOut += from.bytesOut;
+  return to;
+}
+
+/** the listener's counters (a copy), bytes of open TCP connections included */
+export function withLive(l: Listener): ListenerCounters {
+  const c = { ...l.counters };
+  const live = l.liveBytes?.();
+  if (live) {
+    c.bytesIn += live.bytesIn;
+    c.bytesOut += live.bytesOut;
+  }
+  return c;
+}
+
 /** The one-line explanation of a failed bind, naming the fix. */
 export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException): string {
   const where = `cannot listen on ${spec.protocol} ${hostPort(spec.address, spec.port)} for service ${spec.svc}`;

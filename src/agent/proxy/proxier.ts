@@ -8,12 +8,14 @@ import {
   type Listener,
   type ListenerCounters,
   type PortalKind,
+  addCounters,
   type PortalSpec,
   type Protocol,
   bindErrorMessage,
   hostPort,
   portalId,
   servicePortKey,
+  withLive,
 } from './portal.js';
 import { RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
@@ -88,17 +90,6 @@ export interface ListenerError {
   kind: PortalKind;
   code: string;
   message: string;
-}
-
-/** the listener's counters, bytes of open TCP connections included */
-function withLive(l: Listener): ListenerCounters {
-  const c = { ...l.counters };
-  const live = l.liveBytes?.();
-  if (live) {
-    c.bytesIn += live.bytesIn;
-    c.bytesOut += live.bytesOut;
-  }
-  return c;
 }
 
 /** A portal we want open; `listener` is set while it is, `error` while it could not be. */
@@ -528,9 +519,7 @@ export class Proxier implements ProxyHandler {
     const own = withLive(l);
     const w = this.#o.workers?.listenerTotals(l.spec.id);
     if (!w) return { active: l.active, counters: own };
-    const counters = { ...own };
-    for (const k of Object.keys(counters) as Array<keyof ListenerCounters>) counters[k] += w.counters[k];
-    return { active: l.active + w.active, counters };
+    return { active: l.active + w.active, counters: addCounters(own, w.counters) };
   }
 
   /** Passes a TCP portal to the workers unless its Service pins clients (ClientIP affinity). */

@@ -10,7 +10,7 @@
  * its connections either way.
  */
 import pino from 'pino';
-import type { PortalSpec } from './portal.js';
+import { type PortalSpec, withLive } from './portal.js';
 import { type Endpoint, RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
@@ -93,9 +93,7 @@ async function close(id: string): Promise<WorkerListenerStats | undefined> {
 }
 
 function totals(l: TcpListener): WorkerListenerStats {
-  const live = l.liveBytes();
-  const c = l.counters;
-  return { id: l.spec.id, active: l.active, counters: { ...c, bytesIn: c.bytesIn + live.bytesIn, bytesOut: c.bytesOut + live.bytesOut } };
+  return { id: l.spec.id, active: l.active, counters: withLive(l) };
 }
 
 let stopping: Promise<void> | undefined;

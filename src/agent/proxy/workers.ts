@@ -26,7 +26,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { ListenerCounters, PortalSpec } from './portal.js';
+import { type ListenerCounters, type PortalSpec, addCounters, newCounters } from './portal.js';
 import type { Endpoint } from './round-robin.js';
 import type { UvTcp } from '../../util/uv.js';
 import type { FromWorker, ToWorker, WorkerEndpointStats, WorkerListenerStats } from './worker-messages.js';
@@ -71,7 +71,6 @@ class Worker {
   }
 }
 
-const zeroCounters = (): ListenerCounters => ({ accepted: 0, failed: 0, denied: 0, bytesIn: 0, bytesOut: 0 });
 const epKey = (servicePort: string, id: string): string => `${servicePort}\0${id}`;
 
 export class ProxyWorkers {
@@ -173,12 +172,12 @@ export class ProxyWorkers {
 
   /** the workers' totals for one portal (zero when they never had it) */
   listenerTotals(id: string): { active: number; counters: ListenerCounters } {
-    const out = { active: 0, counters: { ...(this.#retiredListeners.get(id) ?? zeroCounters()) } };
+    const out = { active: 0, counters: { ...(this.#retiredListeners.get(id) ?? newCounters()) } };
     for (const w of this.#workers) {
       const s = w.listeners.get(id);
       if (!s) continue;
       out.active += s.active;
-      for (const k of Object.keys(out.counters) as Array<keyof ListenerCounters>) out.counters[k] += s.counters[k];
+      addCounters(out.counters, s.counters);
     }
     return out;
   }
@@ -275,9 +274,9 @@ export class ProxyWorkers {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
 
   #retireListener(id: string, c: ListenerCounters): void {
-    const r = this.#retiredListeners.get(id) ?? zeroCounters();
-    for (const k of Object.keys(r) as Array<keyof ListenerCounters>) r[k] += c[k];
-    this.#retiredListeners.set(id, r);
+    const r = this.#retiredListeners.get(id);
+    if (r) addCounters(r, c);
+    else this.#retiredListeners.set(id, { ...c });
   }
 
   /** kept only while the endpoint is in its service port's current set */
