@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { childPids } from '../test/helpers/procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -215,15 +216,6 @@ subsets:
   - addresses: [${b.ips.map((ip) => `{ ip: ${ip} }`).join(', ')}]
     ports: [{ name: http, port: ${b.httpPort} }, { name: raw, port: ${b.tcpPort} }]
 `;
-
-/** the pids of `pid`'s child processes */
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 export interface KubeloopRun {
   contender: Contender;

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon } from './helpers/daemon.js';
-import { alive, podProcesses } from './helpers/procs.js';
+import { alive, childPids, podProcesses } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const PREFIX = '127.232.';
@@ -57,13 +57,7 @@ t.test('a restart after SIGKILL ends the pods the killed daemon left', async (t)
 
 /** the daemon's proxy worker processes (`--proxy-processes`), by their command line */
 function proxyWorkers(daemonPid: number): number[] {
-  let kids: number[] = [];
-  try {
-    kids = readFileSync(`/proc/${daemonPid}/task/${daemonPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-  return kids.filter((pid) => {
+  return childPids(daemonPid).filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent/proxy/worker.ts');
     } catch {

@@ -27,6 +27,15 @@ export function podProcesses(podIpPrefix: string): PodProcess[] {
   return out;
 }
 
+/** the pids of `pid`'s child processes (empty when it is gone) */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** Is the process still running? A zombie (exited, not yet reaped) counts as gone. */
 export function alive(pid: number): boolean {
   try {
