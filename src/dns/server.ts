@@ -195,6 +195,7 @@ export class Dns2Binding {
         closeQuietly(udp);
         throw bindError(err, address, this.#o.port, 'udp');
       }
+      udp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS UDP socket error'));
       const port = udp.address().port;
       const tcp = new TCPServer({ idleTimeout: this.#o.tcpIdleTimeoutMs ?? 10_000 } as unknown as ConstructorParameters<typeof TCPServer>[0]);
       try {
@@ -205,7 +206,6 @@ export class Dns2Binding {
         if (this.#o.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
         throw bindError(err, address, port, 'tcp');
       }
-      udp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS UDP socket error'));
       tcp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS TCP server error'));
       this.#wire(udp, tcp);
       this.#udp = udp;

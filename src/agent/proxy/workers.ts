@@ -165,7 +165,7 @@ export class ProxyWorkers {
 
   setRanges(id: string, ranges: readonly string[] | undefined): void {
     const s = this.#shared.get(id);
-    if (!s || sameList(s.ranges, ranges)) return;
+    if (!s) return;
     s.ranges = ranges;
     this.#broadcast({ t: 'ranges', id, ranges });
   }
@@ -368,8 +368,4 @@ function addEndpoint(to: EndpointTotals, e: EndpointTotals): void {
 
 function plain(eps: readonly Endpoint[]): Endpoint[] {
   return eps.map((e) => ({ host: e.host, port: e.port, id: e.id }));
-}
-
-function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
-  return (a ?? []).join() === (b ?? []).join() && (a === undefined) === (b === undefined);
 }
