@@ -13,6 +13,8 @@ import { buildQuery, encodeAnswer, errorReply, lowerWire, nameToWire, parseReply
 import type { Query } from './wire.js';
 import type { Upstream } from './forward.js';
 import { randomInt } from 'node:crypto';
+import { AnswerCache } from './answer-cache.js';
+import type { SendReply } from './answer-cache.js';
 
 export interface ResponderOptions {
   view: DnsView;
@@ -32,15 +34,14 @@ export class Responder {
   readonly #log: Logger;
   readonly #lookup: LookupOptions;
   readonly #upstream: Upstream | undefined;
-  readonly #cacheSize: number;
-  readonly #cache = new Map<string, Buffer>();
+  readonly #cache: AnswerCache;
 
   constructor(o: ResponderOptions) {
     this.#view = o.view;
     this.#log = o.log;
     this.#upstream = o.upstream;
     this.#lookup = { zone: o.zone, ttl: o.ttl, nsAddress: o.nsAddress, upstream: o.upstream !== undefined };
-    this.#cacheSize = o.cacheSize ?? 20000;
+    this.#cache = new AnswerCache(o.cacheSize ?? 20000);
   }
 
   /** Drop every cached answer: the data behind them changed. */
@@ -53,6 +54,14 @@ export class Responder {
   }
 
   /**
+   * The UDP hot path: answer a plain query datagram from the cache without decoding it (see
+   * answer-cache.ts). False when it needs `respond()`.
+   */
+  replyCached(query: Buffer, send: SendReply): boolean {
+    return this.#cache.reply(query, send);
+  }
+
+  /**
    * The reply to one query, sized for its transport. Synchronous for everything answered from
    * the zone; a Promise only when an upstream is involved. Throws only on a bug (an answer that
    * cannot be encoded); the server turns that into SERVFAIL.
@@ -61,15 +70,13 @@ export class Responder {
     const limit = replyLimit(q, transport === 'tcp');
     if (q.edns && q.edns.version > 0) return errorReply(q, RCODE.BADVERS);
     if (!this.#view.synced()) return this.#reply(q, limit, { rcode: RCODE.SERVFAIL, authoritative: false, answer: [], authority: [], additional: [] });
-    const key = `${q.qtype}/${q.qclass}/${q.qname.toString('latin1').toLowerCase()}`;
-    const hit = this.#cache.get(key);
+    const hit = this.#cache.get(q.qname, q.qtype, q.qclass);
     if (hit) return patch(hit, q, limit);
     const answer = lookup(this.#view, wireNameToString(q.qname), q.qtype, q.qclass, this.#lookup);
     if (answer.forward) return this.#forward(q, transport, limit);
     if (answer.chase) return this.#chase(q, answer, transport, limit);
     const encoded = this.#encode(q, answer);
-    if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
-    this.#cache.set(key, encoded);
+    this.#cache.set(q.qname, q.qtype, q.qclass, encoded);
     return patch(encoded, q, limit);
   }
 

@@ -30,6 +30,7 @@ import type { Edns, Query } from './wire.js';
 import { RCODE, TYPE } from './records.js';
 import { ipBytes, isLoopback } from './ip.js';
 import { type UvUdp, udpHandle, uvError } from '../util/uv.js';
+import type { SendReply } from './answer-cache.js';
 
 export interface DnsOptions {
   informers: InformerFactory;
@@ -92,6 +93,7 @@ export class DnsServer {
       address: o.address,
       port: o.port,
       answer: (q, t) => this.#responder.respond(q, t),
+      cached: (query, send) => this.#responder.replyCached(query, send),
     });
     if (!isLoopback(o.address)) this.#log.warn({ address: o.address }, 'DNS bound to a non-loopback address: other machines can query it');
   }
@@ -146,6 +148,11 @@ export interface BindingOptions {
   address: string;
   port: number;
   answer: AnswerFn;
+  /**
+   * The UDP hot path, tried before anything else: answer a plain query datagram from a cache
+   * (true), or leave it to `answer` (false). See answer-cache.ts.
+   */
+  cached?: (query: Buffer, send: SendReply) => boolean;
   /** idle timeout of TCP connections (RFC 7766 recommends ≥ 10 s) */
   tcpIdleTimeoutMs?: number;
 }
@@ -236,6 +243,7 @@ export class Dns2Binding {
 
   #wire(udp: FastUdpServer, tcp: net.Server): void {
     const raw = udpHandle(udp);
+    const cached = this.#o.cached;
     if (raw) {
       // The hot path skips dgram too: its handle's message callback answers plain queries
       // itself and sends on the handle (dgram's send() costs a lookup, a nextTick and a bound
@@ -243,24 +251,44 @@ export class Dns2Binding {
       // else goes on to dgram's own callback and so to dns2, as before.
       const { handle, SendWrap } = raw;
       let req = new SendWrap();
-      const send = (b: Buffer, port: number, address: string): void => {
-        const list = [b];
+      let list: Buffer[] = [];
+      /** true while the kernel still holds `b` (the send is pending) */
+      const sendRaw = (b: Buffer, port: number, address: string): boolean => {
+        list[0] = b;
         const err = handle.send(req, list, 1, port, address, false);
         if (err === 0) {
           // pending: this request (and the bytes) stay in use until the kernel takes them
           req.list = list;
           req = new SendWrap();
-        } else if (err < 0) this.#log.debug({ err: uvError(err, 'send', address, port) }, 'DNS reply could not be sent');
+          list = [];
+          return true;
+        }
+        if (err < 0) this.#log.debug({ err: uvError(err, 'send', address, port) }, 'DNS reply could not be sent');
+        return false;
       };
+      const send = (b: Buffer, port: number, address: string): void => void sendRaw(b, port, address);
+      let port = 0;
+      let address = '';
+      const sendCached = (b: Buffer): boolean => sendRaw(b, port, address);
       const dgramOnMessage = handle.onmessage;
       const fast = (data: Buffer, port: number, address: string): boolean => this.#fast(data, port, address, send);
       handle.onmessage = function (this: UvUdp, nread, h, buf, rinfo) {
-        if (nread > 0 && fast(buf, rinfo.port, rinfo.address)) return;
+        if (nread > 0) {
+          port = rinfo.port;
+          address = rinfo.address;
+          if (cached?.(buf, sendCached) || fast(buf, port, address)) return;
+        }
         dgramOnMessage.call(this, nread, h, buf, rinfo);
       };
     } else {
       const send = (b: Buffer, port: number, address: string): void => udp.send(b, port, address);
-      udp.fast = (data, rinfo) => this.#fast(data, rinfo.port, rinfo.address, send);
+      udp.fast = (data, rinfo) => {
+        const sendCached = (b: Buffer): boolean => {
+          send(b, rinfo.port, rinfo.address);
+          return true; // dgram keeps the buffer until it is sent
+        };
+        return cached?.(data, sendCached) || this.#fast(data, rinfo.port, rinfo.address, send);
+      };
     }
     const onRequest = (req: Packet, send: Send, client: unknown): void => this.#slow(req, send, client);
     const onRequestError = (err: Error): void => this.#log.trace({ err }, 'undecodable DNS message dropped');

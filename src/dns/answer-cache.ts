@@ -1,0 +1,164 @@
+/**
+ * Encoded answers keyed by their question (name with ASCII case folded, type, class), read
+ * straight from a query packet. `reply()` is the UDP hot path: it checks a plain query, hashes
+ * its question while scanning it, and patches a reply buffer the entry owns in place (ID, RD/CD,
+ * the question's own case, an OPT when asked), so a hit allocates nothing: no Query object, no
+ * key string, no reply buffer. Whatever it does not handle (no entry, odd header, EDNS version
+ * > 0, a reply that needs truncating) it leaves to the general path, which answers the same bytes
+ * (`patch()` in wire.ts).
+ */
+import { HEADER, MAX_UDP_SIZE, OUR_UDP_SIZE } from './wire.js';
+import { TYPE } from './records.js';
+
+const OPT_LEN = 11;
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 16777619;
+
+interface Entry {
+  /** the question name, wire form, lower case */
+  readonly name: Buffer;
+  readonly qtype: number;
+  readonly qclass: number;
+  /** the encoded answer (ID 0, no OPT), as `Responder` made it */
+  readonly encoded: Buffer;
+  /** reply buffers patched in place per query; replaced by a copy while the kernel holds one */
+  plain: Buffer | undefined;
+  withOpt: Buffer | undefined;
+  next: Entry | undefined;
+}
+
+/**
+ * Sends a reply; returns true when the buffer is still in use afterwards (the send is pending),
+ * so the cache must not patch it again.
+ */
+export type SendReply = (reply: Buffer) => boolean;
+
+export class AnswerCache {
+  readonly #limit: number;
+  readonly #map = new Map<number, Entry>();
+  #size = 0;
+
+  /** `limit`: entries kept before the cache is emptied (a flood of random names cannot grow it) */
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  clear(): void {
+    this.#map.clear();
+    this.#size = 0;
+  }
+
+  /** The encoded answer for a question (`qname` in wire form, any case). */
+  get(qname: Buffer, qtype: number, qclass: number): Buffer | undefined {
+    return this.#find(qname, 0, qname.length, hashQuestion(qname, 0, qname.length, qtype, qclass), qtype, qclass)?.encoded;
+  }
+
+  set(qname: Buffer, qtype: number, qclass: number, encoded: Buffer): void {
+    const h = hashQuestion(qname, 0, qname.length, qtype, qclass);
+    if (this.#find(qname, 0, qname.length, h, qtype, qclass)) return;
+    if (this.#size >= this.#limit) this.clear();
+    const name = Buffer.from(qname);
+    for (let i = 0; i < name.length; i++) name[i] = lower(name[i]);
+    this.#map.set(h, { name, qtype, qclass, encoded, plain: undefined, withOpt: undefined, next: this.#map.get(h) });
+    this.#size++;
+  }
+
+  /**
+   * Answer a plain query (`q`, one datagram) from the cache: true when it was answered (`send`
+   * got the reply), false when the caller must take the general path.
+   */
+  reply(q: Buffer, send: SendReply): boolean {
+    const n = q.length;
+    // a query (QR 0), opcode QUERY, one question, no answer/authority records, at most one additional
+    if (n < HEADER + 5 || q[2] & 0xf8 || q[4] !== 0 || q[5] !== 1 || q[6] | q[7] | q[8] | q[9] | q[10] || q[11] > 1) return false;
+    let p = HEADER;
+    let h = FNV_OFFSET;
+    for (;;) {
+      if (p >= n) return false;
+      const l = q[p];
+      if (l > 63) return false;
+      h = Math.imul(h ^ l, FNV_PRIME);
+      if (l === 0) break;
+      const end = p + 1 + l;
+      if (end > n || end - HEADER > 254) return false;
+      for (p++; p < end; p++) h = Math.imul(h ^ lower(q[p]), FNV_PRIME);
+    }
+    p++;
+    const qnameEnd = p;
+    if (p + 4 > n) return false;
+    const qtype = (q[p] << 8) | q[p + 1];
+    const qclass = (q[p + 2] << 8) | q[p + 3];
+    p += 4;
+    let opt = false;
+    let dnssecOk = false;
+    let limit = 512;
+    if (q[11] === 1) {
+      // an OPT with version 0 and well-formed options (anything else: the general path)
+      if (p + OPT_LEN > n || q[p] !== 0 || q[p + 1] !== 0 || q[p + 2] !== TYPE.OPT || q[p + 6] !== 0) return false;
+      limit = Math.min(Math.max((q[p + 3] << 8) | q[p + 4], 512), MAX_UDP_SIZE);
+      dnssecOk = (q[p + 7] & 0x80) !== 0;
+      const end = p + OPT_LEN + ((q[p + 9] << 8) | q[p + 10]);
+      if (end !== n) return false;
+      for (p += OPT_LEN; p < end; p += 4 + ((q[p + 2] << 8) | q[p + 3])) if (p + 4 > end) return false;
+      if (p !== end) return false;
+      opt = true;
+    } else if (p !== n) return false;
+    const e = this.#find(q, HEADER, qnameEnd, finish(h, qtype, qclass), qtype, qclass);
+    if (!e || e.encoded.length + (opt ? OPT_LEN : 0) > limit) return false;
+    const out = opt ? (e.withOpt ??= withOpt(e.encoded)) : (e.plain ??= Buffer.from(e.encoded));
+    out[0] = q[0];
+    out[1] = q[1];
+    out[2] = e.encoded[2] | (q[2] & 0x01);
+    out[3] = e.encoded[3] | (q[3] & 0x10);
+    for (let i = HEADER; i < qnameEnd; i++) out[i] = q[i];
+    if (opt) out[out.length - 4] = dnssecOk ? 0x80 : 0;
+    if (send(out)) {
+      // the kernel still has it: patch a copy next time
+      if (opt) e.withOpt = undefined;
+      else e.plain = undefined;
+    }
+    return true;
+  }
+
+  #find(b: Buffer, start: number, end: number, h: number, qtype: number, qclass: number): Entry | undefined {
+    const len = end - start;
+    for (let e = this.#map.get(h); e; e = e.next) {
+      if (e.qtype !== qtype || e.qclass !== qclass || e.name.length !== len) continue;
+      const name = e.name;
+      let i = 0;
+      while (i < len && lower(b[start + i]) === name[i]) i++;
+      if (i === len) return e;
+    }
+    return undefined;
+  }
+}
+
+function lower(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+}
+
+function hashQuestion(b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
+  let h = FNV_OFFSET;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ lower(b[i]), FNV_PRIME);
+  return finish(h, qtype, qclass);
+}
+
+function finish(h: number, qtype: number, qclass: number): number {
+  return Math.imul(Math.imul(h ^ qtype, FNV_PRIME) ^ qclass, FNV_PRIME) >>> 0;
+}
+
+/** The encoded answer with our OPT appended (ARCOUNT + 1); the DO bit is set per query. */
+function withOpt(encoded: Buffer): Buffer {
+  const out = Buffer.alloc(encoded.length + OPT_LEN);
+  encoded.copy(out, 0);
+  const p = encoded.length;
+  out[p + 2] = TYPE.OPT;
+  out[p + 3] = OUR_UDP_SIZE >> 8;
+  out[p + 4] = OUR_UDP_SIZE & 0xff;
+  out.writeUInt16BE(encoded.readUInt16BE(10) + 1, 10);
+  return out;
+}

@@ -1,0 +1,168 @@
+/**
+ * The UDP hot path (answer-cache.ts) answers exactly what the general path (parseQuery →
+ * Responder → patch) answers, and leaves to it everything it does not handle. First on the
+ * cache itself, then through the real server over UDP: the first query of a question is
+ * answered by the general path (and fills the cache), a repeat by the hot path.
+ */
+import t from 'tap';
+import { AnswerCache } from '../src/dns/answer-cache.js';
+import { DROP, parseQuery, patch, replyLimit } from '../src/dns/wire.js';
+import type { Query } from '../src/dns/wire.js';
+import { decode, encodeQuery, endpoints, service, startDns, udpExchange } from './dns-helpers.js';
+
+/** An encoded answer as Responder keeps it: ID 0, QR+AA, the lower-case question, one A record. */
+function encodedA(name: string, ip: string, pad = 0): Buffer {
+  const q = encodeQuery(name.toLowerCase(), 1, { id: 0, rd: false });
+  const head = Buffer.from(q);
+  head[2] = 0x84;
+  head.writeUInt16BE(1 + pad, 6);
+  const rr = (): Buffer => Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, ...ip.split('.').map(Number)]);
+  return Buffer.concat([head, ...Array.from({ length: 1 + pad }, rr)]);
+}
+
+function parsed(q: Buffer): Query {
+  const p = parseQuery(q);
+  if (p === undefined || p === DROP) throw new Error('not a plain query');
+  return p;
+}
+
+/** What the cache sends for `q`, or undefined when it declines. */
+function hot(c: AnswerCache, q: Buffer, pending = false): Buffer | undefined {
+  let out: Buffer | undefined;
+  const answered = c.reply(q, (b) => {
+    out = Buffer.from(b);
+    return pending;
+  });
+  return answered ? out : undefined;
+}
+
+t.test('a hit is patched exactly as the general path patches it', async (t) => {
+  const c = new AnswerCache(100);
+  const enc = encodedA('svc1.default.svc.cluster.local', '10.96.0.1');
+  c.set(parsed(encodeQuery('SVC1.default.svc.cluster.local', 1)).qname, 1, 1, enc);
+  t.equal(c.size, 1);
+  const variants: Array<[string, Buffer]> = [
+    ['plain, RD', encodeQuery('svc1.default.svc.cluster.local', 1, { id: 0x0102 })],
+    ['RD off', encodeQuery('svc1.default.svc.cluster.local', 1, { id: 0xfffe, rd: false })],
+    ['mixed case is echoed', encodeQuery('SvC1.DeFaUlT.SvC.cLuStEr.LoCaL', 1, { id: 7 })],
+    ['EDNS 1232', encodeQuery('svc1.default.svc.cluster.local', 1, { id: 9, edns: 1232 })],
+    ['EDNS 512 (the floor)', encodeQuery('svc1.default.svc.cluster.local', 1, { id: 10, edns: 100 })],
+  ];
+  const withDoCd = encodeQuery('svc1.default.svc.cluster.local', 1, { id: 11, edns: 4096 });
+  withDoCd[3] |= 0x10; // CD
+  withDoCd[withDoCd.length - 4] = 0x80; // DO
+  variants.push(['EDNS with DO, CD set', withDoCd]);
+  const withOption = Buffer.concat([encodeQuery('svc1.default.svc.cluster.local', 1, { id: 12, edns: 1232 }), Buffer.from([0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])]);
+  withOption.writeUInt16BE(12, withOption.length - 14); // OPT RDLEN: one cookie option
+  variants.push(['EDNS with an option (dig sends a cookie)', withOption]);
+  for (const [what, q] of variants) {
+    const want = patch(enc, parsed(q), replyLimit(parsed(q), false));
+    t.same(hot(c, q), want, what);
+  }
+  // the same entry again, after patching it for others: nothing left over from them
+  const again = encodeQuery('svc1.default.svc.cluster.local', 1, { id: 0x0102 });
+  t.same(hot(c, again), patch(enc, parsed(again), 512), 'no bits left from earlier replies');
+});
+
+t.test('whatever the hot path does not handle goes to the general path', async (t) => {
+  const c = new AnswerCache(100);
+  const enc = encodedA('a.b', '10.0.0.1');
+  c.set(parsed(encodeQuery('a.b', 1)).qname, 1, 1, enc);
+  const big = encodedA('big.b', '10.0.0.2', 40); // > 512 bytes: needs TC without EDNS
+  c.set(parsed(encodeQuery('big.b', 1)).qname, 1, 1, big);
+  t.ok(hot(c, encodeQuery('a.b', 1)), 'the control answers');
+  t.ok(hot(c, encodeQuery('big.b', 1, { edns: 1232 })), 'a big answer that fits the EDNS size answers');
+  const declined: Array<[string, Buffer]> = [
+    ['not cached', encodeQuery('c.b', 1)],
+    ['another type', encodeQuery('a.b', 28)],
+    ['another class', encodeQuery('a.b', 1, { qclass: 3 })],
+    ['needs truncating', encodeQuery('big.b', 1)],
+    ['trailing bytes', Buffer.concat([encodeQuery('a.b', 1), Buffer.from([0])])],
+    ['short', encodeQuery('a.b', 1).subarray(0, 14)],
+  ];
+  const mutate = (what: string, f: (b: Buffer) => void, edns?: number): void => {
+    const b = encodeQuery('a.b', 1, { edns });
+    f(b);
+    declined.push([what, b]);
+  };
+  mutate('a response (QR)', (b) => (b[2] |= 0x80));
+  mutate('opcode 2', (b) => (b[2] |= 0x10));
+  mutate('two questions', (b) => (b[5] = 2));
+  mutate('an answer record', (b) => (b[7] = 1));
+  mutate('EDNS version 1 (BADVERS)', (b) => (b[b.length - 5] = 1), 1232);
+  mutate('OPT of another type', (b) => (b[b.length - 9] = 42), 1232);
+  mutate('OPT RDLEN past the end', (b) => (b[b.length - 1] = 4), 1232);
+  mutate('a label over 63', (b) => (b[12] = 64));
+  for (const [what, q] of declined) t.equal(hot(c, q), undefined, what);
+});
+
+t.test('a reply buffer the kernel still holds is never patched again', async (t) => {
+  const c = new AnswerCache(100);
+  c.set(parsed(encodeQuery('a.b', 1)).qname, 1, 1, encodedA('a.b', '10.0.0.1'));
+  let held: Buffer | undefined;
+  c.reply(encodeQuery('a.b', 1, { id: 1 }), (b) => ((held = b), true));
+  const copy = Buffer.from(held!);
+  let next: Buffer | undefined;
+  c.reply(encodeQuery('A.B', 1, { id: 2 }), (b) => ((next = b), false));
+  t.not(next, held, 'a new buffer');
+  t.same(held, copy, 'the pending one is untouched');
+  t.equal(next!.readUInt16BE(0), 2);
+});
+
+t.test('many names share the cache; it empties when full', async (t) => {
+  const c = new AnswerCache(50);
+  const names = Array.from({ length: 50 }, (_, i) => `n${i}.svc.cluster.local`);
+  names.forEach((n, i) => c.set(parsed(encodeQuery(n, 1)).qname, 1, 1, encodedA(n, `10.0.0.${i}`)));
+  t.equal(c.size, 50);
+  for (const [i, n] of names.entries()) {
+    const r = hot(c, encodeQuery(n.toUpperCase(), 1));
+    t.equal(r && decode(r).answer[0], `${n.toUpperCase()} 5 A 10.0.0.${i}`, n);
+  }
+  t.same(c.get(parsed(encodeQuery('N7.SVC.cluster.local', 1)).qname, 1, 1), encodedA(names[7], '10.0.0.7'), 'get() folds case too');
+  c.set(parsed(encodeQuery('one.more', 1)).qname, 1, 1, encodedA('one.more', '10.0.1.1'));
+  t.equal(c.size, 1, 'the 51st entry emptied it first');
+  t.equal(hot(c, encodeQuery(names[0], 1)), undefined);
+  c.clear();
+  t.equal(c.size, 0);
+});
+
+t.test('through the server: a repeated query (hot path) gets the bytes the first (general path) got', async (t) => {
+  const f = await startDns(t);
+  await f.store.create(service('default', 'web', { ports: [{ name: 'http', port: 80 }] }));
+  await f.store.create(service('default', 'many', { clusterIP: 'None', ports: [{ name: 'http', port: 80 }] }));
+  await f.store.create(endpoints('default', 'many', [{ addresses: Array.from({ length: 40 }, (_, i) => ({ ip: `127.244.1.${i + 1}` })), ports: [{ name: 'http', port: 80 }] }]));
+  // wait for them with questions not asked below (an answer stays cached until something changes)
+  for (const w of [encodeQuery('web.default.svc.cluster.local', 255), encodeQuery('_http._tcp.many.default.svc.cluster.local', 33, { edns: 4096 })]) {
+    for (let i = 0; i < 100 && decode((await udpExchange(f.port, w))!).answer.length < (w[w.length - 1] === 0 ? 40 : 1); i++) await new Promise((res) => setTimeout(res, 20));
+  }
+  const queries: Array<[string, Buffer]> = [
+    ['A', encodeQuery('web.default.svc.cluster.local', 1, { id: 1 })],
+    ['A, mixed case, EDNS', encodeQuery('WEB.Default.svc.cluster.local', 1, { id: 2, edns: 1232 })],
+    ['SRV', encodeQuery('_http._tcp.web.default.svc.cluster.local', 33, { id: 3 })],
+    ['NXDOMAIN', encodeQuery('nope.default.svc.cluster.local', 1, { id: 4 })],
+    ['AAAA (NODATA)', encodeQuery('web.default.svc.cluster.local', 28, { id: 5 })],
+    ['40 A records, truncated without EDNS', encodeQuery('many.default.svc.cluster.local', 1, { id: 6 })],
+    ['40 A records with EDNS 4096', encodeQuery('many.default.svc.cluster.local', 1, { id: 7, edns: 4096 })],
+  ];
+  for (const [what, q] of queries) {
+    const first = await udpExchange(f.port, q);
+    const second = await udpExchange(f.port, q);
+    t.ok(first, `${what}: answered`);
+    t.same(second, first, `${what}: same bytes from the cache`);
+  }
+  const many = decode((await udpExchange(f.port, queries[6][1]))!);
+  t.equal(many.answer.length, 40, 'all 40 with EDNS');
+  t.equal(decode((await udpExchange(f.port, queries[5][1]))!).tc, true, 'TC without EDNS');
+  // a change empties the cache: the next (repeated) query sees it
+  const q = encodeQuery('late.default.svc.cluster.local', 1);
+  t.equal(decode((await udpExchange(f.port, q))!).rcode, 'NXDOMAIN');
+  t.equal(decode((await udpExchange(f.port, q))!).rcode, 'NXDOMAIN', 'cached');
+  await f.store.create(service('default', 'late', { ports: [{ name: 'http', port: 80 }] }));
+  let r = decode((await udpExchange(f.port, q))!);
+  for (let i = 0; i < 50 && r.rcode !== 'NOERROR'; i++) {
+    await new Promise((res) => setTimeout(res, 20));
+    r = decode((await udpExchange(f.port, q))!);
+  }
+  t.equal(r.rcode, 'NOERROR', 'the new Service answers');
+  t.equal(r.answer.length, 1);
+});
