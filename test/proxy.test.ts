@@ -390,6 +390,63 @@ t.test('bulk both ways, with a slow reader: every byte arrives in order, and the
   t.equal(l().counters.bytesOut, 4 * (SIZE + 3 + 7), 'backend → client bytes counted');
 });
 
+t.test('many small messages to a stalled reader: the bytes of pending writes are never overwritten', async (t) => {
+  // Small reads are copied into a buffer kept per length and used again once its write is done;
+  // a write that stays pending must keep its bytes while other connections read the same lengths.
+  const h = await harness(t, opts);
+  const records = (seed: number): Buffer[] =>
+    Array.from({ length: 40_000 }, (_, i) => {
+      const len = 17 + ((i * 7 + seed * 13) % 400); // many distinct lengths, each seen often
+      const b = Buffer.alloc(len, 0x61 + ((i + seed) % 26));
+      b.writeUInt32BE(i, 0);
+      b.writeUInt32BE(seed, 4);
+      return b;
+    });
+  const peers = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    peers.add(s);
+    s.on('error', () => {});
+    s.on('close', () => peers.delete(s));
+    s.once('data', async (d) => {
+      // one record per write, yielding now and then, so most reach the proxy as separate small reads
+      const recs = records(d[0]!);
+      for (let i = 0; i < recs.length; i++) {
+        s.write(recs[i]!);
+        await new Promise((r) => setImmediate(r));
+      }
+      s.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen({ host: B(1), port: 0 }, () => r()));
+  t.teardown(() => {
+    for (const s of peers) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', [{ addresses: [{ ip: B(1) }], ports: [{ name: 'http', port, protocol: 'TCP' }] }]);
+  await h.proxy.synced();
+  const ip = svc.spec!.clusterIP!;
+  const read = (seed: number, stallMs: number) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const s = net.connect({ host: ip, port: 8080 });
+      s.on('error', reject);
+      s.on('data', (d: Buffer) => {
+        chunks.push(d);
+        if (chunks.length === 1) {
+          // stall: the proxy's writes to us pile up and stay pending
+          s.pause();
+          setTimeout(() => s.resume(), stallMs);
+        }
+      });
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+      s.write(Buffer.from([seed]));
+    });
+  const got = await Promise.all([read(1, 1500), read(2, 0), read(3, 1000)]);
+  for (const [i, b] of got.entries()) t.ok(b.equals(Buffer.concat(records(i + 1))), `stream ${i + 1}: ${b.length} bytes in order and intact`);
+});
+
 t.test('half-closed connections are ended too: by stop(), and by a reset from the side still open', async (t) => {
   const h = await harness(t, opts);
   // a backend that greets and then ignores the client's FIN: the connection stays half-open

@@ -220,7 +220,10 @@ type ConnHandle = UvTcp & { conn: TcpConn | undefined; own?: Buffer; shutting?: 
 
 interface WriteReq extends UvReq {
   conn: TcpConn | undefined;
+  /** the bytes being written: libuv points into them until the write completes */
   chunk: Buffer | undefined;
+  /** `chunk` goes back to the pool then */
+  pooled: boolean;
   toClient: boolean;
 }
 
@@ -394,8 +397,11 @@ class TcpConn {
 
 /*
  * The shared read buffer and the chunks data is copied into. Reads up to COPY_MAX are copied
- * into a pooled allocation (`Buffer.allocUnsafe`); larger ones into a recycled chunk, back in
- * the pool as soon as its write completes — at once, usually. Reusing warm buffers keeps the
+ * into a buffer of exactly their length kept for that length (a write takes a whole buffer), used
+ * again as soon as its write completes — at once, usually — so a keep-alive request and its
+ * response allocate nothing on the JS heap and do not bring the next scavenge (a GC pause of
+ * several ms with a large heap) any closer. Larger reads are copied into a recycled chunk, back
+ * in the pool as soon as its write completes. Reusing warm buffers keeps the
  * kernel's copies cheap: a fresh buffer per read (until the GC frees it) cost twice the system
  * time per GB. The size was measured (bench/proxy-ab.ts, bulk through loopback, CPU per GB):
  * 64 KiB was the worst choice (a write of it is one 65,483-byte loopback segment and a 53-byte
@@ -405,6 +411,15 @@ class TcpConn {
 const READ_SIZE = 256 * 1024;
 const READ_BUF = Buffer.allocUnsafeSlow(READ_SIZE);
 const COPY_MAX = 4096;
+/**
+ * The buffers kept per read length, and their total size (at most EXACT_MAX_BYTES); with each,
+ * a view of the first n bytes of READ_BUF to copy from (`Buffer.copy` of a range allocates such a
+ * view per call in Node 20; `TypedArray.set` from a kept one allocates nothing).
+ */
+const exact: Array<Buffer | undefined> = [];
+const readViews: Array<Uint8Array | undefined> = [];
+let exactBytes = 0;
+const EXACT_MAX_BYTES = 1 << 20;
 /** recycled chunks kept (4 MiB) */
 const POOL_MAX = 16;
 /** handles reading into a buffer of their own at most (32 MiB); the others copy (see `forward`) */
@@ -419,6 +434,7 @@ function newWriteReq(): WriteReq {
   req.oncomplete = onWritten;
   req.conn = undefined;
   req.chunk = undefined;
+  req.pooled = false;
   req.toClient = false;
   return req;
 }
@@ -434,11 +450,24 @@ function forward(conn: TcpConn, from: ConnHandle, n: number, toClient: boolean):
   const own = from.own;
   let chunk: Buffer;
   let pooled = false;
+  let kept = false;
   let next: Buffer | undefined;
   if (own !== undefined) chunk = own;
   else if (n <= COPY_MAX) {
-    chunk = Buffer.allocUnsafe(n);
-    READ_BUF.copy(chunk, 0, 0, n);
+    let c = exact[n];
+    if (c === undefined && exactBytes + n <= EXACT_MAX_BYTES) {
+      c = exact[n] = Buffer.allocUnsafe(n);
+      exactBytes += n;
+      readViews[n] ??= READ_BUF.subarray(0, n);
+    }
+    if (c !== undefined) {
+      kept = true;
+      c.set(readViews[n]!);
+      chunk = c;
+    } else {
+      chunk = Buffer.allocUnsafe(n);
+      READ_BUF.copy(chunk, 0, 0, n);
+    }
   } else {
     chunk = pool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
     READ_BUF.copy(chunk, 0, 0, n);
@@ -461,10 +490,16 @@ function forward(conn: TcpConn, from: ConnHandle, n: number, toClient: boolean):
     if (pooled) recycle(chunk);
     return next;
   }
-  // pending: the request keeps the chunk; the other side stops reading until it completes
+  // pending: the request keeps the chunk (nothing else does); the other side stops reading until it completes
+  if (kept) {
+    // no longer free for the next read of this length
+    exact[n] = undefined;
+    exactBytes -= n;
+  }
   writeReq = newWriteReq();
   req.conn = conn;
-  req.chunk = pooled ? chunk : undefined;
+  req.chunk = chunk;
+  req.pooled = pooled;
   req.toClient = toClient;
   if (toClient) {
     if (conn.pendingToClient++ === 0) from.readStop();
@@ -516,10 +551,11 @@ function onRead(this: ConnHandle): Buffer | undefined {
 }
 
 function onWritten(this: WriteReq, status: number): void {
-  if (this.chunk) recycle(this.chunk);
+  if (this.pooled) recycle(this.chunk!);
   const conn = this.conn;
   this.conn = undefined;
   this.chunk = undefined;
+  this.pooled = false;
   conn?.written(this.toClient, status === 0);
 }
 
