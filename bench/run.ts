@@ -378,48 +378,92 @@ async function main(): Promise<void> {
         }
       }
       if (a.only.has('idle')) {
-        const proxies = cs.filter((c) => c.name !== 'direct');
         const per1 = figs.get('idle_first', `proxy RSS per idle connection, ${idleFirst.toLocaleString('en-US')} held`, 'KiB', 'lower', false);
         const per2 = figs.get('idle_max', `proxy RSS per idle connection, ${idle.count.toLocaleString('en-US')} held`, 'KiB', 'lower', false);
         const rssF = figs.get('idle_rss', `proxy RSS with ${idle.count.toLocaleString('en-US')} idle connections`, 'MiB', 'lower', false);
         const latF = figs.get('idle_p99', `p99 at ${rate.rps} req/s with ${idle.count.toLocaleString('en-US')} idle held`, 'ms', 'lower');
         const latR = figs.get('idle_p99_effect', 'p99 with idle held ÷ p99 without (same round)', '×', 'lower', false);
+        const latC = figs.get(
+          'idle_p99_proxy_effect',
+          'p99 with idle held through the proxy ÷ p99 with as many held direct to the backends (same round)',
+          '×',
+          'lower',
+          false,
+        );
         const probeSeconds = a.quick ? 1 : 3;
         const settle = a.quick ? 500 : 1000;
-        const saved = cs.splice(0, cs.length, ...proxies);
-        try {
-          await eachRound('idle connections', async (c) => {
-            const probe = () =>
-              load('rate', { host: c.http.host, port: c.http.port, rps: rate.rps, conns: rate.conns, seconds: probeSeconds, warmup: 0.5 }, 30_000);
-            const before = await probe();
-            await sleep(settle / 2);
-            const rss0 = rssKiB(c.pids());
-            const h1 = await holdIdle(c.tcp.host, c.tcp.port, idleFirst);
-            let h2: Awaited<ReturnType<typeof holdIdle>> | undefined;
+        await eachRound('idle connections', async (c, round) => {
+          const probe = () =>
+            load('rate', { host: c.http.host, port: c.http.port, rps: rate.rps, conns: rate.conns, seconds: probeSeconds, warmup: 0.5 }, 30_000);
+          // The control: as many idle connections held straight to the backends, so the machine
+          // (kernel, backends, holders) carries the same load and only the proxy is spared it.
+          // Measured before or after the proxied hold, alternating by round.
+          const control = async (count: number) => {
+            const hs = await Promise.all(b.ips.map((ip, i) => holdIdle(ip, b.tcpPort, Math.floor(count / b.ips.length) + (i < count % b.ips.length ? 1 : 0))));
             try {
               await sleep(settle);
-              const rss1 = rssKiB(c.pids());
-              h2 = await holdIdle(c.tcp.host, c.tcp.port, idle.count - idleFirst);
-              await sleep(settle);
-              const rss2 = rssKiB(c.pids());
-              const during = await probe();
-              const held = h1.report.opened! + h2.report.opened!;
-              const detail = { rss0KiB: rss0, rss1KiB: rss1, rss2KiB: rss2, first: h1.report, second: h2.report, held, p99Before: before.p99Ms, p99During: during.p99Ms, before, during };
-              figs.add(per1, c.name, (rss1 - rss0) / h1.report.opened!, detail);
-              figs.add(per2, c.name, (rss2 - rss0) / held, detail);
-              figs.add(rssF, c.name, rss2 / 1024, detail);
-              figs.add(latF, c.name, during.p99Ms!, detail);
-              figs.add(latR, c.name, during.p99Ms! / before.p99Ms!, detail);
-              if (held < idle.count) notes.push(`${c.name}: only ${held} of ${idle.count} idle connections opened`);
+              return { held: hs.reduce((n, h) => n + h.report.opened!, 0), probe: await probe() };
             } finally {
-              await h2?.close();
-              await h1.close();
+              for (const h of hs) await h.close();
+              await sleep(settle * 1.5);
             }
+          };
+          if (c.name === 'direct') {
+            // the machine's own share: the probe straight to a backend, none held vs the control
+            const none = await probe();
+            const ctl = await control(idle.count);
+            figs.add(latR, c.name, ctl.probe.p99Ms! / none.p99Ms!, { before: none, heldDirect: ctl.held, heldDirectProbe: ctl.probe });
+            return;
+          }
+          const controlFirst = round % 2 === 1;
+          const early = controlFirst ? await control(idle.count) : undefined;
+          const before = await probe();
+          await sleep(settle / 2);
+          const rss0 = rssKiB(c.pids());
+          const h1 = await holdIdle(c.tcp.host, c.tcp.port, idleFirst);
+          let h2: Awaited<ReturnType<typeof holdIdle>> | undefined;
+          try {
+            await sleep(settle);
+            const rss1 = rssKiB(c.pids());
+            h2 = await holdIdle(c.tcp.host, c.tcp.port, idle.count - idleFirst);
+            await sleep(settle);
+            const rss2 = rssKiB(c.pids());
+            const during = await probe();
+            const held = h1.report.opened! + h2.report.opened!;
+            await h2.close();
+            await h1.close();
             await sleep(settle * 1.5); // let the proxy close its side
-          });
-        } finally {
-          cs.splice(0, cs.length, ...saved);
-        }
+            const ctl = early ?? (await control(held));
+            const detail = {
+              rss0KiB: rss0,
+              rss1KiB: rss1,
+              rss2KiB: rss2,
+              first: h1.report,
+              second: h2.report,
+              held,
+              heldDirect: ctl.held,
+              controlFirst,
+              p99Before: before.p99Ms,
+              p99During: during.p99Ms,
+              p99HeldDirect: ctl.probe.p99Ms,
+              before,
+              during,
+              heldDirectProbe: ctl.probe,
+            };
+            figs.add(per1, c.name, (rss1 - rss0) / h1.report.opened!, detail);
+            figs.add(per2, c.name, (rss2 - rss0) / held, detail);
+            figs.add(rssF, c.name, rss2 / 1024, detail);
+            figs.add(latF, c.name, during.p99Ms!, detail);
+            figs.add(latR, c.name, during.p99Ms! / before.p99Ms!, detail);
+            figs.add(latC, c.name, during.p99Ms! / ctl.probe.p99Ms!, detail);
+            if (held < idle.count) notes.push(`${c.name}: only ${held} of ${idle.count} idle connections opened`);
+            if (ctl.held < held) notes.push(`${c.name}: the direct control held only ${ctl.held} of ${held}`);
+          } finally {
+            // no-ops when already closed above
+            await h2?.close();
+            await h1.close();
+          }
+        });
       }
       if (kl.metricsUrl) {
         // the per-pod distribution as a user would see it
@@ -513,6 +557,7 @@ async function main(): Promise<void> {
     'p50/p99 "at a fixed rate" come from an open-loop Node client (bench/load.ts: requests due on a fixed schedule, latency counted from the due time, so a stall shows); wrk2 is not packaged in Debian. The wrk percentiles are closed-loop at saturation and listed for reference.',
     'bulk: the client reads from the backends\' TCP source for a fixed window; 8 streams spread over the 3 backends (round robin), direct puts all 8 on one backend.',
     'idle: connections are opened to the TCP source (each completes a round trip, so the whole path is up), held, and the proxy\'s RSS (all its processes) is read from /proc; per connection = (RSS held − RSS before) ÷ connections. kubeloop\'s RSS is the whole daemon\'s (store, controllers, API, DNS included).',
+    'idle latency: the fixed-rate probe runs with none held, with them held through the proxy, and with as many held straight to the backends (the control; before or after the proxied hold, alternating by round). In "p99 with idle held ÷ p99 without", the direct column is the probe straight to a backend with as many held straight to the backends: no proxy anywhere. Holding ~9,500 connections raises p99 on this 2-core machine whether or not a proxy holds them, so the goal is judged against the control: the part the proxy adds.',
   );
   const results: Results = {
     date,
@@ -575,9 +620,22 @@ function evaluate(figs: Figure[], raw: Record<string, unknown>, idleCount: numbe
       ? { what: 'idle connections: proxy RSS each', target: '≤ 4 KiB', value: 'not measured', met: null }
       : { what: `idle connections: proxy RSS each (${idleCount.toLocaleString('en-US')} held)`, target: '≤ 4 KiB', value: `${fmt(per)} KiB`, met: per <= 4, note: per <= 4 ? undefined : `${fmt(per - 4)} KiB over` },
   );
-  const eff = f('idle_p99_effect')?.median.kubeloop;
+  // judged against the control (as many held straight to the backends): holding them anywhere
+  // raises every p99 on a 2-core machine, a probe that bypasses the proxy included
+  const effF = f('idle_p99_proxy_effect');
+  const eff = effF?.median.kubeloop;
   if (eff !== undefined) {
-    goals.push({ what: 'idle connections: no effect on the others\' latency', target: 'p99 with them held ≤ 1.2× p99 without', value: `${fmt(eff)}×`, met: eff <= 1.2 });
+    const plain = f('idle_p99_effect')?.median;
+    const also =
+      plain?.kubeloop === undefined
+        ? ''
+        : `; ÷ p99 with none held: ${fmt(plain.kubeloop)}×, HAProxy ${fmt(plain.haproxy ?? NaN)}×, no proxy at all (direct) ${fmt(plain.direct ?? NaN)}×`;
+    goals.push({
+      what: 'idle connections: no effect on the others\' latency',
+      target: 'p99 with them held through the proxy ≤ 1.2× p99 with as many held direct to the backends',
+      value: `${fmt(eff)}× (HAProxy ${fmt(effF?.median.haproxy ?? NaN)}×${also})`,
+      met: eff <= 1.2,
+    });
   }
   const p = raw.programming as Record<string, number> | undefined;
   if (p) {
