@@ -18,6 +18,8 @@ export interface TcpListenerOptions {
 
 /** how often dials are checked against their deadline (the timeouts are 250 ms and up) */
 const DIAL_SWEEP_MS = 25;
+/** accepted sockets get the listening socket's TCP_NODELAY */
+const INHERITS_NODELAY = process.platform === 'linux';
 /** accept failures (EMFILE, ...) are logged at most this often per listener */
 const ACCEPT_ERROR_LOG_MS = 1000;
 
@@ -104,6 +106,9 @@ export class TcpListener implements Listener {
       this.#closed = true;
       throw uvError(err, 'listen', address, port);
     }
+    // Linux: accepted sockets inherit TCP_NODELAY from the listening one (one setsockopt per
+    // connection saved); elsewhere `splice` sets it on each
+    if (INHERITS_NODELAY) h.setNoDelay(true);
     h.onconnection = onConnection;
     (h as ServerHandle).listener = this;
     this.#server = h;
@@ -323,7 +328,7 @@ class TcpConn {
     this.spliced = true;
     this.ep!.connections++;
     const c = this.client;
-    c.setNoDelay(true);
+    if (!INHERITS_NODELAY) c.setNoDelay(true);
     b.setNoDelay(true);
     c.useUserBuffer(READ_BUF);
     b.useUserBuffer(READ_BUF);
