@@ -397,9 +397,19 @@ async function main(): Promise<void> {
             load('rate', { host: c.http.host, port: c.http.port, rps: rate.rps, conns: rate.conns, seconds: probeSeconds, warmup: 0.5 }, 30_000);
           // The control: as many idle connections held straight to the backends, so the machine
           // (kernel, backends, holders) carries the same load and only the proxy is spared it.
-          // Measured before or after the proxied hold, alternating by round.
+          // Measured before or after the proxied hold, alternating by round (with an odd round
+          // count one order comes once more often).
           const control = async (count: number) => {
-            const hs = await Promise.all(b.ips.map((ip, i) => holdIdle(ip, b.tcpPort, Math.floor(count / b.ips.length) + (i < count % b.ips.length ? 1 : 0))));
+            const started = await Promise.allSettled(
+              b.ips.map((ip, i) => holdIdle(ip, b.tcpPort, Math.floor(count / b.ips.length) + (i < count % b.ips.length ? 1 : 0))),
+            );
+            const hs = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+            const failed = started.find((r) => r.status === 'rejected');
+            if (failed) {
+              // the holders that did start are closed before the error goes on
+              for (const h of hs) await h.close();
+              throw (failed as PromiseRejectedResult).reason;
+            }
             try {
               await sleep(settle);
               return { held: hs.reduce((n, h) => n + h.report.opened!, 0), probe: await probe() };
@@ -433,31 +443,30 @@ async function main(): Promise<void> {
             await h2.close();
             await h1.close();
             await sleep(settle * 1.5); // let the proxy close its side
-            const ctl = early ?? (await control(held));
-            const detail = {
+            const detail: Record<string, unknown> = {
               rss0KiB: rss0,
               rss1KiB: rss1,
               rss2KiB: rss2,
               first: h1.report,
               second: h2.report,
               held,
-              heldDirect: ctl.held,
               controlFirst,
               p99Before: before.p99Ms,
               p99During: during.p99Ms,
-              p99HeldDirect: ctl.probe.p99Ms,
               before,
               during,
-              heldDirectProbe: ctl.probe,
             };
             figs.add(per1, c.name, (rss1 - rss0) / h1.report.opened!, detail);
             figs.add(per2, c.name, (rss2 - rss0) / held, detail);
             figs.add(rssF, c.name, rss2 / 1024, detail);
             figs.add(latF, c.name, during.p99Ms!, detail);
             figs.add(latR, c.name, during.p99Ms! / before.p99Ms!, detail);
-            figs.add(latC, c.name, during.p99Ms! / ctl.probe.p99Ms!, detail);
             if (held < idle.count) notes.push(`${c.name}: only ${held} of ${idle.count} idle connections opened`);
-            if (ctl.held < held) notes.push(`${c.name}: the direct control held only ${ctl.held} of ${held}`);
+            // the same count as the proxied hold asked for, whichever comes first
+            const ctl = early ?? (await control(idle.count));
+            Object.assign(detail, { heldDirect: ctl.held, p99HeldDirect: ctl.probe.p99Ms, heldDirectProbe: ctl.probe });
+            figs.add(latC, c.name, during.p99Ms! / ctl.probe.p99Ms!, detail);
+            if (ctl.held < idle.count) notes.push(`${c.name}: the direct control held only ${ctl.held} of ${idle.count}`);
           } finally {
             // no-ops when already closed above
             await h2?.close();
@@ -624,6 +633,9 @@ function evaluate(figs: Figure[], raw: Record<string, unknown>, idleCount: numbe
   // raises every p99 on a 2-core machine, a probe that bypasses the proxy included
   const effF = f('idle_p99_proxy_effect');
   const eff = effF?.median.kubeloop;
+  if (eff === undefined && f('idle_p99_effect')?.median.kubeloop !== undefined) {
+    goals.push({ what: 'idle connections: no effect on the others\' latency', target: 'p99 with them held through the proxy ≤ 1.2× p99 with as many held direct to the backends', value: 'not measured (the control failed: see the notes)', met: null });
+  }
   if (eff !== undefined) {
     const plain = f('idle_p99_effect')?.median;
     const also =

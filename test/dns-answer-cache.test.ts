@@ -126,6 +126,22 @@ t.test('many names share the cache; it empties when full', async (t) => {
   t.equal(c.size, 0);
 });
 
+t.test('the byte budget bounds the answers and their reply copies', async (t) => {
+  const a = encodedA('a.b', '10.0.0.1'); // 31 bytes + a 5-byte name
+  const c = new AnswerCache(100, 2 * (a.length + 5) + a.length);
+  c.set(parsed(encodeQuery('a.b', 1)).qname, 1, 1, a);
+  c.set(parsed(encodeQuery('c.b', 1)).qname, 1, 1, encodedA('c.b', '10.0.0.3'));
+  t.equal(c.size, 2);
+  t.ok(hot(c, encodeQuery('a.b', 1)), 'one reply copy fits');
+  t.equal(hot(c, encodeQuery('c.b', 1)), undefined, 'a second copy does not: the general path answers');
+  t.ok(hot(c, encodeQuery('a.b', 1, { id: 9 })), 'the copy that fits is used again');
+  // a pending send hands its copy to the kernel: it no longer counts, so a new one fits
+  t.ok(c.reply(encodeQuery('a.b', 1), () => true));
+  t.ok(hot(c, encodeQuery('a.b', 1)), 'a new copy after a pending send');
+  c.set(parsed(encodeQuery('d.b', 1)).qname, 1, 1, encodedA('d.b', '10.0.0.4'));
+  t.equal(c.size, 1, 'an answer over the budget empties the cache first');
+});
+
 t.test('through the server: a repeated query (hot path) gets the bytes the first (general path) got', async (t) => {
   const f = await startDns(t);
   await f.store.create(service('default', 'web', { ports: [{ name: 'http', port: 80 }] }));

@@ -7,12 +7,19 @@
  * > 0, a reply that needs truncating) it leaves to the general path, which answers the same bytes
  * (`patch()` in wire.ts).
  */
+import { randomInt } from 'node:crypto';
 import { HEADER, MAX_UDP_SIZE, OUR_UDP_SIZE } from './wire.js';
 import { TYPE } from './records.js';
 
 const OPT_LEN = 11;
-const FNV_OFFSET = 0x811c9dc5;
+/**
+ * FNV-1a from a per-process random start, so names that collide cannot be worked out offline;
+ * and a bucket holds at most MAX_CHAIN questions (more go to the general path), so names that do
+ * collide cannot make lookups slow.
+ */
+const FNV_START = (0x811c9dc5 ^ randomInt(0x7fffffff)) >>> 0;
 const FNV_PRIME = 16777619;
+const MAX_CHAIN = 8;
 
 interface Entry {
   /** the question name, wire form, lower case */
@@ -35,12 +42,19 @@ export type SendReply = (reply: Buffer) => boolean;
 
 export class AnswerCache {
   readonly #limit: number;
+  readonly #byteLimit: number;
   readonly #map = new Map<number, Entry>();
   #size = 0;
+  /** bytes of the encoded answers, their names and their reply copies */
+  #bytes = 0;
 
-  /** `limit`: entries kept before the cache is emptied (a flood of random names cannot grow it) */
-  constructor(limit: number) {
+  /**
+   * `limit`: entries kept before the cache is emptied (a flood of random names cannot grow it);
+   * `byteLimit`: the same for the bytes they hold (reply copies included).
+   */
+  constructor(limit: number, byteLimit = 32 << 20) {
     this.#limit = limit;
+    this.#byteLimit = byteLimit;
   }
 
   get size(): number {
@@ -50,6 +64,7 @@ export class AnswerCache {
   clear(): void {
     this.#map.clear();
     this.#size = 0;
+    this.#bytes = 0;
   }
 
   /** The encoded answer for a question (`qname` in wire form, any case). */
@@ -60,11 +75,16 @@ export class AnswerCache {
   set(qname: Buffer, qtype: number, qclass: number, encoded: Buffer): void {
     const h = hashQuestion(qname, 0, qname.length, qtype, qclass);
     if (this.#find(qname, 0, qname.length, h, qtype, qclass)) return;
-    if (this.#size >= this.#limit) this.clear();
+    const bytes = encoded.length + qname.length;
+    if (this.#size >= this.#limit || this.#bytes + bytes > this.#byteLimit) this.clear();
+    let chain = 0;
+    for (let e = this.#map.get(h); e; e = e.next) chain++;
+    if (chain >= MAX_CHAIN) return;
     const name = Buffer.from(qname);
     for (let i = 0; i < name.length; i++) name[i] = lower(name[i]);
     this.#map.set(h, { name, qtype, qclass, encoded, plain: undefined, withOpt: undefined, next: this.#map.get(h) });
     this.#size++;
+    this.#bytes += bytes;
   }
 
   /**
@@ -76,7 +96,7 @@ export class AnswerCache {
     // a query (QR 0), opcode QUERY, one question, no answer/authority records, at most one additional
     if (n < HEADER + 5 || q[2] & 0xf8 || q[4] !== 0 || q[5] !== 1 || q[6] | q[7] | q[8] | q[9] | q[10] || q[11] > 1) return false;
     let p = HEADER;
-    let h = FNV_OFFSET;
+    let h = FNV_START;
     for (;;) {
       if (p >= n) return false;
       const l = q[p];
@@ -109,7 +129,14 @@ export class AnswerCache {
     } else if (p !== n) return false;
     const e = this.#find(q, HEADER, qnameEnd, finish(h, qtype, qclass), qtype, qclass);
     if (!e || e.encoded.length + (opt ? OPT_LEN : 0) > limit) return false;
-    const out = opt ? (e.withOpt ??= withOpt(e.encoded)) : (e.plain ??= Buffer.from(e.encoded));
+    let out = opt ? e.withOpt : e.plain;
+    if (out === undefined) {
+      // a reply copy of its own, once (and again after a pending send), within the byte budget
+      const len = e.encoded.length + (opt ? OPT_LEN : 0);
+      if (this.#bytes + len > this.#byteLimit) return false;
+      this.#bytes += len;
+      out = opt ? (e.withOpt = withOpt(e.encoded)) : (e.plain = Buffer.from(e.encoded));
+    }
     out[0] = q[0];
     out[1] = q[1];
     out[2] = e.encoded[2] | (q[2] & 0x01);
@@ -117,9 +144,10 @@ export class AnswerCache {
     for (let i = HEADER; i < qnameEnd; i++) out[i] = q[i];
     if (opt) out[out.length - 4] = dnssecOk ? 0x80 : 0;
     if (send(out)) {
-      // the kernel still has it: patch a copy next time
+      // the kernel still has it: patch a new copy next time (this one is no longer the cache's)
       if (opt) e.withOpt = undefined;
       else e.plain = undefined;
+      this.#bytes -= out.length;
     }
     return true;
   }
@@ -142,13 +170,14 @@ function lower(c: number): number {
 }
 
 function hashQuestion(b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
-  let h = FNV_OFFSET;
+  let h = FNV_START;
   for (let i = start; i < end; i++) h = Math.imul(h ^ lower(b[i]), FNV_PRIME);
   return finish(h, qtype, qclass);
 }
 
+/** kept within V8's small integers (a larger Map key would be a heap number per lookup) */
 function finish(h: number, qtype: number, qclass: number): number {
-  return Math.imul(Math.imul(h ^ qtype, FNV_PRIME) ^ qclass, FNV_PRIME) >>> 0;
+  return Math.imul(Math.imul(h ^ qtype, FNV_PRIME) ^ qclass, FNV_PRIME) & 0x3fffffff;
 }
 
 /** The encoded answer with our OPT appended (ARCOUNT + 1); the DO bit is set per query. */

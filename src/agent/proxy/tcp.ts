@@ -99,6 +99,10 @@ export class TcpListener implements Listener {
     const h = shared ?? new uv.TCP(uv.constants.SERVER);
     const v6 = address.includes(':');
     let err = shared ? 0 : v6 ? h.bind6(address, port, uv.constants.UV_TCP_IPV6ONLY) : h.bind(address, port);
+    // Linux: accepted sockets inherit TCP_NODELAY from the listening one (one setsockopt per
+    // connection saved; set before listen() so no connection misses it; a passed socket has it
+    // already); elsewhere `splice` sets it on each
+    if (err === 0 && !shared && INHERITS_NODELAY) err = h.setNoDelay(true);
     // libuv reports EADDRINUSE from listen(), not bind()
     if (err === 0) err = h.listen(4096);
     if (err !== 0) {
@@ -106,9 +110,6 @@ export class TcpListener implements Listener {
       this.#closed = true;
       throw uvError(err, 'listen', address, port);
     }
-    // Linux: accepted sockets inherit TCP_NODELAY from the listening one (one setsockopt per
-    // connection saved); elsewhere `splice` sets it on each
-    if (INHERITS_NODELAY) h.setNoDelay(true);
     h.onconnection = onConnection;
     (h as ServerHandle).listener = this;
     this.#server = h;
