@@ -142,6 +142,47 @@ t.test('the byte budget bounds the answers and their reply copies', async (t) =>
   t.equal(c.size, 1, 'an answer over the budget empties the cache first');
 });
 
+t.test('names built to collide are cached at most 8 to a bucket (no slow lookups from a hash flood)', async (t) => {
+  // With a known hash start, pairs of labels that leave FNV in the same state can be found and
+  // chained: 4 stages give 16 names with one hash (the real start is random per process).
+  const START = 0x811c9dc5;
+  const P = 16777619;
+  const ALPHA = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  /** the FNV state after a 6-character label (length byte first) that spells i in base 36 */
+  const run = (h: number, i: number): number => {
+    h = Math.imul(h ^ 6, P);
+    for (let k = 0; k < 6; k++, i = Math.floor(i / 36)) h = Math.imul(h ^ ALPHA.charCodeAt(i % 36), P);
+    return h >>> 0;
+  };
+  const label = (i: number): string => Array.from({ length: 6 }, (_, k) => ALPHA[Math.floor(i / 36 ** k) % 36]).join('');
+  let h = START;
+  const stages: Array<[string, string]> = [];
+  for (let st = 0; st < 4; st++) {
+    const seen = new Map<number, number>();
+    for (let i = st * 1_000_003; ; i++) {
+      const r = run(h, i);
+      const o = seen.get(r);
+      if (o !== undefined) {
+        stages.push([label(o), label(i)]);
+        h = r;
+        break;
+      }
+      seen.set(r, i);
+    }
+  }
+  const names = Array.from({ length: 16 }, (_, m) => stages.map((pair, st) => pair[(m >> st) & 1]).join('.'));
+  const c = new AnswerCache(100, 1 << 20, START);
+  const other = new AnswerCache(100); // random start: the same names spread out
+  for (const [i, n] of names.entries()) {
+    c.set(parsed(encodeQuery(n, 1)).qname, 1, 1, encodedA(n, `10.0.2.${i}`));
+    other.set(parsed(encodeQuery(n, 1)).qname, 1, 1, encodedA(n, `10.0.2.${i}`));
+  }
+  t.equal(c.size, 8, 'the bucket stops at 8');
+  t.equal(other.size, 16, 'with the random start all 16 are kept');
+  t.equal(decode(hot(c, encodeQuery(names[0]!, 1))!).answer[0], `${names[0]} 5 A 10.0.2.0`, 'a kept one answers');
+  t.equal(hot(c, encodeQuery(names[15]!, 1)), undefined, 'the 16th goes to the general path');
+});
+
 t.test('through the server: a repeated query (hot path) gets the bytes the first (general path) got', async (t) => {
   const f = await startDns(t);
   await f.store.create(service('default', 'web', { ports: [{ name: 'http', port: 80 }] }));

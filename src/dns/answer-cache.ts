@@ -47,14 +47,17 @@ export class AnswerCache {
   #size = 0;
   /** bytes of the encoded answers, their names and their reply copies */
   #bytes = 0;
+  /** the hash's start (random per process; fixed only by tests that need colliding names) */
+  readonly #start: number;
 
   /**
    * `limit`: entries kept before the cache is emptied (a flood of random names cannot grow it);
    * `byteLimit`: the same for the bytes they hold (reply copies included).
    */
-  constructor(limit: number, byteLimit = 32 << 20) {
+  constructor(limit: number, byteLimit = 32 << 20, hashStart = FNV_START) {
     this.#limit = limit;
     this.#byteLimit = byteLimit;
+    this.#start = hashStart >>> 0;
   }
 
   get size(): number {
@@ -69,11 +72,11 @@ export class AnswerCache {
 
   /** The encoded answer for a question (`qname` in wire form, any case). */
   get(qname: Buffer, qtype: number, qclass: number): Buffer | undefined {
-    return this.#find(qname, 0, qname.length, hashQuestion(qname, 0, qname.length, qtype, qclass), qtype, qclass)?.encoded;
+    return this.#find(qname, 0, qname.length, hashQuestion(this.#start, qname, 0, qname.length, qtype, qclass), qtype, qclass)?.encoded;
   }
 
   set(qname: Buffer, qtype: number, qclass: number, encoded: Buffer): void {
-    const h = hashQuestion(qname, 0, qname.length, qtype, qclass);
+    const h = hashQuestion(this.#start, qname, 0, qname.length, qtype, qclass);
     if (this.#find(qname, 0, qname.length, h, qtype, qclass)) return;
     const bytes = encoded.length + qname.length;
     if (this.#size >= this.#limit || this.#bytes + bytes > this.#byteLimit) this.clear();
@@ -96,7 +99,7 @@ export class AnswerCache {
     // a query (QR 0), opcode QUERY, one question, no answer/authority records, at most one additional
     if (n < HEADER + 5 || q[2] & 0xf8 || q[4] !== 0 || q[5] !== 1 || q[6] | q[7] | q[8] | q[9] | q[10] || q[11] > 1) return false;
     let p = HEADER;
-    let h = FNV_START;
+    let h = this.#start;
     for (;;) {
       if (p >= n) return false;
       const l = q[p];
@@ -169,8 +172,7 @@ function lower(c: number): number {
   return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
 }
 
-function hashQuestion(b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
-  let h = FNV_START;
+function hashQuestion(h: number, b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
   for (let i = start; i < end; i++) h = Math.imul(h ^ lower(b[i]), FNV_PRIME);
   return finish(h, qtype, qclass);
 }
