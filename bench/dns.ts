@@ -12,6 +12,7 @@
  */
 import { spawn, execFile } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,12 +48,28 @@ function parseArgs(argv: string[]): Args {
 }
 
 /** A free loopback port for both UDP and TCP (dnsmasq binds both). */
+/**
+ * A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both), picked below Linux's
+ * ephemeral range: after the bench's idle stage thousands of ephemeral TCP ports sit in
+ * TIME_WAIT, and a port free for UDP there was often taken for TCP.
+ */
 async function freePort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const udp = dgram.createSocket('udp4');
+    const tcp = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      udp.once('error', () => r(false));
+      udp.bind(port, '127.0.0.1', () => {
+        tcp.once('error', () => r(false));
+        tcp.listen({ port, host: '127.0.0.1', exclusive: true }, () => r(true));
+      });
+    });
+    await new Promise<void>((r) => udp.close(() => r())).catch(() => {});
+    if (tcp.listening) await new Promise<void>((r) => tcp.close(() => r()));
+    if (ok) return port;
+    if (attempt >= 50) throw new Error('no port free for both UDP and TCP on 127.0.0.1 in 20000–31999');
+  }
 }
 
 function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
