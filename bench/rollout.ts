@@ -89,12 +89,12 @@ for (const [i, keepAlive] of only.entries()) {
   results.push(r);
   const med = [...r.rolloutSeconds].sort((a, b) => a - b)[Math.floor(r.rolloutSeconds.length / 2)] ?? NaN;
   process.stdout.write(
-    `keep-alive ${keepAlive ? 'on ' : 'off'}: ${r.load.failed} failed / ${r.load.total} requests (${r.rollouts} complete rollouts, median ${med.toFixed(1)} s each, ${Object.keys(r.load.byPod).length} pods answered)${r.load.failed ? ` ${JSON.stringify(r.load.errors)} per second: ${JSON.stringify(r.load.failedPerSecond)}` : ''}\n`,
+    `keep-alive ${keepAlive ? 'on ' : 'off'}: ${r.load.failed} failed / ${r.load.total} requests, ${r.load.retried} sent again after the keep-alive close race (${r.rollouts} complete rollouts, median ${med.toFixed(1)} s each, ${Object.keys(r.load.byPod).length} pods answered)${r.load.failed ? ` ${JSON.stringify(r.load.errors)} per second: ${JSON.stringify(r.load.failedPerSecond)}` : ''}\n`,
   );
 }
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
 writeFileSync(
   join(dir, 'rollout.json'),
-  `${JSON.stringify({ date: new Date().toISOString(), requests: REQUESTS, node: process.version, cpus: availableParallelism(), results: results.map((r) => ({ keepAlive: r.keepAlive, rps: rpsFor(r.keepAlive), failed: r.load.failed, total: r.load.total, errors: r.load.errors, rollouts: r.rollouts, rolloutSeconds: r.rolloutSeconds, seconds: r.load.seconds })) }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), requests: REQUESTS, node: process.version, cpus: availableParallelism(), results: results.map((r) => ({ keepAlive: r.keepAlive, rps: rpsFor(r.keepAlive), failed: r.load.failed, retried: r.load.retried, total: r.load.total, errors: r.load.errors, rollouts: r.rollouts, rolloutSeconds: r.rolloutSeconds, seconds: r.load.seconds })) }, null, 2)}\n`,
 );

@@ -41,9 +41,13 @@ async function rolloutUnderLoad(t: { teardown(fn: () => unknown): void }, keepAl
 for (const keepAlive of [false, true]) {
   t.test(`rolling update under steady load drops no request (keep-alive ${keepAlive ? 'on' : 'off'})`, async (t) => {
     const { load, rolledAt, events } = await rolloutUnderLoad(t, keepAlive);
-    t.comment(`keep-alive ${keepAlive}: ${load.failed} failed / ${load.total} in ${load.seconds.toFixed(1)} s; rollout done at ${((rolledAt - load.startedAt) / 1000).toFixed(1)} s; ${JSON.stringify(load.errors)}`);
+    t.comment(`keep-alive ${keepAlive}: ${load.failed} failed / ${load.total} in ${load.seconds.toFixed(1)} s, ${load.retried} sent again; rollout done at ${((rolledAt - load.startedAt) / 1000).toFixed(1)} s; ${JSON.stringify(load.errors)}`);
     t.equal(load.total, 3500, 'all requests sent');
     t.equal(load.failed, 0, `no request failed (${JSON.stringify(load.errors)})`);
+    // a request on a kept-alive connection the pod closed at that very instant is sent again, as
+    // RFC 9112 §9.3.1 allows; the drain makes that rare (the echo image closes idle connections
+    // one at a time, after clients have moved off them)
+    t.ok(load.retried <= load.total / 100, `requests sent again after the HTTP/1.1 close race are rare (${load.retried})`);
     t.ok(rolledAt < load.startedAt + load.seconds * 1000, 'the rollout finished while requests were still flowing');
     t.ok(Object.keys(load.byPod).length >= 4, `old and new pods answered (${Object.keys(load.byPod).length} pods)`);
     t.ok(events.some((e) => e.reason === 'ScalingReplicaSet'), 'ScalingReplicaSet events');

@@ -12,6 +12,11 @@ export interface LoadResult {
   total: number;
   ok: number;
   failed: number;
+  /**
+   * requests sent again after their kept-alive connection failed before any response (the
+   * HTTP/1.1 close race; RFC 9112 §9.3.1 lets a client retry a GET then, as Go's client does)
+   */
+  retried: number;
   /** failure message → count */
   errors: Record<string, number>;
   /** answering pod (the echo image's `pod=` line) → count */
@@ -37,7 +42,7 @@ export async function fixedRateLoad(
   if (!o.host.startsWith('127.')) throw new Error(`load goes to loopback only, not ${o.host}`);
   const { request, Agent } = await import('node:http');
   const agent = o.keepAlive ? new Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 32 }) : false;
-  const res: LoadResult = { total: 0, ok: 0, failed: 0, errors: {}, byPod: {}, seconds: 0, failedPerSecond: [], startedAt: Date.now(), endedAt: 0 };
+  const res: LoadResult = { total: 0, ok: 0, failed: 0, retried: 0, errors: {}, byPod: {}, seconds: 0, failedPerSecond: [], startedAt: Date.now(), endedAt: 0 };
   const fail = (why: string, sentAt: number) => {
     const sec = Math.floor((sentAt - res.startedAt) / 1000);
     while (res.failedPerSecond.length <= sec) res.failedPerSecond.push(0);
@@ -45,10 +50,10 @@ export async function fixedRateLoad(
     res.failed++;
     res.errors[why] = (res.errors[why] ?? 0) + 1;
   };
-  const one = () =>
+  const one = (attempt = 0, sentAt = Date.now()): Promise<void> =>
     new Promise<void>((resolve) => {
-      const sentAt = Date.now();
       let done = false;
+      let answered = false;
       const finish = (err?: string, pod?: string) => {
         if (done) return;
         done = true;
@@ -60,6 +65,7 @@ export async function fixedRateLoad(
         resolve();
       };
       const req = request({ host: o.host, port: o.port, path: '/', agent, timeout: o.timeoutMs ?? 5000 }, (r) => {
+        answered = true;
         let body = '';
         r.setEncoding('utf8');
         r.on('data', (c: string) => {
@@ -73,8 +79,18 @@ export async function fixedRateLoad(
         finish('timeout');
       });
       // `reused`: the request went out on a kept-alive connection the server was closing (the
-      // HTTP/1.1 race Node's docs describe under `request.reusedSocket`)
-      req.on('error', (e) => finish(`${req.reusedSocket ? 'reused ' : ''}${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      // HTTP/1.1 race Node's docs describe under `request.reusedSocket`): sent again, at most
+      // twice, as long as nothing of a response came back
+      req.on('error', (e) => {
+        if (done) return;
+        if (req.reusedSocket && !answered && attempt < 2) {
+          done = true;
+          res.retried++;
+          resolve(one(attempt + 1, sentAt));
+          return;
+        }
+        finish(`${req.reusedSocket ? 'reused ' : ''}${(e as NodeJS.ErrnoException).code ?? e.message}`);
+      });
       req.end();
     });
   const t0 = performance.now();
