@@ -45,6 +45,24 @@ t.test('pitfall: a throw in an async handler answers SERVFAIL instead of killing
   t.equal(decode((await udpExchange(junk.port, encodeQuery('x', 1)))!).rcode, 'SERVFAIL', 'a non-Buffer answer');
 });
 
+t.test('a throw in the UDP cache path is not fatal: the general path answers', async (t) => {
+  const b = new Dns2Binding({
+    log: silent,
+    address: '127.0.0.1',
+    port: 0,
+    answer: ok,
+    cached: () => {
+      throw new Error('a bug in the cache path');
+    },
+  });
+  t.teardown(() => b.close());
+  await b.listen();
+  const r = await udpExchange(b.port, encodeQuery('a.example', 1, { id: 77 }));
+  t.ok(r, 'answered');
+  t.equal(decode(r!).id, 77);
+  t.equal(decode(r!).rcode, 'NOERROR');
+});
+
 t.test('pitfall: TCP send() returns undefined — async answers over TCP still arrive, pipelined', async (t) => {
   const b = await binding(t, async (q) => {
     await new Promise((r) => setTimeout(r, q.id === 1 ? 20 : 0));

@@ -272,11 +272,21 @@ export class Dns2Binding {
       const sendCached = (b: Buffer): boolean => sendRaw(b, port, address);
       const dgramOnMessage = handle.onmessage;
       const fast = (data: Buffer, port: number, address: string): boolean => this.#fast(data, port, address, send);
+      const log = this.#log;
+      const fromCache = (data: Buffer): boolean => {
+        try {
+          return cached?.(data, sendCached) ?? false;
+        } catch (err) {
+          // a bug here must not take the daemon down: the general path answers instead
+          log.debug({ err }, 'DNS cache path failed');
+          return false;
+        }
+      };
       handle.onmessage = function (this: UvUdp, nread, h, buf, rinfo) {
         if (nread > 0) {
           port = rinfo.port;
           address = rinfo.address;
-          if (cached?.(buf, sendCached) || fast(buf, port, address)) return;
+          if (fromCache(buf) || fast(buf, port, address)) return;
         }
         dgramOnMessage.call(this, nread, h, buf, rinfo);
       };
