@@ -1,4 +1,5 @@
 /** The benchmark's result files: the markdown table and a self-drawn SVG bar chart. */
+import os from 'node:os';
 import { fmt } from './stats.js';
 
 /** kubeloop2: a second daemon with `--proxy-processes 2` in front of the same pods */
@@ -168,4 +169,20 @@ export function svg(r: Results): string {
   out.push(`<line x1="${12 + shown.length * 110}" y1="${ly - 5}" x2="${34 + shown.length * 110}" y2="${ly - 5}" stroke="#d62728" stroke-dasharray="4 3" stroke-width="1.5"/><text x="${40 + shown.length * 110}" y="${ly}">HAProxy</text>`);
   out.push('</svg>', '');
   return out.join('\n');
+}
+
+/**
+ * `text` with this machine's paths replaced: the node binary by `node`, the checkout by `.`, the
+ * temp dir by `$TMPDIR`, the home dir by `~` (results are committed and shared).
+ */
+export function portable(text: string, root: string): string {
+  const swaps: Array<[string, string]> = [
+    [process.execPath, 'node'],
+    [root, '.'],
+    [os.tmpdir(), '$TMPDIR'],
+    [os.homedir(), '~'],
+  ];
+  let out = text;
+  for (const [from, to] of swaps) if (from.length > 1) out = out.split(from).join(to);
+  return out;
 }

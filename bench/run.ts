@@ -40,7 +40,7 @@ import {
   versionOf,
 } from './contenders.js';
 import { benchProgramming, summarize as summarizeProgramming } from './programming.js';
-import { CONTENDERS, type ContenderName, type Figure, type Goal, type KubeloopOnlyRow, type Results, markdown, svg } from './report.js';
+import { CONTENDERS, type ContenderName, type Figure, type Goal, type KubeloopOnlyRow, type Results, markdown, portable, svg } from './report.js';
 import { benchStartup } from './startup.js';
 import { fmt, median, pairedRatio } from './stats.js';
 import { children, holdIdle, load, run, wrk } from './tools.js';
@@ -568,7 +568,7 @@ async function main(): Promise<void> {
     'idle: connections are opened to the TCP source (each completes a round trip, so the whole path is up), held, and the proxy\'s RSS (all its processes) is read from /proc; per connection = (RSS held − RSS before) ÷ connections. kubeloop\'s RSS is the whole daemon\'s (store, controllers, API, DNS included).',
     'idle latency: the fixed-rate probe runs with none held, with them held through the proxy, and with as many held straight to the backends (the control; before or after the proxied hold, alternating by round). In "p99 with idle held ÷ p99 without", the direct column is the probe straight to a backend with as many held straight to the backends: no proxy anywhere. Holding thousands of idle connections raises p99 on a small machine whether or not a proxy holds them, so the goal is judged against the control: the part the proxy adds.',
   );
-  const results: Results = {
+  const measured: Results = {
     date,
     mode,
     durationSeconds: (performance.now() - t0) / 1000,
@@ -582,6 +582,8 @@ async function main(): Promise<void> {
     notes,
     raw,
   };
+  // results are committed: no path of this machine in them (tool errors quote command lines)
+  const results = JSON.parse(portable(JSON.stringify(measured), ROOT)) as Results;
   mkdirSync(a.out, { recursive: true });
   const base = `${date}${mode === 'full' ? '' : `-${mode}`}`;
   writeFileSync(join(a.out, `${base}.json`), JSON.stringify(results, null, 2) + '\n');
