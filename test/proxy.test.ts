@@ -13,6 +13,7 @@ import {
   waitFor,
   whoAnswers,
 } from './proxy-helpers.js';
+import type { Harness, Tap } from './proxy-helpers.js';
 
 // addresses private to this file: tap runs test files in parallel
 const CIDR = '127.96.10.0/24';
@@ -340,7 +341,7 @@ t.test('stop() closes every listener and ends open connections', async (t) => {
 });
 
 t.test('bulk both ways, with a slow reader: every byte arrives in order, and the proxy lets go of it', async (t) => {
-  const { h, bs, ip } = await webService(t, 2);
+  const { h, ip } = await webService(t, 2);
   const SIZE = 24 * 1024 * 1024;
   // deterministic, incompressible-looking payloads, a different one per stream
   const payload = (seed: number): Buffer => {
@@ -390,6 +391,35 @@ t.test('bulk both ways, with a slow reader: every byte arrives in order, and the
   t.equal(l().counters.bytesOut, 4 * (SIZE + 3 + 7), 'backend → client bytes counted');
 });
 
+/**
+ * A backend of our own on B(1) behind Service `web` (port 8080): `onPeer` gets each connection;
+ * the peers are tracked and destroyed at teardown. Resolves with the ClusterIP and the peers.
+ */
+async function ownBackend(
+  t: Tap,
+  h: Harness,
+  onPeer: (s: net.Socket) => void,
+  serverOpts: net.ServerOpts = {},
+): Promise<{ ip: string; peers: Set<net.Socket> }> {
+  const peers = new Set<net.Socket>();
+  const server = net.createServer(serverOpts, (s) => {
+    peers.add(s);
+    s.on('error', () => {});
+    s.on('close', () => peers.delete(s));
+    onPeer(s);
+  });
+  await new Promise<void>((r) => server.listen({ host: B(1), port: 0 }, () => r()));
+  t.teardown(() => {
+    for (const s of peers) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
+  await setEndpoints(h.store, 'web', [{ addresses: [{ ip: B(1) }], ports: [{ name: 'http', port, protocol: 'TCP' }] }]);
+  await h.proxy.synced();
+  return { ip: svc.spec!.clusterIP!, peers };
+}
+
 t.test('many small messages to a stalled reader: the bytes of pending writes are never overwritten', async (t) => {
   // Small reads are copied into a buffer kept per length and used again once its write is done;
   // a write that stays pending must keep its bytes while other connections read the same lengths.
@@ -402,31 +432,17 @@ t.test('many small messages to a stalled reader: the bytes of pending writes are
       b.writeUInt32BE(seed, 4);
       return b;
     });
-  const peers = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    peers.add(s);
-    s.on('error', () => {});
-    s.on('close', () => peers.delete(s));
+  const { ip } = await ownBackend(t, h, (s) => {
     s.once('data', async (d) => {
-      // one record per write, yielding now and then, so most reach the proxy as separate small reads
+      // one record per write, yielding after each, so most reach the proxy as separate small reads
       const recs = records(d[0]!);
-      for (let i = 0; i < recs.length; i++) {
-        s.write(recs[i]!);
+      for (const rec of recs) {
+        s.write(rec);
         await new Promise((r) => setImmediate(r));
       }
       s.end();
     });
   });
-  await new Promise<void>((r) => server.listen({ host: B(1), port: 0 }, () => r()));
-  t.teardown(() => {
-    for (const s of peers) s.destroy();
-    server.close();
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', [{ addresses: [{ ip: B(1) }], ports: [{ name: 'http', port, protocol: 'TCP' }] }]);
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
   const read = (seed: number, stallMs: number) =>
     new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -450,23 +466,7 @@ t.test('many small messages to a stalled reader: the bytes of pending writes are
 t.test('half-closed connections are ended too: by stop(), and by a reset from the side still open', async (t) => {
   const h = await harness(t, opts);
   // a backend that greets and then ignores the client's FIN: the connection stays half-open
-  const peers = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    peers.add(s);
-    s.on('error', () => {});
-    s.on('close', () => peers.delete(s));
-    s.write('hi\n');
-  });
-  await new Promise<void>((r) => server.listen({ host: B(1), port: 0 }, () => r()));
-  t.teardown(() => {
-    for (const s of peers) s.destroy();
-    server.close();
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  const svc = await createService(h.store, 'web', { ports: [tcp('http', 8080)] });
-  await setEndpoints(h.store, 'web', [{ addresses: [{ ip: B(1) }], ports: [{ name: 'http', port, protocol: 'TCP' }] }]);
-  await h.proxy.synced();
-  const ip = svc.spec!.clusterIP!;
+  const { ip, peers } = await ownBackend(t, h, (s) => s.write('hi\n'), { allowHalfOpen: true });
   const l = () => h.proxy.listeners()[0]!;
 
   // 1: the client half-closes, then the backend resets: the client gets the reset, nothing is left

@@ -1,17 +1,17 @@
 /**
  * Encoded answers keyed by their question (name with ASCII case folded, type, class), read
- * straight from a query packet. `reply()` is the UDP hot path: it checks a plain query, hashes
- * its question while scanning it, and patches a reply buffer the entry owns in place (ID, RD/CD,
+ * straight from a query packet. `reply()` is the UDP hot path: it checks a plain query with
+ * wire.ts's `scanQuery` (no allocation), hashes its question, and patches a reply buffer the
+ * entry owns in place (ID, RD/CD,
  * the question's own case, an OPT when asked), so a hit allocates nothing: no Query object, no
  * key string, no reply buffer. Whatever it does not handle (no entry, odd header, EDNS version
  * > 0, a reply that needs truncating) it leaves to the general path, which answers the same bytes
  * (`patch()` in wire.ts).
  */
 import { randomInt } from 'node:crypto';
-import { HEADER, MAX_UDP_SIZE, OUR_UDP_SIZE } from './wire.js';
+import { HEADER, OPT_LEN, OUR_UDP_SIZE, SCAN_QUERY, scanQuery, scanned, udpLimit } from './wire.js';
 import { TYPE } from './records.js';
 
-const OPT_LEN = 11;
 /**
  * FNV-1a from a per-process random start, so names that collide cannot be worked out offline;
  * and a bucket holds at most MAX_CHAIN questions (more go to the general path), so names that do
@@ -95,42 +95,12 @@ export class AnswerCache {
    * got the reply), false when the caller must take the general path.
    */
   reply(q: Buffer, send: SendReply): boolean {
-    const n = q.length;
-    // a query (QR 0), opcode QUERY, one question, no answer/authority records, at most one additional
-    if (n < HEADER + 5 || q[2] & 0xf8 || q[4] !== 0 || q[5] !== 1 || q[6] | q[7] | q[8] | q[9] | q[10] || q[11] > 1) return false;
-    let p = HEADER;
-    let h = this.#start;
-    for (;;) {
-      if (p >= n) return false;
-      const l = q[p];
-      if (l > 63) return false;
-      h = Math.imul(h ^ l, FNV_PRIME);
-      if (l === 0) break;
-      const end = p + 1 + l;
-      if (end > n || end - HEADER > 254) return false;
-      for (p++; p < end; p++) h = Math.imul(h ^ lower(q[p]), FNV_PRIME);
-    }
-    p++;
-    const qnameEnd = p;
-    if (p + 4 > n) return false;
-    const qtype = (q[p] << 8) | q[p + 1];
-    const qclass = (q[p + 2] << 8) | q[p + 3];
-    p += 4;
-    let opt = false;
-    let dnssecOk = false;
-    let limit = 512;
-    if (q[11] === 1) {
-      // an OPT with version 0 and well-formed options (anything else: the general path)
-      if (p + OPT_LEN > n || q[p] !== 0 || q[p + 1] !== 0 || q[p + 2] !== TYPE.OPT || q[p + 6] !== 0) return false;
-      limit = Math.min(Math.max((q[p + 3] << 8) | q[p + 4], 512), MAX_UDP_SIZE);
-      dnssecOk = (q[p + 7] & 0x80) !== 0;
-      const end = p + OPT_LEN + ((q[p + 9] << 8) | q[p + 10]);
-      if (end !== n) return false;
-      for (p += OPT_LEN; p < end; p += 4 + ((q[p + 2] << 8) | q[p + 3])) if (p + 4 > end) return false;
-      if (p !== end) return false;
-      opt = true;
-    } else if (p !== n) return false;
-    const e = this.#find(q, HEADER, qnameEnd, finish(h, qtype, qclass), qtype, qclass);
+    // wire.ts's checks of a plain query; EDNS version > 0 (BADVERS) is the general path's
+    if (scanQuery(q) !== SCAN_QUERY || (scanned.edns && scanned.ednsVersion !== 0)) return false;
+    const { qnameEnd, qtype, qclass } = scanned;
+    const opt = scanned.edns;
+    const limit = udpLimit(opt ? scanned.ednsSize : undefined);
+    const e = this.#find(q, HEADER, qnameEnd, hashQuestion(this.#start, q, HEADER, qnameEnd, qtype, qclass), qtype, qclass);
     if (!e || e.encoded.length + (opt ? OPT_LEN : 0) > limit) return false;
     let out = opt ? e.withOpt : e.plain;
     if (out === undefined) {
@@ -145,7 +115,7 @@ export class AnswerCache {
     out[2] = e.encoded[2] | (q[2] & 0x01);
     out[3] = e.encoded[3] | (q[3] & 0x10);
     for (let i = HEADER; i < qnameEnd; i++) out[i] = q[i];
-    if (opt) out[out.length - 4] = dnssecOk ? 0x80 : 0;
+    if (opt) out[out.length - 4] = scanned.dnssecOk ? 0x80 : 0;
     if (send(out)) {
       // the kernel still has it: patch a new copy next time (this one is no longer the cache's)
       if (opt) e.withOpt = undefined;

@@ -16,7 +16,7 @@ export const HEADER = 12;
 export const OUR_UDP_SIZE = 1232;
 /** Upper bound for UDP answers whatever the client advertises. */
 export const MAX_UDP_SIZE = 4096;
-const OPT_LEN = 11;
+export const OPT_LEN = 11;
 
 export interface Edns {
   /** requestor's UDP payload size */
@@ -41,52 +41,78 @@ export interface Query {
 /** parseQuery's verdict for a packet that must get no answer at all (a response, or no header). */
 export const DROP = 'drop';
 
+/** scanQuery's verdicts */
+export const SCAN_QUERY = 0;
+export const SCAN_DROP = 1;
+export const SCAN_OTHER = 2;
+
 /**
- * The strict fast parser. A plain query → Query; a packet never to be answered → DROP;
- * anything else (several questions, compression in the question, other records, opcode ≠ 0,
- * trailing bytes) → undefined, for the general decoder to handle and, if need be, refuse.
+ * What scanQuery found in the last packet it accepted (overwritten by the next call: nothing is
+ * allocated per packet, so the UDP hot path can use it too).
  */
-export function parseQuery(b: Buffer): Query | typeof DROP | undefined {
+export const scanned = { qnameEnd: 0, qtype: 0, qclass: 0, edns: false, ednsSize: 0, ednsVersion: 0, dnssecOk: false };
+
+/**
+ * The strict checks of a query packet. SCAN_QUERY: a plain query (one question, uncompressed,
+ * at most one OPT, nothing after it), its fields in `scanned`; SCAN_DROP: a packet never to be
+ * answered (a response, or no header); SCAN_OTHER: anything else (several questions,
+ * compression in the question, other records, opcode ≠ 0, trailing bytes), for the general
+ * decoder to handle and, if need be, refuse.
+ */
+export function scanQuery(b: Buffer): number {
   const n = b.length;
-  if (n < HEADER) return DROP;
-  if (b[2] & 0x80) return DROP; // QR: a response; RFC 1035 says to ignore it
-  if (b[2] & 0x78) return undefined; // opcode ≠ QUERY
-  if (b[4] !== 0 || b[5] !== 1 || b[6] || b[7] || b[8] || b[9] || b[10]) return undefined;
+  if (n < HEADER) return SCAN_DROP;
+  if (b[2] & 0x80) return SCAN_DROP; // QR: a response; RFC 1035 says to ignore it
+  if (b[2] & 0x78) return SCAN_OTHER; // opcode ≠ QUERY
+  if (b[4] !== 0 || b[5] !== 1 || b[6] || b[7] || b[8] || b[9] || b[10]) return SCAN_OTHER;
   const ar = b[11];
-  if (ar > 1) return undefined;
+  if (ar > 1) return SCAN_OTHER;
   let p = HEADER;
   for (;;) {
-    if (p >= n) return undefined;
+    if (p >= n) return SCAN_OTHER;
     const l = b[p];
     if (l === 0) break;
-    if (l > 63) return undefined;
+    if (l > 63) return SCAN_OTHER;
     p += l + 1;
-    if (p - HEADER > 254) return undefined;
+    if (p - HEADER > 254) return SCAN_OTHER;
   }
   p++;
   const qnameEnd = p;
-  if (p + 4 > n) return undefined;
-  const qtype = (b[p] << 8) | b[p + 1];
-  const qclass = (b[p + 2] << 8) | b[p + 3];
+  if (p + 4 > n) return SCAN_OTHER;
+  const s = scanned;
+  s.qnameEnd = qnameEnd;
+  s.qtype = (b[p] << 8) | b[p + 1];
+  s.qclass = (b[p + 2] << 8) | b[p + 3];
   p += 4;
-  let edns: Edns | undefined;
-  if (ar === 1) {
-    if (p + OPT_LEN > n || b[p] !== 0 || b[p + 1] !== 0 || b[p + 2] !== TYPE.OPT) return undefined;
-    const size = (b[p + 3] << 8) | b[p + 4];
-    const version = b[p + 6];
-    const dnssecOk = (b[p + 7] & 0x80) !== 0;
+  s.edns = ar === 1;
+  if (s.edns) {
+    if (p + OPT_LEN > n || b[p] !== 0 || b[p + 1] !== 0 || b[p + 2] !== TYPE.OPT) return SCAN_OTHER;
+    s.ednsSize = (b[p + 3] << 8) | b[p + 4];
+    s.ednsVersion = b[p + 6];
+    s.dnssecOk = (b[p + 7] & 0x80) !== 0;
     const rdlen = (b[p + 9] << 8) | b[p + 10];
     p += OPT_LEN;
     const end = p + rdlen;
-    if (end !== n) return undefined;
+    if (end !== n) return SCAN_OTHER;
     while (p < end) {
-      if (p + 4 > end) return undefined;
+      if (p + 4 > end) return SCAN_OTHER;
       p += 4 + ((b[p + 2] << 8) | b[p + 3]);
     }
-    if (p !== end) return undefined;
-    edns = { size, version, do: dnssecOk };
+    if (p !== end) return SCAN_OTHER;
   }
-  if (p !== n) return undefined;
+  return p === n ? SCAN_QUERY : SCAN_OTHER;
+}
+
+/**
+ * The strict fast parser (scanQuery's checks). A plain query → Query; a packet never to be
+ * answered → DROP; anything else → undefined, for the general decoder.
+ */
+export function parseQuery(b: Buffer): Query | typeof DROP | undefined {
+  const verdict = scanQuery(b);
+  if (verdict === SCAN_DROP) return DROP;
+  if (verdict !== SCAN_QUERY) return undefined;
+  const { qnameEnd, qtype, qclass } = scanned;
+  const edns: Edns | undefined = scanned.edns ? { size: scanned.ednsSize, version: scanned.ednsVersion, do: scanned.dnssecOk } : undefined;
   return {
     id: (b[0] << 8) | b[1],
     opcode: 0,
@@ -334,9 +360,12 @@ export function encodeAnswer(a: Answer, o: EncodeOptions): Buffer {
 
 /** The largest reply a client can take: its EDNS size (512…4096), 512 without EDNS, 65535 over TCP. */
 export function replyLimit(q: Pick<Query, 'edns'>, tcp: boolean): number {
-  if (tcp) return 0xffff;
-  if (!q.edns) return 512;
-  return Math.min(Math.max(q.edns.size, 512), MAX_UDP_SIZE);
+  return tcp ? 0xffff : udpLimit(q.edns?.size);
+}
+
+/** The largest UDP reply for a client advertising `ednsSize` (undefined: no EDNS). */
+export function udpLimit(ednsSize: number | undefined): number {
+  return ednsSize === undefined ? 512 : Math.min(Math.max(ednsSize, 512), MAX_UDP_SIZE);
 }
 
 /**
