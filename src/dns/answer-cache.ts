@@ -9,13 +9,14 @@
  * (`patch()` in wire.ts).
  */
 import { randomInt } from 'node:crypto';
-import { HEADER, OPT_LEN, OUR_UDP_SIZE, SCAN_QUERY, scanQuery, scanned, udpLimit } from './wire.js';
-import { TYPE } from './records.js';
+import { HEADER, MAX_UDP_SIZE, OPT_LEN, SCAN_QUERY, lowerWire, patch, scanQuery, scanned, udpLimit } from './wire.js';
+import type { Query } from './wire.js';
 
 /**
- * FNV-1a from a per-process random start, so names that collide cannot be worked out offline;
- * and a bucket holds at most MAX_CHAIN questions (more go to the general path), so names that do
- * collide cannot make lookups slow.
+ * FNV-1a from a per-process random start. That alone does not stop a flood of colliding names
+ * (FNV collisions found for one start often hold for another: a test saw 9+ of 16 still share
+ * a bucket now and then), so a bucket holds at most MAX_CHAIN questions and more go to the
+ * general path: colliding names cannot make lookups slow.
  */
 const FNV_START = (0x811c9dc5 ^ randomInt(0x7fffffff)) >>> 0;
 const FNV_PRIME = 16777619;
@@ -83,9 +84,7 @@ export class AnswerCache {
     let chain = 0;
     for (let e = this.#map.get(h); e; e = e.next) chain++;
     if (chain >= MAX_CHAIN) return;
-    const name = Buffer.from(qname);
-    for (let i = 0; i < name.length; i++) name[i] = lower(name[i]);
-    this.#map.set(h, { name, qtype, qclass, encoded, plain: undefined, withOpt: undefined, next: this.#map.get(h) });
+    this.#map.set(h, { name: lowerWire(qname), qtype, qclass, encoded, plain: undefined, withOpt: undefined, next: this.#map.get(h) });
     this.#size++;
     this.#bytes += bytes;
   }
@@ -108,7 +107,9 @@ export class AnswerCache {
       const len = e.encoded.length + (opt ? OPT_LEN : 0);
       if (this.#bytes + len > this.#byteLimit) return false;
       this.#bytes += len;
-      out = opt ? (e.withOpt = withOpt(e.encoded)) : (e.plain = Buffer.from(e.encoded));
+      out = replyCopy(e, opt);
+      if (opt) e.withOpt = out;
+      else e.plain = out;
     }
     out[0] = q[0];
     out[1] = q[1];
@@ -142,24 +143,18 @@ function lower(c: number): number {
   return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
 }
 
+/** kept within V8's small integers (a larger Map key would be a heap number per lookup) */
 function hashQuestion(h: number, b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
   for (let i = start; i < end; i++) h = Math.imul(h ^ lower(b[i]), FNV_PRIME);
-  return finish(h, qtype, qclass);
-}
-
-/** kept within V8's small integers (a larger Map key would be a heap number per lookup) */
-function finish(h: number, qtype: number, qclass: number): number {
   return Math.imul(Math.imul(h ^ qtype, FNV_PRIME) ^ qclass, FNV_PRIME) & 0x3fffffff;
 }
 
-/** The encoded answer with our OPT appended (ARCOUNT + 1); the DO bit is set per query. */
-function withOpt(encoded: Buffer): Buffer {
-  const out = Buffer.alloc(encoded.length + OPT_LEN);
-  encoded.copy(out, 0);
-  const p = encoded.length;
-  out[p + 2] = TYPE.OPT;
-  out[p + 3] = OUR_UDP_SIZE >> 8;
-  out[p + 4] = OUR_UDP_SIZE & 0xff;
-  out.writeUInt16BE(encoded.readUInt16BE(10) + 1, 10);
-  return out;
+/**
+ * An entry's reply buffer: its encoded answer as `patch()` makes it for a query without EDNS or
+ * with one (our OPT appended, ARCOUNT + 1); the per-query bytes are patched over it in `reply`.
+ */
+function replyCopy(e: Entry, opt: boolean): Buffer {
+  const q: Query = { id: 0, opcode: 0, rd: false, cd: false, qname: e.name, qtype: e.qtype, qclass: e.qclass };
+  if (opt) q.edns = { size: MAX_UDP_SIZE, version: 0, do: false };
+  return patch(e.encoded, q, 0xffff);
 }
