@@ -244,6 +244,16 @@ export class Dns2Binding {
   #wire(udp: FastUdpServer, tcp: net.Server): void {
     const raw = udpHandle(udp);
     const cached = this.#o.cached;
+    const log = this.#log;
+    /** the cache path first (answer-cache.ts); a throw there must not take the daemon down */
+    const fromCache = (data: Buffer, sendReply: SendReply): boolean => {
+      try {
+        return cached?.(data, sendReply) ?? false;
+      } catch (err) {
+        log.debug({ err }, 'DNS cache path failed: the general path answers');
+        return false;
+      }
+    };
     if (raw) {
       // The hot path skips dgram too: its handle's message callback answers plain queries
       // itself and sends on the handle (dgram's send() costs a lookup, a nextTick and a bound
@@ -272,21 +282,11 @@ export class Dns2Binding {
       const sendCached = (b: Buffer): boolean => sendRaw(b, port, address);
       const dgramOnMessage = handle.onmessage;
       const fast = (data: Buffer, port: number, address: string): boolean => this.#fast(data, port, address, send);
-      const log = this.#log;
-      const fromCache = (data: Buffer): boolean => {
-        try {
-          return cached?.(data, sendCached) ?? false;
-        } catch (err) {
-          // a bug here must not take the daemon down: the general path answers instead
-          log.debug({ err }, 'DNS cache path failed');
-          return false;
-        }
-      };
       handle.onmessage = function (this: UvUdp, nread, h, buf, rinfo) {
         if (nread > 0) {
           port = rinfo.port;
           address = rinfo.address;
-          if (fromCache(buf) || fast(buf, port, address)) return;
+          if (fromCache(buf, sendCached) || fast(buf, port, address)) return;
         }
         dgramOnMessage.call(this, nread, h, buf, rinfo);
       };
@@ -297,7 +297,7 @@ export class Dns2Binding {
           send(b, rinfo.port, rinfo.address);
           return true; // dgram keeps the buffer until it is sent
         };
-        return cached?.(data, sendCached) || this.#fast(data, rinfo.port, rinfo.address, send);
+        return fromCache(data, sendCached) || this.#fast(data, rinfo.port, rinfo.address, send);
       };
     }
     const onRequest = (req: Packet, send: Send, client: unknown): void => this.#slow(req, send, client);
