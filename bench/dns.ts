@@ -47,7 +47,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/** A free loopback port for both UDP and TCP (dnsmasq binds both). */
 /**
  * A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both), picked below Linux's
  * ephemeral range: after the bench's idle stage thousands of ephemeral TCP ports sit in
