@@ -217,6 +217,25 @@ subsets:
     ports: [{ name: http, port: ${b.httpPort} }, { name: raw, port: ${b.tcpPort} }]
 `;
 
+/**
+ * Until every TCP listener of Service `bench` has `processes` processes accepting on it (the
+ * proxy workers start beside the daemon and take the portals once up), bounded by 20 s.
+ */
+async function waitWorkers(metricsUrl: string | undefined, processes: number): Promise<void> {
+  if (!metricsUrl) throw new Error('no /metrics address printed: cannot tell when the proxy workers are up');
+  const end = Date.now() + 20_000;
+  let seen: number[] = [];
+  while (Date.now() < end) {
+    seen = (await getText(metricsUrl))
+      .split('\n')
+      .filter((l) => l.startsWith('kubeloop_proxy_listener_processes{service="default/bench"') && l.includes('protocol="TCP"'))
+      .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+    if (seen.length && seen.every((n) => n === processes)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the proxy workers did not take every portal in 20 s (processes per listener: ${seen.join(', ') || 'none'})`);
+}
+
 export interface KubeloopRun {
   contender: Contender;
   backends: Backends;
@@ -283,6 +302,7 @@ export async function startKubeloop(o: { profileDir?: string; forward?: Backends
     };
     await waitListening(contender.http);
     for (const ip of ips) await waitListening({ host: ip, port: 9000 });
+    if (o.processes && o.processes > 1) await waitWorkers(metricsUrl, o.processes);
     return { contender, backends: { ips, httpPort: 8080, tcpPort: 9000 }, metricsUrl };
   } catch (e) {
     await stop();

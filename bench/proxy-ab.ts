@@ -48,8 +48,16 @@ async function serve(argv: string[]): Promise<void> {
     listeners.push(l);
     workers?.share(spec, l.handle!, balancer.endpoints);
   }
-  // the workers are ready once they report; give them the time to start
-  if (workers) await new Promise((r) => setTimeout(r, 1500));
+  // the workers take the portals once up; a variant from before `accepting` existed gets 1.5 s
+  if (workers) {
+    const w = workers as { accepting?: (id: string) => number };
+    const end = Date.now() + 20_000;
+    if (!w.accepting) await new Promise((r) => setTimeout(r, 1500));
+    else while (['http', 'raw'].some((id) => w.accepting!(id) < processes - 1)) {
+      if (Date.now() > end) throw new Error('the proxy workers did not take the portals in 20 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   process.stdout.write(`ready ${workers?.pids().join(',') ?? ''}\n`);
   const stop = () => {
     setTimeout(() => {

@@ -294,8 +294,6 @@ async function main(): Promise<void> {
         const k2 = await startKubeloop({ forward: b, processes: 2 });
         started.push(k2.contender);
         cs.push(k2.contender);
-        // its proxy worker starts beside the daemon: the portal is shared once it is up
-        await sleep(1500);
       }
       if (a.contenders.has('haproxy')) {
         try {

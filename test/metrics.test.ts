@@ -86,6 +86,7 @@ t.test('/metrics: sync and programming figures, per-Service and per-endpoint cou
   const L = `service="default/web",port="http",protocol="TCP",address="${ip}:8080",kind="clusterIP"`;
   t.equal(sample(m, `kubeloop_proxy_connections_total{${L}}`), 2, 'both connections counted');
   t.equal(sample(m, `kubeloop_proxy_connections_active{${L}}`), 1, 'one still open');
+  t.equal(sample(m, `kubeloop_proxy_listener_processes{${L}}`), 1, 'one process accepts (no proxy workers)');
   t.equal(sample(m, `kubeloop_proxy_connections_failed_total{${L}}`), 0);
   // client → backend: "ping\n" on the open connection; the closed one sent nothing
   t.equal(sample(m, `kubeloop_proxy_bytes_total{${L},direction="in"}`), 5, 'bytes of the open connection count at once');

@@ -114,6 +114,11 @@ t.test('a worker process serves the portal while the proxy process is busy, and 
 
   const first = await untilWorkerServes(ip, 8080);
   t.match(first.answer, /^b[123]$/, 'a connection made while this process is blocked is answered');
+  const processes = await waitFor(() => {
+    const l = h.proxy.listeners().find((x) => x.kind === 'clusterIP');
+    return l?.processes === 2 ? 2 : undefined;
+  }, 'the worker reported taking the portal');
+  t.equal(processes, 2, 'the listener counts two processes accepting on it');
   const seen = new Set<string>();
   for (let i = 0; i < 9; i++) seen.add(whoAnswersBlocked(ip, 8080));
   t.same([...seen].sort(), ['b1', 'b2', 'b3'], 'the worker balances over every endpoint');
@@ -175,12 +180,15 @@ t.test('ClientIP affinity keeps a Service in the proxy process; switching it off
   const pinned = new Set<string>();
   for (let i = 0; i < 4; i++) pinned.add(await whoAnswers(ip, 8082));
   t.equal(pinned.size, 1, 'and one client stays on one endpoint');
+  const stickyListener = () => h.proxy.listeners().find((x) => x.svc === 'default/sticky' && x.kind === 'clusterIP')!;
+  t.equal(stickyListener().processes, 1, 'one process accepts on the sticky Service');
 
   const cur = structuredClone(await h.store.get<Service>('Service', 'default', 'sticky')) as Mutable<Service>;
   cur.spec!.sessionAffinity = 'None';
   await h.store.update(cur);
   await h.proxy.synced();
   t.ok((await untilWorkerServes(ip, 8082)).answer, 'affinity off: the worker serves it too');
+  t.equal(await waitFor(() => (stickyListener().processes === 2 ? 2 : undefined), 'two processes'), 2, 'and two processes are counted');
   const totals = () => {
     const l = h.proxy.listeners().find((x) => x.svc === 'default/sticky' && x.kind === 'clusterIP')!;
     const conns = h.proxy.endpointStats().filter((e) => e.svc === 'default/sticky').reduce((n, e) => n + e.connections, 0);
@@ -195,6 +203,7 @@ t.test('ClientIP affinity keeps a Service in the proxy process; switching it off
   await h.proxy.synced();
   const [again1, shared1] = probeBlocked([[ip, 8082], [otherIp, 8083]], 1500);
   t.ok(shared1!.answer && !again1!.answer, 'affinity on again: back in the proxy process only');
+  t.equal(stickyListener().processes, 1, 'one process counted again when the sync returns');
   // what the worker counted for the portal stays in the totals after it left the worker (and
   // after its balancer for the port went, which it reports within 250 ms)
   await new Promise((r) => setTimeout(r, 600));

@@ -120,6 +120,15 @@ export function proxyMetrics(proxy: Proxy, o: { registry?: Registry; processMetr
       perListener(this, (l) => l.active);
     },
   });
+  new Gauge({
+    name: 'kubeloop_proxy_listener_processes',
+    help: 'Processes accepting on a Service listener: the daemon plus the proxy workers (--proxy-processes) that took it, as of their last report',
+    labelNames: L,
+    registers,
+    collect() {
+      perListener(this, (l) => l.processes);
+    },
+  });
   new Counter({
     name: 'kubeloop_proxy_connections_failed_total',
     help: 'Connections reset / datagrams dropped because no endpoint was ready or every dial failed',

@@ -46,6 +46,8 @@ export interface ListenerInfo {
   kind: PortalKind;
   /** open TCP connections / UDP flows */
   active: number;
+  /** processes accepting on it: this one plus the proxy workers that reported taking it */
+  processes: number;
   /** totals; TCP bytes include the connections still open */
   counters: Readonly<ListenerCounters>;
 }
@@ -515,11 +517,12 @@ export class Proxier implements ProxyHandler {
   }
 
   /** the listener's totals: its own, bytes of open connections included, plus the workers' */
-  #totals(l: Listener): { active: number; counters: ListenerCounters } {
+  #totals(l: Listener): { active: number; counters: ListenerCounters; processes: number } {
     const own = withLive(l);
-    const w = this.#o.workers?.listenerTotals(l.spec.id);
-    if (!w) return { active: l.active, counters: own };
-    return { active: l.active + w.active, counters: addCounters(own, w.counters) };
+    const workers = this.#o.workers;
+    if (!workers) return { active: l.active, counters: own, processes: 1 };
+    const w = workers.listenerTotals(l.spec.id);
+    return { active: l.active + w.active, counters: addCounters(own, w.counters), processes: 1 + workers.accepting(l.spec.id) };
   }
 
   /** Passes a TCP portal to the workers unless its Service pins clients (ClientIP affinity). */

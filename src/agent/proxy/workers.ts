@@ -182,6 +182,13 @@ export class ProxyWorkers {
     return out;
   }
 
+  /** how many workers accept on the portal, as of their last report (a worker reports within 250 ms of taking it) */
+  accepting(id: string): number {
+    let n = 0;
+    for (const w of this.#workers) if (!w.exited && w.listeners.has(id)) n++;
+    return n;
+  }
+
   /** the workers' totals for one endpoint of one service port, or undefined when none has any */
   endpointTotals(servicePort: string, id: string): EndpointTotals | undefined {
     const key = epKey(servicePort, id);
