@@ -134,14 +134,21 @@ function printListenerErrors(errors: ReadonlyArray<{ address: string; portNumber
   }
 }
 
+/**
+ * A signal within this long of the first is the same request: a terminal's Ctrl-C reaches the
+ * daemon directly and again through `npm start`, which forwards the signals it gets.
+ */
+const SAME_SIGNAL_MS = 1000;
+
 function installSignalHandlers(daemon: Daemon, log: Logger): void {
-  let signalled = 0;
+  let firstAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    signalled++;
-    if (signalled > 1) {
+    if (firstAt) {
+      if (Date.now() - firstAt < SAME_SIGNAL_MS) return log.debug({ sig }, 'signal again: already stopping');
       log.warn({ sig }, 'second signal: exiting now');
       process.exit(1);
     }
+    firstAt = Date.now();
     log.info({ sig }, 'stopping');
     daemon.stop().then(
       () => process.exit(0),
