@@ -155,16 +155,18 @@ export async function waitListening(a: Addr, timeoutMs = 10_000): Promise<void> 
   }
 }
 
-/** the body of a plain HTTP GET (no agent, 5 s socket timeout) */
+/** the body of a plain HTTP GET (no agent; fails when the socket is idle for 5 s) */
 export function getText(url: string): Promise<string> {
   return new Promise((res, rej) => {
-    http
+    const req = http
       .get(url, { agent: false, timeout: 5000 }, (r) => {
         let body = '';
         r.setEncoding('utf8').on('data', (c: string) => (body += c));
         r.on('end', () => res(body));
+        r.on('error', rej);
       })
       .on('error', rej);
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no data for 5 s`)));
   });
 }
 

@@ -114,8 +114,10 @@ t.test('kubeloop up with the demo manifests', async (t) => {
   await t.test('Ctrl-C stops everything and leaves no pod process', async (t) => {
     const pids = podProcesses(POD_PREFIX).map((p) => p.pid);
     t.ok(pids.length >= 3);
-    // under `npm start` a terminal's Ctrl-C arrives twice: from the terminal and forwarded by npm
+    // under `npm start` a terminal's Ctrl-C arrives twice: from the terminal and, a moment
+    // later, forwarded by npm (apart, so the kernel does not merge the two into one)
     d.proc.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 5));
     const code = await d.stop('SIGINT');
     stopped = true;
     t.equal(code, 0, 'exit 0: the repeated SIGINT did not cut the graceful stop short');

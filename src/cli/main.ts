@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Daemon, REPO_ROOT } from './daemon.js';
 import { createLogger } from './logger.js';
 import { OptionsError, helpText, resolveOptions } from './options.js';
+import { type SignalState, stopSignal } from './signals.js';
 
 const USAGE = `Usage: kubeloop <command> [flags]
 
@@ -134,21 +135,15 @@ function printListenerErrors(errors: ReadonlyArray<{ address: string; portNumber
   }
 }
 
-/**
- * A signal within this long of the first is the same request: a terminal's Ctrl-C reaches the
- * daemon directly and again through `npm start`, which forwards the signals it gets.
- */
-const SAME_SIGNAL_MS = 1000;
-
 function installSignalHandlers(daemon: Daemon, log: Logger): void {
-  let firstAt = 0;
+  const state: SignalState = { repeated: false };
   const onSignal = (sig: NodeJS.Signals) => {
-    if (firstAt) {
-      if (Date.now() - firstAt < SAME_SIGNAL_MS) return log.debug({ sig }, 'signal again: already stopping');
+    const action = stopSignal(state, sig, Date.now());
+    if (action === 'same') return log.info({ sig }, 'signal repeated at once (npm forwards it too): still stopping; signal again to exit now');
+    if (action === 'exit') {
       log.warn({ sig }, 'second signal: exiting now');
       process.exit(1);
     }
-    firstAt = Date.now();
     log.info({ sig }, 'stopping');
     daemon.stop().then(
       () => process.exit(0),

@@ -17,6 +17,7 @@ import type { Proxy } from './index.js';
  * | `kubeproxy_sync_proxy_rules_{service,endpoint}_changes_total` | changes applied by syncs |
  * | `kubeproxy_sync_proxy_rules_{service,endpoint}_changes_pending` | changes waiting for the next sync |
  * | `kubeloop_proxy_connections_total` … `_bytes_total` | per listener (Service, port name, protocol, address, kind) |
+ * | `kubeloop_proxy_listener_processes` | per listener: processes accepting on it (the daemon + proxy workers, as of their last report) |
  * | `kubeloop_proxy_endpoint_connections_total` … | per endpoint of a service port: the per-pod distribution |
  *
  * plus the standard `process_*` / `nodejs_*` figures. Counters are read from the proxy when
