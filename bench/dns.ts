@@ -1,27 +1,27 @@
 /**
- * DNS throughput, side by side in one run: kubeloop's DnsServer against dnsmasq serving the
- * same names, both loaded by dnsperf over loopback UDP, plus a naive dns2 server (a handler
- * building dns2 Packets, no caching) as the baseline the issue measured, and a bare Node UDP
- * echo (a constant reply with the ID patched: the ceiling of any Node server). Rounds alternate
- * between the servers so that machine noise hits all alike; medians and ratios are printed.
+ * DNS throughput, side by side in one run, each server loaded by dnsperf over loopback UDP:
+ * - kubeloop: a `kubeloop up` daemon, as users run it, serving the names of a manifest;
+ * - dnsmasq serving the same names;
+ * - a naive dns2 server (a handler building dns2 Packets, no caching): the baseline the issue
+ *   measured;
+ * - bench/udp-echo.mjs, a Node process answering one constant reply on the socket's libuv
+ *   handle: the ceiling of any Node server.
+ * Rounds alternate between the servers so that machine noise hits all alike; medians and ratios
+ * are printed.
  *
  *   node --import tsx bench/dns.ts [--seconds 10] [--rounds 3] [--outstanding 100] [--mix a|mixed] [--out file.json]
  *
  * Needs Debian's `dnsperf` and `dnsmasq` (apt-get install -y dnsperf dnsmasq). Loopback only;
- * every run is bounded by --seconds; both servers are stopped at the end.
+ * every run is bounded by --seconds; every server is stopped at the end.
  */
-import { spawn, execFile } from 'node:child_process';
+import { type ChildProcess, spawn, execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import dns2 from 'dns2';
-import type { Service } from '../src/api/types.js';
-import { createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
-import { DnsServer } from '../src/dns/index.js';
+import { ROOT } from './contenders.js';
 
 interface Args {
   seconds: number;
@@ -88,6 +88,81 @@ async function dnsperf(port: number, queryFile: string, a: Args): Promise<{ qps:
   return { qps, lost, latencyMs };
 }
 
+const MANIFEST = `apiVersion: v1
+kind: Namespace
+metadata: { name: testns }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: svc1, namespace: testns }
+spec:
+  ports: [{ name: http, port: 80, targetPort: 80 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: hdls, namespace: testns }
+spec:
+  clusterIP: None
+  ports: [{ name: http, port: 80, targetPort: 80 }]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: { name: hdls, namespace: testns }
+subsets:
+  - addresses: [{ ip: 127.244.0.1 }, { ip: 127.244.0.2 }, { ip: 127.244.0.3 }]
+    ports: [{ name: http, port: 80 }]
+`;
+
+/**
+ * `kubeloop up` with MANIFEST and a DNS port of its own choosing (bounded start); resolves once
+ * its DNS answers svc1's ClusterIP. `stop` ends it (SIGINT, then SIGKILL after 15 s).
+ */
+async function startDaemon(dir: string): Promise<{ port: number; clusterIP: string; stop(): Promise<void> }> {
+  const file = join(dir, 'dns.yaml');
+  await writeFile(file, MANIFEST);
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', file, '--state-dir', join(dir, 'state'),
+      '--service-cidr', '127.156.0.0/16', '--pod-cidr', '127.157.0.0/16', '--node-ip', '127.0.156.1',
+      '--nodeport-addresses', '127.0.156.1', '--allow-loopback-endpoints',
+      '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '', '--log-level', 'warn',
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
+  );
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += err.length < 100_000 ? c : ''));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGINT');
+    const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(t);
+  };
+  try {
+    const end = Date.now() + 60_000;
+    let port = 0;
+    let clusterIP = '';
+    while (!clusterIP) {
+      if (proc.exitCode !== null) throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
+      if (Date.now() > end) throw new Error(`kubeloop's DNS did not answer in 60 s:\n${err}\n${out}`);
+      port ||= Number(/DNS:\s+dig @127\.0\.0\.1 -p (\d+)/.exec(out)?.[1] ?? 0);
+      if (port) {
+        const ip = await run('dig', ['@127.0.0.1', '-p', String(port), '+short', '+time=1', '+tries=1', 'svc1.testns.svc.cluster.local'], 3000).catch(() => '');
+        if (/^127\.156\.\d+\.\d+$/.test(ip.trim())) clusterIP = ip.trim();
+      }
+      if (!clusterIP) await new Promise((r) => setTimeout(r, 100));
+    }
+    return { port, clusterIP, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
@@ -95,37 +170,10 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'kubeloop-dnsbench-'));
   const cleanups: Array<() => Promise<void> | void> = [() => rm(dir, { recursive: true, force: true })];
   try {
-    // kubeloop: a store with the benchmark's names, informers, the DNS server
-    const store = await createEmbeddedStore({ allowLoopbackEndpoints: true });
-    const informers = new InformerFactory(store);
-    const dns = new DnsServer({ informers, log: pino({ level: 'warn' }), address: '127.0.0.1', port: 0, zone: 'cluster.local', ttl: 5 });
-    cleanups.unshift(async () => {
-      await dns.stop();
-      informers.stop();
-      await store.close();
-    });
-    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'testns' } });
-    const svc = await store.create<Service>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'svc1', namespace: 'testns' },
-      spec: { type: 'ClusterIP', sessionAffinity: 'None', internalTrafficPolicy: 'Cluster', ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80 }] },
-    });
-    const clusterIP = svc.spec!.clusterIP!;
-    await store.create<Service>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'hdls', namespace: 'testns' },
-      spec: { type: 'ClusterIP', sessionAffinity: 'None', internalTrafficPolicy: 'Cluster', clusterIP: 'None', clusterIPs: ['None'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80 }] },
-    });
-    await store.create({
-      apiVersion: 'v1',
-      kind: 'Endpoints',
-      metadata: { name: 'hdls', namespace: 'testns' },
-      subsets: [{ addresses: [{ ip: '127.244.0.1' }, { ip: '127.244.0.2' }, { ip: '127.244.0.3' }], ports: [{ name: 'http', protocol: 'TCP', port: 80 }] }],
-    });
-    await dns.start();
-    await dns.synced();
+    // kubeloop: the daemon, serving the benchmark's names
+    const kl = await startDaemon(dir);
+    cleanups.unshift(() => kl.stop());
+    const clusterIP = kl.clusterIP;
 
     // dnsmasq: the same names, authoritative-style local data, no upstream, no logging
     const mport = await freePort();
@@ -179,7 +227,7 @@ async function main(): Promise<void> {
     await naive.listen({ udp: { port: nport, address: '127.0.0.1' } });
     cleanups.unshift(() => naive.close());
 
-    // the ceiling: Node's dgram socket replying with one fixed answer, only the ID patched
+    // the ceiling: a Node UDP socket replying with one fixed answer, only the ID patched
     const canned = await new Promise<Buffer>((resolve, reject) => {
       const c = dgram.createSocket('udp4');
       const q = Buffer.from('00000000000100000000000004737663310674657374' + '6e730373766307636c7573746572056c6f63616c0000010001', 'hex');
@@ -188,19 +236,21 @@ async function main(): Promise<void> {
         resolve(b);
       });
       c.once('error', reject);
-      c.send(q, dns.port, '127.0.0.1');
-    });
-    const echo = dgram.createSocket('udp4');
-    echo.on('message', (m, r) => {
-      const o = Buffer.allocUnsafe(canned.length);
-      canned.copy(o);
-      o[0] = m[0];
-      o[1] = m[1];
-      echo.send(o, r.port, r.address);
+      c.send(q, kl.port, '127.0.0.1');
     });
     const eport = await freePort();
-    await new Promise<void>((r) => echo.bind(eport, '127.0.0.1', r));
-    cleanups.unshift(() => new Promise<void>((r) => echo.close(() => r())));
+    const echo = spawn(process.execPath, [join(ROOT, 'bench', 'udp-echo.mjs'), String(eport), canned.toString('hex')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const echoExited = new Promise<void>((r) => echo.once('exit', () => r()));
+    cleanups.unshift(async () => {
+      if (echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
+      await echoExited;
+    });
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      echo.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+      echo.stdout!.once('data', () => resolve());
+      echo.once('exit', (code) => reject(new Error(`bench/udp-echo.mjs exited ${code}: ${err}`)));
+    });
 
     const queries =
       a.mix === 'a'
@@ -216,8 +266,8 @@ async function main(): Promise<void> {
     await writeFile(queryFile, queries.join('\n') + '\n');
 
     // warm-up (JIT, caches), then alternate rounds
-    await dnsperf(dns.port, queryFile, { ...a, seconds: 2 });
-    const servers = { kubeloop: dns.port, dnsmasq: mport, ...(a.mix === 'a' ? { naiveDns2: nport, nodeEcho: eport } : {}) } as Record<string, number>;
+    await dnsperf(kl.port, queryFile, { ...a, seconds: 2 });
+    const servers = { kubeloop: kl.port, dnsmasq: mport, ...(a.mix === 'a' ? { naiveDns2: nport, nodeEcho: eport } : {}) } as Record<string, number>;
     const qps: Record<string, number[]> = {};
     const rounds: Array<Record<string, { qps: number; lost: number; latencyMs: number }>> = [];
     for (let r = 0; r < a.rounds; r++) {

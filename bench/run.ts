@@ -521,7 +521,7 @@ async function main(): Promise<void> {
     });
 
     if (a.only.has('dns')) {
-      log('DNS: dnsperf against kubeloop, dnsmasq, a naive dns2 server and a bare Node UDP echo');
+      log('DNS: dnsperf against a kubeloop daemon, dnsmasq, a naive dns2 server and a Node UDP echo (the ceiling of a Node server)');
       const tmp = mkdtempSync(join(os.tmpdir(), 'kubeloop-bench-dns-'));
       try {
         const seconds = a.quick ? 2 : Math.max(3, a.seconds);
@@ -541,7 +541,7 @@ async function main(): Promise<void> {
         kubeloopOnly.push({
           what: `DNS queries/s (dnsperf, A record, ${seconds} s × ${a.rounds} interleaved rounds)`,
           value: `kubeloop ${fmt(m.kubeloop)} · dnsmasq ${fmt(m.dnsmasq)} · ratio ${fmt(d.ratio)}×`,
-          reference: `goal ≥ 1.0× dnsmasq; naive dns2 ${fmt(m.naiveDns2)}, bare Node UDP echo ${fmt(m.nodeEcho)}`,
+          reference: `goal ≥ 1.0× dnsmasq; naive dns2 ${fmt(m.naiveDns2)}; a Node UDP echo answering one constant reply (bench/udp-echo.mjs, the ceiling of a Node server) ${fmt(m.nodeEcho)}`,
         });
       } catch (e) {
         const msg = `DNS: ${(e as Error).message.split('\n')[0]}`;
