@@ -128,7 +128,7 @@ function exited(p: ChildProcess): Promise<void> {
   });
 }
 
-async function kill(p: ChildProcess, sig: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+export async function kill(p: ChildProcess, sig: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
   p.kill(sig);
   const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
@@ -245,33 +245,34 @@ export interface KubeloopRun {
   metricsUrl?: string;
 }
 
+/** A `kubeloop up` started by `launchKubeloop`. */
+export interface KubeloopDaemon {
+  proc: ChildProcess;
+  /** what it printed so far (the table, the API/DNS/metrics addresses) */
+  out(): string;
+  /** SIGINT, SIGKILL after 15 s; then its state dir is removed */
+  stop(): Promise<void>;
+}
+
 /**
- * Starts `kubeloop up` with the bench Deployment + Service (its own CIDRs and node address), and
- * reads the ClusterIP and the 3 pod IPs from its API.
- *
- * With `forward`, the daemon runs no pods: its Service `bench` is selector-less, with Endpoints
- * naming those backends (another daemon's pods), and it proxies with `--proxy-processes
- * processes`; its pids are the daemon and its proxy workers.
+ * Starts `kubeloop up -f` with `manifest`, in a state dir of its own, with the API, DNS and
+ * metrics on ports of its choosing and `flags` added (its CIDRs, node address, …; `nodeFlags` go
+ * to node itself), and resolves once it prints that it is running (60 s at most).
  */
-export async function startKubeloop(o: { profileDir?: string; forward?: Backends; processes?: number } = {}): Promise<KubeloopRun> {
+export async function launchKubeloop(manifest: string, flags: string[], nodeFlags: string[] = []): Promise<KubeloopDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-bench-run-'));
-  writeFileSync(join(dir, 'bench.yaml'), o.forward ? FORWARD_MANIFEST(o.forward) : MANIFEST(process.execPath));
-  const net = o.forward ? 152 : 150;
+  writeFileSync(join(dir, 'manifest.yaml'), manifest);
   const args = [
-    ...(o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : []),
-    join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', join(dir, 'bench.yaml'), '--state-dir', join(dir, 'state'),
-    '--service-cidr', `127.${net}.0.0/16`, '--pod-cidr', `127.${net + 1}.0.0/16`,
-    '--node-ip', `127.0.${net}.1`, '--nodeport-addresses', `127.0.${net}.1`,
-    ...(o.forward ? ['--allow-loopback-endpoints', '--lb-pool', '127.154.0.0/16'] : []),
-    ...(o.processes ? ['--proxy-processes', String(o.processes)] : []),
-    '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '127.0.0.1:0',
-    '--log-level', 'warn', '--ready-timeout', '30s', '--stop-grace', '2s',
+    ...nodeFlags,
+    join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', join(dir, 'manifest.yaml'), '--state-dir', join(dir, 'state'),
+    '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '127.0.0.1:0', '--log-level', 'warn',
+    ...flags,
   ];
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
   let out = '';
   let err = '';
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c.length < 100_000 ? c : ''));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += err.length < 100_000 ? c : ''));
   const stop = async (): Promise<void> => {
     await kill(proc, 'SIGINT', 15_000);
     rmSync(dir, { recursive: true, force: true });
@@ -283,6 +284,37 @@ export async function startKubeloop(o: { profileDir?: string; forward?: Backends
       if (Date.now() > end) throw new Error(`kubeloop did not come up in 60 s:\n${err}\n${out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { proc, out: () => out, stop };
+}
+
+/**
+ * Starts `kubeloop up` with the bench Deployment + Service (its own CIDRs and node address), and
+ * reads the ClusterIP and the 3 pod IPs from its API.
+ *
+ * With `forward`, the daemon runs no pods: its Service `bench` is selector-less, with Endpoints
+ * naming those backends (another daemon's pods), and it proxies with `--proxy-processes
+ * processes`; its pids are the daemon and its proxy workers.
+ */
+export async function startKubeloop(o: { profileDir?: string; forward?: Backends; processes?: number } = {}): Promise<KubeloopRun> {
+  const net = o.forward ? 152 : 150;
+  const d = await launchKubeloop(
+    o.forward ? FORWARD_MANIFEST(o.forward) : MANIFEST(process.execPath),
+    [
+      '--service-cidr', `127.${net}.0.0/16`, '--pod-cidr', `127.${net + 1}.0.0/16`,
+      '--node-ip', `127.0.${net}.1`, '--nodeport-addresses', `127.0.${net}.1`,
+      ...(o.forward ? ['--allow-loopback-endpoints', '--lb-pool', '127.154.0.0/16'] : []),
+      ...(o.processes ? ['--proxy-processes', String(o.processes)] : []),
+      '--ready-timeout', '30s', '--stop-grace', '2s',
+    ],
+    o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : [],
+  );
+  const { proc, stop } = d;
+  try {
+    const out = d.out();
     const api = /API:\s+(http:\/\/\S+)/.exec(out)?.[1];
     if (!api) throw new Error(`no API address in:\n${out}`);
     const svc = (await getJson(`${api}/api/v1/namespaces/default/services/bench`)) as { spec: { clusterIP: string } };

@@ -14,14 +14,15 @@
  * Needs Debian's `dnsperf` and `dnsmasq` (apt-get install -y dnsperf dnsmasq). Loopback only;
  * every run is bounded by --seconds; every server is stopped at the end.
  */
-import { type ChildProcess, spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dns2 from 'dns2';
-import { ROOT } from './contenders.js';
+import { ROOT, kill, launchKubeloop } from './contenders.js';
+import { run } from './tools.js';
 
 interface Args {
   seconds: number;
@@ -71,15 +72,6 @@ async function freePort(): Promise<number> {
   }
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} failed: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
-
 async function dnsperf(port: number, queryFile: string, a: Args): Promise<{ qps: number; lost: number; latencyMs: number }> {
   const out = await run('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', queryFile, '-l', String(a.seconds), '-q', String(a.outstanding)], (a.seconds + 20) * 1000);
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
@@ -114,51 +106,26 @@ subsets:
 `;
 
 /**
- * `kubeloop up` with MANIFEST and a DNS port of its own choosing (bounded start); resolves once
- * its DNS answers svc1's ClusterIP. `stop` ends it (SIGINT, then SIGKILL after 15 s).
+ * `kubeloop up` with MANIFEST; resolves once its DNS answers svc1's ClusterIP (bounded), with
+ * its DNS port and `stop`.
  */
-async function startDaemon(dir: string): Promise<{ port: number; clusterIP: string; stop(): Promise<void> }> {
-  const file = join(dir, 'dns.yaml');
-  await writeFile(file, MANIFEST);
-  const proc: ChildProcess = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '-f', file, '--state-dir', join(dir, 'state'),
-      '--service-cidr', '127.156.0.0/16', '--pod-cidr', '127.157.0.0/16', '--node-ip', '127.0.156.1',
-      '--nodeport-addresses', '127.0.156.1', '--allow-loopback-endpoints',
-      '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr', '', '--log-level', 'warn',
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
-  );
-  let out = '';
-  let err = '';
-  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += err.length < 100_000 ? c : ''));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGINT');
-    const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(t);
-  };
+async function startDaemon(): Promise<{ port: number; clusterIP: string; stop(): Promise<void> }> {
+  const d = await launchKubeloop(MANIFEST, [
+    '--service-cidr', '127.156.0.0/16', '--pod-cidr', '127.157.0.0/16', '--node-ip', '127.0.156.1',
+    '--nodeport-addresses', '127.0.156.1', '--allow-loopback-endpoints',
+  ]);
   try {
-    const end = Date.now() + 60_000;
-    let port = 0;
-    let clusterIP = '';
-    while (!clusterIP) {
-      if (proc.exitCode !== null) throw new Error(`kubeloop exited ${proc.exitCode}:\n${err}\n${out}`);
-      if (Date.now() > end) throw new Error(`kubeloop's DNS did not answer in 60 s:\n${err}\n${out}`);
-      port ||= Number(/DNS:\s+dig @127\.0\.0\.1 -p (\d+)/.exec(out)?.[1] ?? 0);
-      if (port) {
-        const ip = await run('dig', ['@127.0.0.1', '-p', String(port), '+short', '+time=1', '+tries=1', 'svc1.testns.svc.cluster.local'], 3000).catch(() => '');
-        if (/^127\.156\.\d+\.\d+$/.test(ip.trim())) clusterIP = ip.trim();
-      }
-      if (!clusterIP) await new Promise((r) => setTimeout(r, 100));
+    const port = Number(/DNS:\s+dig @127\.0\.0\.1 -p (\d+)/.exec(d.out())?.[1] ?? 0);
+    if (!port) throw new Error(`no DNS address in:\n${d.out()}`);
+    // SERVFAIL until its informers have synced
+    for (let i = 0; i < 100; i++) {
+      const ip = (await run('dig', ['@127.0.0.1', '-p', String(port), '+short', '+time=1', '+tries=1', 'svc1.testns.svc.cluster.local'], 3000).catch(() => '')).trim();
+      if (/^127\.156\.\d+\.\d+$/.test(ip)) return { port, clusterIP: ip, stop: d.stop };
+      await new Promise((r) => setTimeout(r, 100));
     }
-    return { port, clusterIP, stop };
+    throw new Error("kubeloop's DNS did not answer svc1's ClusterIP");
   } catch (e) {
-    await stop();
+    await d.stop();
     throw e;
   }
 }
@@ -171,7 +138,7 @@ async function main(): Promise<void> {
   const cleanups: Array<() => Promise<void> | void> = [() => rm(dir, { recursive: true, force: true })];
   try {
     // kubeloop: the daemon, serving the benchmark's names
-    const kl = await startDaemon(dir);
+    const kl = await startDaemon();
     cleanups.unshift(() => kl.stop());
     const clusterIP = kl.clusterIP;
 
@@ -189,11 +156,7 @@ async function main(): Promise<void> {
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
     let dnsmasqErr = '';
     dnsmasq.stderr!.on('data', (c: Buffer) => (dnsmasqErr += c.toString()));
-    cleanups.unshift(() => new Promise<void>((r) => {
-      if (dnsmasq.exitCode !== null) return r();
-      dnsmasq.once('exit', () => r());
-      dnsmasq.kill('SIGTERM');
-    }));
+    cleanups.unshift(() => kill(dnsmasq));
     // wait until dnsmasq answers (bounded)
     for (let i = 0; ; i++) {
       try {
@@ -240,11 +203,7 @@ async function main(): Promise<void> {
     });
     const eport = await freePort();
     const echo = spawn(process.execPath, [join(ROOT, 'bench', 'udp-echo.mjs'), String(eport), canned.toString('hex')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const echoExited = new Promise<void>((r) => echo.once('exit', () => r()));
-    cleanups.unshift(async () => {
-      if (echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
-      await echoExited;
-    });
+    cleanups.unshift(() => kill(echo));
     await new Promise<void>((resolve, reject) => {
       let err = '';
       echo.stderr!.on('data', (c: Buffer) => (err += c.toString()));

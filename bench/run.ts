@@ -635,33 +635,26 @@ function evaluate(figs: Figure[], raw: Record<string, unknown>, idleCount: numbe
   ratioGoal('bulk_8', 'bulk throughput, 8 streams', 1, undefined);
   ratioGoal('rate_p99', 'p99 latency at the fixed rate', undefined, 1.2);
   const per = f('idle_max')?.median.kubeloop;
-  goals.push(
-    per === undefined
-      ? { what: 'idle connections: proxy RSS each', target: '≤ 4 KiB', value: 'not measured', met: null }
-      : per <= 0
-        ? // the process's RSS fell while it held them: its GC gave back more than they took
-          { what: `idle connections: proxy RSS each (${idleCount.toLocaleString('en-US')} held)`, target: '≤ 4 KiB', value: `${fmt(per)} KiB: not measurable (RSS fell during the hold; GC noise)`, met: null }
-        : { what: `idle connections: proxy RSS each (${idleCount.toLocaleString('en-US')} held)`, target: '≤ 4 KiB', value: `${fmt(per)} KiB`, met: per <= 4, note: per <= 4 ? undefined : `${fmt(per - 4)} KiB over` },
-  );
+  const rssWhat = `idle connections: proxy RSS each (${idleCount.toLocaleString('en-US')} held)`;
+  if (per === undefined) goals.push({ what: rssWhat, target: '≤ 4 KiB', value: 'not measured', met: null });
+  // ≤ 0: the process's RSS fell while it held them (its GC gave back more than they took)
+  else if (per <= 0) goals.push({ what: rssWhat, target: '≤ 4 KiB', value: `${fmt(per)} KiB: not measurable (RSS fell during the hold; GC noise)`, met: null });
+  else goals.push({ what: rssWhat, target: '≤ 4 KiB', value: `${fmt(per)} KiB`, met: per <= 4, note: per <= 4 ? undefined : `${fmt(per - 4)} KiB over` });
   // judged against the control (as many held straight to the backends): holding them anywhere
   // raises every p99 on a 2-core machine, a probe that bypasses the proxy included
+  const latWhat = "idle connections: no effect on the others' latency";
+  const latTarget = 'p99 with them held through the proxy ≤ 1.2× p99 with as many held direct to the backends';
   const effF = f('idle_p99_proxy_effect');
   const eff = effF?.median.kubeloop;
-  if (eff === undefined && f('idle_p99_effect')?.median.kubeloop !== undefined) {
-    goals.push({ what: 'idle connections: no effect on the others\' latency', target: 'p99 with them held through the proxy ≤ 1.2× p99 with as many held direct to the backends', value: 'not measured (the control failed: see the notes)', met: null });
-  }
-  if (eff !== undefined) {
-    const plain = f('idle_p99_effect')?.median;
+  const plain = f('idle_p99_effect')?.median;
+  if (eff === undefined) {
+    if (plain?.kubeloop !== undefined) goals.push({ what: latWhat, target: latTarget, value: 'not measured (the control failed: see the notes)', met: null });
+  } else {
     const also =
       plain?.kubeloop === undefined
         ? ''
         : `; ÷ p99 with none held: ${fmt(plain.kubeloop)}×, HAProxy ${fmt(plain.haproxy ?? NaN)}×, no proxy at all (direct) ${fmt(plain.direct ?? NaN)}×`;
-    goals.push({
-      what: 'idle connections: no effect on the others\' latency',
-      target: 'p99 with them held through the proxy ≤ 1.2× p99 with as many held direct to the backends',
-      value: `${fmt(eff)}× (HAProxy ${fmt(effF?.median.haproxy ?? NaN)}×${also})`,
-      met: eff <= 1.2,
-    });
+    goals.push({ what: latWhat, target: latTarget, value: `${fmt(eff)}× (HAProxy ${fmt(effF?.median.haproxy ?? NaN)}×${also})`, met: eff <= 1.2 });
   }
   const p = raw.programming as Record<string, number> | undefined;
   if (p) {

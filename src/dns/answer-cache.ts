@@ -9,7 +9,7 @@
  * (`patch()` in wire.ts).
  */
 import { randomInt } from 'node:crypto';
-import { HEADER, MAX_UDP_SIZE, OPT_LEN, SCAN_QUERY, lowerWire, patch, scanQuery, scanned, udpLimit } from './wire.js';
+import { HEADER, MAX_UDP_SIZE, OPT_LEN, SCAN_QUERY, lowerByte, lowerWire, patch, scanQuery, scanned, udpLimit } from './wire.js';
 import type { Query } from './wire.js';
 
 /**
@@ -100,11 +100,12 @@ export class AnswerCache {
     const opt = scanned.edns;
     const limit = udpLimit(opt ? scanned.ednsSize : undefined);
     const e = this.#find(q, HEADER, qnameEnd, hashQuestion(this.#start, q, HEADER, qnameEnd, qtype, qclass), qtype, qclass);
-    if (!e || e.encoded.length + (opt ? OPT_LEN : 0) > limit) return false;
+    if (!e) return false;
+    const len = e.encoded.length + (opt ? OPT_LEN : 0);
+    if (len > limit) return false;
     let out = opt ? e.withOpt : e.plain;
     if (out === undefined) {
       // a reply copy of its own, once (and again after a pending send), within the byte budget
-      const len = e.encoded.length + (opt ? OPT_LEN : 0);
       if (this.#bytes + len > this.#byteLimit) return false;
       this.#bytes += len;
       out = replyCopy(e, opt);
@@ -132,20 +133,16 @@ export class AnswerCache {
       if (e.qtype !== qtype || e.qclass !== qclass || e.name.length !== len) continue;
       const name = e.name;
       let i = 0;
-      while (i < len && lower(b[start + i]) === name[i]) i++;
+      while (i < len && lowerByte(b[start + i]) === name[i]) i++;
       if (i === len) return e;
     }
     return undefined;
   }
 }
 
-function lower(c: number): number {
-  return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
-}
-
 /** kept within V8's small integers (a larger Map key would be a heap number per lookup) */
 function hashQuestion(h: number, b: Buffer, start: number, end: number, qtype: number, qclass: number): number {
-  for (let i = start; i < end; i++) h = Math.imul(h ^ lower(b[i]), FNV_PRIME);
+  for (let i = start; i < end; i++) h = Math.imul(h ^ lowerByte(b[i]), FNV_PRIME);
   return Math.imul(Math.imul(h ^ qtype, FNV_PRIME) ^ qclass, FNV_PRIME) & 0x3fffffff;
 }
 

@@ -137,8 +137,7 @@ export function wireNameToString(w: Buffer): string {
     const l = w[p++];
     if (out) out += '.';
     for (const end = p + l; p < end; p++) {
-      let c = w[p];
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
+      const c = lowerByte(w[p]);
       if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || c === 0x2a) {
         out += String.fromCharCode(c);
       } else {
@@ -159,8 +158,13 @@ export function nameToWire(name: string): Buffer {
 /** ASCII-lower-case copy of a wire name. */
 export function lowerWire(w: Buffer): Buffer {
   const out = Buffer.from(w);
-  for (let i = 0; i < out.length; i++) if (out[i] >= 0x41 && out[i] <= 0x5a) out[i] += 0x20;
+  for (let i = 0; i < out.length; i++) out[i] = lowerByte(out[i]);
   return out;
+}
+
+/** a byte with ASCII A–Z lowered (DNS names compare case-insensitively in ASCII only) */
+export function lowerByte(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
 }
 
 class Writer {
