@@ -1,0 +1,114 @@
+/**
+ * The one way tests talk to a running kubeloop's API: read its kubeconfig (the daemon writes
+ * it into the state dir) and use exactly what it says — the server URL, the cluster CA, the
+ * client certificate/key or token — as kubectl does. Works for `https://` (the default) and for
+ * the plain-HTTP test mode alike.
+ *
+ *   const api = await daemonApi(daemon);               // a RunningDaemon, or { stateDir }
+ *   const r = await api.request('GET', '/api/v1/namespaces/default/pods');
+ *   r.status; r.json<PodList>();
+ *   await api.request('POST', '/api/v1/namespaces/default/configmaps', { body: cm });
+ *   const k = await api.kubectl('get', 'pods', '-o', 'name');   // { code, stdout, stderr }
+ *   https.request({ ...api.tls, host, port, path })     // for streams (watch, logs -f)
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { dirname, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+export interface ApiReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json<T = unknown>(): T;
+}
+
+export interface RequestOptions {
+  /** an object is sent as JSON; a string or Buffer as is */
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** default 15 s */
+  timeoutMs?: number;
+  /** send no credential (no client certificate, no token): what a stranger gets */
+  anonymous?: boolean;
+}
+
+export interface ApiClient {
+  /** the kubeconfig's server, e.g. `https://127.0.0.1:43211` */
+  server: string;
+  /** path of the kubeconfig file */
+  kubeconfig: string;
+  /** what `https.request` needs to trust the server and present the credential (empty for http) */
+  tls: { ca?: string; cert?: string; key?: string };
+  /** the kubeconfig's bearer token, if it has one */
+  token?: string;
+  request(method: string, path: string, opts?: RequestOptions): Promise<ApiReply>;
+  /** `kubectl --kubeconfig <it> --cache-dir <next to it>/kubectl-cache <args>`; never rejects */
+  kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+interface Kubeconfig {
+  clusters?: Array<{ name: string; cluster: { server: string; 'certificate-authority-data'?: string } }>;
+  users?: Array<{ name: string; user: { 'client-certificate-data'?: string; 'client-key-data'?: string; token?: string } }>;
+  contexts?: Array<{ name: string; context: { cluster: string; user: string } }>;
+  'current-context'?: string;
+}
+
+const b64 = (s: string | undefined): string | undefined => (s ? Buffer.from(s, 'base64').toString('utf8') : undefined);
+
+/** A client for the API the kubeconfig at `file` describes (its current context). */
+export async function apiClient(file: string, opts: { kubectlCacheDir?: string } = {}): Promise<ApiClient> {
+  const cfg = parseYaml(await readFile(file, 'utf8')) as Kubeconfig;
+  const ctx = cfg.contexts?.find((c) => c.name === cfg['current-context'])?.context;
+  const cluster = cfg.clusters?.find((c) => c.name === ctx?.cluster)?.cluster;
+  const user = cfg.users?.find((u) => u.name === ctx?.user)?.user ?? {};
+  if (!cluster?.server) throw new Error(`${file}: no server in the current context`);
+  const server = cluster.server;
+  const tls = { ca: b64(cluster['certificate-authority-data']), cert: b64(user['client-certificate-data']), key: b64(user['client-key-data']) };
+  const token = user.token;
+  const cacheDir = opts.kubectlCacheDir ?? join(dirname(file), 'kubectl-cache');
+  const secure = server.startsWith('https:');
+
+  const request = (method: string, path: string, o: RequestOptions = {}): Promise<ApiReply> =>
+    new Promise((resolve, reject) => {
+      const url = new URL(path, server);
+      const body = o.body === undefined ? undefined : typeof o.body === 'string' || Buffer.isBuffer(o.body) ? o.body : JSON.stringify(o.body);
+      const headers: Record<string, string> = {
+        ...(body !== undefined && !Buffer.isBuffer(o.body) && typeof o.body !== 'string' ? { 'content-type': 'application/json' } : {}),
+        ...(token && !o.anonymous ? { authorization: `Bearer ${token}` } : {}),
+        ...o.headers,
+      };
+      const common = { method, host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port, path: url.pathname + url.search, headers, agent: false as const, timeout: o.timeoutMs ?? 15_000 };
+      const onRes = (res: http.IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: <T>() => JSON.parse(text) as T });
+        });
+        res.on('error', reject);
+      };
+      const req = secure
+        ? https.request({ ...common, ca: tls.ca, ...(o.anonymous ? {} : { cert: tls.cert, key: tls.key }) }, onRes)
+        : http.request(common, onRes);
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  const kubectl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      execFile('kubectl', ['--kubeconfig', file, '--cache-dir', cacheDir, ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr }),
+      );
+    });
+
+  return { server, kubeconfig: file, tls, token, request, kubectl };
+}
+
+/** The client for a daemon started by `startDaemon` (or any `{ stateDir }` holding a kubeconfig). */
+export function daemonApi(d: { stateDir: string }, opts: { kubectlCacheDir?: string } = {}): Promise<ApiClient> {
+  return apiClient(join(d.stateDir, 'kubeconfig'), opts);
+}
