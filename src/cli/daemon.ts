@@ -141,6 +141,8 @@ export class Daemon {
         images,
         backoff: { initialMs: o.backoffInitialMs, maxMs: o.backoffMaxMs },
         stopGraceMs: o.stopGraceMs,
+        maxPods: o.maxPods,
+        startRate: o.podStartRate,
         extraEnv: {
           ...(this.#dns ? { KUBELOOP_DNS: `${dnsHost}:${this.#dns.port}` } : {}),
           KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain,

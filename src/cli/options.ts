@@ -41,6 +41,10 @@ export interface Options {
   readyTimeoutMs: number;
   /** grace given to pods when the daemon stops (capped per pod by its own grace period) */
   stopGraceMs: number;
+  /** pods per node (the kubelet's --max-pods): the Node's allocatable pods, enforced by the scheduler */
+  maxPods: number;
+  /** pod starts per second per node (a burst of as many may go at once) */
+  podStartRate: number;
 }
 
 interface FlagSpec {
@@ -79,6 +83,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
   { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
   { name: 'stop-grace', key: 'stopGraceMs', kind: 'duration', arg: 'DURATION', help: 'at most this much SIGTERM grace per pod when the daemon stops' },
+  { name: 'max-pods', key: 'maxPods', kind: 'int', arg: 'N', help: "pods per node (the kubelet's --max-pods); pods over it stay Pending with the scheduler's 'Too many pods'" },
+  { name: 'pod-start-rate', key: 'podStartRate', kind: 'int', arg: 'N', help: 'pod starts (process forks) per second per node, in bursts of up to N; further pods wait Pending with reason StartRateLimited' },
   { name: 'log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
 
@@ -109,6 +115,8 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   backoffMaxMs: 300_000,
   readyTimeoutMs: 15_000,
   stopGraceMs: 5_000,
+  maxPods: 110,
+  podStartRate: 20,
 });
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -359,6 +367,8 @@ export function validate(o: Options): string[] {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
   }
+  if (!Number.isInteger(o.maxPods) || o.maxPods < 1) problems.push(`--max-pods ${o.maxPods}: give a whole number ≥ 1 (the kubelet's default is 110)`);
+  if (!Number.isInteger(o.podStartRate) || o.podStartRate < 1) problems.push(`--pod-start-rate ${o.podStartRate}: give a whole number of starts per second ≥ 1, e.g. 20`);
   if (o.backoffInitialMs <= 0 || o.backoffMaxMs < o.backoffInitialMs) {
     problems.push('--crashloop-backoff must be > 0 and not above --crashloop-backoff-max');
   }

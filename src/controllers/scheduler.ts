@@ -24,8 +24,8 @@ export interface SchedulerOptions {
 
 /**
  * Binds each pod without `spec.nodeName` to a node: Ready, schedulable, matching the pod's
- * `nodeSelector`, with every NoSchedule/NoExecute taint tolerated; of those the one with the
- * fewest pods (ties by name). A pod that fits nowhere gets PodScheduled=False, reason
+ * `nodeSelector`, with every NoSchedule/NoExecute taint tolerated, holding fewer unfinished pods
+ * than its `allocatable.pods`; of those the one with the fewest pods (ties by name). A pod that fits nowhere gets PodScheduled=False, reason
  * Unschedulable, with upstream's message (`0/2 nodes are available: ...`), and is tried again
  * when a node changes. One worker: each decision sees the previous one's binding.
  */
@@ -61,9 +61,11 @@ export class Scheduler {
       },
       onDelete: (p) => {
         const key = keyOf(p);
-        if (p.spec?.nodeName) this.#perNode.get(p.spec.nodeName)?.delete(key);
+        const freed = !!p.spec?.nodeName && !!this.#perNode.get(p.spec.nodeName)?.delete(key);
         this.#assumed.delete(key);
         this.#unschedulable.delete(key);
+        // upstream's AssignedPodDelete: a freed slot may fit a pod that was Too many pods
+        if (freed) this.#retryUnschedulable();
       },
     });
     this.#nodes.addHandler({
@@ -93,8 +95,8 @@ export class Scheduler {
         s = new Set();
         this.#perNode.set(node, s);
       }
-      if (isPodFinished(p)) s.delete(key);
-      else s.add(key);
+      if (!isPodFinished(p)) s.add(key);
+      else if (s.delete(key)) this.#retryUnschedulable();
       return;
     }
     if (needsScheduling(p)) this.runner.enqueue(key);
@@ -114,19 +116,17 @@ export class Scheduler {
     const reasons = new Map<string, number>();
     let best: { name: string; load: number } | undefined;
     for (const n of nodes) {
-      const why = unfit(pod, n);
+      const load = this.#load(n.metadata.name);
+      const why = unfit(pod, n) ?? (load >= maxPods(n) ? TOO_MANY_PODS : undefined);
       if (why) {
         reasons.set(why, (reasons.get(why) ?? 0) + 1);
         continue;
       }
-      const load = this.#load(n.metadata.name);
       if (!best || load < best.load || (load === best.load && n.metadata.name < best.name)) best = { name: n.metadata.name, load };
     }
 
     if (!best) {
-      const message = nodes.length
-        ? `0/${nodes.length} nodes are available: ${[...reasons].map(([r, c]) => `${c} ${r}`).sort().join(', ')}.`
-        : 'no nodes available to schedule pods';
+      const message = nodes.length ? unschedulableMessage(nodes.length, reasons) : 'no nodes available to schedule pods';
       this.#unschedulable.add(key);
       await this.#setScheduled(pod, 'False', 'Unschedulable', message, () =>
         this.#events.event(pod, 'Warning', 'FailedScheduling', message),
@@ -178,6 +178,31 @@ export class Scheduler {
   }
 }
 
+/** upstream NodeResourcesFit's reason when a node holds `allocatable.pods` pods already */
+const TOO_MANY_PODS = 'Too many pods';
+
+/**
+ * Upstream's FitError text with the DefaultPreemption post-filter's part, e.g.
+ * `0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No
+ * preemption victims found for incoming pod.` kubeloop does not preempt: a full node has no
+ * victims (pods without priority classes), every other reason is one preemption cannot help.
+ */
+export function unschedulableMessage(total: number, reasons: ReadonlyMap<string, number>): string {
+  const counts = (m: Iterable<[string, number]>) => [...m].map(([r, c]) => `${c} ${r}`).sort().join(', ');
+  const preemption = new Map<string, number>();
+  for (const [r, c] of reasons) {
+    const p = r === TOO_MANY_PODS ? 'No preemption victims found for incoming pod' : 'Preemption is not helpful for scheduling';
+    preemption.set(p, (preemption.get(p) ?? 0) + c);
+  }
+  return `0/${total} nodes are available: ${counts(reasons)}. preemption: 0/${total} nodes are available: ${counts(preemption)}.`;
+}
+
+/** the node's `status.allocatable.pods` (the kubelet's --max-pods); a node that reports none is not limited */
+function maxPods(n: Node): number {
+  const v = Number(n.status?.allocatable?.pods ?? n.status?.capacity?.pods);
+  return Number.isInteger(v) && v >= 0 ? v : Infinity;
+}
+
 function needsScheduling(p: Pod): boolean {
   const s = p.spec?.schedulerName;
   return !p.spec?.nodeName && isPodActive(p) && (!s || s === DEFAULT_SCHEDULER);
@@ -192,5 +217,5 @@ function unfit(pod: Pod, node: Node): string | undefined {
 }
 
 function schedulingView(n: Node): unknown {
-  return [n.metadata?.labels, n.spec?.unschedulable, n.spec?.taints, n.status?.conditions?.find((c) => c.type === 'Ready')?.status];
+  return [n.metadata?.labels, n.spec?.unschedulable, n.spec?.taints, n.status?.conditions?.find((c) => c.type === 'Ready')?.status, maxPods(n)];
 }

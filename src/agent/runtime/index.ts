@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { killGroup } from './process.js';
 import type { ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, Stored } from '../../api/types.js';
 import { Backoff } from '../../util/backoff.js';
+import { TokenBucket } from '../../util/token-bucket.js';
 import { LOOPBACK, cidrsOverlap, nthAddress, parseCidr } from '../../util/cidr.js';
 import { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
@@ -41,7 +42,14 @@ export interface RuntimeOptions {
   workingDir?: string;
   /** the only daemon variables a container inherits; default PATH and HOME of this process */
   baseEnv?: Record<string, string>;
+  /** the Node's capacity/allocatable `pods` (the kubelet's --max-pods); default 110 */
+  maxPods?: number;
+  /** pods started per second (bursts of as many); further pods wait in order; default 20 */
+  startRate?: number;
 }
+
+/** the pod status reason of a pod waiting for the node's start rate */
+export const START_QUEUED_REASON = 'StartRateLimited';
 
 /**
  * The node agent's pod runtime (the kubelet's part of kubeloop): keeps this node's `Node`
@@ -64,6 +72,11 @@ export class PodRuntime {
   readonly #events: EventRecorder;
   readonly #endpoints: Informer<Endpoints>;
   readonly #claims: Informer<PersistentVolumeClaim>;
+  /** bounds process forks: a Deployment of thousands starts a few dozen pods a second, not all at once */
+  readonly #startRate: TokenBucket;
+  /** workers waiting for a start token, oldest first */
+  readonly #startQueue: PodWorker[] = [];
+  #startTimer: NodeJS.Timeout | undefined;
 
   constructor(o: RuntimeOptions) {
     const cidr = parseCidr(o.podCidr);
@@ -81,6 +94,7 @@ export class PodRuntime {
     this.#claims = o.informers.for<PersistentVolumeClaim>('PersistentVolumeClaim');
     this.#gate = new EndpointsGate(this.#endpoints);
     this.#events = new EventRecorder({ store: o.store, log: this.#log, component: 'kubelet', host: o.nodeName });
+    this.#startRate = new TokenBucket({ ratePerSecond: o.startRate ?? 20 });
   }
 
   /** Idempotent. Registers the Node, then runs the pods already bound to it. */
@@ -92,7 +106,7 @@ export class PodRuntime {
   async #start(): Promise<void> {
     const o = this.#o;
     try {
-      await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr });
+      await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr, maxPods: o.maxPods });
     } catch (err) {
       // pods run without it; `kubectl get nodes` will miss this node
       this.#log.error({ err }, `cannot register Node ${o.nodeName}: ${(err as Error).message}`);
@@ -143,6 +157,8 @@ export class PodRuntime {
     this.#stopping ??= (async () => {
       this.#stopped = true;
       this.#synced = false;
+      clearTimeout(this.#startTimer);
+      this.#startQueue.length = 0;
       await this.#starting?.catch(() => undefined);
       const grace = this.#o.stopGraceMs ?? 5000;
       await Promise.all([...this.#workers.values()].map((w) => w.stop(grace)));
@@ -150,7 +166,7 @@ export class PodRuntime {
       this.#workers.clear();
       await this.#events.close();
       try {
-        await setNodeStatus(this.#o.store, { nodeName: this.#o.nodeName, nodeIP: this.#o.nodeIP, podCidr: this.#o.podCidr }, false);
+        await setNodeStatus(this.#o.store, { nodeName: this.#o.nodeName, nodeIP: this.#o.nodeIP, podCidr: this.#o.podCidr, maxPods: this.#o.maxPods }, false);
       } catch (err) {
         this.#log.debug({ err }, 'cannot mark the node not ready');
       }
@@ -197,7 +213,38 @@ export class PodRuntime {
     }
     const worker = new PodWorker(this.#deps(), p);
     this.#workers.set(p.metadata.uid, worker);
-    worker.start();
+    const phase = p.status?.phase;
+    // a pod finished in an earlier run forks nothing: no token needed
+    if (phase === 'Succeeded' || phase === 'Failed' || (!this.#startQueue.length && this.#startRate.tryTake())) {
+      worker.start();
+      return;
+    }
+    this.#startQueue.push(worker);
+    worker.queued(
+      START_QUEUED_REASON,
+      `waiting to start: ${this.#o.nodeName} starts at most ${this.#startRate.ratePerSecond} pods per second (kubeloop up --pod-start-rate)`,
+    );
+    this.#drainStarts();
+  }
+
+  /** starts queued pods as tokens come; pods deleted meanwhile are skipped */
+  #drainStarts(): void {
+    if (this.#startTimer || this.#stopped) return;
+    while (this.#startQueue.length) {
+      const w = this.#startQueue[0];
+      if (this.#workers.get(w.uid) !== w) {
+        this.#startQueue.shift();
+        continue;
+      }
+      if (!this.#startRate.tryTake()) break;
+      this.#startQueue.shift();
+      w.start();
+    }
+    if (!this.#startQueue.length) return;
+    this.#startTimer = setTimeout(() => {
+      this.#startTimer = undefined;
+      this.#drainStarts();
+    }, Math.max(1, this.#startRate.waitMs()));
   }
 
   #gone(p: Stored<Pod>): void {

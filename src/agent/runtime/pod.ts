@@ -112,6 +112,16 @@ export class PodWorker {
     void this.#runInit();
   }
 
+  /**
+   * The pod waits for the node's start rate: shown as the pod's status reason and message until
+   * `start()` (the IP allocation clears it).
+   */
+  queued(reason: string, message: string): void {
+    if (this.#halted) return;
+    this.#message = { reason, message };
+    this.#requestStatus();
+  }
+
   /** A newer version of the pod from the store. */
   update(pod: Stored<Pod>): void {
     const oldGrace = this.#pod.metadata.deletionGracePeriodSeconds;
