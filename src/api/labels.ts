@@ -1,11 +1,14 @@
 import type { LabelSelector } from 'kubernetes-types/meta/v1.js';
 import { badRequest } from './errors.js';
+import { parseSelectorString } from './selector-parser.js';
 
 export type Labels = Readonly<Record<string, string>> | undefined;
 
 export type Requirement =
   | { key: string; op: 'in' | 'notin'; values: readonly string[] }
-  | { key: string; op: 'exists' | '!exists' };
+  | { key: string; op: 'exists' | '!exists' }
+  /** `key>n`, `key<n`: the label must exist and parse as a 64-bit integer (labels.Parse's Gt/Lt) */
+  | { key: string; op: 'gt' | 'lt'; values: readonly [string] };
 
 /** A parsed selector: every requirement must hold. An empty selector matches everything. */
 export type Selector = readonly Requirement[];
@@ -28,9 +31,33 @@ export function matches(sel: Selector, labels: Labels): boolean {
       case 'notin':
         if (has && r.values.includes(labels![r.key])) return false;
         break;
+      case 'gt':
+      case 'lt':
+        if (!has || !compares(labels![r.key], r.op, r.values[0])) return false;
+        break;
     }
   }
   return true;
+}
+
+const INT64 = /^[+-]?[0-9]+$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** strconv.ParseInt(s, 10, 64): `undefined` when it would fail (not an integer, out of range). */
+function int64(s: string): bigint | undefined {
+  if (!INT64.test(s)) return undefined;
+  const n = BigInt(s);
+  return n < INT64_MIN || n > INT64_MAX ? undefined : n;
+}
+
+export const isInt64 = (s: string): boolean => int64(s) !== undefined;
+
+function compares(labelValue: string, op: 'gt' | 'lt', bound: string): boolean {
+  const a = int64(labelValue);
+  const b = int64(bound);
+  if (a === undefined || b === undefined) return false;
+  return op === 'gt' ? a > b : a < b;
 }
 
 /** A Service/ReplicationController style selector: equality on every key. `undefined` selects nothing. */
@@ -87,108 +114,25 @@ export function format(sel: Selector): string {
           return r.values.length === 1 ? `${r.key}=${r.values[0]}` : `${r.key} in (${r.values.join(',')})`;
         case 'notin':
           return r.values.length === 1 ? `${r.key}!=${r.values[0]}` : `${r.key} notin (${r.values.join(',')})`;
+        case 'gt':
+          return `${r.key}>${r.values[0]}`;
+        case 'lt':
+          return `${r.key}<${r.values[0]}`;
       }
     })
     .join(',');
 }
 
 /**
- * Parses the label selector string syntax of the API (`?labelSelector=`):
- * `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`, comma-separated.
+ * Parses the label selector string of the API (`?labelSelector=`, `kubectl -l`) with the grammar
+ * and error messages of apimachinery's `labels.Parse`; a bad selector is a BadRequest carrying
+ * upstream's text (e.g. `unable to parse requirement: found ')', expected: identifier`).
  */
 export function parse(s: string | undefined): Selector {
-  if (!s || !s.trim()) return EVERYTHING;
-  const out: Requirement[] = [];
-  let i = 0;
-  const src = s;
-  const ws = () => {
-    while (i < src.length && /\s/.test(src[i])) i++;
-  };
-  const ident = (): string => {
-    ws();
-    const m = /^[A-Za-z0-9_./-]*/.exec(src.slice(i))![0];
-    i += m.length;
-    return m;
-  };
-  const fail = (why: string): never => {
-    throw badRequest(`unable to parse requirement: ${why} in label selector "${s}"`);
-  };
-  while (i < src.length) {
-    ws();
-    let negate = false;
-    if (src[i] === '!') {
-      negate = true;
-      i++;
-    }
-    const key = ident();
-    if (!key) fail('found no key');
-    ws();
-    if (negate) {
-      out.push({ key, op: '!exists' });
-    } else if (i >= src.length || src[i] === ',') {
-      out.push({ key, op: 'exists' });
-    } else if (src.startsWith('!=', i)) {
-      i += 2;
-      out.push({ key, op: 'notin', values: [ident()] });
-    } else if (src.startsWith('==', i)) {
-      i += 2;
-      out.push({ key, op: 'in', values: [ident()] });
-    } else if (src[i] === '=') {
-      i += 1;
-      out.push({ key, op: 'in', values: [ident()] });
-    } else {
-      const word = ident();
-      if (word !== 'in' && word !== 'notin') fail(`unexpected "${word || src[i]}"`);
-      ws();
-      if (src[i] !== '(') fail('expected "("');
-      const close = src.indexOf(')', i);
-      if (close < 0) fail('expected ")"');
-      const values = src
-        .slice(i + 1, close)
-        .split(',')
-        .map((v) => v.trim())
-        .filter((v) => v !== '');
-      i = close + 1;
-      out.push({ key, op: word === 'in' ? 'in' : 'notin', values });
-    }
-    ws();
-    if (i < src.length) {
-      if (src[i] !== ',') fail(`unexpected "${src[i]}"`);
-      i++;
-    }
-  }
-  return out;
+  if (s === undefined) return EVERYTHING;
+  const r = parseSelectorString(s);
+  if (typeof r === 'string') throw badRequest(r);
+  return r.length === 0 ? EVERYTHING : r;
 }
 
-/** Field selectors: `a.b=c`, `a.b==c`, `a.b!=c`, comma-separated, over dotted paths of the object. */
-export interface FieldRequirement {
-  field: string;
-  op: '=' | '!=';
-  value: string;
-}
-
-export function parseFields(s: string | undefined): FieldRequirement[] {
-  if (!s || !s.trim()) return [];
-  return s.split(',').map((part) => {
-    const m = /^\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*(.*?)\s*$/.exec(part);
-    if (!m) throw badRequest(`invalid field selector: "${part}": expected <field>=<value> or <field>!=<value>`);
-    return { field: m[1], op: m[2] === '!=' ? '!=' : '=', value: m[3] };
-  });
-}
-
-export function fieldValue(obj: unknown, field: string): string {
-  let cur: unknown = obj;
-  for (const p of field.split('.')) {
-    if (cur === null || typeof cur !== 'object') return '';
-    cur = (cur as Record<string, unknown>)[p];
-  }
-  return cur === undefined || cur === null ? '' : String(cur);
-}
-
-export function fieldsMatch(reqs: readonly FieldRequirement[], obj: unknown): boolean {
-  for (const r of reqs) {
-    const v = fieldValue(obj, r.field);
-    if (r.op === '=' ? v !== r.value : v === r.value) return false;
-  }
-  return true;
-}
+export { type FieldRequirement, escapeFieldValue, fieldValue, fieldsMatch, parseFields } from './field-selector.js';

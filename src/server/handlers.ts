@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { ApiError, badRequest, conflict, isApiError } from '../api/errors.js';
+import { escapeFieldValue, parse as parseLabelSelector, parseFields } from '../api/labels.js';
 import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
 import { decodeObject, mediaType, parseText, readBody, sendJson, warningHeaders } from './http.js';
@@ -199,8 +200,11 @@ export class Handlers {
     const info = c.resource.info;
     const store = this.#d.store;
     let fieldSelector = c.query.get('fieldSelector') ?? undefined;
-    if (name) fieldSelector = fieldSelector ? `${fieldSelector},metadata.name=${name}` : `metadata.name=${name}`;
+    if (name) fieldSelector = fieldSelector ? `${fieldSelector},metadata.name=${escapeFieldValue(name)}` : `metadata.name=${escapeFieldValue(name)}`;
     const q = { namespace: c.route.namespace, labelSelector: c.query.get('labelSelector') ?? undefined, fieldSelector };
+    // a bad selector is a 400 before the stream starts, as upstream, not an ERROR event after a 200
+    parseLabelSelector(q.labelSelector);
+    parseFields(q.fieldSelector, info.kind);
     const slices = this.#d.slices;
     const src: WatchSource = {
       kind: info.kind,

@@ -89,7 +89,7 @@ export class SliceView {
     const eps = await this.#store.list<Endpoints>('Endpoints', { namespace: q.namespace });
     const stored = await this.#store.list<EndpointSlice>('EndpointSlice', { namespace: q.namespace });
     const sel = parseSelector(q.labelSelector);
-    const fields = parseFields(q.fieldSelector);
+    const fields = parseFields(q.fieldSelector, 'EndpointSlice');
     const all = [...eps.items.map((e) => this.fromEndpoints(e)), ...stored.items];
     const items = all.filter((s) => matches(sel, s.metadata.labels) && fieldsMatch(fields, s));
     return { items, resourceVersion: this.#store.resourceVersion };
@@ -108,7 +108,7 @@ export class SliceView {
   /** Watches both sources; Endpoints events arrive as events of their slice. */
   watch(q: SliceQuery & { resourceVersion?: string }, onEvent: (ev: WatchEvent) => void): Watch {
     const sel: Selector = parseSelector(q.labelSelector);
-    const fields = parseFields(q.fieldSelector);
+    const fields = parseFields(q.fieldSelector, 'EndpointSlice');
     const ok = (o: KObject | undefined) => o !== undefined && matches(sel, o.metadata?.labels) && fieldsMatch(fields, o);
     const a = this.#store.watch<Endpoints>('Endpoints', { namespace: q.namespace, resourceVersion: q.resourceVersion }, (ev) => {
       const cur = this.fromEndpoints(ev.object);

@@ -141,7 +141,7 @@ export class ObjectStore implements Store {
   async list<T extends KObject>(kind: string, opts: ListOptions = {}): Promise<ListResult<T>> {
     const info = requireKind(kind);
     const labels = typeof opts.labelSelector === 'string' ? parseSelector(opts.labelSelector) : opts.labelSelector;
-    const fields = parseFields(opts.fieldSelector);
+    const fields = parseFields(opts.fieldSelector, info.kind);
     const items: Stored<T>[] = [];
     for (const o of this.#bucket(info.kind).values()) {
       if (info.namespaced && opts.namespace && o.metadata.namespace !== opts.namespace) continue;
@@ -357,7 +357,7 @@ export class ObjectStore implements Store {
       kind,
       namespace: opts.namespace,
       labels: typeof opts.labelSelector === 'string' ? parseSelector(opts.labelSelector) : opts.labelSelector,
-      fields: opts.fieldSelector ? parseFields(opts.fieldSelector) : undefined,
+      fields: opts.fieldSelector ? parseFields(opts.fieldSelector, kind === '*' ? undefined : kind) : undefined,
       fn: onEvent as (ev: WatchEvent) => void,
       stopped: false,
     };
