@@ -41,6 +41,22 @@ export class ChangeTracker<T extends { readonly key: string }> {
     return this.#pending.size;
   }
 
+  /**
+   * Gives back changes taken by `take()` that could not be applied: each is merged under any
+   * change recorded since (its `prev`, the newer `cur`), so nothing is lost and nothing is
+   * applied twice out of order.
+   */
+  restore(taken: ReadonlyMap<string, Change<T>>): void {
+    for (const [key, ch] of taken) {
+      const newer = this.#pending.get(key);
+      this.#pending.delete(key);
+      if (!newer) this.#pending.set(key, ch);
+      else if (!(ch.prev === undefined ? newer.cur === undefined : newer.cur !== undefined && this.#equal(ch.prev, newer.cur))) {
+        this.#pending.set(key, { prev: ch.prev, cur: newer.cur });
+      }
+    }
+  }
+
   /** All pending changes; the tracker is empty afterwards. */
   take(): Map<string, Change<T>> {
     const out = new Map(this.#pending);

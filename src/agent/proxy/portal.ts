@@ -94,9 +94,16 @@ export function withLive(l: Listener): ListenerCounters {
 }
 
 /** The one-line explanation of a failed bind, naming the fix. */
-export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException): string {
+export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException, fds?: { limit?: number; reserve?: number }): string {
   const where = `cannot listen on ${spec.protocol} ${hostPort(spec.address, spec.port)} for service ${spec.svc}`;
   switch (err.code) {
+    case 'EMFILE': {
+      const limit = fds?.limit !== undefined && Number.isFinite(fds.limit) ? `RLIMIT_NOFILE ${fds.limit}` : 'RLIMIT_NOFILE';
+      const kept = fds?.reserve ? `, ${fds.reserve} of them kept for the API, DNS and proxied connections` : '';
+      return `${where}: too many open files (${limit}${kept}): raise the limit with \`ulimit -n\` before kubeloop up, or delete Services`;
+    }
+    case 'ENFILE':
+      return `${where}: the system is out of open files (ENFILE): raise fs.file-max (\`sudo sysctl -w fs.file-max=...\`) or close other programs`;
     case 'EADDRINUSE':
       return `${where}: port in use: stop the other process or choose another port`;
     case 'EACCES':

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
+import { Backoff } from '../../util/backoff.js';
 import { CoalescingRunner } from '../../util/coalescing-runner.js';
-import { ChangeTracker } from './change-tracker.js';
+import { openFds, readNofile } from '../../util/fds.js';
+import { type Change, ChangeTracker } from './change-tracker.js';
 import { performance } from 'node:perf_hooks';
 import { type ProxyEndpoints, type ProxyHandler, type ProxyService, sameEndpoints } from './config.js';
 import { LocalAddresses } from './local-addresses.js';
@@ -141,13 +143,20 @@ export class Proxier implements ProxyHandler {
   #stopped = false;
   #retryDue = false;
   #housekeeping: NodeJS.Timeout | undefined;
+  /** the last addresses read successfully (reading them needs a descriptor too) */
+  #local: LocalAddresses | undefined;
+  /** RLIMIT_NOFILE as last read, and the descriptors the proxy leaves to everything else */
+  #fds: { limit: number; reserve: number } | undefined;
+  /** a failed sync is retried after this, doubling (its changes stay pending) */
+  readonly #syncBackoff = new Backoff({ initialMs: 250, maxMs: 30_000 });
+  #syncRetry: NodeJS.Timeout | undefined;
 
   constructor(o: ProxierOptions) {
     this.#o = o;
     this.#log = o.log;
     this.#runner = new CoalescingRunner({
       fn: () => this.#sync(),
-      onError: (err) => this.#log.error({ err }, 'proxy sync failed'),
+      onError: (err) => this.#syncFailed(err),
     });
     this.#initialSynced = new Promise((r) => (this.#resolveInitial = r));
     this.#stoppedP = new Promise((r) => (this.#resolveStopped = r));
@@ -277,6 +286,7 @@ export class Proxier implements ProxyHandler {
     this.#resolveStopped();
     if (this.#housekeeping) clearInterval(this.#housekeeping);
     this.#housekeeping = undefined;
+    clearTimeout(this.#syncRetry);
     await this.#runner.stop();
     // workers first: a socket passed to them stays open until they have it
     await this.#o.workers?.stop();
@@ -325,11 +335,81 @@ export class Proxier implements ProxyHandler {
 
   // ---- the sync ----
 
+  /**
+   * One sync. A sync that throws gives its changes back to the trackers and is retried with
+   * back-off: a batch is never lost (a lost batch left Services without listeners, and deleted
+   * Services' listeners open, until a restart).
+   */
   async #sync(): Promise<void> {
     if (this.#stopped) return;
+    clearTimeout(this.#syncRetry);
+    this.#syncRetry = undefined;
     const started = performance.now();
+    const local = this.#localAddresses();
     const serviceChanges = this.#serviceChanges.take();
     const endpointsChanges = this.#endpointsChanges.take();
+    try {
+      await this.#apply(serviceChanges, endpointsChanges, local, started);
+    } catch (err) {
+      this.#serviceChanges.restore(serviceChanges);
+      this.#endpointsChanges.restore(endpointsChanges);
+      throw err;
+    }
+    this.#syncBackoff.reset('sync');
+  }
+
+  #syncFailed(err: unknown): void {
+    if (this.#stopped) return;
+    const delayMs = this.#syncBackoff.next('sync');
+    this.#log.error({ err, retryInMs: delayMs }, 'proxy sync failed: its changes stay pending and are retried');
+    clearTimeout(this.#syncRetry);
+    this.#syncRetry = setTimeout(() => {
+      this.#syncRetry = undefined;
+      void this.#runner.run();
+    }, delayMs);
+    this.#syncRetry.unref();
+  }
+
+  /**
+   * This machine's addresses; when they cannot be read (`os.networkInterfaces()` throws EMFILE
+   * when descriptors run out) the last ones read: the sync must go on, since closing the
+   * listeners of deleted Services is what frees descriptors.
+   */
+  #localAddresses(): LocalAddresses {
+    try {
+      this.#local = new LocalAddresses();
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot read the network interfaces; using the addresses read before');
+      this.#local ??= new LocalAddresses({ interfaces: {} });
+    }
+    return this.#local;
+  }
+
+  /**
+   * Listeners this sync may open: RLIMIT_NOFILE minus the descriptors in use minus a reserve
+   * (an eighth of the limit, at least 64) kept for the API, DNS, metrics and proxied connections,
+   * so that Services alone cannot starve the daemon. Undefined where /proc cannot tell.
+   */
+  async #listenerRoom(): Promise<number | undefined> {
+    const lim = await readNofile();
+    if (!lim || !Number.isFinite(lim.soft)) return undefined;
+    const reserve = Math.max(64, Math.floor(lim.soft / 8));
+    this.#fds = { limit: lim.soft, reserve };
+    let open: number | undefined;
+    try {
+      open = await openFds();
+    } catch {
+      return 0;
+    }
+    return open === undefined ? undefined : Math.max(0, lim.soft - reserve - open);
+  }
+
+  async #apply(
+    serviceChanges: Map<string, Change<ProxyService>>,
+    endpointsChanges: Map<string, Change<ProxyEndpoints>>,
+    local: LocalAddresses,
+    started: number,
+  ): Promise<void> {
     const triggers: number[] = [];
     if (this.#observers.size) {
       for (const key of endpointsChanges.keys()) {
@@ -347,7 +427,6 @@ export class Proxier implements ProxyHandler {
       }
     }
 
-    const local = new LocalAddresses();
     const toClose: Listener[] = [];
     const toOpen: Portal[] = [];
     for (const [key, ch] of serviceChanges) {
@@ -382,11 +461,17 @@ export class Proxier implements ProxyHandler {
 
     // close before open: a port moving between services or port names is rebound in one sync
     await Promise.all(toClose.map((l) => this.#retire(l)));
-    const results = await Promise.all(toOpen.map((p) => this.#open(p)));
+    const room = { left: toOpen.length ? ((await this.#listenerRoom()) ?? Infinity) : 0 };
+    const results = await Promise.all(toOpen.map((p) => this.#open(p, room)));
     // ClientIP affinity switched on or off: portals leave or join the workers
     if (this.#o.workers) for (const key of serviceChanges.keys()) await this.#reshare(key);
 
     for (const b of this.#balancers.values()) b.cleanupStaleSessions();
+    if (toClose.length && this.listenerErrors().length) {
+      // descriptors were freed: portals that failed get them now, not at the next retry tick
+      this.#retryDue = true;
+      void this.#runner.run();
+    }
     if (toClose.length || toOpen.length) {
       this.#log.info(
         { opened: results.filter(Boolean).length, closed: toClose.length, failed: results.filter((r) => !r).length },
@@ -561,8 +646,11 @@ export class Proxier implements ProxyHandler {
     );
   }
 
-  /** Opens one portal; true on success. A failure is logged once per distinct error and retried later. */
-  async #open(p: Portal): Promise<boolean> {
+  /**
+   * Opens one portal if `room` has a descriptor left for it; true on success. A failure is
+   * logged and reported once per distinct error and retried later.
+   */
+  async #open(p: Portal, room: { left: number }): Promise<boolean> {
     const spec = p.spec;
     const balancer = this.#balancers.get(spec.servicePort);
     if (!balancer) return false;
@@ -580,11 +668,12 @@ export class Proxier implements ProxyHandler {
         : new UdpListener({ spec, balancer, idleTimeoutMs: this.#o.udpIdleTimeoutMs, log, sourceRanges: p.ranges });
     const where = hostPort(spec.address, spec.port);
     try {
+      if (room.left-- <= 0) throw Object.assign(new Error('no descriptor left for another listener'), { code: 'EMFILE' });
       await l.open();
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code ?? 'UNKNOWN';
-      const message = bindErrorMessage(spec, err);
+      const message = bindErrorMessage(spec, err, this.#fds);
       if (p.error?.code !== code) {
         log.warn({ svc: spec.svc, protocol: spec.protocol, address: where, code }, message);
         const reported = Object.assign(new Error(message, { cause: err }), { code });
