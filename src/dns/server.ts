@@ -14,7 +14,10 @@
  * - TXT strings over 255 bytes are corrupted by its encoder, and its TypeScript types reject
  *   plain-object records → answers are encoded by `wire.ts`, never by dns2;
  * - packets with the response bit set are answered → dropped (TCP: the connection is closed);
- * - `maxConcurrent` leaks a slot per unanswered query → not used.
+ * - `maxConcurrent` leaks a slot per unanswered query → not used;
+ * - its idle timeout only half-closes (`end()`): a client that keeps its end open keeps the
+ *   descriptor for good → idle connections are destroyed, and the number open is capped
+ *   (`net.Server.maxConnections`: over the cap a connection is closed right after accept).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -31,6 +34,7 @@ import { RCODE, TYPE } from './records.js';
 import { ipBytes, isLoopback } from './ip.js';
 import { type UvUdp, udpHandle, uvError } from '../util/uv.js';
 import type { SendReply } from './answer-cache.js';
+import { type ConnectionStats, DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
 export interface DnsOptions {
   informers: InformerFactory;
@@ -45,6 +49,10 @@ export interface DnsOptions {
   ttl: number;
   /** `ip:port` of a resolver for names outside the zone; without it they are REFUSED */
   upstream?: string;
+  /** open DNS/TCP connections at most (default: util/fd-budget.ts); more are closed at once */
+  tcpMaxConnections?: number;
+  /** idle DNS/TCP connections are destroyed after this long (default 10 s) */
+  tcpIdleTimeoutMs?: number;
 }
 
 /** Cluster DNS: serves the zone from the Service, Endpoints and Pod informers over UDP and TCP. */
@@ -94,6 +102,8 @@ export class DnsServer {
       port: o.port,
       answer: (q, t) => this.#responder.respond(q, t),
       cached: (query, send) => this.#responder.replyCached(query, send),
+      tcpIdleTimeoutMs: o.tcpIdleTimeoutMs,
+      tcpMaxConnections: o.tcpMaxConnections,
     });
     if (!isLoopback(o.address)) this.#log.warn({ address: o.address }, 'DNS bound to a non-loopback address: other machines can query it');
   }
@@ -101,6 +111,11 @@ export class DnsServer {
   /** the bound UDP and TCP port (0 before start) */
   get port(): number {
     return this.#binding.port;
+  }
+
+  /** DNS/TCP connections open now, refused at the cap so far, and the cap */
+  tcpStats(): ConnectionStats {
+    return this.#binding.tcpStats();
   }
 
   /** Bind UDP and TCP and start the informers; answers SERVFAIL until they have synced. Idempotent. */
@@ -153,8 +168,10 @@ export interface BindingOptions {
    * (true), or leave it to `answer` (false). See answer-cache.ts.
    */
   cached?: (query: Buffer, send: SendReply) => boolean;
-  /** idle timeout of TCP connections (RFC 7766 recommends ≥ 10 s) */
+  /** idle TCP connections are destroyed after this long (RFC 7766 recommends ≥ 10 s) */
   tcpIdleTimeoutMs?: number;
+  /** open TCP connections at most; over it a new one is closed at once */
+  tcpMaxConnections?: number;
 }
 
 type Send = (response: Buffer) => unknown;
@@ -177,17 +194,26 @@ export class Dns2Binding {
   readonly #log: Logger;
   readonly #o: BindingOptions;
   readonly #conns = new Set<net.Socket>();
+  readonly #tcpMax: number;
+  #tcpRejected = 0;
   #udp: FastUdpServer | undefined;
   #tcp: net.Server | undefined;
   #port = 0;
 
   constructor(o: BindingOptions) {
+    const max = o.tcpMaxConnections ?? DEFAULT_FD_BUDGET.dnsTcpConnections;
+    if (!Number.isInteger(max) || max < 1) throw new Error(`DNS TCP connection cap ${max} must be a whole number ≥ 1`);
     this.#o = o;
     this.#log = o.log;
+    this.#tcpMax = max;
   }
 
   get port(): number {
     return this.#port;
+  }
+
+  tcpStats(): ConnectionStats {
+    return { open: this.#conns.size, rejected: this.#tcpRejected, cap: this.#tcpMax };
   }
 
   async listen(): Promise<void> {
@@ -204,7 +230,8 @@ export class Dns2Binding {
       }
       udp.on('error', (err: Error) => this.#log.warn({ err }, 'DNS UDP socket error'));
       const port = udp.address().port;
-      const tcp = new TCPServer({ idleTimeout: this.#o.tcpIdleTimeoutMs ?? 10_000 } as unknown as ConstructorParameters<typeof TCPServer>[0]);
+      const tcp = new TCPServer({ idleTimeout: this.#o.tcpIdleTimeoutMs ?? DNS_TCP_IDLE_TIMEOUT_MS } as unknown as ConstructorParameters<typeof TCPServer>[0]);
+      tcp.maxConnections = this.#tcpMax;
       try {
         await listenTcp(tcp, port, address);
       } catch (err) {
@@ -309,6 +336,17 @@ export class Dns2Binding {
     tcp.on('connection', (s: net.Socket) => {
       this.#conns.add(s);
       s.on('close', () => this.#conns.delete(s));
+      // dns2 only half-closes at its idle timeout; a peer that keeps its end would keep the fd
+      s.on('timeout', () => s.destroy());
+    });
+    let warned = 0;
+    tcp.on('drop', () => {
+      this.#tcpRejected++;
+      // one line per minute at most: a flood must not become a flood of log lines
+      if (Date.now() - warned > 60_000) {
+        warned = Date.now();
+        this.#log.warn({ cap: this.#tcpMax, rejected: this.#tcpRejected }, `DNS over TCP is at its cap of ${this.#tcpMax} connections: new ones are closed (raise --dns-tcp-max-connections if clients are legitimate)`);
+      }
     });
   }
 

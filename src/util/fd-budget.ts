@@ -1,0 +1,63 @@
+/**
+ * The descriptor budget: one RLIMIT_NOFILE is shared by every component of the daemon, so the
+ * components whose clients are strangers (DNS over TCP, the API, /metrics) each get a cap on
+ * open connections, and whatever the caps leave belongs to the proxy (two descriptors per
+ * proxied TCP connection, one per listener), the pod runtime and the store.
+ *
+ * | component | cap | above it |
+ * |---|---|---|
+ * | DNS over TCP | 1,000 connections (`--dns-tcp-max-connections`); idle ones are destroyed after 10 s (`--dns-tcp-idle-timeout`, RFC 7766 §6.2.3's minimum) | accepted and closed at once; UDP answers on |
+ * | API | 4,000 connections, watches and log streams included (`--api-max-connections`) | accepted and closed at once |
+ * | /metrics | 64 connections | accepted and closed at once |
+ *
+ * CoreDNS has no cap of its own (Go's runtime parks idle connections cheaply and it relies on
+ * its 10 s idle timeout), and the kube-apiserver bounds requests in flight (400 + 200 mutating)
+ * rather than connections; kubeloop bounds connections because a connection is what costs a
+ * descriptor. Node raises the soft RLIMIT_NOFILE to the hard limit itself when it starts.
+ */
+
+export interface FdBudget {
+  dnsTcpConnections: number;
+  apiConnections: number;
+  metricsConnections: number;
+}
+
+export const DEFAULT_FD_BUDGET: Readonly<FdBudget> = Object.freeze({
+  dnsTcpConnections: 1000,
+  apiConnections: 4000,
+  metricsConnections: 64,
+});
+
+/** idle DNS/TCP connections are destroyed after this long (RFC 7766 recommends at least 10 s) */
+export const DNS_TCP_IDLE_TIMEOUT_MS = 10_000;
+
+/** the share of RLIMIT_NOFILE the capped components may take together; the rest is the proxy's */
+export const CAPPED_SHARE = 0.25;
+
+/**
+ * The caps to apply under a descriptor limit: `wanted` as is when the caps together fit in
+ * CAPPED_SHARE of `limit`, else each scaled down in proportion (at least 1), with `scaled` set
+ * so the caller can say so. An unknown or unlimited `limit` keeps `wanted`.
+ */
+export function fitBudget(wanted: Readonly<FdBudget>, limit: number | undefined): { budget: FdBudget; scaled: boolean } {
+  const total = wanted.dnsTcpConnections + wanted.apiConnections + wanted.metricsConnections;
+  const room = limit === undefined || !Number.isFinite(limit) ? Infinity : Math.floor(limit * CAPPED_SHARE);
+  if (total <= room) return { budget: { ...wanted }, scaled: false };
+  const f = room / total;
+  const scale = (n: number): number => Math.max(1, Math.floor(n * f));
+  return {
+    budget: { dnsTcpConnections: scale(wanted.dnsTcpConnections), apiConnections: scale(wanted.apiConnections), metricsConnections: scale(wanted.metricsConnections) },
+    scaled: true,
+  };
+}
+
+/**
+ * Open connections of a capped server and the ones it refused at the cap; read at scrape
+ * time. `net.Server.maxConnections` closes a connection over the cap right after accept and
+ * emits 'drop' for it.
+ */
+export interface ConnectionStats {
+  open: number;
+  rejected: number;
+  cap: number;
+}
