@@ -9,6 +9,7 @@ import { type ImageEntry, type ImageTable, resolveContainer } from './images.js'
 import type { EventRecorder } from '../../store/events.js';
 import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
 import { type Exit, GroupProcess } from './process.js';
+import { sandboxFor } from './sandbox.js';
 import { timestamp } from './status.js';
 import { containerVolumes } from './volumes.js';
 
@@ -212,7 +213,10 @@ export class ContainerRunner {
     const argv = resolved.argv.map((a) => expand(a, env));
     const cwd = this.spec.workingDir || vols.cwd || this.#deps.workingDir;
     const logFile = path.join(this.#host.logDir, this.spec.name, `${this.#restartCount}.log`);
-    const proc = GroupProcess.start({ argv, env, cwd, logFile });
+    // detected once per state dir; the first wait also ends what a killed daemon left running
+    const sandbox = await sandboxFor(this.#deps.stateDir, this.#host.log);
+    if (this.#stopping) return;
+    const proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox });
     const startedAtMs = Date.now();
     this.#proc = proc;
     this.#logFile = logFile;

@@ -3,13 +3,16 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
 import path from 'node:path';
+import { type Sandbox, commandProblem } from './sandbox.js';
 
 export interface ProcessSpec {
   argv: readonly string[];
   env: Readonly<Record<string, string>>;
   cwd: string;
-  /** stdout and stderr are appended here */
+  /** stdout and stderr are appended here; its directory is also the sandbox's lock dir */
   logFile: string;
+  /** how the process is tied to the daemon's life (sandbox.ts); default: not at all */
+  sandbox?: Sandbox;
 }
 
 export interface Exit {
@@ -22,7 +25,11 @@ export interface Exit {
 
 /**
  * One container's process group. The group leader is the container's "PID 1": when it exits,
- * whatever it left behind in its group is killed, as a container runtime would.
+ * whatever it left behind in its group is killed, as a container runtime would. With a `pidns`
+ * sandbox the leader is the sandbox's `unshare`, the container's processes live in its PID
+ * namespace, and the kernel ends all of them when the container's process exits or the daemon
+ * dies; the exit code is the same (128 + n for a signal), but a death by signal inside the
+ * namespace shows as that code alone, without `signal`.
  */
 export class GroupProcess {
   readonly pid: number | undefined;
@@ -48,17 +55,29 @@ export class GroupProcess {
     if (problem) return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: problem }));
     let fd: number;
     try {
-      mkdirSync(path.dirname(spec.logFile), { recursive: true });
-      fd = openSync(spec.logFile, 'a');
+      // owner-only: logs hold whatever pods print (the state dir's contract, cli/state-dir.ts)
+      mkdirSync(path.dirname(spec.logFile), { recursive: true, mode: 0o700 });
+      fd = openSync(spec.logFile, 'a', 0o600);
     } catch (e) {
       return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: `cannot open log file: ${(e as Error).message}` }));
     }
-    const [cmd, ...args] = spec.argv;
+    const cmd = spec.argv[0];
+    const sandbox = spec.sandbox;
+    if (sandbox && sandbox.kind !== 'none' && cmd !== undefined) {
+      // the wrapper always starts: find out now what execvp would have said
+      const problem = commandProblem(cmd, spec.env.PATH, spec.cwd);
+      if (problem) {
+        closeSync(fd);
+        const e = Object.assign(new Error(problem), { code: problem });
+        return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd, e) }));
+      }
+    }
+    const [file, ...fileArgs] = sandbox ? sandbox.wrap(spec.argv, path.dirname(spec.logFile)) : spec.argv;
     let child;
     try {
       // fd 3 is a lifeline: its other end closes when the daemon dies, however it dies, so the
       // built-in images (src/images/lib.mjs) can exit instead of outliving a killed daemon
-      child = spawn(cmd, args, {
+      child = spawn(file, fileArgs, {
         detached: true,
         cwd: spec.cwd,
         env: { ...spec.env, KUBELOOP_LIFELINE_FD: '3' },
@@ -67,14 +86,14 @@ export class GroupProcess {
       (child.stdio[3] as Socket | null)?.unref();
     } catch (e) {
       closeSync(fd);
-      return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd, e as NodeJS.ErrnoException) }));
+      return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd ?? '', e as NodeJS.ErrnoException) }));
     }
     closeSync(fd);
     const pid = child.pid;
     const exited = new Promise<Exit>((resolve) => {
       child.once('error', (e: NodeJS.ErrnoException) => {
         // spawn failures arrive here, with no 'exit'
-        if (pid === undefined) resolve({ exitCode: 128, startError: startMessage(cmd, e) });
+        if (pid === undefined) resolve({ exitCode: 128, startError: startMessage(file ?? '', e) });
       });
       child.once('exit', (code, signal) => {
         const exit: Exit = signal ? { exitCode: 128 + (constants.signals[signal] ?? 0), signal } : { exitCode: code ?? 0 };

@@ -1,0 +1,186 @@
+import { execFile } from 'node:child_process';
+import { accessSync, constants as fsc, statSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+/**
+ * How a container's processes are tied to the daemon's life. `pidns` is the goal: each container
+ * runs in a PID namespace of its own, so the kernel kills every process in it (setsid'd,
+ * double-forked, `env -i`'d alike) when the namespace's first process dies:
+ *
+ *   daemon ─ setpriv --pdeathsig KILL ⇒ unshare --pid --fork --kill-child   (host side, group leader)
+ *                                          └─ flock (pid 1: no signal handlers, waits, exits with the child's code)
+ *                                               └─ the container's argv (pid 2), as execvp would run it
+ *
+ * The daemon dying (even SIGKILLed) kills `unshare` (parent-death signal), which kills pid 1
+ * (`--kill-child`), which tears the namespace down. pid 1 is `flock` only because it is a small
+ * util-linux program that forks, execvp's argv unchanged, passes the environment through
+ * untouched and exits with the child's status (128 + n when it was signalled); a shell would
+ * rewrite the environment (drop names with `.`/`-`, set PWD, OPTIND, IFS). As pid 1 it has no
+ * handler for SIGTERM, so the kernel drops the group's SIGTERM for it and only the container's
+ * processes see it: graceful stop works as without a namespace. Like a container whose app is
+ * pid 1, orphans reparented inside are reaped only when the container ends.
+ *
+ * `pdeathsig` (no usable unshare): the container's own process gets SIGKILL when the daemon
+ * dies; what it forked does not. `none`: nothing (the next `up` ends what it can find).
+ */
+export type SandboxKind = 'pidns' | 'pdeathsig' | 'none';
+
+export interface Sandbox {
+  readonly kind: SandboxKind;
+  /** the program to spawn and its arguments for a container's argv; `lockDir` must exist */
+  wrap(argv: readonly string[], lockDir: string): string[];
+}
+
+const BIN_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
+
+/** `pid 1 of its namespace` marker: the pids a wrapped `sh -c 'echo $$'` prints */
+const PROBE_SCRIPT = 'echo $$';
+
+const NONE: Sandbox = { kind: 'none', wrap: (argv) => [...argv] };
+
+function findBin(name: string): string | undefined {
+  for (const d of BIN_DIRS) {
+    const p = path.join(d, name);
+    try {
+      accessSync(p, fsc.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function run(file: string, args: string[], cwd: string): Promise<{ ok: boolean; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { cwd, timeout: 5000, env: { PATH: BIN_DIRS.join(':') } }, (e, out, err) =>
+      resolve({ ok: !e, out: String(out), err: String(err).trim().split('\n')[0] ?? '' }),
+    );
+  });
+}
+
+/**
+ * Finds the strongest mechanism this machine allows by running it once (in `probeDir`, which
+ * must exist). Never rejects. The warning names what is missing.
+ */
+export async function detectSandbox(probeDir: string): Promise<{ sandbox: Sandbox; problem?: string }> {
+  if (process.platform !== 'linux') return { sandbox: NONE, problem: 'PID namespaces and parent-death signals need Linux' };
+  const setpriv = findBin('setpriv');
+  const unshare = findBin('unshare');
+  const flock = findBin('flock');
+  const sh = findBin('sh');
+  if (!setpriv) return { sandbox: NONE, problem: 'setpriv (util-linux) is not installed' };
+  const pdeathsig: Sandbox = { kind: 'pdeathsig', wrap: (argv) => [setpriv, '--pdeathsig', 'KILL', '--', ...argv] };
+  if (!unshare || !flock || !sh) {
+    return { sandbox: pdeathsig, problem: `${['unshare', 'flock', 'sh'].filter((b) => !findBin(b)).join(', ')} not installed` };
+  }
+  // root can unshare a PID namespace alone; others need a user namespace mapping only themselves
+  // (the processes keep their uid, gid and file access; other ids show as nobody inside)
+  const variants = process.getuid?.() === 0 ? [[], ['--user', '--map-current-user']] : [['--user', '--map-current-user']];
+  let problem = '';
+  for (const ns of variants) {
+    const wrap = (argv: readonly string[], lockDir: string): string[] => [
+      setpriv, '--pdeathsig', 'KILL', '--',
+      unshare, ...ns, '--pid', '--fork', '--kill-child=SIGKILL', '--',
+      flock, '--shared', '--close', '--', lockDir, ...argv,
+    ];
+    const [file, ...args] = wrap([sh, '-c', PROBE_SCRIPT], probeDir);
+    const r = await run(file, args, probeDir);
+    if (r.ok && r.out.trim() === '2') return { sandbox: { kind: 'pidns', wrap } };
+    problem = r.err || `a PID namespace test printed "${r.out.trim()}"`;
+  }
+  return { sandbox: pdeathsig, problem: `cannot create PID namespaces (${problem}); unprivileged users need user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)` };
+}
+
+const detected = new Map<string, Promise<Sandbox>>();
+
+/**
+ * The sandbox of the runtime with this state dir, detected once; the first call also ends what
+ * a killed daemon of this state dir left running (see `endLeftovers`), so nothing starts before
+ * that is done. Logs one line: the mechanism, or a warning naming what is missing.
+ */
+export function sandboxFor(stateDir: string, log: Logger): Promise<Sandbox> {
+  let p = detected.get(stateDir);
+  if (!p) {
+    p = (async () => {
+      const [{ sandbox, problem }, ended] = await Promise.all([detectSandbox(stateDir), endLeftovers(stateDir)]);
+      if (ended.length) log.warn({ pids: ended }, `ended ${ended.length} process(es) a previous daemon of this state dir left running`);
+      if (sandbox.kind === 'pidns') log.info('pod processes run in a PID namespace per container: none outlives the daemon');
+      else log.warn(`pod processes can outlive a killed daemon (${sandbox.kind === 'pdeathsig' ? 'only each container\'s first process is tied to it' : 'nothing ties them to it'}): ${problem}`);
+      return sandbox;
+    })();
+    detected.set(stateDir, p);
+  }
+  return p;
+}
+
+/** the directory pid 1 of a container's namespace names in its argv: `<stateDir>/pods/…` */
+export function podsMarker(stateDir: string): string {
+  return path.join(stateDir, 'pods') + path.sep;
+}
+
+/**
+ * Kills (SIGKILL) the sandboxes a previous daemon of this state dir left: processes whose argv
+ * names a lock dir under `<stateDir>/pods/` (the `unshare` and pid 1 of each container; pid 1
+ * dying takes its namespace with it). Resolves to the pids killed.
+ */
+export async function endLeftovers(stateDir: string): Promise<number[]> {
+  if (process.platform !== 'linux') return [];
+  const marker = podsMarker(stateDir);
+  const killed: number[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return killed;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = (await readFile(`/proc/${e}/cmdline`, 'utf8')).split('\0');
+    } catch {
+      continue;
+    }
+    if (!argv.some((a) => a.startsWith(marker)) || !isWrapper(argv)) continue;
+    try {
+      process.kill(Number(e), 'SIGKILL');
+      killed.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return killed;
+}
+
+/** argv of our own wrapper (unshare … flock … <marker dir>), not a pod's program that mentions the dir */
+function isWrapper(argv: readonly string[]): boolean {
+  const name = path.basename(argv[0] ?? '');
+  return (name === 'unshare' || name === 'flock' || name === 'setpriv') && argv.includes('--close');
+}
+
+/**
+ * What `execvp` would say about `cmd` with this PATH and cwd, checked before spawning a wrapper
+ * (which would only report it as exit 127 in the log): undefined when it can be executed.
+ */
+export function commandProblem(cmd: string, envPath: string | undefined, cwd: string): 'ENOENT' | 'EACCES' | undefined {
+  const candidates = cmd.includes('/')
+    ? [path.resolve(cwd, cmd)]
+    : (envPath ?? '/usr/bin:/bin').split(':').map((d) => path.resolve(cwd, d || '.', cmd));
+  let denied = false;
+  for (const c of candidates) {
+    try {
+      if (!statSync(c).isFile()) {
+        denied = true;
+        continue;
+      }
+      accessSync(c, fsc.X_OK);
+      return undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EACCES') denied = true;
+    }
+  }
+  return denied ? 'EACCES' : 'ENOENT';
+}
