@@ -15,6 +15,7 @@ import { type Options, nodeLayout } from './options.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
+import { raiseNofile } from './rlimit.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -74,6 +75,7 @@ export class Daemon {
     const o = this.opts;
     mkdirSync(o.stateDir, { recursive: true });
     this.#lock(o.stateDir);
+    await raiseNofile(this.#log);
     const images = loadImageTable(DEFAULT_IMAGE_TABLE);
 
     const store = await createEmbeddedStore({
