@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -15,6 +15,7 @@ import { type Options, nodeLayout } from './options.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
+import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
@@ -298,27 +299,7 @@ export class Daemon {
 
   /** One daemon per state dir: a second one would fight over pods and the snapshot. */
   #lock(dir: string): void {
-    const file = join(dir, 'kubeloop.pid');
-    let pid = 0;
-    try {
-      pid = Number(readFileSync(file, 'utf8')) || 0;
-    } catch {
-      // no lock yet
-    }
-    if (pid && pid !== process.pid && alive(pid)) {
-      throw new Error(`another kubeloop (pid ${pid}) is using the state dir ${dir}: stop it, or pass --state-dir`);
-    }
-    writeFileSync(file, String(process.pid));
-    this.#lockFile = file;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    this.#lockFile = takePidFile(dir, this.#log);
   }
 }
 
