@@ -15,6 +15,8 @@ import type { Pod } from '../src/api/types.js';
 import { ApiServer, kubeconfigYaml } from '../src/server/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
+import type { Pki } from '../src/cli/pki.js';
+import { testPki } from './helpers/api.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Fixture {
@@ -22,13 +24,28 @@ interface Fixture {
   api: ApiServer;
   url: string;
   dir: string;
+  pki?: Pki;
 }
 
-async function setup(t: { teardown(fn: () => unknown): void }, o: { token?: string; historySize?: number } = {}): Promise<Fixture> {
+/**
+ * An API server over a fresh store: plain HTTP (the loopback test mode, so `fetch` works) unless
+ * `tls`, then HTTPS with the cluster CA and client certificates of `kubeloop up` (`pki`).
+ */
+async function setup(t: { teardown(fn: () => unknown): void }, o: { token?: string; historySize?: number; tls?: boolean } = {}): Promise<Fixture> {
   const store = await createEmbeddedStore({ historySize: o.historySize });
   const informers = new InformerFactory(store);
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-api-'));
-  const api = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, token: o.token });
+  const pki = o.tls ? await testPki(dir) : undefined;
+  const api = new ApiServer({
+    store,
+    informers,
+    log: pino({ level: 'silent' }),
+    address: '127.0.0.1',
+    port: 0,
+    stateDir: dir,
+    token: o.token,
+    ...(pki ? { tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca } } : { insecurePlainHttp: true }),
+  });
   await api.start();
   t.teardown(async () => {
     await api.stop();
@@ -36,7 +53,7 @@ async function setup(t: { teardown(fn: () => unknown): void }, o: { token?: stri
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { store, api, url: api.url, dir };
+  return { store, api, url: api.url, dir, pki };
 }
 
 async function req(f: Fixture, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
@@ -307,25 +324,30 @@ t.test('pods/log', async (t) => {
   t.equal(got, 'four\n');
 });
 
-t.test('a bearer token guards the API; non-loopback needs one', async (t) => {
-  const f = await setup(t, { token: 's3cret-token' });
+t.test('plain HTTP (the test mode): a bearer token guards it, and it is refused off loopback', async (t) => {
+  const f = await setup(t, { token: 's3cret-token-0123456789' });
   let r = await req(f, 'GET', '/api/v1/namespaces');
   t.equal(r.status, 401);
   t.equal(r.json.reason, 'Unauthorized');
-  r = await req(f, 'GET', '/api/v1/namespaces', undefined, { Authorization: 'Bearer s3cret-token' });
+  r = await req(f, 'GET', '/api/v1/namespaces', undefined, { Authorization: 'Bearer s3cret-token-0123456788' });
+  t.equal(r.status, 401, 'a token of the same length that differs');
+  r = await req(f, 'GET', '/api/v1/namespaces', undefined, { Authorization: 'Bearer s3cret-token-0123456789' });
   t.equal(r.status, 200);
-  t.match(kubeconfigYaml({ server: f.url, token: 's3cret-token' }), /token: s3cret-token/);
+  t.match(kubeconfigYaml({ server: f.url, token: 's3cret-token-0123456789' }), /token: s3cret-token-0123456789/);
 
   const store = await createEmbeddedStore({});
   t.teardown(() => store.close());
-  const open = new ApiServer({ store, informers: new InformerFactory(store), log: pino({ level: 'silent' }), address: '0.0.0.0', port: 0, stateDir: f.dir });
-  await t.rejects(open.start(), /refusing to serve the Kubernetes API on 0\.0\.0\.0:0 without a token/);
+  const open = new ApiServer({ store, informers: new InformerFactory(store), log: pino({ level: 'silent' }), address: '0.0.0.0', port: 0, stateDir: f.dir, insecurePlainHttp: true });
+  await t.rejects(open.start(), /refusing to serve the Kubernetes API over plain HTTP on 0\.0\.0\.0:0/);
+  const bare = new ApiServer({ store, informers: new InformerFactory(store), log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: f.dir });
+  await t.rejects(bare.start(), /needs TLS material/, 'neither TLS nor the explicit test mode');
 });
 
-t.test('@kubernetes/client-node 1.4 as a second client', async (t) => {
-  const f = await setup(t);
+t.test('@kubernetes/client-node 1.4 as a second client, over HTTPS with the client certificate', async (t) => {
+  const f = await setup(t, { tls: true });
   const file = join(f.dir, 'kubeconfig');
-  writeFileSync(file, kubeconfigYaml({ server: f.url }));
+  writeFileSync(file, kubeconfigYaml({ server: f.url, ca: f.pki!.ca, clientCert: f.pki!.clientCert, clientKey: f.pki!.clientKey }), { mode: 0o600 });
+  t.match(f.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(file);
   const core = kc.makeApiClient(k8s.CoreV1Api);

@@ -42,7 +42,7 @@ t.test('kubectl against a running kubeloop', async (t) => {
     rmSync(dir, { recursive: true, force: true });
   });
   await daemon.start();
-  t.match(daemon.apiUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.match(daemon.apiUrl, /^https:\/\/127\.0\.0\.1:\d+$/, 'HTTPS by default; kubectl uses the generated kubeconfig unchanged');
   const base = ['--kubeconfig', daemon.kubeconfigPath, '--cache-dir', join(dir, 'kubectl-cache')];
   const kubectl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
     new Promise((resolve) =>

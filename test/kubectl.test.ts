@@ -14,6 +14,7 @@ import type { ConfigMap, CronJob, Deployment, Job, Secret, Service } from '../sr
 import { ApiServer, kubeconfigYaml } from '../src/server/index.js';
 import { createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
+import { testPki } from './helpers/api.js';
 
 interface Run {
   code: number;
@@ -25,10 +26,12 @@ async function setup(t: { teardown(fn: () => unknown): void }) {
   const store = await createEmbeddedStore({});
   const informers = new InformerFactory(store);
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-kubectl-'));
-  const api = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir });
+  // HTTPS with the cluster CA and the admin client certificate, as `kubeloop up` serves it
+  const pki = await testPki(dir);
+  const api = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca } });
   await api.start();
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, kubeconfigYaml({ server: api.url }));
+  writeFileSync(kubeconfig, kubeconfigYaml({ server: api.url, ca: pki.ca, clientCert: pki.clientCert, clientKey: pki.clientKey }), { mode: 0o600 });
   t.teardown(async () => {
     await api.stop();
     informers.stop();

@@ -1,10 +1,9 @@
 // Shared by test/services*.test.ts: the real daemon (`kubeloop up`), a small client for its
 // Kubernetes API, and socket probes for the Service addresses it serves.
 import dgram from 'node:dgram';
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { join } from 'node:path';
 import type { Event, KObject, Service } from '../src/api/types.js';
+import { type ApiClient, daemonApi } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { get, podOf } from './helpers/http.js';
 import { waitFor } from './helpers/wait.js';
@@ -31,24 +30,20 @@ export class ApiFailure extends Error {
   }
 }
 
-/** The few calls the tests need, as kubectl makes them (JSON over HTTP). */
+/** The few calls the tests need, as kubectl makes them (JSON over the kubeconfig's HTTPS). */
 export class Api {
-  constructor(readonly server: string) {}
+  constructor(readonly client: ApiClient) {}
 
   #path(kind: string, ns: string | undefined, name?: string): string {
     const plural = PLURAL[kind];
     if (!plural) throw new Error(`no plural for ${kind}`);
     const base = kind === 'Namespace' ? '/api/v1' : `/api/v1/namespaces/${ns ?? 'default'}`;
-    return `${this.server}${base}/${plural}${name ? `/${name}` : ''}`;
+    return `${base}/${plural}${name ? `/${name}` : ''}`;
   }
 
-  async #call<T>(method: string, url: string, body?: unknown): Promise<T> {
-    const res = await fetch(url, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = (await res.json()) as T & { kind?: string; status?: unknown };
+  async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.client.request(method, path, { body });
+    const json = res.json<T & { kind?: string; status?: unknown }>();
     if (res.status >= 300) throw new ApiFailure(res.status, json as ApiFailure['status']);
     return json;
   }
@@ -114,11 +109,8 @@ export async function startCluster(t: Tap, args: string[]): Promise<Cluster> {
     process.removeListener('exit', kill);
     await daemon.stop();
   });
-  const kubeconfig = await readFile(join(daemon.stateDir, 'kubeconfig'), 'utf8');
-  const server = /server:\s*(\S+)/.exec(kubeconfig)?.[1];
-  if (!server) throw new Error(`no server in kubeconfig:\n${kubeconfig}`);
   const dnsPort = Number(/dig @\S+ -p (\d+)/.exec(daemon.stdout())?.[1]);
-  return { daemon, api: new Api(server), dnsPort };
+  return { daemon, api: new Api(await daemonApi(daemon)), dnsPort };
 }
 
 export function service(name: string, spec: Service['spec'], meta: Partial<Service['metadata']> = {}): Service {

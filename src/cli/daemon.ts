@@ -1,6 +1,7 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostname, networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { DaemonSet, Deployment, Endpoints, Pod, ReplicaSet, Service, StatefulSet, Stored } from '../api/types.js';
 import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
@@ -12,11 +13,14 @@ import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
 import { type Options, nodeLayout } from './options.js';
+import { nthAddress, parseCidr } from '../util/cidr.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
 import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
+import { ensurePki } from './pki.js';
+import { securePrivateStateDir, writePrivate } from './state-dir.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -74,7 +78,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     const o = this.opts;
-    mkdirSync(o.stateDir, { recursive: true });
+    await securePrivateStateDir(o.stateDir, this.#log);
     this.#lock(o.stateDir);
     await raiseNofile(this.#log);
     const images = loadImageTable(DEFAULT_IMAGE_TABLE);
@@ -185,12 +189,26 @@ export class Daemon {
     }
 
     const [apiHost, apiPort] = splitHostPort(o.apiAddr);
-    const api = new ApiServer({ store, informers, log: this.#log, address: apiHost, port: apiPort, token: o.apiToken || undefined, stateDir: o.stateDir });
+    const hosts = apiHosts(o, apiHost);
+    // the CA and certificates are made before the API can listen: a failure here stops the start
+    const pki = o.insecurePlainHttpLoopback ? undefined : await ensurePki({ dir: join(o.stateDir, 'pki'), hosts, log: this.#log });
+    const api = new ApiServer({
+      store,
+      informers,
+      log: this.#log,
+      address: apiHost,
+      port: apiPort,
+      token: o.apiToken || undefined,
+      tls: pki && { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca },
+      insecurePlainHttp: o.insecurePlainHttpLoopback,
+      hosts,
+      stateDir: o.stateDir,
+    });
     try {
       await api.start();
       this.#api = api;
       this.#started.push({ name: 'api', stop: () => api.stop() });
-      writeFileSync(this.kubeconfigPath, kubeconfigYaml({ server: api.url, token: o.apiToken || undefined }), { mode: 0o600 });
+      await writePrivate(this.kubeconfigPath, kubeconfigYaml({ server: api.url, ca: pki?.ca, clientCert: pki?.clientCert, clientKey: pki?.clientKey, token: o.apiToken || undefined }));
     } catch (err) {
       this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }
@@ -198,7 +216,8 @@ export class Daemon {
     await ensureObjects(
       store,
       systemObjects({
-        apiHost: this.#api ? apiHost : undefined,
+        // an unspecified bind address is no endpoint: clients reach the API on the node IP
+        apiHost: this.#api ? (apiHost === '0.0.0.0' || apiHost === '::' ? o.nodeIP : apiHost) : undefined,
         apiPort: this.#api ? Number(new URL(this.#api.url).port) : undefined,
         dnsHost: this.#dns ? dnsHost : undefined,
         dnsPort: this.#dns?.port,
@@ -312,6 +331,28 @@ const isStuck = (p: Pod): boolean =>
 
 const podsStuck = (pods: readonly Pod[], ns: string | undefined): boolean =>
   pods.some((p) => p.metadata?.namespace === ns && isStuck(p));
+
+/**
+ * What the API's certificate covers and what its `Host` check accepts: loopback names, the bind
+ * address (for an unspecified one: every node IP and interface address and the host name), the
+ * in-cluster names of the `kubernetes` Service and the first IP of --service-cidr (upstream's
+ * convention for that Service's ClusterIP).
+ */
+export function apiHosts(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'podCidr' | 'serviceCidr' | 'clusterDomain'>, apiHost: string): string[] {
+  const out = ['localhost', '127.0.0.1', '::1', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', `kubernetes.default.svc.${o.clusterDomain}`];
+  try {
+    out.push(nthAddress(parseCidr(o.serviceCidr), 1));
+  } catch {
+    // reported by option validation
+  }
+  if (apiHost === '0.0.0.0' || apiHost === '::') {
+    out.push(...nodeLayout(o).map((n) => n.ip), hostname());
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' || apiHost === '::') out.push(a.address.replace(/%.*$/, ''));
+  } else {
+    out.push(apiHost);
+  }
+  return [...new Set(out.map((h) => h.toLowerCase()))];
+}
 
 export function splitHostPort(s: string): [string, number] {
   const i = s.lastIndexOf(':');

@@ -32,8 +32,15 @@ export interface Options {
   apiAddr: string;
   /** Prometheus `/metrics` of the proxy (kube-proxy's --metrics-bind-address); '' turns it off */
   metricsAddr: string;
-  /** bearer token for the API; required when --api-addr is not loopback */
+  /**
+   * bearer token the API accepts besides the kubeconfig's client certificate: read from
+   * --api-token-file or $KUBELOOP_API_TOKEN, never a flag value (flags show in `ps`)
+   */
   apiToken: string;
+  /** file holding the bearer token (first line) */
+  apiTokenFile: string;
+  /** tests only: the API over plain HTTP on a loopback address, no TLS, no client certificates */
+  insecurePlainHttpLoopback: boolean;
   /** CrashLoopBackOff curve: first delay and cap */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -78,7 +85,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'dns-upstream', key: 'dnsUpstream', kind: 'string', arg: 'IP:PORT', help: 'forward names outside the cluster domain here (default: refuse them)' },
   { name: 'api-addr', key: 'apiAddr', kind: 'string', arg: 'IP:PORT', help: 'Kubernetes API for kubectl (a kubeconfig is written to the state dir)' },
   { name: 'metrics-addr', key: 'metricsAddr', kind: 'string', arg: 'IP:PORT', help: 'Prometheus /metrics of the proxy (kube-proxy --metrics-bind-address); empty: off' },
-  { name: 'api-token', key: 'apiToken', kind: 'string', arg: 'TOKEN', help: 'bearer token the API requires (always required off loopback; generated into the kubeconfig)' },
+  { name: 'api-token-file', key: 'apiTokenFile', kind: 'string', arg: 'FILE', help: 'a bearer token the API accepts besides the client certificate of the generated kubeconfig, read from FILE (or $KUBELOOP_API_TOKEN); written into the kubeconfig' },
+  { name: 'insecure-plain-http-loopback', key: 'insecurePlainHttpLoopback', kind: 'bool', help: 'INSECURE, for tests: serve the API over plain HTTP without credentials (unless a token is set) on a loopback --api-addr; any local user can then act as you' },
   { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
   { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
   { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
@@ -111,6 +119,8 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   apiAddr: '127.0.0.1:6443',
   metricsAddr: '127.0.0.1:10249',
   apiToken: '',
+  apiTokenFile: '',
+  insecurePlainHttpLoopback: false,
   backoffInitialMs: 10_000,
   backoffMaxMs: 300_000,
   readyTimeoutMs: 15_000,
@@ -182,6 +192,11 @@ export function parseFlags(argv: readonly string[]): { values: Partial<Options>;
       name = a.slice(1);
     } else {
       problems.push(`unexpected argument "${a}": manifests are given with -f ${a}`);
+      continue;
+    }
+    if (name === 'api-token') {
+      problems.push('--api-token is gone (a flag shows the token to every user in ps): put the token in a file only you can read and pass --api-token-file FILE, or set KUBELOOP_API_TOKEN');
+      if (inline === undefined) i++;
       continue;
     }
     if (name === 'config') {
@@ -361,8 +376,8 @@ export function validate(o: Options): string[] {
   const api = /^(.+):(\d+)$/.exec(o.apiAddr);
   if (!api || ipToNumber(api[1]) === undefined || Number(api[2]) > 65535) {
     problems.push(`--api-addr "${o.apiAddr}": expected IP:PORT, e.g. 127.0.0.1:6443`);
-  } else if (!isLoopback(api[1]) && !o.apiToken) {
-    problems.push(`--api-addr ${o.apiAddr} is not a loopback address: also pass --api-token TOKEN so the API is not open to the network`);
+  } else if (o.insecurePlainHttpLoopback && !isLoopback(api[1])) {
+    problems.push(`--insecure-plain-http-loopback with --api-addr ${o.apiAddr}: plain HTTP is only for loopback; drop the flag (HTTPS with the generated kubeconfig works on any address)`);
   }
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
@@ -375,6 +390,27 @@ export function validate(o: Options): string[] {
   return problems;
 }
 
+/** The API token from --api-token-file (its first line) or $KUBELOOP_API_TOKEN; '' for none. */
+function readApiToken(file: string, env: NodeJS.ProcessEnv, problems: string[]): string {
+  let token = env.KUBELOOP_API_TOKEN ?? '';
+  let where = 'KUBELOOP_API_TOKEN';
+  if (file) {
+    where = `--api-token-file ${file}`;
+    try {
+      token = readFileSync(file, 'utf8').split('\n')[0];
+    } catch (e) {
+      problems.push(`${where}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): give a file holding the token on its first line`);
+      return '';
+    }
+  }
+  token = token.trim();
+  if ((file || env.KUBELOOP_API_TOKEN) && !/^[\x21-\x7e]{16,}$/.test(token)) {
+    problems.push(`${where}: the token must be at least 16 printable characters without spaces, e.g. the output of: openssl rand -hex 32`);
+    return '';
+  }
+  return token;
+}
+
 /**
  * defaults → config file → flags → validate → freeze. Throws OptionsError listing every
  * problem. `cwd` resolves relative paths.
@@ -384,6 +420,7 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const fromFile = config ? readConfigFile(resolve(cwd, config), problems) : {};
   const envState = env.KUBELOOP_STATE_DIR ? { stateDir: env.KUBELOOP_STATE_DIR } : {};
   const merged: Options = { ...DEFAULTS, ...envState, ...fromFile, ...values };
+  merged.apiToken = readApiToken(merged.apiTokenFile ? resolve(cwd, merged.apiTokenFile) : '', env, problems);
   if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
     // several nodes: NodePorts open on each node's IP, as kube-proxy on every node does
     try {
@@ -426,6 +463,6 @@ export function helpText(): string {
   }
   lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
   lines.push(`${'  -h, --help'.padEnd(44)} this text`);
-  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir.');
+  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
   return lines.join('\n');
 }

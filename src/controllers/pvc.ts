@@ -132,7 +132,7 @@ export class PvcController {
       this.#events.event(claim, 'Warning', 'VolumeMismatch', `kubeloop has no PersistentVolume "${claim.spec.volumeName}": remove spec.volumeName to get a directory of its own`);
       return;
     }
-    if (dir) await mkdir(dir, { recursive: true });
+    if (dir) await mkdir(dir, { recursive: true, mode: 0o700 }); // inside the owner-only state dir
     if (needsMeta) {
       await this.#store.mutate<PersistentVolumeClaim>('PersistentVolumeClaim', namespace, name, (c) => {
         if (c.metadata?.uid !== claim.metadata.uid) return false;

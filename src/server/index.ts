@@ -3,16 +3,19 @@
  * discovery (legacy and aggregated), OpenAPI v3, the REST verbs over the store, watches,
  * Tables, patches, server-side apply, and the log / status / scale subresources.
  *
- * Plain HTTP on loopback by default. Any other address requires a bearer token.
+ * HTTPS by default: the serving certificate and the cluster CA come from the caller (cli/pki.ts),
+ * and every request needs a client certificate signed by that CA or the bearer token (auth.ts).
+ * Plain HTTP exists only for tests, on loopback, and says so loudly.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Service } from '../api/types.js';
 import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
+import { checkAuthenticated, checkHost, checkOrigin } from './auth.js';
 import {
   AGGREGATED_V2,
   AGGREGATED_V2BETA1,
@@ -45,8 +48,20 @@ export interface ApiServerOptions {
   address: string;
   /** default 6443; 0 = ephemeral (tests) */
   port: number;
-  /** bearer token; required when address is not loopback */
+  /** PEMs: the serving certificate and key, and the CA client certificates must be signed by */
+  tls?: { cert: string; key: string; ca: string };
+  /**
+   * No TLS (tests only): refused unless `address` is loopback; without a token nothing is
+   * authenticated. Exactly one of `tls` and `insecurePlainHttp` must be given.
+   */
+  insecurePlainHttp?: boolean;
+  /** bearer token accepted besides client certificates (compared in constant time) */
   token?: string;
+  /**
+   * names and addresses clients may put in `Host` (the certificate's SANs); default: loopback
+   * names and `address`
+   */
+  hosts?: readonly string[];
   /** pod logs live under `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
   stateDir: string;
 }
@@ -56,6 +71,8 @@ export function isLoopback(address: string): boolean {
   return isIP(address) === 4 && address.startsWith('127.');
 }
 
+const isUnspecified = (address: string): boolean => address === '0.0.0.0' || address === '::';
+
 export class ApiServer {
   readonly #o: ApiServerOptions;
   readonly #log: Logger;
@@ -63,6 +80,7 @@ export class ApiServer {
   readonly #openapi: OpenApi;
   readonly #handlers: Handlers;
   readonly #sockets = new Set<Socket>();
+  readonly #hosts: ReadonlySet<string>;
   #server: Server | undefined;
   #url = '';
   #starting: Promise<void> | undefined;
@@ -71,6 +89,7 @@ export class ApiServer {
   constructor(o: ApiServerOptions) {
     this.#o = { ...o, address: o.address || '127.0.0.1', port: o.port ?? 6443 };
     this.#log = o.log.child({ component: 'api' });
+    this.#hosts = new Set(['localhost', '127.0.0.1', '::1', this.#o.address, ...(o.hosts ?? [])].map((h) => h.toLowerCase()));
     this.#openapi = new OpenApi(this.#schemas);
     this.#handlers = new Handlers({
       store: o.store,
@@ -83,7 +102,7 @@ export class ApiServer {
     });
   }
 
-  /** `http://127.0.0.1:6443`, once started */
+  /** `https://127.0.0.1:6443`, once started (an unspecified address is reached on loopback) */
   get url(): string {
     return this.#url;
   }
@@ -94,16 +113,22 @@ export class ApiServer {
   }
 
   async #start(): Promise<void> {
-    const { address, port, token } = this.#o;
-    if (!isLoopback(address) && !token) {
-      throw new Error(
-        `refusing to serve the Kubernetes API on ${address}:${port} without a token: a non-loopback address needs --api-token (kubeloop writes it into the kubeconfig), or use --api-addr 127.0.0.1:${port}`,
-      );
+    const { address, port, tls, insecurePlainHttp } = this.#o;
+    if (!tls && !insecurePlainHttp) throw new Error('the API needs TLS material (tls) or the explicit plain-HTTP test mode');
+    if (tls && insecurePlainHttp) throw new Error('the API serves either TLS or plain HTTP, not both');
+    if (insecurePlainHttp && !isLoopback(address)) {
+      throw new Error(`refusing to serve the Kubernetes API over plain HTTP on ${address}:${port}: plain HTTP is for tests on loopback only; drop --insecure-plain-http-loopback (HTTPS with the generated kubeconfig works on any address)`);
     }
     await this.#schemas.load();
     await this.#o.informers.for<Service>('Service').start();
-    const server = createServer((req, res) => void this.#serve(req, res));
-    server.on('connection', (s) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#serve(req, res);
+    // client certificates are asked for but checked per request, so a missing or foreign one
+    // gets a 401 Status instead of a TLS alert; `ca` alone decides which certificates verify
+    const server: Server = tls
+      ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, handler)
+      : createServer(handler);
+    if (insecurePlainHttp) this.#log.warn({ address, port }, 'INSECURE: the Kubernetes API serves plain HTTP (test mode); anyone on this machine can use it unless a token is set');
+    server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
     });
@@ -124,8 +149,9 @@ export class ApiServer {
     this.#server = server;
     const a = server.address();
     const actualPort = typeof a === 'object' && a ? a.port : port;
-    const host = address.includes(':') ? `[${address}]` : address;
-    this.#url = `http://${host}:${actualPort}`;
+    const reach = isUnspecified(address) ? (address === '::' ? '::1' : '127.0.0.1') : address;
+    const host = reach.includes(':') ? `[${reach}]` : reach;
+    this.#url = `${tls ? 'https' : 'http'}://${host}:${actualPort}`;
     this.#log.info({ url: this.#url }, 'Kubernetes API listening');
   }
 
@@ -141,23 +167,17 @@ export class ApiServer {
     return this.#stopping;
   }
 
-  #authorized(req: IncomingMessage): boolean {
-    const token = this.#o.token;
-    if (!token) return true;
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(h);
-    if (!m) return false;
-    const a = Buffer.from(m[1].trim());
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
-  }
-
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     this.#log.trace({ method: req.method, path: url.pathname, query: url.search }, 'request');
     try {
-      if (!this.#authorized(req)) {
-        sendStatus(res, failure('Unauthorized', 'Unauthorized', 401));
+      const refused =
+        checkHost(req, this.#hosts) ??
+        checkOrigin(req) ??
+        checkAuthenticated(req, { token: this.#o.token, required: !!this.#o.tls || !!this.#o.token }, url.pathname);
+      if (refused) {
+        this.#log.debug({ method: req.method, path: url.pathname, code: refused.code, remote: req.socket.remoteAddress }, refused.message ?? '');
+        sendStatus(res, refused);
         return;
       }
       if (this.#serveFixed(req, res, url)) return;

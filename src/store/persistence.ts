@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import type { KObject } from '../api/types.js';
 
 /** A batch of changes, coalesced per key: the last state of each key since the previous batch. */
@@ -132,7 +132,9 @@ export class RedisPersistence implements Persistence {
     }
     const rv = Number((await this.#client.get(RV)) ?? 0);
     const tmp = `${file}.tmp`;
-    await writeFile(tmp, JSON.stringify({ rv, objects }));
+    // owner-only whatever the umask or a stale tmp file says: the snapshot holds Secrets
+    await writeFile(tmp, JSON.stringify({ rv, objects }), { mode: 0o600 });
+    await chmod(tmp, 0o600);
     await rename(tmp, file);
   }
 }

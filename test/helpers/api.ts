@@ -16,7 +16,9 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { dirname, join } from 'node:path';
+import pino from 'pino';
 import { parse as parseYaml } from 'yaml';
+import { type Pki, ensurePki } from '../../src/cli/pki.js';
 
 export interface ApiReply {
   status: number;
@@ -111,4 +113,13 @@ export async function apiClient(file: string, opts: { kubectlCacheDir?: string }
 /** The client for a daemon started by `startDaemon` (or any `{ stateDir }` holding a kubeconfig). */
 export function daemonApi(d: { stateDir: string }, opts: { kubectlCacheDir?: string } = {}): Promise<ApiClient> {
   return apiClient(join(d.stateDir, 'kubeconfig'), opts);
+}
+
+/**
+ * The certificates a `kubeloop up` would make, in `<dir>/pki`, for an API server a test builds
+ * in process: `new ApiServer({ ..., tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca } })`
+ * and `kubeconfigYaml({ server: api.url, ca: pki.ca, clientCert: pki.clientCert, clientKey: pki.clientKey })`.
+ */
+export function testPki(dir: string, hosts: readonly string[] = ['127.0.0.1', 'localhost', '::1']): Promise<Pki> {
+  return ensurePki({ dir: join(dir, 'pki'), hosts, log: pino({ level: 'silent' }) });
 }

@@ -82,7 +82,8 @@ export function containerVolumes(pod: Pod, container: Container, ctx: VolumeCont
     // claims and emptyDirs are ours to make; a hostPath only when asked to (or for a subPath in it)
     if (!isHostFile && (!v.hostPath || v.hostPath.type === 'DirectoryOrCreate' || m.subPath)) {
       try {
-        mkdirSync(dir, { recursive: true });
+        // claims and emptyDirs live in the owner-only state dir; a hostPath gets upstream's 0755
+        mkdirSync(dir, { recursive: true, mode: v.hostPath ? 0o755 : 0o700 });
       } catch (err) {
         return { ok: false, message: `cannot make the directory of volume "${m.name}" (${dir}): ${(err as Error).message}` };
       }

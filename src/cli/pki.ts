@@ -1,0 +1,205 @@
+/**
+ * The cluster's certificates, made at first start and kept in `<stateDir>/pki/` (dir 0700,
+ * files 0600), as kind and k3s do: a CA, the API's serving certificate (SANs: every name and
+ * address the API answers on), and an admin client certificate (O=system:masters) for the
+ * kubeconfig. Keys are ECDSA P-256. Reused across restarts; the serving certificate is remade
+ * when its SAN set changes or it nears expiry, the client certificate when it nears expiry.
+ * The CA is never remade silently: a CA certificate without its key is an error that names the fix.
+ */
+import 'reflect-metadata';
+import { X509Certificate as NodeX509, webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import type { Logger } from 'pino';
+import { ensurePrivateDir, writePrivate } from './state-dir.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+type CryptoKey = webcrypto.CryptoKey;
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const DAY = 86_400_000;
+const CA_DAYS = 3650;
+const LEAF_DAYS = 365;
+/** a leaf certificate with less than this left is remade at start */
+const RENEW_BEFORE_MS = 30 * DAY;
+
+export const ADMIN_USER = 'kubeloop-admin';
+export const ADMIN_GROUP = 'system:masters';
+
+export interface Pki {
+  /** PEM of the cluster CA: what clients trust and what client certificates are checked against */
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  dir: string;
+}
+
+export interface PkiOptions {
+  /** `<stateDir>/pki` */
+  dir: string;
+  /** SANs of the serving certificate: IPs and DNS names, in any order */
+  hosts: readonly string[];
+  log: Logger;
+}
+
+const FILES = {
+  caCert: 'ca.crt',
+  caKey: 'ca.key',
+  serverCert: 'apiserver.crt',
+  serverKey: 'apiserver.key',
+  clientCert: 'admin.crt',
+  clientKey: 'admin.key',
+} as const;
+
+async function readIfThere(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+const serial = (): string => {
+  const b = webcrypto.getRandomValues(new Uint8Array(16));
+  b[0] &= 0x7f; // positive
+  return Buffer.from(b).toString('hex');
+};
+
+async function exportKey(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+}
+
+async function importKey(pem: string): Promise<CryptoKey> {
+  const der = x509.PemConverter.decode(pem)[0];
+  return webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
+}
+
+const sortedSans = (hosts: readonly string[]): string[] => [...new Set(hosts.map((h) => h.toLowerCase()))].sort();
+
+/** The SANs of a PEM certificate in the same form as `sortedSans` (node prints `DNS:a, IP Address:b`). */
+function sansOf(cert: NodeX509): string[] {
+  const raw = cert.subjectAltName ?? '';
+  return sortedSans(
+    raw
+      .split(', ')
+      .filter(Boolean)
+      .map((s) => s.slice(s.indexOf(':') + 1)),
+  );
+}
+
+function usable(certPem: string | undefined, keyPem: string | undefined, ca: NodeX509): certPem is string {
+  if (!certPem || !keyPem) return false;
+  try {
+    const c = new NodeX509(certPem);
+    return c.checkIssued(ca) && c.verify(ca.publicKey) && Date.parse(c.validTo) - Date.now() > RENEW_BEFORE_MS;
+  } catch {
+    return false;
+  }
+}
+
+interface Signer {
+  cert: x509.X509Certificate;
+  key: CryptoKey;
+}
+
+async function leaf(o: { signer: Signer; subject: string; days: number; usage: 'server' | 'client'; hosts?: readonly string[] }): Promise<{ cert: string; key: string }> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const now = Date.now();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+    new x509.ExtendedKeyUsageExtension([o.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+    await x509.AuthorityKeyIdentifierExtension.create(o.signer.cert),
+  ];
+  if (o.hosts) {
+    extensions.push(new x509.SubjectAlternativeNameExtension(o.hosts.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h }))));
+  }
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: o.subject,
+    issuer: o.signer.cert.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + o.days * DAY),
+    publicKey: keys.publicKey,
+    signingKey: o.signer.key,
+    signingAlgorithm: ALG,
+    extensions,
+  });
+  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+}
+
+async function newCa(): Promise<{ cert: string; key: string }> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: 'CN=kubeloop-ca',
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + CA_DAYS * DAY),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+}
+
+/** Loads the PKI from `dir`, making what is missing, stale or for other SANs. Throws with the fix. */
+export async function ensurePki(o: PkiOptions): Promise<Pki> {
+  const { dir, log } = o;
+  await ensurePrivateDir(dir);
+  const f = (k: keyof typeof FILES) => join(dir, FILES[k]);
+  const read = async (k: keyof typeof FILES) => readIfThere(f(k));
+
+  let caCert = await read('caCert');
+  let caKey = await read('caKey');
+  if (caCert === undefined) {
+    ({ cert: caCert, key: caKey } = await newCa());
+    await writePrivate(f('caKey'), caKey);
+    await writePrivate(f('caCert'), caCert);
+    log.info({ dir }, 'made a cluster CA');
+  } else if (caKey === undefined) {
+    throw new Error(`${f('caCert')} has no key next to it (${FILES.caKey}): restore it, or delete ${dir} to make a new CA (kubeconfigs made from the old one stop working)`);
+  }
+  let caNode: NodeX509;
+  let signer: Signer;
+  try {
+    caNode = new NodeX509(caCert);
+    signer = { cert: new x509.X509Certificate(caCert), key: await importKey(caKey!) };
+  } catch (e) {
+    throw new Error(`${dir}: the CA certificate or key cannot be read (${(e as Error).message}): restore them, or delete ${dir} to make a new CA`);
+  }
+  if (Date.parse(caNode.validTo) <= Date.now()) {
+    throw new Error(`the cluster CA in ${dir} expired on ${caNode.validTo}: delete ${dir} to make a new one (then use the new kubeconfig)`);
+  }
+
+  const hosts = sortedSans(o.hosts);
+  let serverCert = await read('serverCert');
+  let serverKey = await read('serverKey');
+  const serverOk = usable(serverCert, serverKey, caNode) && sansOf(new NodeX509(serverCert!)).join() === hosts.join();
+  if (!serverOk) {
+    ({ cert: serverCert, key: serverKey } = await leaf({ signer, subject: 'CN=kube-apiserver', days: LEAF_DAYS, usage: 'server', hosts }));
+    await writePrivate(f('serverKey'), serverKey);
+    await writePrivate(f('serverCert'), serverCert);
+    log.info({ sans: hosts }, 'made the API serving certificate');
+  }
+
+  let clientCert = await read('clientCert');
+  let clientKey = await read('clientKey');
+  if (!usable(clientCert, clientKey, caNode)) {
+    ({ cert: clientCert, key: clientKey } = await leaf({ signer, subject: `CN=${ADMIN_USER}, O=${ADMIN_GROUP}`, days: LEAF_DAYS, usage: 'client' }));
+    await writePrivate(f('clientKey'), clientKey);
+    await writePrivate(f('clientCert'), clientCert);
+    log.info({ user: ADMIN_USER }, 'made the admin client certificate');
+  }
+  return { ca: caCert, serverCert: serverCert!, serverKey: serverKey!, clientCert: clientCert!, clientKey: clientKey!, dir };
+}
