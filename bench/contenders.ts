@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { daemonApi } from '../test/helpers/api.js';
 import { childPids } from '../test/helpers/procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -170,10 +171,6 @@ export function getText(url: string): Promise<string> {
   });
 }
 
-async function getJson(url: string): Promise<unknown> {
-  return JSON.parse(await getText(url));
-}
-
 const MANIFEST = (node: string) => `apiVersion: apps/v1
 kind: Deployment
 metadata: { name: bench, namespace: default }
@@ -250,6 +247,8 @@ export interface KubeloopDaemon {
   proc: ChildProcess;
   /** what it printed so far (the table, the API/DNS/metrics addresses) */
   out(): string;
+  /** its state dir (the kubeconfig is in it) */
+  stateDir: string;
   /** SIGINT, SIGKILL after 15 s; then its state dir is removed */
   stop(): Promise<void>;
 }
@@ -288,7 +287,7 @@ export async function launchKubeloop(manifest: string, flags: string[], nodeFlag
     await stop();
     throw e;
   }
-  return { proc, out: () => out, stop };
+  return { proc, out: () => out, stateDir: join(dir, 'state'), stop };
 }
 
 /**
@@ -315,13 +314,14 @@ export async function startKubeloop(o: { profileDir?: string; forward?: Backends
   const { proc, stop } = d;
   try {
     const out = d.out();
-    const api = /API:\s+(http:\/\/\S+)/.exec(out)?.[1];
-    if (!api) throw new Error(`no API address in:\n${out}`);
-    const svc = (await getJson(`${api}/api/v1/namespaces/default/services/bench`)) as { spec: { clusterIP: string } };
+    // the API over HTTPS with the kubeconfig's CA and client certificate, as kubectl uses it
+    const api = await daemonApi(d);
+    const getJson = async (path: string): Promise<unknown> => (await api.request('GET', path, { timeoutMs: 5000 })).json();
+    const svc = (await getJson('/api/v1/namespaces/default/services/bench')) as { spec: { clusterIP: string } };
     const clusterIP = svc.spec.clusterIP;
     let ips: string[] = [];
     for (let i = 0; i < 200 && ips.length < 3; i++) {
-      const ep = (await getJson(`${api}/api/v1/namespaces/default/endpoints/bench`)) as { subsets?: Array<{ addresses?: Array<{ ip: string }> }> };
+      const ep = (await getJson('/api/v1/namespaces/default/endpoints/bench')) as { subsets?: Array<{ addresses?: Array<{ ip: string }> }> };
       ips = (ep.subsets ?? []).flatMap((s) => (s.addresses ?? []).map((a) => a.ip)).sort();
       if (ips.length < 3) await new Promise((r) => setTimeout(r, 100));
     }
