@@ -6,13 +6,17 @@
  *
  * The files hold raw output without per-line times: `timestamps=true` stamps lines with the
  * time they are read while following, and older lines with the file's modification time.
+ *
+ * Nothing here reads synchronously: the API shares its event loop with DNS and the proxy.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { ApiError, badRequest } from '../api/errors.js';
 import type { Pod, Stored } from '../api/types.js';
 import type { Store } from '../store/types.js';
+import { BufferPool, type ChunkSink, LineStamper, copyRange, stamp, tailOffset } from './log-file.js';
 
 export interface LogQuery {
   container?: string;
@@ -57,156 +61,204 @@ function pickContainer(pod: Stored<Pod>, wanted: string | undefined): string {
 }
 
 /** The log files of a container, oldest first (by restart count). */
-function logFiles(dir: string): { file: string; n: number }[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
+async function logFiles(dir: string): Promise<{ file: string; n: number }[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names
     .map((f) => /^(\d+)\.log$/.exec(f))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ file: join(dir, m[0]), n: Number(m[1]) }))
     .sort((a, b) => a.n - b.n);
 }
 
-const stamp = (ms: number): string => new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
-
-function tail(text: string, lines: number | undefined): string {
-  if (lines === undefined || lines < 0) return text;
-  if (lines === 0) return '';
-  const parts = text.split('\n');
-  const trailing = parts[parts.length - 1] === '';
-  if (trailing) parts.pop();
-  return parts.slice(-lines).join('\n') + (trailing ? '\n' : '');
-}
-
-function withTimestamps(text: string, ms: number): string {
-  if (!text) return text;
-  const trailing = text.endsWith('\n');
-  const lines = (trailing ? text.slice(0, -1) : text).split('\n');
-  return lines.map((l) => `${stamp(ms)} ${l}`).join('\n') + (trailing ? '\n' : '');
-}
+/** how often a follow looks for a replaced container or a finished pod (appends wake it at once) */
+const FOLLOW_CHECK_MS = 250;
 
 export interface LogDeps {
   store: Store;
   stateDir: string;
 }
 
+/**
+ * Streams the log: every read is async and chunked (log-file.ts) and the reply is written
+ * with backpressure, so a 300 MB log neither blocks the event loop nor sits in memory.
+ */
 export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps: LogDeps, namespace: string, name: string, q: LogQuery): Promise<void> {
   const pod = await deps.store.get<Pod>('Pod', namespace, name);
   const container = pickContainer(pod, q.container);
   const dir = join(deps.stateDir, 'pods', `${namespace}_${name}_${pod.metadata.uid}`, container);
-  const files = logFiles(dir);
+  const files = await logFiles(dir);
+  const waiting = (): ApiError => {
+    const w = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])].find((c) => c.name === container)?.state?.waiting;
+    return badRequest(`container "${container}" in pod "${name}" is waiting to start: ${w?.reason ?? 'ContainerCreating'}`);
+  };
   let target: { file: string; n: number } | undefined;
   if (q.previous) {
     target = files.length >= 2 ? files[files.length - 2] : undefined;
     if (!target) throw badRequest(`previous terminated container "${container}" in pod "${name}" not found`);
   } else {
     target = files[files.length - 1];
-    if (!target) {
-      const waiting = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])].find((c) => c.name === container)?.state?.waiting;
-      throw badRequest(`container "${container}" in pod "${name}" is waiting to start: ${waiting?.reason ?? 'ContainerCreating'}`);
+    if (!target) throw waiting();
+  }
+  let fh: FileHandle;
+  try {
+    fh = await open(target.file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw waiting();
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    const size = st.size;
+    const old = q.sinceSeconds !== undefined && st.mtimeMs < Date.now() - q.sinceSeconds * 1000;
+    const from = old ? size : q.tailLines === undefined || q.tailLines < 0 ? 0 : await tailOffset(fh, size, q.tailLines);
+    // lines already in the file carry its modification time (the files hold no per-line times)
+    const stamper = q.timestamps ? new LineStamper(() => stamp(st.mtimeMs)) : undefined;
+    const out = new Output(res, q.limitBytes, stamper);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', ...(q.follow ? { 'Transfer-Encoding': 'chunked' } : {}) });
+    await copyRange(fh, from, size, out);
+    if (!q.follow || q.previous || !out.open) {
+      res.end();
+      return;
     }
+    stamper?.setClock(() => stamp(Date.now()));
+    res.flushHeaders?.();
+    await follow(req, res, deps, pod, target, fh, size, out);
+  } finally {
+    await fh.close().catch(() => {});
   }
-  const st = statSync(target.file);
-  let text = readFileSync(target.file, 'utf8');
-  let offset = Buffer.byteLength(text);
-  if (q.sinceSeconds !== undefined && st.mtimeMs < Date.now() - q.sinceSeconds * 1000) text = '';
-  text = tail(text, q.tailLines);
-  if (q.timestamps) text = withTimestamps(text, st.mtimeMs);
-  let budget = q.limitBytes ?? Infinity;
-  const write = (s: string): boolean => {
-    if (budget <= 0) return false;
-    let b = Buffer.from(s);
-    if (b.length > budget) b = b.subarray(0, budget);
-    budget -= b.length;
-    res.write(b);
-    return budget > 0;
-  };
-  res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', ...(q.follow ? { 'Transfer-Encoding': 'chunked' } : {}) });
-  if (!q.follow || q.previous) {
-    write(text);
-    res.end();
-    return;
+}
+
+/**
+ * The reply body: the `limitBytes` budget, optional line stamps, backpressure, and a small
+ * pool of read buffers, each back in the pool once the socket has taken its bytes.
+ */
+class Output implements ChunkSink {
+  readonly #res: ServerResponse;
+  readonly #stamper: LineStamper | undefined;
+  readonly #pool = new BufferPool();
+  readonly #closed: Promise<void>;
+  #budget: number;
+
+  constructor(res: ServerResponse, limitBytes: number | undefined, stamper: LineStamper | undefined) {
+    this.#res = res;
+    this.#budget = limitBytes !== undefined && limitBytes > 0 ? limitBytes : Infinity;
+    this.#stamper = stamper;
+    this.#closed = new Promise((resolve) => res.once('close', resolve));
   }
-  if (!write(text)) {
-    res.end();
-    return;
+
+  /** false once the budget is spent or the client is gone */
+  get open(): boolean {
+    return this.#budget > 0 && !this.#res.destroyed && !this.#res.writableEnded;
   }
-  res.flushHeaders?.();
-  await followFile(req, res, deps, pod, target, offset, q, write, (o) => (offset = o));
+
+  take(): Promise<Buffer> {
+    // a closed response may never call back for its pending writes: do not wait for their buffers
+    if (!this.open) return Promise.resolve(Buffer.allocUnsafe(1));
+    return Promise.race([this.#pool.take(), this.#closed.then(() => Buffer.allocUnsafe(1))]);
+  }
+
+  give(b: Buffer): void {
+    if (b.length > 1) this.#pool.give(b);
+  }
+
+  async put(chunk: Buffer, release: () => void): Promise<boolean> {
+    if (!this.open) {
+      release();
+      return false;
+    }
+    let out = chunk;
+    if (this.#stamper) {
+      out = this.#stamper.transform(chunk); // a copy: the read buffer is free at once
+      release();
+    }
+    if (out.length > this.#budget) out = out.subarray(0, this.#budget);
+    this.#budget -= out.length;
+    const more = this.#res.write(out, this.#stamper ? undefined : () => release());
+    if (!more) await drained(this.#res);
+    return this.open;
+  }
+}
+
+/** resolves once `res` may take more, or is closed */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 /**
  * Streams what is appended to the file until the container is replaced (a newer file), the pod
- * is gone or finished, or the client leaves. Polls: the files are written by other processes.
+ * is gone or finished, or the client leaves. The files are written by other processes: an
+ * fs.watch on the file wakes it at once, and a FOLLOW_CHECK_MS timer covers the rest.
  */
-function followFile(
+async function follow(
   req: IncomingMessage,
   res: ServerResponse,
   deps: LogDeps,
   pod: Stored<Pod>,
   target: { file: string; n: number },
+  fh: FileHandle,
   start: number,
-  q: LogQuery,
-  write: (s: string) => boolean,
-  setOffset: (o: number) => void,
+  out: Output,
 ): Promise<void> {
-  return new Promise((resolve) => {
-    let offset = start;
-    let done = false;
-    let partial = '';
-    let timer: NodeJS.Timeout | undefined;
-    const stop = () => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      if (partial) write(q.timestamps ? withTimestamps(partial, Date.now()) : partial);
-      if (!res.writableEnded) res.end();
-      resolve();
-    };
-    req.on('close', stop);
-    res.on('close', stop);
-    const readMore = (): boolean => {
-      let size: number;
-      try {
-        size = statSync(target.file).size;
-      } catch {
-        return false;
-      }
-      if (size <= offset) return false;
-      const fd = openSync(target.file, 'r');
-      try {
-        const buf = Buffer.alloc(size - offset);
-        const n = readSync(fd, buf, 0, buf.length, offset);
-        offset += n;
-        setOffset(offset);
-        let chunk = buf.subarray(0, n).toString('utf8');
-        if (q.timestamps) {
-          chunk = partial + chunk;
-          const cut = chunk.lastIndexOf('\n');
-          partial = chunk.slice(cut + 1);
-          chunk = cut >= 0 ? withTimestamps(chunk.slice(0, cut + 1), Date.now()) : '';
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(target.file, { persistent: false }, poke);
+    watcher.on('error', () => {}); // the timer still covers it
+  } catch {
+    // no inotify watch to be had (the per-user limit): the timer alone
+  }
+  req.once('close', poke);
+  res.once('close', poke);
+  const dir = join(target.file, '..');
+  let offset = start;
+  let nextCheck = 0;
+  try {
+    while (out.open) {
+      offset = await copyRange(fh, offset, (await fh.stat()).size, out);
+      if (!out.open) break;
+      if (Date.now() >= nextCheck) {
+        nextCheck = Date.now() + FOLLOW_CHECK_MS;
+        const cur = await deps.store.tryGet<Pod>('Pod', pod.metadata.namespace, pod.metadata.name).catch(() => undefined);
+        const replaced = (await logFiles(dir)).some((f) => f.n > target.n);
+        const finished = !cur || cur.metadata.uid !== pod.metadata.uid || cur.status?.phase === 'Succeeded' || cur.status?.phase === 'Failed';
+        if (replaced || finished) {
+          await copyRange(fh, offset, (await fh.stat()).size, out);
+          break;
         }
-        if (chunk && !write(chunk)) stop();
-      } finally {
-        closeSync(fd);
       }
-      return true;
-    };
-    const dir = join(target.file, '..');
-    const tick = async () => {
-      if (done) return;
-      readMore();
-      const cur = await deps.store.tryGet<Pod>('Pod', pod.metadata.namespace, pod.metadata.name).catch(() => undefined);
-      const replaced = logFiles(dir).some((f) => f.n > target.n);
-      const finished = !cur || cur.metadata.uid !== pod.metadata.uid || cur.status?.phase === 'Succeeded' || cur.status?.phase === 'Failed';
-      if (replaced || finished) {
-        readMore();
-        stop();
-        return;
-      }
-      timer = setTimeout(() => void tick(), 100);
-    };
-    void tick();
-  });
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(poke, FOLLOW_CHECK_MS);
+      });
+      clearTimeout(timer);
+    }
+  } finally {
+    watcher?.close();
+    req.off('close', poke);
+    res.off('close', poke);
+    if (!res.writableEnded) res.end();
+  }
 }
 
 export const isLogNotFound = (e: unknown): boolean => e instanceof ApiError && e.reason === 'NotFound';
