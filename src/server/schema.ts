@@ -251,75 +251,146 @@ export interface FieldProblem {
   message: string;
 }
 
-const GO_SCALAR: Record<string, string> = { 'number/int32': 'int32', 'number/int64': 'int64', 'number/double': 'float64', number: 'int32' };
+const GO_INT: Record<string, { name: string; min: number; max: number }> = {
+  int32: { name: 'int32', min: -(2 ** 31), max: 2 ** 31 - 1 },
+  int64: { name: 'int64', min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER },
+  '': { name: 'int32', min: -(2 ** 31), max: 2 ** 31 - 1 },
+};
+
+/**
+ * Fields typed `resource.Quantity` upstream: client-node models them as strings, but the Go
+ * decoder also accepts a JSON number there (`cpu: 1`).
+ */
+const QUANTITY_FIELDS = new Set(['limits', 'requests', 'overhead', 'sizeLimit', 'capacity', 'allocatable', 'allocatedResources', 'divisor', 'hard', 'used']);
 
 /**
  * Walks an object against its type, removing unknown fields (as the Go JSON decoder drops them)
- * and reporting them, plus values of the wrong JSON type, as upstream's strict decoder would.
+ * and reporting them, plus every value the Go decoder would refuse: a wrong JSON type (also
+ * inside lists and maps: `data: {"k": 1}`, `command: [1, 2]`), a fractional or out-of-range
+ * integer, and a `[]byte` field (Secret `data`, ConfigMap `binaryData`) that is not base64.
+ * Type problems carry the decoder's message (`json: cannot unmarshal number into Go struct field
+ * ConfigMap.data of type string`). Recursion follows the schema's own (finite) nesting only.
  */
 export function checkFields(schemas: Schemas, obj: unknown, cls: string): FieldProblem[] {
   const out: FieldProblem[] = [];
-  walk(schemas, obj, { k: 'object', name: cls }, '', cls, out);
+  walk(schemas, obj, { k: 'object', name: cls }, { path: '', goPath: '', owner: cls, field: '' }, out);
   return out;
 }
 
+/** The JSON value kind as Go's decoder names it in UnmarshalTypeError. */
 function jsonType(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'array';
   if (typeof v === 'object') return 'object';
+  if (typeof v === 'boolean') return 'bool';
   return typeof v;
 }
 
-function walk(schemas: Schemas, v: unknown, t: TypeRef, path: string, ownerCls: string, out: FieldProblem[]): void {
+interface At {
+  /** `spec.containers[0].command[1]` (unknown-field messages carry indices, as upstream's) */
+  path: string;
+  /** `spec.containers.command` (the decoder's field stack has no indices or map keys) */
+  goPath: string;
+  /** innermost struct class, named in the decoder's message */
+  owner: string;
+  /** the struct field name the value sits under */
+  field: string;
+}
+
+/** `base64.StdEncoding` decoding: the input byte where it fails, or `undefined` for valid input. */
+export function base64ErrorAt(s: string): number | undefined {
+  const skipNewlines = (i: number): number => {
+    while (i < s.length && (s[i] === '\n' || s[i] === '\r')) i++;
+    return i;
+  };
+  let si = 0;
+  for (;;) {
+    for (let j = 0; j < 4; j++) {
+      si = skipNewlines(si);
+      if (si === s.length) return j === 0 ? undefined : si - j;
+      const c = s[si++];
+      if (c === '=') {
+        if (j < 2) return si - 1;
+        if (j === 2) {
+          si = skipNewlines(si);
+          if (si === s.length) return s.length;
+          if (s[si] !== '=') return si - 1;
+          si++;
+        }
+        si = skipNewlines(si);
+        return si < s.length ? si : undefined;
+      }
+      if (!/[A-Za-z0-9+/]/.test(c)) return si - 1;
+    }
+  }
+}
+
+function walk(schemas: Schemas, v: unknown, t: TypeRef, at: At, out: FieldProblem[]): void {
   if (v === null || v === undefined) return;
-  const field = path.split('.').pop()?.replace(/\[.*$/, '') ?? '';
-  const typeErr = (want: string) =>
-    out.push({
-      kind: 'type',
-      path,
-      message: `json: cannot unmarshal ${jsonType(v) === 'object' ? 'object' : jsonType(v)} into Go struct field ${goTypeName(ownerCls)}.${path.replace(/\[\d+\]/g, '')} of type ${want}`,
-    });
+  const typeErr = (want: string, shown = jsonType(v)) =>
+    out.push({ kind: 'type', path: at.path, message: `json: cannot unmarshal ${shown} into Go struct field ${goTypeName(at.owner)}.${at.goPath} of type ${want}` });
   switch (t.k) {
     case 'scalar':
-      if (t.t === 'number' && typeof v !== 'number') typeErr(GO_SCALAR[`number/${t.format}`] ?? 'int32');
-      else if (t.t === 'boolean' && typeof v !== 'boolean') typeErr('bool');
-      else if ((t.t === 'string' || t.t === 'date') && typeof v === 'object') typeErr('string');
-      else if (t.t === 'intorstring' && typeof v === 'object') typeErr('intstr.IntOrString');
+      switch (t.t) {
+        case 'string':
+        case 'date':
+          if (typeof v === 'string') {
+            if (t.format === 'byte') {
+              const bad = base64ErrorAt(v);
+              if (bad !== undefined) out.push({ kind: 'type', path: at.path, message: `illegal base64 data at input byte ${bad}` });
+            }
+          } else if (!(typeof v === 'number' && QUANTITY_FIELDS.has(at.field))) {
+            typeErr(t.format === 'byte' ? '[]uint8' : 'string');
+          }
+          return;
+        case 'number': {
+          if (typeof v !== 'number') return void typeErr(GO_INT[t.format]?.name ?? 'float64');
+          const int = GO_INT[t.format];
+          if (int && (!Number.isInteger(v) || v < int.min || v > int.max)) typeErr(int.name, `number ${String(v)}`);
+          return;
+        }
+        case 'boolean':
+          if (typeof v !== 'boolean') typeErr('bool');
+          return;
+        case 'intorstring':
+          if (typeof v !== 'string' && !(typeof v === 'number' && Number.isInteger(v))) typeErr('intstr.IntOrString');
+          return;
+        case 'any':
+          return;
+      }
       return;
     case 'array':
       if (!Array.isArray(v)) {
         typeErr(`[]${describe(t.of)}`);
         return;
       }
-      v.forEach((x, i) => walk(schemas, x, t.of, `${path}[${i}]`, ownerCls, out));
+      v.forEach((x, i) => walk(schemas, x, t.of, { ...at, path: `${at.path}[${i}]` }, out));
       return;
     case 'map':
       if (typeof v !== 'object' || Array.isArray(v)) {
         typeErr(`map[string]${describe(t.of)}`);
         return;
       }
-      if (t.of.k === 'scalar') return; // quantities and the like accept several JSON types
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(schemas, x, t.of, `${path}[${k}]`, ownerCls, out);
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(schemas, x, t.of, { ...at, path: `${at.path}[${k}]` }, out);
       return;
     case 'object': {
       const ot = schemas.type(t.name);
       if (!ot) return;
       if (typeof v !== 'object' || Array.isArray(v)) {
-        typeErr(goTypeName(t.name));
+        typeErr(describe(t));
         return;
       }
       const rec = v as Record<string, unknown>;
       for (const k of Object.keys(rec)) {
         const ft = ot.fields.get(k);
-        const p = path ? `${path}.${k}` : k;
+        const p = at.path ? `${at.path}.${k}` : k;
         if (!ft) {
           out.push({ kind: 'unknown', path: p, message: `unknown field "${p}"` });
           delete rec[k];
           continue;
         }
-        walk(schemas, rec[k], ft, p, t.name, out);
+        walk(schemas, rec[k], ft, { path: p, goPath: at.goPath ? `${at.goPath}.${k}` : k, owner: t.name, field: k }, out);
       }
-      void field;
     }
   }
 }
@@ -327,7 +398,11 @@ function walk(schemas: Schemas, v: unknown, t: TypeRef, path: string, ownerCls: 
 function describe(t: TypeRef): string {
   switch (t.k) {
     case 'scalar':
-      return t.t === 'number' ? 'int32' : t.t === 'boolean' ? 'bool' : 'string';
+      if (t.t === 'number') return GO_INT[t.format]?.name ?? 'float64';
+      if (t.t === 'boolean') return 'bool';
+      if (t.t === 'intorstring') return 'intstr.IntOrString';
+      if (t.t === 'any') return 'interface {}';
+      return t.format === 'byte' ? '[]uint8' : 'string';
     case 'array':
       return `[]${describe(t.of)}`;
     case 'map':

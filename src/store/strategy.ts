@@ -1,4 +1,4 @@
-import type { Endpoints, Job, KObject, Mutable, Namespace, Pod, Service } from '../api/types.js';
+import type { Endpoints, Job, KObject, Mutable, Namespace, Pod, Secret, Service } from '../api/types.js';
 import type { FieldError } from '../api/field.js';
 import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
@@ -41,6 +41,7 @@ export class Strategies {
       (obj as Mutable<Namespace>).status = { phase: 'Active' };
     }
     if (!old && obj.kind === 'Job') generateJobSelector(obj as Mutable<Job>);
+    if (obj.kind === 'Secret') mergeStringData(obj as Mutable<Secret>);
     if (!old && obj.kind === 'Pod') {
       const pod = obj as Pod;
       (pod as Mutable<Pod>).status = { phase: 'Pending', qosClass: 'BestEffort' };
@@ -92,6 +93,11 @@ function generateJobSelector(job: Mutable<Job>): void {
   if (!uid || !spec || spec.manualSelector) return;
   const name = job.metadata?.name ?? '';
   spec.selector = { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } };
+  // upstream's template is a struct, never nil: a Job without one gets an empty template here and
+  // validation then names what it lacks (`spec.template.spec.containers: Required value`)
+  const tpl = spec.template as unknown;
+  if (tpl === undefined || tpl === null) spec.template = {};
+  else if (typeof tpl !== 'object' || Array.isArray(tpl)) return;
   const tmeta = (spec.template.metadata ??= {});
   tmeta.labels = {
     ...tmeta.labels,
@@ -100,4 +106,20 @@ function generateJobSelector(job: Mutable<Job>): void {
     'controller-uid': uid,
     'job-name': name,
   };
+}
+
+/**
+ * As upstream's Secret conversion: `stringData` is a write-only convenience: each entry is
+ * written into `data` (base64, overriding a `data` entry of the same key) and the field dropped.
+ */
+function mergeStringData(secret: Mutable<Secret>): void {
+  const sd = secret.stringData as unknown;
+  if (sd === undefined) return;
+  delete secret.stringData;
+  if (sd === null || typeof sd !== 'object' || Array.isArray(sd)) return;
+  const data: Record<string, string> = { ...(secret.data ?? {}) };
+  for (const [k, v] of Object.entries(sd as Record<string, unknown>)) {
+    if (typeof v === 'string') data[k] = Buffer.from(v, 'utf8').toString('base64');
+  }
+  secret.data = data;
 }

@@ -7,6 +7,7 @@ import type { FieldError } from '../field.js';
 import { path } from '../field.js';
 import { type NameFn, nameIsDNSLabel, nameIsDNSSubdomain } from '../names.js';
 import { type KObject, kindInfo } from '../types.js';
+import { validateConfigMap, validateConfigMapUpdate, validateSecret, validateSecretUpdate } from './config.js';
 import { validateEndpoints, validateEndpointsUpdate } from './endpoints.js';
 import { type Rec, isRec, validateObjectMeta, validateObjectMetaUpdate } from './meta.js';
 import { validatePod, validatePodUpdate } from './pod.js';
@@ -65,6 +66,10 @@ export function validateObject(obj: KObject, old?: KObject, opts: ValidateOption
       return prev ? validateEndpointsUpdate(o, prev, epOpts) : validateEndpoints(o, epOpts);
     case 'Pod':
       return prev ? validatePodUpdate(o, prev) : validatePod(o);
+    case 'ConfigMap':
+      return prev ? validateConfigMapUpdate(o, prev) : validateConfigMap(o);
+    case 'Secret':
+      return prev ? validateSecretUpdate(o, prev) : validateSecret(o);
   }
   const workload = WORKLOADS[kind];
   if (workload) {

@@ -19,6 +19,7 @@ import {
   validateNonnegative,
   validateObjectMeta,
 } from './meta.js';
+import { cronScheduleError, timeZoneError } from './cron.js';
 import { validatePodTemplateSpec } from './pod.js';
 
 const present = (v: unknown): boolean => v !== undefined && v !== null;
@@ -315,7 +316,23 @@ export function validateCronJob(cj: Rec): FieldError[] {
   const errs = validateObjectMeta(cj.metadata, { namespaced: true, nameFn: nameIsDNSSubdomain }, path('metadata'));
   const p = path('spec');
   const spec = rec(cj.spec, p, errs) ?? {};
-  if (typeof spec.schedule !== 'string' || spec.schedule === '') errs.push(required(p.child('schedule')));
+  const sp = p.child('schedule');
+  if (typeof spec.schedule !== 'string' || spec.schedule === '') errs.push(required(sp));
+  else {
+    const err = cronScheduleError(spec.schedule);
+    if (err) errs.push(invalid(sp, spec.schedule, err));
+    if (spec.schedule.includes('TZ') && present(spec.timeZone)) {
+      errs.push(invalid(sp, spec.schedule, 'cannot use both timeZone field and TZ or CRON_TZ in schedule'));
+    }
+  }
+  const tz = spec.timeZone;
+  const tzp = p.child('timeZone');
+  if (tz === '') errs.push(invalid(tzp, tz, 'timeZone must be nil or non-empty string'));
+  else if (typeof tz === 'string') {
+    if (tz.toLowerCase() === 'local') errs.push(invalid(tzp, tz, 'timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones'));
+    const err = timeZoneError(tz);
+    if (err) errs.push(invalid(tzp, tz, err));
+  }
   const cp = spec.concurrencyPolicy;
   if (!present(cp) || cp === '') errs.push(required(p.child('concurrencyPolicy')));
   else if (!['Allow', 'Forbid', 'Replace'].includes(cp as string)) {
