@@ -147,3 +147,42 @@ t.test('--pod-start-rate: starts beyond the burst wait in a queue with a reason,
   t.notOk((await pods()).some((p) => p.status?.reason), 'no pod keeps the queued reason');
   t.equal(runtime.pids().length, 8);
 });
+
+t.test('replicas: 1000000000 creates pods at the controllers\' bounded rate, and scaling back to 1 recovers', async (t) => {
+  const store = await createEmbeddedStore({ log, podCidr: '127.213.128.0/18' });
+  const informers = new InformerFactory(store);
+  const controllers = new ControllerManager({ store, informers, log, podCidr: '127.213.128.0/18', podCreateRate: { perSecond: 20, burst: 10 } });
+  t.teardown(async () => {
+    await controllers.stop();
+    informers.stop();
+    await store.close();
+  });
+  await controllers.start();
+  const started = Date.now();
+  await store.create<Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'typo', namespace: NS },
+    spec: {
+      replicas: 1_000_000_000,
+      selector: { matchLabels: { app: 'typo' } },
+      template: { metadata: { labels: { app: 'typo' } }, spec: { containers: [sleeper] } },
+    },
+  });
+  const count = async () => (await store.list<Pod>('Pod', { namespace: NS })).items.length;
+  await waitFor(async () => (await count()) >= 30, { what: '30 pods created' });
+  await new Promise((r) => setTimeout(r, 1000));
+  const n = await count();
+  const bound = 10 + 20 * ((Date.now() - started) / 1000) + 5;
+  t.ok(n <= bound, `${n} pods after ${Date.now() - started} ms (bound ${Math.round(bound)})`);
+  await store.mutate<Deployment>('Deployment', NS, 'typo', (d) => {
+    d.spec!.replicas = 1;
+  });
+  // creations already waiting for a token still land (as upstream's batch in flight); the surplus is then deleted
+  const live = async () => {
+    const items = (await store.list<Pod>('Pod', { namespace: NS })).items;
+    return `${items.filter((p) => !p.metadata.deletionTimestamp).length} live, ${items.length} in all`;
+  };
+  await waitFor(async () => (await live()) === '1 live, 1 in all', { timeoutMs: 30_000, what: 'one pod left' });
+  t.pass('scaled back to one pod');
+});

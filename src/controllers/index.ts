@@ -14,6 +14,7 @@ import { JobController } from './job.js';
 import { PvcController } from './pvc.js';
 import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
+import { TokenBucket } from '../util/token-bucket.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
 export { EventRecorder } from '../store/events.js';
@@ -36,6 +37,12 @@ export interface ControllerOptions {
   clock?: Clock;
   /** delay before a Job replaces failed pods: initialMs doubling up to maxMs; default 10 s to 6 min */
   jobFailureBackoff?: { initialMs: number; maxMs: number };
+  /**
+   * pods the workload controllers create per second, all together (in bursts of `burst`): the
+   * part of kube-controller-manager's client rate limit that keeps a `replicas: 1000000000`
+   * from filling the store; default 100/s, bursts of 500
+   */
+  podCreateRate?: { perSecond: number; burst: number };
 }
 
 interface Controller {
@@ -60,6 +67,8 @@ export class ControllerManager {
     const log = o.log.child({ component: 'controllers' });
     this.#log = log;
     const base = { store: o.store, informers: o.informers, log };
+    const rate = o.podCreateRate ?? { perSecond: 100, burst: 500 };
+    const podCreates = new TokenBucket({ ratePerSecond: rate.perSecond, burst: rate.burst });
     const recorder = (component: string) => new EventRecorder({ store: o.store, log, component });
     const rsEvents = recorder('replicaset-controller');
     const rcEvents = recorder('replication-controller');
@@ -69,8 +78,8 @@ export class ControllerManager {
     this.#controllers = [
       new Scheduler({ ...base, events: schedEvents }),
       new EndpointsController({ ...base, podCidr: o.podCidr, allowLoopbackEndpoints: o.allowLoopbackEndpoints }),
-      new ReplicaSetController({ ...base, events: rsEvents }),
-      new ReplicaSetController({ ...base, events: rcEvents, legacy: true }),
+      new ReplicaSetController({ ...base, events: rsEvents, podCreates }),
+      new ReplicaSetController({ ...base, events: rcEvents, legacy: true, podCreates }),
       new DeploymentController({ ...base, events: deployEvents }),
       new GarbageCollector(base),
     ];
@@ -83,9 +92,9 @@ export class ControllerManager {
     this.#recorders.push(stsEvents, dsEvents, jobEvents, cronEvents, pvcEvents);
     this.#controllers.push(
       new PvcController({ ...base, events: pvcEvents, stateDir: o.stateDir }),
-      new StatefulSetController({ ...base, events: stsEvents }),
+      new StatefulSetController({ ...base, events: stsEvents, podCreates }),
       new DaemonSetController({ ...base, events: dsEvents }),
-      new JobController({ ...base, events: jobEvents, failureBackoff: o.jobFailureBackoff }),
+      new JobController({ ...base, events: jobEvents, failureBackoff: o.jobFailureBackoff, podCreates }),
       new CronJobController({ ...base, events: cronEvents, clock: o.clock }),
     );
   }

@@ -3,6 +3,7 @@ import { isApiError } from '../api/errors.js';
 import type { Container, Job, Mutable, Pod, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
+import type { TokenBucket } from '../util/token-bucket.js';
 import type { Store } from '../store/types.js';
 import { type StatusCondition, getCondition, setCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
@@ -34,10 +35,14 @@ export interface JobControllerOptions {
   events: EventRecorder;
   /** delay before replacing failed pods: initialMs doubling per failure up to maxMs; default 10 s to 6 min, as upstream */
   failureBackoff?: { initialMs: number; maxMs: number };
+  /** shared bound on pod creations per second (each create waits for a token) */
+  podCreates?: TokenBucket;
   workers?: number;
 }
 
 const ORPHAN = 'orphan:';
+/** upstream's MaxPodCreateDeletePerSync: a sync creates at most this many pods, the next sync goes on */
+const MAX_CREATES_PER_SYNC = 500;
 
 const podFinished = (p: Pod) => p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed';
 const hasTracking = (p: Pod) => p.metadata?.finalizers?.includes(JOB_TRACKING_FINALIZER) ?? false;
@@ -106,8 +111,11 @@ export class JobController {
   /** uids of pods whose finalizer we removed and whose update the cache has not shown yet: never counted twice */
   readonly #released = new Set<string>();
 
+  readonly #podCreates: TokenBucket | undefined;
+
   constructor(opts: JobControllerOptions) {
     this.#store = opts.store;
+    this.#podCreates = opts.podCreates;
     this.#events = opts.events;
     this.#backoff = opts.failureBackoff ?? DEFAULT_FAILURE_BACKOFF;
     this.#jobs = opts.informers.for<Job>('Job');
@@ -195,6 +203,10 @@ export class JobController {
 
   get store(): Store {
     return this.#store;
+  }
+
+  get podCreates(): TokenBucket | undefined {
+    return this.#podCreates;
   }
 
   get events(): EventRecorder {
@@ -419,7 +431,10 @@ class JobSync {
     let indexes: number[] = [];
     if (this.#indexed) {
       const running = new Set(active.map(completionIndex));
-      for (let i = 0; i < (completions ?? 0) && indexes.length < parallelism; i++) if (!completed.has(i) && !running.has(i)) indexes.push(i);
+      // at most MAX_CREATES_PER_SYNC new indexes: the loop must not walk a billion completions
+      for (let i = 0; i < (completions ?? 0) && indexes.length < Math.min(parallelism, MAX_CREATES_PER_SYNC); i++) {
+        if (!completed.has(i) && !running.has(i)) indexes.push(i);
+      }
       // pods for indexes already completed (or beyond the range) are surplus
       const surplus = active.filter((p) => {
         const i = completionIndex(p);
@@ -445,7 +460,7 @@ class JobSync {
       const left = f.at + delay - Date.now();
       if (left > 0) return left + 10;
     }
-    const n = this.#indexed ? indexes.length : want - active.length;
+    const n = Math.min(this.#indexed ? indexes.length : want - active.length, MAX_CREATES_PER_SYNC);
     const results = await Promise.allSettled(Array.from({ length: n }, (_, i) => this.#createPod(this.#indexed ? indexes[i] : undefined)));
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) throw failed.reason;
@@ -497,6 +512,7 @@ class JobSync {
       };
       this.#c.expectations.expectCreate(this.#key, podKey);
       try {
+        await this.#c.podCreates?.take();
         await this.#c.store.create(pod);
         this.#c.events.event(job, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
         return;

@@ -8,6 +8,7 @@ import type { Store } from '../store/types.js';
 import { setCondition, removeCondition, type StatusCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
 import { Expectations } from './expectations.js';
+import type { TokenBucket } from '../util/token-bucket.js';
 import { canonicalJson, generateName } from './names.js';
 import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import {
@@ -63,6 +64,8 @@ export interface ReplicaSetControllerOptions {
   workers?: number;
   /** `legacy`: manage ReplicationControllers instead of ReplicaSets */
   legacy?: boolean;
+  /** shared bound on pod creations per second (each create waits for a token) */
+  podCreates?: TokenBucket;
 }
 
 /**
@@ -81,9 +84,11 @@ export class ReplicaSetController {
   readonly #podsByNs: NamespaceIndex<Pod>;
   readonly #ownersByNs: NamespaceIndex<Owner>;
   readonly #expectations = new Expectations();
+  readonly #podCreates: TokenBucket | undefined;
 
   constructor(opts: ReplicaSetControllerOptions) {
     this.#store = opts.store;
+    this.#podCreates = opts.podCreates;
     this.#events = opts.events;
     this.#flavour = opts.legacy ? REPLICATION_CONTROLLER : REPLICA_SET;
     this.#owners = opts.informers.for<Owner>(this.#flavour.kind);
@@ -225,6 +230,12 @@ export class ReplicaSetController {
     log.info({ pod: pod.metadata.name }, 'released pod whose labels no longer match');
   }
 
+  /** the cached owner now wants fewer replicas than `owner` did (or is another object, or gone) */
+  #shrunk(owner: Stored<Owner>): boolean {
+    const cur = this.#owners.get(owner.metadata.namespace, owner.metadata.name);
+    return !cur || cur.metadata.uid !== owner.metadata.uid || (cur.spec?.replicas ?? 1) < (owner.spec?.replicas ?? 1);
+  }
+
   async #stillLive(owner: Stored<Owner>): Promise<boolean> {
     const fresh = await this.#store.tryGet<Owner>(this.#flavour.kind, owner.metadata.namespace, owner.metadata.name);
     return !!fresh && fresh.metadata.uid === owner.metadata.uid && !isTerminating(fresh);
@@ -302,6 +313,11 @@ export class ReplicaSetController {
       };
       this.#expectations.expectCreate(key, podKey);
       try {
+        // scaled down or gone while this create waited its turn: the rest of the batch is not wanted
+        if (this.#podCreates && !(await this.#podCreates.take(() => !this.#shrunk(owner)))) {
+          this.#expectations.cancel(key, podKey);
+          return;
+        }
         await this.#store.create(pod);
         this.#events.event(owner, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
         return;

@@ -12,6 +12,7 @@ import type {
 } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
+import type { TokenBucket } from '../util/token-bucket.js';
 import type { Store } from '../store/types.js';
 import { claimPods } from './claim.js';
 import type { EventRecorder } from '../store/events.js';
@@ -38,6 +39,8 @@ type P = Stored<Pod>;
 
 export interface StatefulSetControllerOptions {
   store: Store;
+  /** shared bound on pod creations per second (each create waits for a token) */
+  podCreates?: TokenBucket;
   informers: InformerFactory;
   log: Logger;
   events: EventRecorder;
@@ -87,8 +90,11 @@ export class StatefulSetController {
   readonly #podsByNs: NamespaceIndex<Pod>;
   readonly #history: History;
 
+  readonly #podCreates: TokenBucket | undefined;
+
   constructor(opts: StatefulSetControllerOptions) {
     this.#store = opts.store;
+    this.#podCreates = opts.podCreates;
     this.#events = opts.events;
     this.#sets = opts.informers.for<StatefulSet>('StatefulSet');
     const pods = opts.informers.for<Pod>('Pod');
@@ -170,6 +176,10 @@ export class StatefulSetController {
 
   get store(): Store {
     return this.#store;
+  }
+
+  get podCreates(): TokenBucket | undefined {
+    return this.#podCreates;
   }
 
   get events(): EventRecorder {
@@ -363,6 +373,7 @@ class SetSync {
       spec,
     };
     try {
+      await this.#c.podCreates?.take();
       await this.#c.store.create(pod);
     } catch (err) {
       // the name is deterministic: an existing pod (ours, not yet cached, or one still terminating) is waited for
