@@ -18,6 +18,7 @@ export type Reason =
   | 'Forbidden'
   | 'Unauthorized'
   | 'NotAcceptable'
+  | 'RequestEntityTooLarge'
   | 'InternalError'
   | 'ServiceUnavailable'
   | 'Timeout';
@@ -29,6 +30,7 @@ export const REASON_CODES: Readonly<Record<Reason, number>> = Object.freeze({
   NotFound: 404,
   MethodNotAllowed: 405,
   NotAcceptable: 406,
+  RequestEntityTooLarge: 413,
   AlreadyExists: 409,
   Conflict: 409,
   Gone: 410,

@@ -10,6 +10,7 @@ import { ApiError, badRequest, conflict, isApiError } from '../api/errors.js';
 import { escapeFieldValue, parse as parseLabelSelector, parseFields } from '../api/labels.js';
 import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
+import { checkDepth } from './body-limits.js';
 import { decodeObject, mediaType, parseText, readBody, sendJson, warningHeaders } from './http.js';
 import { parseLogQuery, serveLogs } from './logs.js';
 import type { FieldManager } from './managed-fields.js';
@@ -17,7 +18,7 @@ import { applyJsonPatch } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/merge-patch.js';
 import type { StrategicMerge } from './patch/strategic.js';
 import type { Resource } from './resources.js';
-import type { ResourceRoute } from './route.js';
+import { type ResourceRoute, checkPathName } from './route.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import type { SliceView } from './slices.js';
@@ -93,6 +94,11 @@ export class Handlers {
     const info = r.info;
     if (!info.namespaced && route.namespace) throw new ApiError('NotFound', 'the server could not find the requested resource');
     const method = req.method ?? 'GET';
+    // a subresource the kind lacks matches no route (404) before its name is looked at
+    if (route.subresource && !r.subresources.some((s) => s.name === route.subresource)) {
+      throw new ApiError('NotFound', 'the server could not find the requested resource');
+    }
+    if (route.name !== undefined) checkPathName(route.name);
     if (route.subresource) return this.#subresource(c, method);
     const watch = route.watchPath || c.query.get('watch') === 'true' || c.query.get('watch') === '1';
     if (!route.name) {
@@ -352,6 +358,8 @@ export class Handlers {
     for (let attempt = 0; ; attempt++) {
       const old = await this.#d.store.get(info.kind, c.route.namespace, c.route.name!);
       const patched = this.#applyPatch(type, clone(old), body, cls);
+      // a JSON patch can put a value of the body's depth at the bottom of the object's
+      checkDepth(patched);
       const explicitRv = (patched.metadata as Rec | undefined)?.resourceVersion !== old.metadata.resourceVersion;
       patched.apiVersion = old.apiVersion;
       patched.kind = old.kind;

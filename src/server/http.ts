@@ -1,29 +1,69 @@
 /** Request/response plumbing: bodies, content types, JSON replies, Status replies. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parse as parseYaml } from 'yaml';
 import { ApiError } from '../api/errors.js';
+import { MAX_DEPTH, checkJsonDepth, loadYaml } from './body-limits.js';
 import { type ResourceContext, type StatusBody, toStatus } from './status.js';
 import { PROTOBUF, decodeProtobuf } from './protobuf/decode.js';
 
-/** upstream's default request body limit (3 MiB) */
+/** upstream's default request body limit (the kube-apiserver's MaxRequestBodyBytes, 3 MiB) */
 export const MAX_BODY = 3 * 1024 * 1024;
 
+/** upstream's answer to a body over the limit (apiserver limitedReadBody): 413 */
+export const tooLarge = (limit: number): ApiError => new ApiError('RequestEntityTooLarge', `Request entity too large: limit is ${limit}`);
+
+/**
+ * The request body, at most `limit` bytes. Over it: a 413 ApiError, and the rest of the body
+ * is read and dropped (discardBody) so the client sees the answer instead of a reset.
+ */
 export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
       if (size > limit) {
-        reject(new ApiError('BadRequest', `the request body is larger than ${limit} bytes`));
-        req.destroy();
+        req.off('data', onData);
+        chunks.length = 0;
+        reject(tooLarge(limit));
+        discardBody(req);
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/** the most of a refused body read and dropped before the connection is closed anyway */
+export const DISCARD_MAX_BYTES = 256 * 1024 * 1024;
+export const DISCARD_MAX_MS = 10_000;
+
+/**
+ * Reads and drops the rest of a request body that will not be used. A client may still be
+ * sending when it is answered; closing the socket with unread data makes the kernel send a
+ * reset that can discard the answer from the client's buffers, so the body is drained (memory
+ * stays flat) and the connection kept. Past DISCARD_MAX_BYTES or DISCARD_MAX_MS it is closed.
+ */
+export function discardBody(req: IncomingMessage): void {
+  if (req.readableEnded || req.destroyed) return;
+  let seen = 0;
+  const stop = (): void => {
+    clearTimeout(timer);
+    req.socket?.destroy();
+  };
+  const timer = setTimeout(stop, DISCARD_MAX_MS);
+  timer.unref();
+  const done = (): void => clearTimeout(timer);
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > DISCARD_MAX_BYTES) stop();
+  });
+  req.once('end', done);
+  req.once('close', done);
+  req.once('error', done);
+  req.resume();
 }
 
 /** The media type of a Content-Type header, lower-case, without parameters. */
@@ -51,12 +91,13 @@ export function decodeObject(body: Buffer, contentType: string | undefined): Rec
   return v as Record<string, unknown>;
 }
 
-/** JSON (or YAML for the yaml media types) text → value; parse errors are 400s. */
+/** JSON (or YAML for the yaml media types) text → value; parse errors, depth and YAML expansion over the limits are 400s. */
 export function parseText(body: Buffer, mt: string): unknown {
   const text = body.toString('utf8');
   if (text.trim() === '') throw new ApiError('BadRequest', 'the request body is empty');
+  if (mt.includes('yaml')) return loadYaml(text, { maxDepth: MAX_DEPTH, maxBytes: MAX_BODY });
+  checkJsonDepth(text);
   try {
-    if (mt.includes('yaml')) return parseYaml(text);
     return JSON.parse(text);
   } catch (e) {
     throw new ApiError('BadRequest', `couldn't get version/kind; json parse error: ${(e as Error).message}`);

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Service } from '../api/types.js';
 import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
+import { type ConnectionStats, DEFAULT_FD_BUDGET } from '../util/fd-budget.js';
 import { checkAuthenticated, checkHost, checkOrigin } from './auth.js';
 import {
   AGGREGATED_V2,
@@ -28,12 +29,13 @@ import {
   resourceList,
 } from './discovery.js';
 import { Handlers } from './handlers.js';
-import { sendError, sendJson, sendStatus } from './http.js';
+import { type Filter, type Handler, type RequestContext, bodyLimit, chain, recoverPanics, refuseWith, requestContext } from './filters.js';
+import { MAX_BODY, sendError, sendJson, sendStatus } from './http.js';
 import { FieldManager } from './managed-fields.js';
 import { OpenApi } from './openapi.js';
 import { StrategicMerge } from './patch/strategic.js';
 import { findResource } from './resources.js';
-import { parseResourcePath } from './route.js';
+import { parseResourcePath, requestPath } from './route.js';
 import { Schemas } from './schema.js';
 import { SliceView } from './slices.js';
 import { failure, pathNotFound } from './status.js';
@@ -62,6 +64,8 @@ export interface ApiServerOptions {
    * names and `address`
    */
   hosts?: readonly string[];
+  /** open connections at most, watches and log streams included (default: util/fd-budget.ts); more are closed at accept */
+  maxConnections?: number;
   /** pod logs live under `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
   stateDir: string;
 }
@@ -80,11 +84,13 @@ export class ApiServer {
   readonly #openapi: OpenApi;
   readonly #handlers: Handlers;
   readonly #sockets = new Set<Socket>();
+  readonly #connections = { open: 0, rejected: 0, cap: DEFAULT_FD_BUDGET.apiConnections };
   readonly #hosts: ReadonlySet<string>;
   #server: Server | undefined;
   #url = '';
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
+  #chain: Handler | undefined;
 
   constructor(o: ApiServerOptions) {
     this.#o = { ...o, address: o.address || '127.0.0.1', port: o.port ?? 6443 };
@@ -133,6 +139,7 @@ export class ApiServer {
       s.on('close', () => this.#sockets.delete(s));
     });
     server.keepAliveTimeout = 30_000;
+    this.#capConnections(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(
@@ -155,6 +162,31 @@ export class ApiServer {
     this.#log.info({ url: this.#url }, 'Kubernetes API listening');
   }
 
+  /** connections open now (TCP, before any TLS handshake), refused at the cap so far, and the cap */
+  connectionStats(): ConnectionStats {
+    return { ...this.#connections };
+  }
+
+  /** `maxConnections`: Node closes a connection over it right after accept and emits 'drop' */
+  #capConnections(server: Server): void {
+    const c = this.#connections;
+    c.cap = this.#o.maxConnections ?? DEFAULT_FD_BUDGET.apiConnections;
+    server.maxConnections = c.cap;
+    server.on('connection', (s: Socket) => {
+      c.open++;
+      s.once('close', () => c.open--);
+    });
+    let warned = 0;
+    server.on('drop', () => {
+      c.rejected++;
+      // at most a line a minute: a flood of connections must not become a flood of log lines
+      if (Date.now() - warned > 60_000) {
+        warned = Date.now();
+        this.#log.warn({ cap: c.cap, rejected: c.rejected }, `the API is at its cap of ${c.cap} connections: new ones are closed (raise --api-max-connections if the clients are legitimate)`);
+      }
+    });
+  }
+
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       const server = this.#server;
@@ -167,48 +199,54 @@ export class ApiServer {
     return this.#stopping;
   }
 
-  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    this.#log.trace({ method: req.method, path: url.pathname, query: url.search }, 'request');
+  /**
+   * The request filters, outermost first (filters.ts). The authentication slot holds auth.ts's
+   * checks: Host (DNS rebinding), Origin (no CORS), then the credential. No authorization filter
+   * yet: every authenticated user may do everything, as system:masters.
+   */
+  #filters(): Filter[] {
+    const credentials = { token: this.#o.token, required: !!this.#o.tls || !!this.#o.token };
+    return [
+      recoverPanics(this.#log),
+      bodyLimit(MAX_BODY),
+      refuseWith((c) => checkHost(c.req, this.#hosts) ?? checkOrigin(c.req) ?? checkAuthenticated(c.req, credentials, c.target), this.#log),
+    ];
+  }
+
+  #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.#chain ??= chain(this.#filters(), (c) => this.#route(c));
+    return this.#chain(requestContext(req, res));
+  }
+
+  /** The handler at the end of the chain: routes on the path as sent (route.ts), never a normalised one. */
+  async #route(c: RequestContext): Promise<void> {
+    const { req, res } = c;
+    this.#log.trace({ method: req.method, path: c.target }, 'request');
+    const path = requestPath(c.target);
+    if (this.#serveFixed(req, res, path, c.query)) return;
+    const route = parseResourcePath(path);
+    const resource = route && findResource(route.group, route.version, route.resource);
+    if (!route || !resource) {
+      sendStatus(res, pathNotFound());
+      return;
+    }
     try {
-      const refused =
-        checkHost(req, this.#hosts) ??
-        checkOrigin(req) ??
-        checkAuthenticated(req, { token: this.#o.token, required: !!this.#o.tls || !!this.#o.token }, url.pathname);
-      if (refused) {
-        this.#log.debug({ method: req.method, path: url.pathname, code: refused.code, remote: req.socket.remoteAddress }, refused.message ?? '');
-        sendStatus(res, refused);
-        return;
-      }
-      if (this.#serveFixed(req, res, url)) return;
-      const route = parseResourcePath(url.pathname);
-      const resource = route && findResource(route.group, route.version, route.resource);
-      if (!route || !resource) {
-        sendStatus(res, pathNotFound());
-        return;
-      }
-      try {
-        await this.#handlers.handle({ req, res, query: url.searchParams, route, resource });
-      } catch (err) {
-        if (res.headersSent) {
-          this.#log.debug({ err }, 'request failed after the reply started');
-          res.end();
-          return;
-        }
-        const st = sendError(res, err, { resource: resource.info.plural, group: resource.info.group });
-        if (st.code >= 500) this.#log.error({ err, method: req.method, path: url.pathname }, 'request failed');
-        else this.#log.trace({ code: st.code, reason: st.reason, method: req.method, path: url.pathname }, st.message ?? '');
-      }
+      await this.#handlers.handle({ req, res, query: c.query, route, resource });
     } catch (err) {
-      this.#log.error({ err, path: url.pathname }, 'request failed');
-      if (!res.headersSent) sendError(res, err);
-      else res.end();
+      if (res.headersSent) {
+        this.#log.debug({ err }, 'request failed after the reply started');
+        res.end();
+        return;
+      }
+      const st = sendError(res, err, { resource: resource.info.plural, group: resource.info.group });
+      if (st.code >= 500) this.#log.error({ err, method: req.method, path: c.target }, 'request failed');
+      else this.#log.trace({ code: st.code, reason: st.reason, method: req.method, path: c.target }, st.message ?? '');
     }
   }
 
   /** Discovery, version, health and OpenAPI; false when the path is not one of those. */
-  #serveFixed(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
-    const p = url.pathname.replace(/\/+$/, '') || '/';
+  #serveFixed(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams): boolean {
+    const p = pathname.replace(/\/+$/, '') || '/';
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const accept = req.headers.accept;
     switch (p) {
@@ -240,7 +278,7 @@ export class ApiServer {
     if (p.startsWith('/openapi/v3/')) {
       const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
       if (doc === undefined) sendStatus(res, pathNotFound());
-      else sendJson(res, 200, doc, 'application/json', url.searchParams.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
+      else sendJson(res, 200, doc, 'application/json', query.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
       return true;
     }
     let m = /^\/api\/([^/]+)$/.exec(p);

@@ -5,7 +5,13 @@
  *     /apis/{group}/{version}[/namespaces/{ns}]/{resource}[/{name}[/{subresource}]]
  *     /api/v1/namespaces/{name}[/status]              (the Namespace object itself)
  *     /api/v1/watch/...                               (legacy watch paths)
+ *
+ * Routing reads the path exactly as sent: percent-decoded once (as Go's URL.Path), never
+ * dot-segment normalised. WHATWG `URL` would turn `configmaps/..` (or `%2e%2e`) into the parent
+ * path and so into another object; here `..` stays a name, which `checkPathName` refuses.
  */
+import { ApiError } from '../api/errors.js';
+
 export interface ResourceRoute {
   group: string;
   version: string;
@@ -17,8 +23,51 @@ export interface ResourceRoute {
   watchPath: boolean;
 }
 
-export function parseResourcePath(pathname: string): ResourceRoute | undefined {
-  const parts = pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+const HEX = /^[0-9a-fA-F]{2}$/;
+
+/**
+ * The path of a request target (`req.url`: origin-form, or absolute-form from proxies),
+ * percent-decoded once; a malformed escape is a 400, as Go's net/http answers it.
+ */
+export function requestPath(target: string): string {
+  let raw = target;
+  if (!raw.startsWith('/')) {
+    const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*/.exec(raw);
+    raw = m ? raw.slice(m[0].length) || '/' : raw;
+    if (!raw.startsWith('/')) throw new ApiError('BadRequest', `invalid request target ${JSON.stringify(target.slice(0, 100))}: it must start with "/"`);
+  }
+  const q = raw.search(/[?#]/);
+  if (q >= 0) raw = raw.slice(0, q);
+  if (!raw.includes('%')) return raw;
+  const bytes: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw.charCodeAt(i);
+    if (ch === 0x25) {
+      const hex = raw.slice(i + 1, i + 3);
+      if (!HEX.test(hex)) throw new ApiError('BadRequest', `invalid URL escape ${JSON.stringify(raw.slice(i, i + 3))} in the request path: write a literal "%" as %25`);
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else if (ch < 0x80) {
+      bytes.push(ch);
+    } else {
+      for (const b of Buffer.from(raw[i], 'utf8')) bytes.push(b);
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/**
+ * The route of a decoded path, or undefined when it is not a resource path. Leading and
+ * trailing slashes are not segments (upstream's splitPath); an empty segment anywhere else
+ * (`configmaps//x`) matches no route. A trailing slash after a collection (`configmaps/`) is
+ * refused too: upstream's router would serve the collection there, but a client that built
+ * the path from an empty name (`DELETE …/configmaps/` + '') would then delete every object of
+ * the collection instead of one.
+ */
+export function parseResourcePath(path: string): ResourceRoute | undefined {
+  if (path.length > 1 && path.endsWith('/')) return undefined;
+  const parts = path.replace(/^\/+/, '').split('/');
+  if (parts.some((p) => p === '')) return undefined;
   let group: string;
   let version: string;
   let rest: string[];
@@ -46,4 +95,19 @@ export function parseResourcePath(pathname: string): ResourceRoute | undefined {
   }
   if (rest.length === 0 || rest.length > 3) return undefined;
   return { group, version, namespace, resource: rest[0], name: rest[1], subresource: rest[2], watchPath };
+}
+
+/**
+ * Upstream's path.IsValidPathSegmentName as its registry key functions apply it to the name
+ * of a named request: `.`, `..` and names holding `/` or `%` are a 400 before any storage
+ * access ("Name parameter invalid").
+ */
+export function checkPathName(name: string): void {
+  let why: string[] = [];
+  if (name === '.' || name === '..') why = [`may not be '${name}'`];
+  else {
+    if (name.includes('/')) why.push("may not contain '/'");
+    if (name.includes('%')) why.push("may not contain '%'");
+  }
+  if (why.length) throw new ApiError('BadRequest', `Name parameter invalid: ${JSON.stringify(name)}: ${why.join(';')}`);
 }
