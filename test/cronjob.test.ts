@@ -185,7 +185,9 @@ t.test('suspend stops new jobs; resuming runs the latest missed start once; a ti
   t.equal(at.getUTCHours(), 0, '09:00 Asia/Tokyo = 00:00 UTC');
   t.equal(at.getUTCMinutes(), 0);
 
-  await w.store.create(cronJob('broken', '61 * * * *'));
+  // admission refuses what robfig/cron refuses; '@every' passes it (as upstream) but the controller's parser cannot run it
+  await t.rejects(w.store.create(cronJob('refused', '61 * * * *')), { reason: 'Invalid', message: /end of range \(61\) above maximum \(59\): 61/ });
+  await w.store.create(cronJob('broken', '@every 1h30m'));
   await waitFor(async () => (await eventsFor(w.store, { kind: 'CronJob', metadata: { name: 'broken' } })).some((e) => e.reason === 'UnparseableSchedule'), {
     what: 'UnparseableSchedule event',
   });
