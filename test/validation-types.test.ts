@@ -51,6 +51,7 @@ const PATHS: Record<string, string> = {
   ConfigMap: `/api/v1/namespaces/${NS}/configmaps`,
   Secret: `/api/v1/namespaces/${NS}/secrets`,
   Pod: `/api/v1/namespaces/${NS}/pods`,
+  Service: `/api/v1/namespaces/${NS}/services`,
   Deployment: `/apis/apps/v1/namespaces/${NS}/deployments`,
   StatefulSet: `/apis/apps/v1/namespaces/${NS}/statefulsets`,
   DaemonSet: `/apis/apps/v1/namespaces/${NS}/daemonsets`,
@@ -343,7 +344,7 @@ function rng(seed: number): () => number {
   };
 }
 
-t.test('fuzz: wrong shapes in workload fields never give a 5xx (seed 14, 240 requests)', async (t) => {
+t.test('fuzz: wrong shapes in workload fields never give a 5xx (seed 14, 400 requests)', async (t) => {
   const call = await api(t);
   const random = rng(14);
   const junk: unknown[] = [null, 7, -1, 1.5, 's', '', [], [1], {}, { x: 1 }, true];
@@ -354,6 +355,10 @@ t.test('fuzz: wrong shapes in workload fields never give a 5xx (seed 14, 240 req
     ReplicaSet: () => ({ spec: { replicas: 1, selector: { matchLabels: { app: 'x' } }, template: template() } }),
     Job: () => ({ spec: { template: template(podSpec({}, 'Never')) } }),
     CronJob: () => ({ spec: { schedule: '* * * * *', jobTemplate: { spec: { template: template(podSpec({}, 'Never')) } } } }),
+    Pod: () => ({ spec: podSpec({ ports: [{ containerPort: 80 }], env: [{ name: 'A', value: 'b' }] }) }),
+    Service: () => ({ spec: { selector: { app: 'x' }, ports: [{ port: 80, targetPort: 8080 }] } }),
+    ConfigMap: () => ({ data: { k: 'v' }, binaryData: { b: 'dg==' } }),
+    Secret: () => ({ type: 'Opaque', data: { k: 'dg==' }, stringData: { s: 'x' } }),
   };
   const paths = [
     ['spec'],
@@ -367,10 +372,23 @@ t.test('fuzz: wrong shapes in workload fields never give a 5xx (seed 14, 240 req
     ['spec', 'strategy'],
     ['spec', 'updateStrategy'],
     ['metadata', 'labels'],
+    ['metadata', 'annotations'],
+    ['metadata', 'finalizers'],
+    ['metadata', 'ownerReferences'],
+    ['spec', 'containers'],
+    ['spec', 'ports'],
+    ['spec', 'selector'],
+    ['spec', 'type'],
+    ['spec', 'clusterIP'],
+    ['data'],
+    ['binaryData'],
+    ['stringData'],
+    ['type'],
+    ['immutable'],
   ];
   const kinds = Object.keys(base);
   let fives = 0;
-  for (let i = 0; i < 240; i++) {
+  for (let i = 0; i < 400; i++) {
     const kind = kinds[Math.floor(random() * kinds.length)];
     const obj = base[kind]();
     const name = `f${i}`;
