@@ -19,6 +19,8 @@ import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
 import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
+import { connectionMetrics } from './connection-metrics.js';
+import { type FdBudget, fitBudget } from '../util/fd-budget.js';
 import { ensurePki } from './pki.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
 
@@ -80,7 +82,8 @@ export class Daemon {
     const o = this.opts;
     await securePrivateStateDir(o.stateDir, this.#log);
     this.#lock(o.stateDir);
-    await raiseNofile(this.#log);
+    const nofile = await raiseNofile(this.#log);
+    const budget = connectionBudget(o, nofile?.soft, this.#log);
     const images = loadImageTable(DEFAULT_IMAGE_TABLE);
 
     const store = await createEmbeddedStore({
@@ -123,6 +126,8 @@ export class Daemon {
       zone: o.clusterDomain,
       ttl: o.dnsTtl,
       upstream: o.dnsUpstream || undefined,
+      tcpMaxConnections: budget.dnsTcpConnections,
+      tcpIdleTimeoutMs: o.dnsTcpIdleTimeoutMs,
     });
     try {
       await dns.start();
@@ -177,7 +182,8 @@ export class Daemon {
     if (o.metricsAddr) {
       const [host, port] = splitHostPort(o.metricsAddr);
       const pm = proxyMetrics(proxy);
-      const metrics = new MetricsServer({ registry: pm.registry, log: this.#log, address: host, port });
+      const metrics = new MetricsServer({ registry: pm.registry, log: this.#log, address: host, port, maxConnections: budget.metricsConnections });
+      connectionMetrics(pm.registry, { dns_tcp: () => this.#dns?.tcpStats(), api: () => this.#api?.connectionStats(), metrics: () => metrics.connectionStats() });
       try {
         await metrics.start();
         this.#metrics = metrics;
@@ -202,6 +208,7 @@ export class Daemon {
       tls: pki && { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca },
       insecurePlainHttp: o.insecurePlainHttpLoopback,
       hosts,
+      maxConnections: budget.apiConnections,
       stateDir: o.stateDir,
     });
     try {
@@ -352,6 +359,19 @@ export function apiHosts(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'pod
     out.push(apiHost);
   }
   return [...new Set(out.map((h) => h.toLowerCase()))];
+}
+
+/** The connection caps of the options, scaled down (with a warning) when RLIMIT_NOFILE is too small for them. */
+function connectionBudget(o: Readonly<Options>, nofile: number | undefined, log: Logger): FdBudget {
+  const wanted = { dnsTcpConnections: o.dnsTcpMaxConnections, apiConnections: o.apiMaxConnections, metricsConnections: o.metricsMaxConnections };
+  const { budget, scaled } = fitBudget(wanted, nofile);
+  if (scaled) {
+    log.warn(
+      { limit: nofile, wanted, budget },
+      `the open-files limit (${nofile}) leaves too little for the proxy with these connection caps: using DNS/TCP ${budget.dnsTcpConnections}, API ${budget.apiConnections}, /metrics ${budget.metricsConnections} (raise the limit with ulimit -n, or lower the --*-max-connections flags)`,
+    );
+  }
+  return budget;
 }
 
 export function splitHostPort(s: string): [string, number] {

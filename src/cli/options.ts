@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
+import { DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
 export interface Options {
@@ -28,6 +29,12 @@ export interface Options {
   clusterDomain: string;
   dnsTtl: number;
   dnsUpstream: string;
+  /** the descriptor budget (util/fd-budget.ts): open DNS/TCP, API and /metrics connections at most */
+  dnsTcpMaxConnections: number;
+  /** idle DNS/TCP connections are closed (fully) after this long */
+  dnsTcpIdleTimeoutMs: number;
+  apiMaxConnections: number;
+  metricsMaxConnections: number;
   /** kube-apiserver-compatible API */
   apiAddr: string;
   /** Prometheus `/metrics` of the proxy (kube-proxy's --metrics-bind-address); '' turns it off */
@@ -83,8 +90,12 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
   { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
   { name: 'dns-upstream', key: 'dnsUpstream', kind: 'string', arg: 'IP:PORT', help: 'forward names outside the cluster domain here (default: refuse them)' },
+  { name: 'dns-tcp-max-connections', key: 'dnsTcpMaxConnections', kind: 'int', arg: 'N', help: 'open DNS-over-TCP connections at most; more are closed at once (UDP answers on). Part of the descriptor budget that keeps the proxy its fds' },
+  { name: 'dns-tcp-idle-timeout', key: 'dnsTcpIdleTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle DNS-over-TCP connections are closed after this long (RFC 7766: at least 10s)' },
   { name: 'api-addr', key: 'apiAddr', kind: 'string', arg: 'IP:PORT', help: 'Kubernetes API for kubectl (a kubeconfig is written to the state dir)' },
   { name: 'metrics-addr', key: 'metricsAddr', kind: 'string', arg: 'IP:PORT', help: 'Prometheus /metrics of the proxy (kube-proxy --metrics-bind-address); empty: off' },
+  { name: 'api-max-connections', key: 'apiMaxConnections', kind: 'int', arg: 'N', help: 'open API connections at most, watches and log streams included; more are closed at once' },
+  { name: 'metrics-max-connections', key: 'metricsMaxConnections', kind: 'int', arg: 'N', help: 'open /metrics connections at most; more are closed at once' },
   { name: 'api-token-file', key: 'apiTokenFile', kind: 'string', arg: 'FILE', help: 'a bearer token the API accepts besides the client certificate of the generated kubeconfig, read from FILE (or $KUBELOOP_API_TOKEN); written into the kubeconfig' },
   { name: 'insecure-plain-http-loopback', key: 'insecurePlainHttpLoopback', kind: 'bool', help: 'INSECURE, for tests: serve the API over plain HTTP without credentials (unless a token is set) on a loopback --api-addr; any local user can then act as you' },
   { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
@@ -116,6 +127,10 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   clusterDomain: 'cluster.local',
   dnsTtl: 5,
   dnsUpstream: '',
+  dnsTcpMaxConnections: DEFAULT_FD_BUDGET.dnsTcpConnections,
+  dnsTcpIdleTimeoutMs: DNS_TCP_IDLE_TIMEOUT_MS,
+  apiMaxConnections: DEFAULT_FD_BUDGET.apiConnections,
+  metricsMaxConnections: DEFAULT_FD_BUDGET.metricsConnections,
   apiAddr: '127.0.0.1:6443',
   metricsAddr: '127.0.0.1:10249',
   apiToken: '',
@@ -373,6 +388,10 @@ export function validate(o: Options): string[] {
   checkHostPort('dns-addr', o.dnsAddr, problems);
   if (o.dnsUpstream) checkHostPort('dns-upstream', o.dnsUpstream, problems);
   if (o.metricsAddr) checkHostPort('metrics-addr', o.metricsAddr, problems);
+  for (const [flag, n] of [['dns-tcp-max-connections', o.dnsTcpMaxConnections], ['api-max-connections', o.apiMaxConnections], ['metrics-max-connections', o.metricsMaxConnections]] as const) {
+    if (!Number.isInteger(n) || n < 1) problems.push(`--${flag} ${n}: give a whole number ≥ 1 (connections over it are closed at once)`);
+  }
+  if (o.dnsTcpIdleTimeoutMs <= 0) problems.push('--dns-tcp-idle-timeout: must be greater than 0, e.g. 10s');
   const api = /^(.+):(\d+)$/.exec(o.apiAddr);
   if (!api || ipToNumber(api[1]) === undefined || Number(api[2]) > 65535) {
     problems.push(`--api-addr "${o.apiAddr}": expected IP:PORT, e.g. 127.0.0.1:6443`);
@@ -454,7 +473,7 @@ export function helpText(): string {
     '',
     'Flags (defaults in brackets; a --config FILE of `flag-name: value` lines sits between defaults and flags):',
   ];
-  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs']);
+  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'dnsTcpIdleTimeoutMs']);
   for (const f of FLAGS) {
     const left = `  ${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
     const d = DEFAULTS[f.key];

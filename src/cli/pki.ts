@@ -80,7 +80,10 @@ async function importKey(pem: string): Promise<CryptoKey> {
   return webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
 }
 
-const sortedSans = (hosts: readonly string[]): string[] => [...new Set(hosts.map((h) => h.toLowerCase()))].sort();
+/** IPv6 in its short form (node prints `0:0:0:0:0:0:0:1` for `::1`), names lower-case */
+const canonical = (h: string): string => (isIP(h) === 6 ? new URL(`http://[${h}]/`).hostname.slice(1, -1) : h.toLowerCase());
+
+const sortedSans = (hosts: readonly string[]): string[] => [...new Set(hosts.map(canonical))].sort();
 
 /** The SANs of a PEM certificate in the same form as `sortedSans` (node prints `DNS:a, IP Address:b`). */
 function sansOf(cert: NodeX509): string[] {

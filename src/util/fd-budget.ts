@@ -8,12 +8,17 @@
  * |---|---|---|
  * | DNS over TCP | 1,000 connections (`--dns-tcp-max-connections`); idle ones are destroyed after 10 s (`--dns-tcp-idle-timeout`, RFC 7766 §6.2.3's minimum) | accepted and closed at once; UDP answers on |
  * | API | 4,000 connections, watches and log streams included (`--api-max-connections`) | accepted and closed at once |
- * | /metrics | 64 connections | accepted and closed at once |
+ * | /metrics | 64 connections (`--metrics-max-connections`) | accepted and closed at once |
+ *
+ * Together the caps take at most CAPPED_SHARE of the limit (fitBudget scales them down, with
+ * a warning, when the limit is small); the proxy in turn opens listeners only while an eighth
+ * of the limit stays free for connections (agent/proxy/proxier.ts). On /metrics:
+ * `kubeloop_connections_{open,max,rejected_total}{component}` (cli/connection-metrics.ts).
  *
  * CoreDNS has no cap of its own (Go's runtime parks idle connections cheaply and it relies on
  * its 10 s idle timeout), and the kube-apiserver bounds requests in flight (400 + 200 mutating)
  * rather than connections; kubeloop bounds connections because a connection is what costs a
- * descriptor. Node raises the soft RLIMIT_NOFILE to the hard limit itself when it starts.
+ * descriptor. The soft RLIMIT_NOFILE is raised to the hard limit at start (cli/rlimit.ts).
  */
 
 export interface FdBudget {

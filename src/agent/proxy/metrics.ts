@@ -1,7 +1,8 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { type ConnectionStats, DEFAULT_FD_BUDGET } from '../../util/fd-budget.js';
 import { hostPort } from './portal.js';
 import type { Proxy } from './index.js';
 
@@ -212,6 +213,8 @@ export interface MetricsServerOptions {
   address: string;
   /** kube-proxy's default is 10249; 0 = ephemeral (tests) */
   port: number;
+  /** open connections at most (default: util/fd-budget.ts); more are closed at accept */
+  maxConnections?: number;
 }
 
 /** `GET /metrics` in the Prometheus text format (kube-proxy's `--metrics-bind-address`), `GET /healthz`. */
@@ -219,12 +222,26 @@ export class MetricsServer {
   readonly #o: MetricsServerOptions;
   readonly #server: http.Server;
   readonly #log: Logger;
+  readonly #connections: ConnectionStats;
   #started: Promise<void> | undefined;
 
   constructor(o: MetricsServerOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'metrics' });
     this.#server = http.createServer((req, res) => void this.#handle(req, res));
+    // a scraper needs one connection: the cap keeps strangers from taking the proxy's descriptors
+    const c = (this.#connections = { open: 0, rejected: 0, cap: o.maxConnections ?? DEFAULT_FD_BUDGET.metricsConnections });
+    this.#server.maxConnections = c.cap;
+    this.#server.on('connection', (s: Socket) => {
+      c.open++;
+      s.once('close', () => c.open--);
+    });
+    this.#server.on('drop', () => c.rejected++);
+  }
+
+  /** connections open now, refused at the cap so far, and the cap */
+  connectionStats(): ConnectionStats {
+    return { ...this.#connections };
   }
 
   get port(): number {
