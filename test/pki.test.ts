@@ -39,7 +39,8 @@ t.test('made once, reused, serving certificate follows the SANs, CA kept', async
   t.equal(c.ca, a.ca, 'the CA stays');
   t.equal(c.clientCert, a.clientCert, 'the client certificate stays (kubeconfigs keep working)');
   t.not(c.serverCert, a.serverCert, 'new SANs: a new serving certificate');
-  t.match(new X509Certificate(c.serverCert).subjectAltName, /DNS:devbox.*IP Address:10\.1\.2\.3/);
+  const sans = new X509Certificate(c.serverCert).subjectAltName?.split(', ') ?? [];
+  t.ok(sans.includes('DNS:devbox') && sans.includes('IP Address:10.1.2.3'), 'the new SANs are in it');
 
   unlinkSync(join(dir, 'ca.key'));
   await t.rejects(ensurePki({ dir, hosts, log }), /ca\.crt has no key next to it \(ca\.key\): restore it, or delete .* to make a new CA/);
