@@ -141,8 +141,10 @@ export function checkDepth(v: unknown, max = MAX_DEPTH): void {
 export function loadYaml(text: string, limits: { maxDepth: number; maxBytes: number }): unknown {
   let v: unknown;
   try {
-    // js-yaml counts scalars as a level too; its own limit keeps its recursive descent shallow
-    v = yaml.load(text, { schema: yaml.CORE_SCHEMA, maxDepth: limits.maxDepth + 1 } as yaml.LoadOptions);
+    // js-yaml's own limit keeps its recursive descent shallow; it counts the scalar at the
+    // bottom, and a flow collection once more, so it is set 2 above ours and measure() below
+    // applies ours exactly
+    v = yaml.load(text, { schema: yaml.CORE_SCHEMA, maxDepth: limits.maxDepth + 2 } as yaml.LoadOptions);
   } catch (e) {
     if (e instanceof yaml.YAMLException && e.reason.startsWith('nesting exceeded maxDepth')) throw depthError(limits.maxDepth);
     const msg = e instanceof yaml.YAMLException ? e.message : (e as Error).message;

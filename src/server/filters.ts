@@ -76,7 +76,7 @@ export function bodyLimit(limit: number): Filter {
     const declared = Number(c.req.headers['content-length'] ?? 0);
     if (!(declared > limit)) return next(c);
     const err = tooLarge(limit);
+    discardBody(c.req, c.res);
     sendStatus(c.res, failure(err.reason, err.message, err.code));
-    discardBody(c.req);
   };
 }

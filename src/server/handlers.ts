@@ -282,7 +282,7 @@ export class Handlers {
 
   async #create(c: Call): Promise<void> {
     const info = c.resource.info;
-    const obj = decodeObject(await readBody(c.req), c.req.headers['content-type']);
+    const obj = decodeObject(await readBody(c.req, c.res), c.req.headers['content-type']);
     this.#checkKind(c, obj);
     const warnings = this.#validateFields(obj, info.kind, fieldValidation(c.query));
     this.#checkNamespace(c, obj);
@@ -299,7 +299,7 @@ export class Handlers {
 
   async #update(c: Call, subresource?: 'status'): Promise<void> {
     const info = c.resource.info;
-    const obj = decodeObject(await readBody(c.req), c.req.headers['content-type']);
+    const obj = decodeObject(await readBody(c.req, c.res), c.req.headers['content-type']);
     this.#checkKind(c, obj);
     const warnings = this.#validateFields(obj, info.kind, fieldValidation(c.query));
     this.#checkNamespace(c, obj);
@@ -350,7 +350,7 @@ export class Handlers {
   async #patch(c: Call, subresource?: 'status'): Promise<void> {
     const info = c.resource.info;
     const type = mediaType(c.req.headers['content-type']);
-    const body = await readBody(c.req);
+    const body = await readBody(c.req, c.res);
     if (type === 'application/apply-patch+yaml') return this.#serverSideApply(c, body, subresource);
     if (!PATCH_TYPES.includes(type)) this.#applyPatch(type, {}, body, undefined);
     const fv = fieldValidation(c.query);
@@ -431,7 +431,7 @@ export class Handlers {
   // ---------------------------------------------------------------- deletes
 
   async #deleteOptions(c: Call): Promise<DeleteOptions> {
-    const body = await readBody(c.req);
+    const body = await readBody(c.req, c.res);
     let o: Rec = {};
     if (body.length && body.toString('utf8').trim()) {
       const v = parseText(body, mediaType(c.req.headers['content-type']).includes('yaml') ? 'application/yaml' : 'application/json');
@@ -520,7 +520,7 @@ export class Handlers {
       return;
     }
     if (method !== 'PUT' && method !== 'PATCH') throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}/scale`);
-    const body = await readBody(c.req);
+    const body = await readBody(c.req, c.res);
     const type = mediaType(c.req.headers['content-type']);
     for (let attempt = 0; ; attempt++) {
       const obj = await store.get(info.kind, ns, name);

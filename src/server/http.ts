@@ -13,9 +13,10 @@ export const tooLarge = (limit: number): ApiError => new ApiError('RequestEntity
 
 /**
  * The request body, at most `limit` bytes. Over it: a 413 ApiError, and the rest of the body
- * is read and dropped (discardBody) so the client sees the answer instead of a reset.
+ * is read and dropped (discardBody) so the client sees the answer (sent on `res` by the
+ * caller's error path) instead of a reset.
  */
-export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+export function readBody(req: IncomingMessage, res: ServerResponse, limit = MAX_BODY): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -24,8 +25,8 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
       if (size > limit) {
         req.off('data', onData);
         chunks.length = 0;
+        discardBody(req, res);
         reject(tooLarge(limit));
-        discardBody(req);
         return;
       }
       chunks.push(c);
@@ -41,13 +42,18 @@ export const DISCARD_MAX_BYTES = 256 * 1024 * 1024;
 export const DISCARD_MAX_MS = 10_000;
 
 /**
- * Reads and drops the rest of a request body that will not be used. A client may still be
- * sending when it is answered; closing the socket with unread data makes the kernel send a
- * reset that can discard the answer from the client's buffers, so the body is drained (memory
- * stays flat) and the connection kept. Past DISCARD_MAX_BYTES or DISCARD_MAX_MS it is closed.
+ * Reads and drops the rest of a request body that will not be used; call before answering
+ * on `res`. A client may still be sending when it is answered, and closing a socket with
+ * unread data makes the kernel send a reset that can discard the answer from the client's
+ * buffers: so the body is drained (memory stays flat) and the connection is kept open until
+ * it is — then closed if the client asked for that. Past DISCARD_MAX_BYTES or DISCARD_MAX_MS
+ * it is closed anyway.
  */
-export function discardBody(req: IncomingMessage): void {
+export function discardBody(req: IncomingMessage, res: ServerResponse): void {
   if (req.readableEnded || req.destroyed) return;
+  const closeAfter = !res.shouldKeepAlive;
+  // Node would otherwise close (and so reset) the connection as soon as the answer is written
+  res.shouldKeepAlive = true;
   let seen = 0;
   const stop = (): void => {
     clearTimeout(timer);
@@ -55,14 +61,18 @@ export function discardBody(req: IncomingMessage): void {
   };
   const timer = setTimeout(stop, DISCARD_MAX_MS);
   timer.unref();
-  const done = (): void => clearTimeout(timer);
   req.on('data', (chunk: Buffer) => {
     seen += chunk.length;
     if (seen > DISCARD_MAX_BYTES) stop();
   });
-  req.once('end', done);
-  req.once('close', done);
-  req.once('error', done);
+  req.once('end', () => {
+    clearTimeout(timer);
+    if (!closeAfter) return;
+    if (res.writableFinished) req.socket?.end();
+    else res.once('finish', () => req.socket?.end());
+  });
+  req.once('close', () => clearTimeout(timer));
+  req.once('error', () => clearTimeout(timer));
   req.resume();
 }
 
