@@ -148,8 +148,10 @@ export function parseFields(s: string | undefined, kind?: string): FieldRequirem
 
 /** The selectable value of `field` on an object: its scalar at that dotted path, rendered as upstream. */
 export function fieldValue(obj: unknown, field: string): string {
+  // an Event's `source` selects on its component (upstream's event field set)
+  if (field === 'source') return fieldValue(obj, 'source.component');
   if (field === 'status.podIPs') {
-    // upstream matches the first (primary) pod IP here
+    // the primary pod IP (pods here are single-stack, so it is the only one)
     const ips = (obj as { status?: { podIPs?: { ip?: string }[] } } | null)?.status?.podIPs;
     return Array.isArray(ips) && typeof ips[0]?.ip === 'string' ? ips[0].ip : '';
   }

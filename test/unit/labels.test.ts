@@ -41,3 +41,17 @@ t.test('field selectors', async (t) => {
   t.equal(fieldsMatch(parseFields('metadata.name==q'), pod), false);
   t.throws(() => parseFields('nonsense'), { name: 'ApiError', reason: 'BadRequest' });
 });
+
+t.test('gt/lt selectors format and match as labels.Parse', async (t) => {
+  const s = parse('n>3,m<10');
+  t.equal(format(s), 'n>3,m<10');
+  t.equal(matches(s, { n: '4', m: '9' }), true);
+  t.equal(matches(s, { n: '3', m: '9' }), false);
+  t.equal(matches(s, { n: '04', m: '-1' }), true, 'integers, not strings, are compared');
+});
+
+t.test('field values: zero values and event source as upstream field sets', async (t) => {
+  t.equal(fieldsMatch(parseFields('spec.hostNetwork=false', 'Pod'), { spec: {} }), true);
+  t.equal(fieldsMatch(parseFields('source=kubelet', 'Event'), { source: { component: 'kubelet' } }), true);
+  t.equal(fieldsMatch(parseFields('status.podIPs=127.244.0.5', 'Pod'), { status: { podIPs: [{ ip: '127.244.0.5' }] } }), true);
+});
