@@ -1,6 +1,7 @@
 import t from 'tap';
 import http from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigMap, Node, Pod, Service } from '../src/api/types.js';
@@ -278,10 +279,12 @@ t.test('stop() leaves no process behind; a new runtime runs the pods again on th
   const env = await setup(t, { stopGraceMs: 300 });
   await env.store.create(pod('a', [{ name: 'web', image: 'nginx', ports: [{ containerPort: 8081 }] }]));
   // a stubborn one: ignores SIGTERM and leaves a grandchild in its group
-  await env.store.create(pod('b', [{ name: 'sh', image: 'busybox', command: ['sh', '-c', 'trap "" TERM; sleep 1000 & echo child=$!; wait'] }]));
+  // `$!` is a pid inside the container's PID namespace: the grandchild is found by its argv
+  const mark = `1000.${process.pid}${Date.now() % 100000}`;
+  await env.store.create(pod('b', [{ name: 'sh', image: 'busybox', command: ['sh', '-c', `trap "" TERM; sleep ${mark} & echo started; wait`] }]));
   const a = await env.until('a', (p) => isReady(p));
   const b = await env.until('b', (p) => isReady(p));
-  const child = Number((await waitFor(() => /child=(\d+)/.exec(env.logOf(b, 'sh')), 3000, 'grandchild pid'))[1]);
+  const child = await waitFor(() => pidByArgv(['sleep', mark]), 3000, 'grandchild pid');
   const pids = [pidOf(a)!, pidOf(b)!, child];
   t.ok(pids.every(alive), 'all running');
   t.same(env.runtime.pids().sort(), [pidOf(a)!, pidOf(b)!].sort());
@@ -332,3 +335,17 @@ t.test('init containers run first, in order; a failing one under Never fails the
   t.equal(f.status?.initContainerStatuses?.[0]?.state?.terminated?.exitCode, 2);
   t.equal(cstatus(f)?.state?.waiting?.reason, 'PodInitializing', 'main never started');
 });
+
+/** the host pid of the process running exactly `argv`, if any */
+function pidByArgv(argv: readonly string[]): number | undefined {
+  const want = argv.join('\0') + '\0';
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
