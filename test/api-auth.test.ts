@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { type ApiClient, daemonApi, testPki } from './helpers/api.js';
 import { ROOT, type RunningDaemon, startDaemon } from './helpers/daemon.js';
+import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'kl-test-token-7d1c9f0e55b24a8e9a3b';
 
@@ -77,6 +78,17 @@ t.test('HTTPS with the generated kubeconfig; strangers get 401 and browsers noth
     t.equal(JSON.parse(c.stdout).metadata.name, 's', 'curl with the CA and the client certificate');
     const tok = await raw(api.server, '/api/v1/namespaces/default/secrets', { ca: api.tls.ca, headers: { authorization: `Bearer ${TOKEN}` } });
     t.equal('status' in tok && tok.status, 200, 'the bearer token from --api-token-file');
+  });
+
+  await t.test('in-cluster clients reach it through the kubernetes Service, whose ClusterIP the certificate names', async (t) => {
+    const svc = (await api.request('GET', '/api/v1/namespaces/default/services/kubernetes')).json<{ spec: { clusterIP: string; ports: Array<{ port: number }> } }>();
+    t.equal(svc.spec.clusterIP, '127.192.0.1', 'the first IP of --service-cidr, as upstream');
+    const via = `https://${svc.spec.clusterIP}:${svc.spec.ports[0].port}`;
+    const r = await waitFor(async () => {
+      const x = await raw(via, '/api/v1/namespaces/default/services/kubernetes', { ca: api.tls.ca, cert: api.tls.cert, key: api.tls.key });
+      return 'status' in x ? x : undefined;
+    }, { what: 'the ClusterIP listener' });
+    t.equal(r.status, 200, 'TLS verifies against the ClusterIP and the client certificate passes the proxy');
   });
 
   await t.test('no credential, a wrong token or a foreign client certificate: 401 Status', async (t) => {

@@ -226,6 +226,7 @@ export class Daemon {
         // an unspecified bind address is no endpoint: clients reach the API on the node IP
         apiHost: this.#api ? (apiHost === '0.0.0.0' || apiHost === '::' ? o.nodeIP : apiHost) : undefined,
         apiPort: this.#api ? Number(new URL(this.#api.url).port) : undefined,
+        apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
         dnsHost: this.#dns ? dnsHost : undefined,
         dnsPort: this.#dns?.port,
       }),

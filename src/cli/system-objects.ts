@@ -8,14 +8,15 @@ import type { Store } from '../store/types.js';
  * the node address, like the host-network servers they describe. Ports are the real ones (6443,
  * 1053 by default): 443 and 53 would need privilege to bind.
  */
-export function systemObjects(o: { apiHost?: string; apiPort?: number; dnsHost?: string; dnsPort?: number }): KObject[] {
+export function systemObjects(o: { apiHost?: string; apiPort?: number; apiClusterIP?: string; dnsHost?: string; dnsPort?: number }): KObject[] {
   const out: KObject[] = [];
   if (o.apiHost && o.apiPort) {
     const svc: Service = {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
-      spec: { type: 'ClusterIP', ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP', targetPort: o.apiPort }] },
+      // the first IP of the range, as upstream: the API's certificate names it (cli/daemon.ts apiHosts)
+      spec: { type: 'ClusterIP', ...(o.apiClusterIP ? { clusterIP: o.apiClusterIP } : {}), ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP', targetPort: o.apiPort }] },
     };
     const ep: Endpoints = {
       apiVersion: 'v1',
@@ -63,16 +64,37 @@ export function systemObjects(o: { apiHost?: string; apiPort?: number; dnsHost?:
   return out;
 }
 
-/** Creates or refreshes each object (ports move when the daemon restarts on other ports). */
+/**
+ * Creates or refreshes each object (ports move when the daemon restarts on other ports). A
+ * preferred ClusterIP is asked for only at creation, and given up when it is taken; an existing
+ * Service keeps its own.
+ */
 export async function ensureObjects(store: Store, objs: readonly KObject[]): Promise<void> {
   for (const obj of objs) {
     const m = obj.metadata!;
     const cur = await store.tryGet(obj.kind!, m.namespace, m.name!);
     try {
-      if (!cur) await store.create(obj);
-      else await store.update({ ...obj, metadata: { ...m, resourceVersion: cur.metadata.resourceVersion } });
+      if (!cur) await createPreferring(store, obj);
+      else await store.update({ ...withoutClusterIP(obj), metadata: { ...m, resourceVersion: cur.metadata.resourceVersion } });
     } catch (e) {
       if (!isApiError(e, 'Conflict')) throw e;
     }
+  }
+}
+
+function withoutClusterIP(obj: KObject): KObject {
+  const spec = (obj as Service).spec;
+  if (obj.kind !== 'Service' || !spec?.clusterIP || spec.clusterIP === 'None') return obj;
+  const { clusterIP: _ip, ...rest } = spec;
+  return { ...obj, spec: rest } as Service;
+}
+
+async function createPreferring(store: Store, obj: KObject): Promise<void> {
+  try {
+    await store.create(obj);
+  } catch (e) {
+    const bare = withoutClusterIP(obj);
+    if (bare === obj || !isApiError(e, 'Invalid')) throw e;
+    await store.create(bare);
   }
 }
