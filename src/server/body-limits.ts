@@ -66,17 +66,16 @@ interface Frame {
 /**
  * Size and depth of a decoded value as it will be stored (JSON), without recursion. A
  * collection reached twice (a YAML alias) is measured once and counted each time it appears,
- * so aliases cannot hide an expansion; a collection that contains itself is refused.
- * Throws a 400 naming the limit as soon as one is passed.
+ * so the cost is linear in the distinct collections while the size is that of the expansion;
+ * a collection that contains itself is refused. Throws a 400 naming the limit as soon as the
+ * depth passes `maxDepth`.
  */
-export function measure(root: unknown, limits: { maxDepth: number; maxBytes: number }): Size & { shared: boolean } {
+export function measure(root: unknown, limits: { maxDepth: number }): Size & { shared: boolean } {
   if (root === null || typeof root !== 'object') return { bytes: leafBytes(root), depth: 0, shared: false };
   const done = new Map<object, Size>();
   const open = new Set<object>();
   const stack: Frame[] = [];
   let shared = false;
-  const tooBig = (): ApiError =>
-    new ApiError('BadRequest', `the request body expands to more than ${limits.maxBytes} bytes (YAML aliases are counted each time they are used): the limit is the request body limit, ${limits.maxBytes} bytes`);
   const push = (o: object): void => {
     if (open.has(o)) throw new ApiError('BadRequest', 'the request body refers to itself (a YAML alias inside its own anchor)');
     if (stack.length + 1 > limits.maxDepth) throw depthError(limits.maxDepth);
@@ -96,7 +95,6 @@ export function measure(root: unknown, limits: { maxDepth: number; maxBytes: num
   const add = (f: Frame, s: Size): void => {
     f.bytes += s.bytes;
     if (s.depth > f.sub) f.sub = s.depth;
-    if (f.bytes > limits.maxBytes) throw tooBig();
   };
   push(root);
   for (;;) {
@@ -129,7 +127,7 @@ export function measure(root: unknown, limits: { maxDepth: number; maxBytes: num
 
 /** Throws a 400 when a decoded value nests deeper than `max` (e.g. a patch result). */
 export function checkDepth(v: unknown, max = MAX_DEPTH): void {
-  measure(v, { maxDepth: max, maxBytes: Number.MAX_SAFE_INTEGER });
+  measure(v, { maxDepth: max });
 }
 
 /**
@@ -150,7 +148,15 @@ export function loadYaml(text: string, limits: { maxDepth: number; maxBytes: num
     const msg = e instanceof yaml.YAMLException ? e.message : (e as Error).message;
     throw new ApiError('BadRequest', `couldn't get version/kind; json parse error: ${msg}`);
   }
-  // js-yaml returns an alias as the anchor's very object: count it everywhere it appears
-  const { shared } = measure(v, limits);
+  // js-yaml returns an alias as its anchor's very value: measure() counts it everywhere it
+  // appears. Without aliases the value is about its text's size, which the body limit bounded;
+  // an alias starts a node, after a space, a line break or a flow indicator (a superset test)
+  const { shared, bytes } = measure(v, limits);
+  if (bytes > limits.maxBytes && /(?:^|[\s[{,])\*/.test(text)) {
+    throw new ApiError(
+      'BadRequest',
+      `the request body expands to more than ${limits.maxBytes} bytes through its YAML aliases (an alias counts as a copy of its anchor, and the expansion is held to the request body limit, ${limits.maxBytes} bytes): repeat less, or send the data once`,
+    );
+  }
   return shared ? JSON.parse(JSON.stringify(v)) : v;
 }
