@@ -11,8 +11,8 @@ import { type ApiTarget, type Asserts, type HostileEnv, type RawReply, Sampler, 
 import { waitFor } from './helpers/wait.js';
 
 const SEED = 0x14;
-/** RSS bound (MiB) over the whole run; see the figures comment for what was measured */
-const MAX_RSS_MIB = 400;
+/** RSS bound (MiB) over the whole run: 150 after start-up, ~195 at most measured with the limits in place */
+const MAX_RSS_MIB = 300;
 /** fds the daemon may hold above its post-start baseline at the end (kept-alive kubectl, pod pipes) */
 const FD_MARGIN = 8;
 const MiB = 1024 * 1024;
@@ -21,29 +21,11 @@ const MiB = 1024 * 1024;
  * Cases that still fail because the slice fixing them has not landed: kept, marked todo, listed
  * here by subtest name so that removing a line is all it takes once the fix is in.
  */
-const PATHS = 'waiting for routing on the raw path (issue 14 slice A)';
-const BODIES = 'waiting for the body limits (issue 14 slice A)';
 const TODO: Record<string, string | undefined> = {
-  ...Object.fromEntries(
-    [
-      'DELETE configmaps/..', 'DELETE configmaps/%2e%2e', 'DELETE configmaps/%2E.', 'DELETE configmaps/.%2E', 'DELETE configmaps/.', 'DELETE configmaps/%2e',
-      'DELETE configmaps/ (empty name)', 'DELETE configmaps/cm0/..', 'DELETE configmaps/cm0/%2e%2e/', 'DELETE namespaces/NS/ (trailing slash)',
-      'DELETE namespaces/NS//configmaps/cm0', 'PUT configmaps/.. with a Namespace', 'PUT configmaps/%2e%2e with a Namespace', 'PATCH configmaps/.. (merge)',
-      'GET secrets/.. does not show the namespace', 'GET malformed escape %zz', 'DELETE malformed escape cm%ZZ0', 'DELETE truncated escape %',
-      'GET truncated escape %2', 'GET invalid UTF-8 escape %c0%ae', 'an absolute-form URI', 'DELETE configmaps/../..', 'DELETE configmaps/%2e%2e/%2e%2e',
-    ].map((n) => [n, PATHS]),
-  ),
-  ...Object.fromEntries(
-    [
-      'POST 3 MiB + 1 KiB JSON', 'POST 3 MiB + 1 KiB chunked', 'POST 20 MiB JSON', 'PUT 4 MiB over cm0', 'POST nested 100k objects in labels',
-      'PATCH json-patch nested 100k', 'PATCH merge-patch nested 100k', 'PATCH strategic-merge-patch nested 100k',
-      'POST YAML alias amplification (1 MB anchor × 90)', 'PATCH apply-patch+yaml alias amplification',
-    ].map((n) => [n, BODIES]),
-  ),
+  'DELETE //api/v1/namespaces/NS': 'waiting for slice A: a path starting with // is routed as if it started with / (upstream: 404)',
+  'POST 4 MiB with Connection: close': 'waiting for slice A: with Connection: close the 413 is mostly lost to a reset (EPIPE) before the client reads it',
   'POST a malformed content type': 'not covered by a slice: a Content-Type that does not parse is read as JSON (upstream: 415)',
-  'DELETE /api/v1/namespaces (no deletecollection upstream)': 'not covered by a slice: namespaces have no deletecollection upstream (405)',
-  'no 5xx': `${PATHS}; ${BODIES}`,
-  'RSS bounded': 'waiting for YAML/JSON nesting bounded before parsing (issue 14 slice A): a 100k-deep YAML body costs ~100 MiB',
+  'DELETE /api/v1/namespaces (no deletecollection upstream)': 'not covered by a slice: DELETE /api/v1/namespaces deletes every namespace (upstream has no deletecollection for namespaces: 405)',
 };
 
 const cm = (ns: string, name: string, data: Record<string, string> = { k: 'v' }, labels?: Record<string, string>) => ({
@@ -180,6 +162,40 @@ t.test('hostile API input', async (t) => {
   });
   await t.test('still answers after the paths', (t) => assertAlive(t, env, 'the paths'));
 
+  await t.test('strangers: no credential, a wrong token, a foreign Host, a browser Origin', async (t) => {
+    const ns = 'strangers';
+    await victims(target, ns);
+    const pod = JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'evil', namespace: ns }, spec: { containers: [{ name: 'c', image: 'busybox', command: ['sh', '-c', 'id > /tmp/pwned'] }] } });
+    interface Stranger { name: string; method: string; path: string; body?: string; headers?: Record<string, string>; anonymous?: boolean; want: number[] }
+    const cases: Stranger[] = [
+      { name: 'anonymous GET secrets', method: 'GET', path: `/api/v1/namespaces/${ns}/secrets`, anonymous: true, want: [401] },
+      { name: 'anonymous POST a pod with a command', method: 'POST', path: `/api/v1/namespaces/${ns}/pods`, body: pod, anonymous: true, want: [401] },
+      { name: 'anonymous DELETE the namespace', method: 'DELETE', path: `/api/v1/namespaces/${ns}`, anonymous: true, want: [401] },
+      { name: 'a wrong bearer token', method: 'GET', path: `/api/v1/namespaces/${ns}/secrets/s0`, anonymous: true, headers: { Authorization: 'Bearer not-the-token' }, want: [401] },
+      { name: 'an empty bearer token', method: 'GET', path: `/api/v1/namespaces/${ns}/secrets/s0`, anonymous: true, headers: { Authorization: 'Bearer ' }, want: [401] },
+      { name: 'DNS rebinding: Host evil.example', method: 'GET', path: `/api/v1/namespaces/${ns}/secrets`, headers: { Host: 'evil.example' }, want: [403, 421] },
+      { name: 'DNS rebinding: Host evil.example:port', method: 'DELETE', path: `/api/v1/namespaces/${ns}`, headers: { Host: `evil.example:${target.port}` }, want: [403, 421] },
+      { name: 'a browser POST with Origin', method: 'POST', path: `/api/v1/namespaces/${ns}/pods`, body: pod, headers: { Origin: 'http://evil.example' }, want: [403] },
+      { name: 'a CORS preflight', method: 'OPTIONS', path: `/api/v1/namespaces/${ns}/pods`, headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' }, want: [403] },
+      { name: 'anonymous, Origin and a foreign Host at once', method: 'DELETE', path: `/api/v1/namespaces/${ns}`, anonymous: true, headers: { Origin: 'null', Host: 'evil.example' }, want: [401, 403] },
+    ];
+    for (const c of cases) {
+      const { Host: host, ...headers } = c.headers ?? {};
+      let bytes = rawRequest(target, c.method, c.path, { body: c.body, noAuth: c.anonymous, headers });
+      // the stranger's Host replaces the kubeconfig's (one Host header, as a browser sends)
+      if (host) bytes = Buffer.from(bytes.toString('latin1').replace(/^Host: .*$/m, `Host: ${host}`), 'latin1');
+      const r = await rawHttp(target, bytes, { anonymous: c.anonymous });
+      tally.record('strangers', c.name, r);
+      await t.test(c.name, async (t) => {
+        checkReply(t, c, r);
+        t.notOk(Object.keys(r.headers).some((h) => h.startsWith('access-control-')), `${c.name}: no Access-Control-* header`);
+        t.equal(await victimDamage(target, ns), '', `${c.name}: nothing changed`);
+        t.equal((await api(target, 'GET', `/api/v1/namespaces/${ns}/pods/evil`)).status, 404, `${c.name}: no pod was created`);
+      });
+    }
+  });
+  await t.test('still answers after the strangers', (t) => assertAlive(t, env, 'the strangers'));
+
   await t.test('bodies: size, truncation, garbage, nesting, aliases, content types', async (t) => {
     const ns = 'bodies';
     await victims(target, ns);
@@ -192,6 +208,7 @@ t.test('hostile API input', async (t) => {
       /** a ConfigMap this body would create, which must not exist afterwards */
       creates?: string;
       chunked?: boolean;
+      close?: boolean;
     }
     const big = (n: number, name: string) => JSON.stringify(cm(ns, name, { k: 'x'.repeat(n) }));
     const deepArr = (n: number) => '['.repeat(n) + ']'.repeat(n);
@@ -212,6 +229,7 @@ t.test('hostile API input', async (t) => {
       { name: 'POST 3 MiB + 1 KiB chunked', body: big(3 * MiB + 1024, 'big2'), want: [413], creates: 'big2', chunked: true },
       { name: 'POST 20 MiB JSON', body: big(20 * MiB, 'big3'), want: [413], creates: 'big3' },
       { name: 'PUT 4 MiB over cm0', method: 'PUT', path: one, body: big(4 * MiB, 'cm0'), want: [413] },
+      { name: 'POST 4 MiB with Connection: close', body: big(4 * MiB, 'big4'), want: [413], creates: 'big4', close: true },
       { name: 'POST truncated JSON', body: JSON.stringify(cm(ns, 'trunc')).slice(0, 60), want: [400], creates: 'trunc' },
       { name: 'POST empty body', body: '', want: [400], creates: '' },
       { name: 'POST JSON null', body: 'null', want: [400] },
@@ -254,7 +272,7 @@ t.test('hostile API input', async (t) => {
     for (const c of cases) {
       const method = c.method ?? 'POST';
       const path = c.path ?? post;
-      let bytes = rawRequest(target, method, path, { body: c.body, contentType: c.contentType });
+      let bytes = rawRequest(target, method, path, { body: c.body, contentType: c.contentType, close: c.close });
       if (c.chunked) {
         const b = Buffer.isBuffer(c.body) ? c.body : Buffer.from(c.body ?? '');
         const head = rawRequest(target, method, path, { contentType: c.contentType, headers: { 'Content-Type': c.contentType ?? 'application/json', 'Transfer-Encoding': 'chunked' } });
@@ -266,12 +284,18 @@ t.test('hostile API input', async (t) => {
         chunks.push(Buffer.from('0\r\n\r\n'));
         bytes = Buffer.concat(chunks);
       }
+      const t0 = Date.now();
       const r = await rawHttp(target, bytes, { timeoutMs: 30_000 });
       tally.record('bodies', c.name, r);
-      if (process.env.HOSTILE_DEBUG) t.comment(`${c.name}: RSS ${rssMiB(env.pid).toFixed(0)} MiB (max ${sampler.maxRss.toFixed(0)})`);
+      if (process.env.HOSTILE_DEBUG) t.comment(`${c.name}: ${Date.now() - t0} ms ${r.status || r.ended}, RSS ${rssMiB(env.pid).toFixed(0)} MiB (max ${sampler.maxRss.toFixed(0)})`);
       await t.test(c.name, { todo: TODO[c.name] }, async (t) => {
         checkReply(t, c, r);
-        if (c.creates) t.ok(await absent(c.creates), `${c.name}: ConfigMap ${c.creates} was not created`);
+        if (c.creates) {
+          const gone = await absent(c.creates);
+          t.ok(gone, `${c.name}: ConfigMap ${c.creates} was not created`);
+          // while the defect lives, do not let a 91 MB object slow every later case
+          if (!gone) await api(target, 'DELETE', `${post}/${c.creates}`);
+        }
         t.equal(await victimDamage(target, ns), '', `${c.name}: the ConfigMaps are unchanged`);
       });
     }
@@ -336,9 +360,9 @@ t.test('hostile API input', async (t) => {
   await t.test('the namespace collection cannot be deleted, not even through dot segments', async (t) => {
     await victims(target, 'last-1');
     for (const [name, path] of [
-      ['DELETE /api/v1/namespaces (no deletecollection upstream)', '/api/v1/namespaces'],
       ['DELETE configmaps/../..', '/api/v1/namespaces/last-1/configmaps/../..'],
       ['DELETE configmaps/%2e%2e/%2e%2e', '/api/v1/namespaces/last-1/configmaps/%2e%2e/%2e%2e'],
+      ['DELETE /api/v1/namespaces (no deletecollection upstream)', '/api/v1/namespaces'],
     ]) {
       const r = await raw('DELETE', path);
       tally.record('paths', `DELETE ${path}`, r);

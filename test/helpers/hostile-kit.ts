@@ -66,15 +66,15 @@ export function apiTarget(client: ApiClient): ApiTarget {
 }
 
 /** A connected socket to the API (TLS handshake done for https). */
-export function connectApi(target: ApiTarget): Promise<net.Socket> {
+export function connectApi(target: ApiTarget, o: { anonymous?: boolean } = {}): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = target.tls
       ? tls.connect({
           host: target.host,
           port: target.port,
           ca: target.tls.ca,
-          cert: target.tls.cert,
-          key: target.tls.key,
+          cert: o.anonymous ? undefined : target.tls.cert,
+          key: o.anonymous ? undefined : target.tls.key,
           servername: net.isIP(target.host) ? undefined : target.host,
         })
       : net.connect({ host: target.host, port: target.port });
@@ -125,15 +125,27 @@ function parseReply(raw: Buffer, ended: RawReply['ended'], error?: string): RawR
   return { status: m ? Number(m[1]) : 0, headers, body: body.toString('utf8'), ended, error };
 }
 
+/** Has `raw` a whole response (its Content-Length or last chunk), so a kept-alive connection can go? */
+function complete(raw: Buffer): boolean {
+  const headEnd = raw.indexOf('\r\n\r\n');
+  if (headEnd < 0) return false;
+  const head = raw.subarray(0, headEnd).toString('latin1');
+  const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (cl) return raw.length - headEnd - 4 >= Number(cl[1]);
+  if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) return raw.subarray(raw.length - 5).toString('latin1') === '0\r\n\r\n';
+  return false;
+}
+
 /**
- * Writes `bytes` on a fresh API connection and collects everything until the server closes it
- * (requests built by `rawRequest` say `Connection: close`). Reads while writing, so a server
+ * Writes `bytes` on a fresh API connection and collects the reply until it is complete or the
+ * server closes the connection. Reads while writing, so a server
  * that answers early (413) and closes is still heard; write errors after that are expected.
+ * `anonymous` presents no client certificate (build the request with `noAuth` too).
  */
-export async function rawHttp(target: ApiTarget, bytes: Buffer | string, opts: { timeoutMs?: number } = {}): Promise<RawReply> {
+export async function rawHttp(target: ApiTarget, bytes: Buffer | string, opts: { timeoutMs?: number; anonymous?: boolean } = {}): Promise<RawReply> {
   let s: net.Socket;
   try {
-    s = await connectApi(target);
+    s = await connectApi(target, { anonymous: opts.anonymous });
   } catch (e) {
     return { status: 0, headers: {}, body: '', ended: 'reset', error: (e as Error).message };
   }
@@ -148,7 +160,10 @@ export async function rawHttp(target: ApiTarget, bytes: Buffer | string, opts: {
       resolve(parseReply(Buffer.concat(chunks), ended, error));
     };
     const timer = setTimeout(() => finish('timeout'), opts.timeoutMs ?? 15_000);
-    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (complete(Buffer.concat(chunks))) finish('end');
+    });
     s.on('end', () => finish('end'));
     s.on('close', () => finish('end'));
     s.on('error', (e) => {
@@ -159,10 +174,14 @@ export async function rawHttp(target: ApiTarget, bytes: Buffer | string, opts: {
   });
 }
 
-/** An HTTP/1.1 request as bytes: the path is sent verbatim; credentials from the target. */
-export function rawRequest(target: ApiTarget, method: string, path: string, o: { headers?: Record<string, string>; body?: Buffer | string; contentType?: string; noAuth?: boolean } = {}): Buffer {
+/**
+ * An HTTP/1.1 request as bytes: the path is sent verbatim; credentials from the target. Kept
+ * alive as kubectl and curl send it, unless `close` (Connection: close).
+ */
+export function rawRequest(target: ApiTarget, method: string, path: string, o: { headers?: Record<string, string>; body?: Buffer | string; contentType?: string; noAuth?: boolean; close?: boolean } = {}): Buffer {
   const body = o.body === undefined ? undefined : Buffer.isBuffer(o.body) ? o.body : Buffer.from(o.body);
-  const h: string[] = [`${method} ${path} HTTP/1.1`, `Host: ${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`, 'Connection: close', 'Accept: application/json'];
+  const h: string[] = [`${method} ${path} HTTP/1.1`, `Host: ${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`, 'Accept: application/json'];
+  if (o.close) h.push('Connection: close');
   if (target.token && !o.noAuth) h.push(`Authorization: Bearer ${target.token}`);
   if (body) {
     h.push(`Content-Type: ${o.contentType ?? 'application/json'}`);
