@@ -308,6 +308,21 @@ t.test('wrong types and invalid objects: upstream Status, nothing stored', async
   t.equal(r.status, 400, 'a PUT with an object in data is a 400');
   t.same((await call('GET', `${PATHS.ConfigMap}/cm`)).json.data, { k: 'v' }, 'the ConfigMap is unchanged');
 
+  // typed query parameters and DeleteOptions bodies: a wrong type is a 400, never NaN
+  for (const q of ['?limit=x', '?watch=true&timeoutSeconds=abc', '?watch=true&timeoutSeconds=1.5']) {
+    r = await call('GET', `${PATHS.ConfigMap}${q}`);
+    t.equal(r.status, 400, `GET ${q}`);
+  }
+  r = await call('DELETE', `${PATHS.ConfigMap}/cm?gracePeriodSeconds=abc`);
+  t.equal(r.status, 400, 'gracePeriodSeconds=abc is a 400');
+  t.match(r.json.message, /gracePeriodSeconds/);
+  r = await call('DELETE', `${PATHS.ConfigMap}/cm`, { gracePeriodSeconds: 'x' });
+  t.equal(r.status, 400, 'a DeleteOptions body with a string grace period is a 400');
+  t.equal(r.json.message, 'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: json: cannot unmarshal string into Go struct field DeleteOptions.gracePeriodSeconds of type int64');
+  t.equal((await call('GET', `${PATHS.ConfigMap}/cm`)).status, 200, 'and deletes nothing');
+  r = await call('PATCH', `${PATHS.ConfigMap}/ssa?fieldManager=t`, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {k: 1}\n', 'application/apply-patch+yaml');
+  t.equal(r.status, 400, 'server-side apply checks types too');
+
   // quantities accept JSON numbers, as resource.Quantity does
   r = await call('POST', PATHS.Pod, { metadata: { name: 'p-qty' }, spec: podSpec({ resources: { limits: { cpu: 1, memory: '64Mi' } } }) });
   t.equal(r.status, 201, `a number quantity is accepted: ${String(r.json.message ?? '')}`);

@@ -19,6 +19,7 @@ import { applyMergePatch } from './patch/merge-patch.js';
 import type { StrategicMerge } from './patch/strategic.js';
 import type { Resource } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
+import { intParam } from './query-params.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import type { SliceView } from './slices.js';
@@ -186,7 +187,7 @@ export class Handlers {
       start = all.findIndex((o) => keyString(o) > after);
       if (start < 0) start = all.length;
     }
-    const limit = Number(c.query.get('limit') ?? 0);
+    const limit = intParam(c.query, 'limit') ?? 0;
     let items = all.slice(start);
     const meta: Rec = { resourceVersion };
     if (Number.isInteger(limit) && limit > 0 && items.length > limit) {
@@ -220,10 +221,10 @@ export class Handlers {
       currentResourceVersion: () => store.resourceVersion,
     };
     const tv = tableVersion(c.req.headers.accept);
-    const timeout = c.query.get('timeoutSeconds');
+    const timeout = intParam(c.query, 'timeoutSeconds');
     await serveWatch(c.req, c.res, src, {
       resourceVersion: c.query.get('resourceVersion') ?? undefined,
-      timeoutSeconds: timeout ? Number(timeout) : undefined,
+      timeoutSeconds: timeout,
       allowBookmarks: c.query.get('allowWatchBookmarks') === 'true',
       sendInitialEvents: c.query.get('sendInitialEvents') === 'true',
       table: tv ? { version: tv, includeObject: this.#includeObject(c) } : undefined,
@@ -437,13 +438,15 @@ export class Handlers {
       const v = parseText(body, mediaType(c.req.headers['content-type']).includes('yaml') ? 'application/yaml' : 'application/json');
       if (isObj(v)) o = v;
     }
+    const typeErr = this.#d.schemas.loaded ? checkFields(this.#d.schemas, o, 'V1DeleteOptions').find((p) => p.kind === 'type') : undefined;
+    if (typeErr) throw badRequest(`DeleteOptions in version "v1" cannot be handled as a DeleteOptions: ${typeErr.message}`);
     const q = c.query;
     const policy = (q.get('propagationPolicy') ?? (o.propagationPolicy as string | undefined) ?? undefined) as PropagationPolicy | undefined;
     if (policy !== undefined && !['Foreground', 'Background', 'Orphan'].includes(policy)) {
       throw badRequest(`propagationPolicy: Unsupported value: "${policy}": supported values: "Foreground", "Background", "Orphan"`);
     }
     const orphan = q.get('orphanDependents') ?? (o.orphanDependents as boolean | undefined);
-    const grace = q.get('gracePeriodSeconds') ?? (o.gracePeriodSeconds as number | undefined);
+    const grace = intParam(q, 'gracePeriodSeconds') ?? (o.gracePeriodSeconds as number | undefined);
     const bodyDry = Array.isArray(o.dryRun) && (o.dryRun as unknown[]).includes('All');
     const pre = isObj(o.preconditions) ? (o.preconditions as DeleteOptions['preconditions']) : undefined;
     return {

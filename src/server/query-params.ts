@@ -1,0 +1,16 @@
+/**
+ * Typed query parameters. Upstream decodes them into Go structs (ListOptions, DeleteOptions), so a
+ * non-integer `limit`, `timeoutSeconds` or `gracePeriodSeconds` is a 400 there; here it would
+ * otherwise become NaN (a watch with no timeout, a delete with no grace period).
+ */
+import { badRequest } from '../api/errors.js';
+
+/** The integer value of `name`, `undefined` when absent or empty; a BadRequest naming it otherwise. */
+export function intParam(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  if (!/^[+-]?[0-9]+$/.test(v) || !Number.isSafeInteger(Number(v))) {
+    throw badRequest(`invalid value ${JSON.stringify(v)} for query parameter ${name}: must be an integer`);
+  }
+  return Number(v);
+}
