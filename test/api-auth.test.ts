@@ -80,6 +80,14 @@ t.test('HTTPS with the generated kubeconfig; strangers get 401 and browsers noth
     t.equal('status' in tok && tok.status, 200, 'the bearer token from --api-token-file');
   });
 
+  const python = await run('python3', ['-c', 'import kubernetes']);
+  await t.test('the official Python client with the kubeconfig', { skip: python.code === 0 ? false : 'no python3 with the kubernetes package (Debian: python3-kubernetes)' }, async (t) => {
+    const py = ['from kubernetes import client, config', 'import sys', 'config.load_kube_config(config_file=sys.argv[1])', 'print(client.CoreV1Api().read_namespaced_service("kubernetes", "default").spec.ports[0].name)'];
+    const r = await run('python3', ['-c', py.join('\n'), api.kubeconfig]);
+    t.equal(r.code, 0, r.stderr);
+    t.equal(r.stdout.trim(), 'https');
+  });
+
   await t.test('in-cluster clients reach it through the kubernetes Service, whose ClusterIP the certificate names', async (t) => {
     const svc = (await api.request('GET', '/api/v1/namespaces/default/services/kubernetes')).json<{ spec: { clusterIP: string; ports: Array<{ port: number }> } }>();
     t.equal(svc.spec.clusterIP, '127.192.0.1', 'the first IP of --service-cidr, as upstream');

@@ -3,12 +3,26 @@
  * from this file's private addresses): they apply with zero problems and every Service in the
  * printed table answers on every address it lists, or resolves in DNS.
  */
+import https from 'node:https';
 import t from 'tap';
 import { ask } from './dns-helpers.js';
 import { tableAddresses } from './helpers/daemon.js';
 import { get } from './helpers/http.js';
 import { waitFor } from './helpers/wait.js';
 import { startCluster } from './services-helpers.js';
+
+/** One HTTPS GET trusting only `ca`. */
+function getTls(url: string, ca: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
 
 t.test('kubeloop up -f config/: every Service answers or resolves', async (t) => {
   const c = await startCluster(t, [
@@ -59,8 +73,10 @@ t.test('kubeloop up -f config/: every Service answers or resolves', async (t) =>
     const tcp = r.addresses.filter((a) => /^[\d.]+:\d+$/.test(a));
     t.ok(tcp.length > 0, `${r.name} lists TCP addresses`);
     for (const a of tcp) {
-      const res = await waitFor(() => get(`http://${a}/`, { timeoutMs: 3000 }), { what: `http://${a}/` });
-      t.ok(res.status > 0, `${r.name}: curl http://${a}/ → ${res.status} ${res.body.split('\n')[0]!.slice(0, 60)}`);
+      // the API behind default/kubernetes speaks HTTPS; its certificate names the ClusterIP
+      const scheme = r.name === 'default/kubernetes' ? 'https' : 'http';
+      const res = await waitFor(() => (scheme === 'https' ? getTls(`https://${a}/version`, c.api.client.tls.ca!) : get(`http://${a}/`, { timeoutMs: 3000 })), { what: `${scheme}://${a}/` });
+      t.ok(res.status > 0, `${r.name}: curl ${scheme}://${a}/ → ${res.status} ${res.body.split('\n')[0]!.slice(0, 60)}`);
     }
   }
   const lb = rows.find((r) => r.name === 'default/myapp-service-loadbalancer')!;
