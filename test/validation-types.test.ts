@@ -22,13 +22,13 @@ async function api(t: { teardown(fn: () => unknown): void }) {
   const informers = new InformerFactory(store);
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-vt-'));
   const server = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
-  await server.start();
   t.teardown(async () => {
     await server.stop();
     informers.stop();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  await server.start();
   return async (method: string, path: string, body?: unknown, contentType = 'application/json') => {
     const res = await fetch(`${server.url}${path}`, {
       method,
