@@ -333,8 +333,9 @@ t.test('hostile API input', async (t) => {
   await t.test('still answers after the selectors', (t) => assertAlive(t, env, 'the selectors'));
 
   await t.test('the end state: no crash, no 5xx, fds back to the baseline, RSS bounded', async (t) => {
+    const crashes = crashLines(env.d.stderr());
     t.equal(env.d.proc.exitCode, null, 'the daemon never exited');
-    t.same(crashLines(env.d.stderr()), [], 'no uncaught exception or fatal log on stderr');
+    t.same(crashes, [], 'no uncaught exception or fatal log on stderr');
     let fds = fdCount(env.pid);
     try {
       fds = await waitFor(() => {
@@ -345,7 +346,7 @@ t.test('hostile API input', async (t) => {
       fds = fdCount(env.pid);
     }
     sampler.stop();
-    t.comment(`hostile API figures: ${tally.total()} hostile requests (${tally.lines().join(', ')}); 5xx: ${tally.fiveXx.length}; max daemon RSS ${sampler.maxRss.toFixed(0)} MiB; fds ${baseFds} after start-up, ${fds} at the end (max ${sampler.maxFds})`);
+    t.comment(`hostile API figures: crashes ${crashes.length + (env.d.proc.exitCode === null ? 0 : 1)}; ${tally.total()} hostile requests (${tally.lines().join(', ')}); 5xx: ${tally.fiveXx.length}; max daemon RSS ${sampler.maxRss.toFixed(0)} MiB; fds ${baseFds} after start-up, ${fds} at the end (max ${sampler.maxFds})`);
     for (const l of tally.fiveXx) t.comment(`5xx: ${l}`);
     t.ok(fds <= baseFds + FD_MARGIN, `fds back to the baseline: ${fds} vs ${baseFds}`);
     await t.test('RSS bounded', { todo: TODO['RSS bounded'] }, async (t) => {

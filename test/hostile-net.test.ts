@@ -250,12 +250,13 @@ t.test('hostile network clients', async (t) => {
   });
 
   await t.test('the end state: no crash, fds back to the baseline, RSS bounded', async (t) => {
+    const crashes = crashLines(env.d.stderr());
     t.equal(env.d.proc.exitCode, null, 'the daemon never exited');
-    t.same(crashLines(env.d.stderr()), [], 'no uncaught exception or fatal log on stderr');
+    t.same(crashes, [], 'no uncaught exception or fatal log on stderr');
     const e = await fdsBack('at the end');
     const fds = fdCount(env.pid);
     sampler.stop();
-    t.comment(`hostile network figures: ${tally.total()} hostile packets/connections (${tally.lines().join(', ')}); max daemon RSS ${sampler.maxRss.toFixed(0)} MiB; fds ${baseFds} after start-up, ${fds} at the end (max ${sampler.maxFds})`);
+    t.comment(`hostile network figures: crashes ${crashes.length + (env.d.proc.exitCode === null ? 0 : 1)}; ${tally.total()} hostile packets/connections (${tally.lines().join(', ')}); max daemon RSS ${sampler.maxRss.toFixed(0)} MiB; fds ${baseFds} after start-up, ${fds} at the end (max ${sampler.maxFds})`);
     t.equal(e, '', `fds back to the baseline: ${fds} vs ${baseFds}`);
     t.ok(sampler.maxRss < MAX_RSS_MIB, `max RSS ${sampler.maxRss.toFixed(0)} MiB < ${MAX_RSS_MIB} MiB`);
   });
