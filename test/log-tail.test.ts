@@ -178,6 +178,15 @@ t.test('--previous, and -f: appended lines arrive, the stream ends with the clie
   t.equal((await api.kubectl('logs', 'follow', '--previous')).stdout, 'run zero\nlast of run zero', '--previous: the file before the newest');
   t.equal((await api.kubectl('logs', 'follow', '--tail=1')).stdout, 'run one, b\n');
   t.equal((await api.kubectl('logs', 'follow', '--previous', '--tail=1')).stdout, 'last of run zero');
+  for (const [query, message] of [
+    ['tailLines=-1', 'PodLogOptions "follow" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0'],
+    ['limitBytes=0', 'PodLogOptions "follow" is invalid: limitBytes: Invalid value: 0: must be greater than 0'],
+    ['sinceSeconds=0', 'PodLogOptions "follow" is invalid: sinceSeconds: Invalid value: 0: must be greater than 0'],
+  ]) {
+    const r = await api.request('GET', `/api/v1/namespaces/default/pods/follow/log?${query}`);
+    t.equal(r.status, 422, `${query}: 422`);
+    t.equal(r.json<{ message: string }>().message, message, `${query}: upstream's message`);
+  }
 
   const pid = d.proc.pid!;
   await new Promise((r) => setTimeout(r, 200)); // let the kubectl connections above close

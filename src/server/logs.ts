@@ -13,7 +13,8 @@ import { type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { ApiError, badRequest } from '../api/errors.js';
+import { ApiError, badRequest, invalidObject } from '../api/errors.js';
+import { type FieldError, invalid } from '../api/field.js';
 import type { Pod, Stored } from '../api/types.js';
 import type { Store } from '../store/types.js';
 import { BufferPool, type ChunkSink, LineStamper, copyRange, stamp, tailOffset } from './log-file.js';
@@ -45,6 +46,15 @@ export function parseLogQuery(q: URLSearchParams): LogQuery {
     sinceSeconds: int('sinceSeconds'),
     timestamps: q.get('timestamps') === 'true',
   };
+}
+
+/** apimachinery's ValidatePodLogOptions: a 422 naming the field, before any file is opened */
+function validateLogQuery(q: LogQuery, name: string): void {
+  const causes: FieldError[] = [];
+  if (q.tailLines !== undefined && q.tailLines < 0) causes.push(invalid('tailLines', q.tailLines, 'must be greater than or equal to 0'));
+  if (q.limitBytes !== undefined && q.limitBytes < 1) causes.push(invalid('limitBytes', q.limitBytes, 'must be greater than 0'));
+  if (q.sinceSeconds !== undefined && q.sinceSeconds < 1) causes.push(invalid('sinceSeconds', q.sinceSeconds, 'must be greater than 0'));
+  if (causes.length) throw invalidObject('PodLogOptions', name, causes);
 }
 
 function pickContainer(pod: Stored<Pod>, wanted: string | undefined): string {
@@ -89,6 +99,7 @@ export interface LogDeps {
  * with backpressure, so a 300 MB log neither blocks the event loop nor sits in memory.
  */
 export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps: LogDeps, namespace: string, name: string, q: LogQuery): Promise<void> {
+  validateLogQuery(q, name);
   const pod = await deps.store.get<Pod>('Pod', namespace, name);
   const container = pickContainer(pod, q.container);
   const dir = join(deps.stateDir, 'pods', `${namespace}_${name}_${pod.metadata.uid}`, container);
@@ -116,7 +127,7 @@ export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps:
     const st = await fh.stat();
     const size = st.size;
     const old = q.sinceSeconds !== undefined && st.mtimeMs < Date.now() - q.sinceSeconds * 1000;
-    const from = old ? size : q.tailLines === undefined || q.tailLines < 0 ? 0 : await tailOffset(fh, size, q.tailLines);
+    const from = old ? size : q.tailLines === undefined ? 0 : await tailOffset(fh, size, q.tailLines);
     // lines already in the file carry its modification time (the files hold no per-line times)
     const stamper = q.timestamps ? new LineStamper(() => stamp(st.mtimeMs)) : undefined;
     const out = new Output(res, q.limitBytes, stamper);
@@ -147,7 +158,7 @@ class Output implements ChunkSink {
 
   constructor(res: ServerResponse, limitBytes: number | undefined, stamper: LineStamper | undefined) {
     this.#res = res;
-    this.#budget = limitBytes !== undefined && limitBytes > 0 ? limitBytes : Infinity;
+    this.#budget = limitBytes ?? Infinity;
     this.#stamper = stamper;
     this.#closed = new Promise((resolve) => res.once('close', resolve));
   }
