@@ -36,8 +36,12 @@ export const DEFAULT_FD_BUDGET: Readonly<FdBudget> = Object.freeze({
 /** idle DNS/TCP connections are destroyed after this long (RFC 7766 recommends at least 10 s) */
 export const DNS_TCP_IDLE_TIMEOUT_MS = 10_000;
 
-/** the share of RLIMIT_NOFILE the capped components may take together; the rest is the proxy's */
-export const CAPPED_SHARE = 0.25;
+/**
+ * the share of RLIMIT_NOFILE the capped components may take together; the rest is the proxy's
+ * (the defaults, 5,064 connections, fit a limit of 15,192 or more: Debian's and systemd's hard
+ * limits are 524,288 and more, a hard limit of 4,096 gets caps of 1,365 in all)
+ */
+export const CAPPED_SHARE = 1 / 3;
 
 /**
  * The caps to apply under a descriptor limit: `wanted` as is when the caps together fit in
