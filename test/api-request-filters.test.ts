@@ -13,8 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
+import { helpText } from '../src/cli/options.js';
 import { MAX_DEPTH } from '../src/server/body-limits.js';
 import { bodyLimit, chain, recoverPanics, requestContext } from '../src/server/filters.js';
+import { MAX_BODY } from '../src/server/http.js';
 import { ApiServer } from '../src/server/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
@@ -377,4 +379,10 @@ t.test('filters alone: panic recovery turns any throw into a Status; the body li
   t.equal(handled, before, 'the handler never ran');
   r = await raw(port, 'POST', '/x', 'x'.repeat(10));
   t.equal(r.text, 'ok');
+});
+
+t.test('kubeloop up --help names the limits these filters enforce', async (t) => {
+  t.equal(MAX_BODY, 3 << 20);
+  t.match(helpText(), /bodies at most 3 MiB \(413\)/);
+  t.match(helpText(), new RegExp(`deeper than ${MAX_DEPTH} levels`));
 });

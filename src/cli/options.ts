@@ -483,5 +483,6 @@ export function helpText(): string {
   lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
   lines.push(`${'  -h, --help'.padEnd(44)} this text`);
   lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
+  lines.push('', "API request limits (fixed, the kube-apiserver's): bodies at most 3 MiB (413); bodies nesting deeper than 1000 levels, or YAML whose aliases expand past 3 MiB, are refused (400).");
   return lines.join('\n');
 }
