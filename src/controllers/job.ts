@@ -4,6 +4,7 @@ import type { Container, Job, Mutable, Pod, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { TokenBucket } from '../util/token-bucket.js';
+import { IndexIntervals } from './index-intervals.js';
 import type { Store } from '../store/types.js';
 import { type StatusCondition, getCondition, setCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
@@ -53,29 +54,6 @@ const jobFinished = (j: Job) =>
 export function completionIndex(p: Pod): number | undefined {
   const v = p.metadata?.annotations?.[COMPLETION_INDEX];
   return v !== undefined && /^(0|[1-9]\d*)$/.test(v) ? Number(v) : undefined;
-}
-
-/** `[0,1,2,4]` → `"0-2,4"`, as `status.completedIndexes` */
-export function formatIndexes(xs: Iterable<number>): string {
-  const s = [...new Set(xs)].sort((a, b) => a - b);
-  const out: string[] = [];
-  for (let i = 0; i < s.length; ) {
-    let j = i;
-    while (j + 1 < s.length && s[j + 1] === s[j] + 1) j++;
-    out.push(i === j ? String(s[i]) : `${s[i]}-${s[j]}`);
-    i = j + 1;
-  }
-  return out.join(',');
-}
-
-export function parseIndexes(text: string | undefined): Set<number> {
-  const out = new Set<number>();
-  for (const part of (text ?? '').split(',')) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) continue;
-    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) out.add(i);
-  }
-  return out;
 }
 
 /**
@@ -290,8 +268,9 @@ class JobSync {
     const status = structuredClone(job.status ?? {}) as JobStatus;
     const uncounted = { succeeded: [...(status.uncountedTerminatedPods?.succeeded ?? [])], failed: [...(status.uncountedTerminatedPods?.failed ?? [])] };
     const known = new Set([...uncounted.succeeded, ...uncounted.failed]);
-    const completed = parseIndexes(status.completedIndexes);
     const completions = this.#spec.completions ?? undefined;
+    // runs, not a Set: a status (or a user) saying "0-999999999" must not expand to a billion entries
+    const completed = IndexIntervals.parse(status.completedIndexes, completions ?? 0);
 
     // 1. finished pods that still hold our finalizer are recorded as uncounted (step one of three)
     let newFailures = 0;
@@ -312,7 +291,7 @@ class JobSync {
     if (newFailures) this.#c.noteFailures(this.#key, newFailures);
     if (known.size !== (status.uncountedTerminatedPods?.succeeded?.length ?? 0) + (status.uncountedTerminatedPods?.failed?.length ?? 0)) {
       status.uncountedTerminatedPods = uncounted;
-      if (this.#indexed) status.completedIndexes = formatIndexes(completed);
+      if (this.#indexed) status.completedIndexes = completed.format();
       await this.#writeStatus(status);
     }
 
@@ -423,7 +402,7 @@ class JobSync {
   }
 
   /** creates or deletes pods towards the wanted number; returns when to look again (failure back-off) */
-  async #manage(active: P[], completed: Set<number>, status: JobStatus): Promise<number | undefined> {
+  async #manage(active: P[], completed: IndexIntervals, status: JobStatus): Promise<number | undefined> {
     const parallelism = this.#spec.parallelism ?? 1;
     const completions = this.#spec.completions ?? undefined;
     const succeeded = status.succeeded ?? 0;
@@ -431,10 +410,8 @@ class JobSync {
     let indexes: number[] = [];
     if (this.#indexed) {
       const running = new Set(active.map(completionIndex));
-      // at most MAX_CREATES_PER_SYNC new indexes: the loop must not walk a billion completions
-      for (let i = 0; i < (completions ?? 0) && indexes.length < Math.min(parallelism, MAX_CREATES_PER_SYNC); i++) {
-        if (!completed.has(i) && !running.has(i)) indexes.push(i);
-      }
+      // at most MAX_CREATES_PER_SYNC new indexes, found by jumping over completed runs: never a walk of `completions`
+      indexes = completed.missing(completions ?? 0, Math.min(parallelism, MAX_CREATES_PER_SYNC), running);
       // pods for indexes already completed (or beyond the range) are surplus
       const surplus = active.filter((p) => {
         const i = completionIndex(p);

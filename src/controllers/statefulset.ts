@@ -35,6 +35,8 @@ export const POD_NAME_LABEL = 'statefulset.kubernetes.io/pod-name';
 export const POD_INDEX_LABEL = 'apps.kubernetes.io/pod-index';
 
 type SS = Stored<StatefulSet>;
+/** pods one sync creates at most (upstream's burst of 500); the next sync goes on */
+const MAX_CREATES_PER_SYNC = 500;
 type P = Stored<Pod>;
 
 export interface StatefulSetControllerOptions {
@@ -186,6 +188,13 @@ export class StatefulSetController {
     return this.#events;
   }
 
+  /** the cached set is still `set` (same uid, not being deleted) and still has `ordinal` in range */
+  wantsOrdinal(set: SS, ordinal: number): boolean {
+    const cur = this.#sets.get(set.metadata.namespace, set.metadata.name);
+    if (!cur || cur.metadata.uid !== set.metadata.uid || isTerminating(cur)) return false;
+    return ordinal < (cur.spec?.ordinals?.start ?? 0) + (cur.spec?.replicas ?? 1);
+  }
+
   claim(namespace: string | undefined, name: string): Stored<PersistentVolumeClaim> | undefined {
     return this.#claims.get(namespace, name);
   }
@@ -251,26 +260,34 @@ class SetSync {
     return this.#set.metadata.namespace;
   }
 
-  /** resolves to a requeue delay when a pod becomes available later without an event */
+  /**
+   * Resolves to a requeue delay when a pod becomes available later without an event. Work and
+   * memory follow the pods that exist plus at most {@link MAX_CREATES_PER_SYNC} creations, never
+   * `spec.replicas` (a `replicas: 1000000000` typo must not allocate or walk a billion slots).
+   */
   async converge(pods: P[]): Promise<number | undefined> {
     const set = this.#set;
     const start = set.spec?.ordinals?.start ?? 0;
     const replicas = set.spec?.replicas ?? 1;
-    const slots: (P | undefined)[] = new Array(replicas).fill(undefined);
+    // ordinal - start → the pod holding that slot; only slots with a pod are present
+    const slots = new Map<number, P>();
     const condemned: P[] = [];
     for (const p of pods) {
       const ord = ordinalOf(this.#name, p.metadata.name);
-      if (ord !== undefined && ord >= start && ord < start + replicas && !slots[ord - start]) slots[ord - start] = p;
+      if (ord !== undefined && ord >= start && ord < start + replicas && !slots.has(ord - start)) slots.set(ord - start, p);
       else condemned.push(p);
     }
     condemned.sort((a, b) => (ordinalOf(this.#name, b.metadata.name) ?? -1) - (ordinalOf(this.#name, a.metadata.name) ?? -1));
-    const unhealthy = [...slots, ...condemned].filter((p): p is P => !!p && !this.#healthy(p));
+    const unhealthy = [...slots.values(), ...condemned].filter((p) => !this.#healthy(p));
     const firstUnhealthy = unhealthy.sort((a, b) => (ordinalOf(this.#name, a.metadata.name) ?? 0) - (ordinalOf(this.#name, b.metadata.name) ?? 0))[0];
 
-    // 1. every ordinal in range: replace finished pods, create missing ones, wait for readiness
+    // 1. every ordinal in range: replace finished pods, create missing ones, wait for readiness.
+    // Each step either finds an existing pod or makes one (OrderedReady returns after it), so the
+    // walk ends after slots.size + MAX_CREATES_PER_SYNC steps; the next sync goes on.
+    let creates = 0;
     for (let i = 0; i < replicas; i++) {
       const ord = start + i;
-      const pod = slots[i];
+      const pod = slots.get(i);
       if (pod && finished(pod) && !isTerminating(pod)) {
         this.#c.events.event(set, 'Warning', 'RecreatingFailedPod', `StatefulSet ${this.#ns}/${this.#name} is recreating ${pod.status?.phase === 'Failed' ? 'failed' : 'terminated'} Pod ${pod.metadata.name}`);
         await this.#deletePod(pod);
@@ -278,11 +295,16 @@ class SetSync {
         continue;
       }
       if (!pod) {
+        if (creates >= MAX_CREATES_PER_SYNC) {
+          this.#requeueMs = 0;
+          break;
+        }
+        creates++;
         if (!(await this.#ensureClaims(ord))) {
           if (this.#monotonic) return undefined;
           continue;
         }
-        await this.#createPod(ord);
+        if (!(await this.#createPod(ord))) return 0;
         if (this.#monotonic) return undefined;
         continue;
       }
@@ -308,12 +330,13 @@ class SetSync {
       if (this.#monotonic) return undefined;
     }
 
-    // 3. rolling update from the highest ordinal down to the partition
+    // 3. rolling update from the highest ordinal down to the partition (a missing pod ends the
+    // walk, so it is bounded by the pods that exist)
     const us = set.spec?.updateStrategy;
     if ((us?.type ?? 'RollingUpdate') !== 'RollingUpdate') return this.#requeueMs;
     const partition = Math.max(0, (us?.rollingUpdate?.partition ?? 0) - start);
     for (let i = replicas - 1; i >= partition; i--) {
-      const pod = slots[i];
+      const pod = slots.get(i);
       if (!pod) return this.#requeueMs;
       if (revisionOf(pod) !== this.#update.metadata.name && !isTerminating(pod)) {
         this.#log.info({ pod: pod.metadata.name, revision: this.#update.metadata.name }, 'rolling update: replacing pod');
@@ -338,7 +361,8 @@ class SetSync {
     return this.#update;
   }
 
-  async #createPod(ordinal: number): Promise<void> {
+  /** false when the set no longer wants this ordinal (scaled down or gone while the create waited its turn) */
+  async #createPod(ordinal: number): Promise<boolean> {
     const set = this.#set;
     const rev = this.#revisionFor(ordinal);
     const template: PodTemplateSpec = rev === this.#update ? structuredClone(set.spec!.template) : revisionTemplate(rev);
@@ -373,16 +397,17 @@ class SetSync {
       spec,
     };
     try {
-      await this.#c.podCreates?.take();
+      if (this.#c.podCreates && !(await this.#c.podCreates.take(() => this.#c.wantsOrdinal(set, ordinal)))) return false;
       await this.#c.store.create(pod);
     } catch (err) {
       // the name is deterministic: an existing pod (ours, not yet cached, or one still terminating) is waited for
-      if (isApiError(err, 'AlreadyExists')) return;
+      if (isApiError(err, 'AlreadyExists')) return true;
       this.#c.events.event(set, 'Warning', 'FailedCreate', `create Pod ${name} in StatefulSet ${this.#name} failed error: ${(err as Error).message}`);
       throw err;
     }
     this.#c.events.event(set, 'Normal', 'SuccessfulCreate', `create Pod ${name} in StatefulSet ${this.#name} successful`);
     this.#log.debug({ pod: name, revision: rev.metadata.name }, 'created pod');
+    return true;
   }
 
   async #deletePod(pod: P): Promise<void> {
