@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { killGroup } from './process.js';
+import { isApiError } from '../../api/errors.js';
 import type { ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, Stored } from '../../api/types.js';
 import { Backoff } from '../../util/backoff.js';
 import { TokenBucket } from '../../util/token-bucket.js';
@@ -50,6 +51,8 @@ export interface RuntimeOptions {
 
 /** the pod status reason of a pod waiting for the node's start rate */
 export const START_QUEUED_REASON = 'StartRateLimited';
+/** the kubelet's admission reason for a pod over the node's pod capacity (`OutOf` + resource name) */
+export const OUT_OF_PODS_REASON = 'OutOfpods';
 
 /**
  * The node agent's pod runtime (the kubelet's part of kubeloop): keeps this node's `Node`
@@ -77,6 +80,8 @@ export class PodRuntime {
   /** workers waiting for a start token, oldest first */
   readonly #startQueue: PodWorker[] = [];
   #startTimer: NodeJS.Timeout | undefined;
+  /** uids of pods refused at admission (Failed, OutOfpods): never run, removed at once when deleted */
+  readonly #rejected = new Set<string>();
 
   constructor(o: RuntimeOptions) {
     const cidr = parseCidr(o.podCidr);
@@ -211,9 +216,11 @@ export class PodRuntime {
       this.#track(this.#remove(p));
       return;
     }
+    if (this.#rejected.has(p.metadata.uid)) return;
+    const phase = p.status?.phase;
+    if (phase !== 'Succeeded' && phase !== 'Failed' && !this.#admit(p)) return;
     const worker = new PodWorker(this.#deps(), p);
     this.#workers.set(p.metadata.uid, worker);
-    const phase = p.status?.phase;
     // a pod finished in an earlier run forks nothing: no token needed
     if (phase === 'Succeeded' || phase === 'Failed' || (!this.#startQueue.length && this.#startRate.tryTake())) {
       worker.start();
@@ -225,6 +232,53 @@ export class PodRuntime {
       `waiting to start: ${this.#o.nodeName} starts at most ${this.#startRate.ratePerSecond} pods per second (kubeloop up --pod-start-rate)`,
     );
     this.#drainStarts();
+  }
+
+  /**
+   * The kubelet's admission check for the pod count: a pod bound here directly (`spec.nodeName`
+   * set at creation, so the scheduler never saw it) over `maxPods` is not run but rejected as
+   * upstream's `rejectPod` does: phase Failed, reason OutOfpods, and a Warning event. Pods that
+   * are admitted and not finished count as used, whether running, queued or terminating.
+   */
+  #admit(p: Stored<Pod>): boolean {
+    const capacity = this.#o.maxPods ?? 110;
+    let used = 0;
+    for (const w of this.#workers.values()) {
+      const phase = w.pod.status?.phase;
+      if (phase !== 'Succeeded' && phase !== 'Failed') used++;
+    }
+    if (used + 1 <= capacity) return true;
+    const message = `Node didn't have enough resource: pods, requested: 1, used: ${used}, capacity: ${capacity}`;
+    this.#rejected.add(p.metadata.uid);
+    this.#log.warn({ pod: `${p.metadata.namespace}/${p.metadata.name}`, used, capacity }, 'pod rejected at admission: the node is at --max-pods');
+    this.#events.event(p, 'Warning', OUT_OF_PODS_REASON, message);
+    this.#track(this.#writeRejection(p, `Pod was rejected: ${message}`));
+    return false;
+  }
+
+  async #writeRejection(p: Stored<Pod>, message: string): Promise<void> {
+    const { namespace, name, uid } = p.metadata;
+    try {
+      await this.#o.store.mutate<Pod>(
+        'Pod',
+        namespace,
+        name,
+        (cur) => {
+          if (cur.metadata?.uid !== uid) return false;
+          (cur as { status?: Pod['status'] }).status = {
+            ...cur.status,
+            phase: 'Failed',
+            reason: OUT_OF_PODS_REASON,
+            message,
+            hostIP: this.#o.nodeIP,
+            hostIPs: [{ ip: this.#o.nodeIP }],
+          };
+        },
+        { subresource: 'status' },
+      );
+    } catch (err) {
+      if (!isApiError(err, 'NotFound')) this.#log.warn({ err, pod: `${namespace}/${name}` }, 'cannot write the rejected pod status');
+    }
   }
 
   /** starts queued pods as tokens come; pods deleted meanwhile are skipped */
@@ -248,6 +302,7 @@ export class PodRuntime {
   }
 
   #gone(p: Stored<Pod>): void {
+    this.#rejected.delete(p.metadata.uid);
     const w = this.#workers.get(p.metadata.uid);
     if (!w) return;
     this.#workers.delete(p.metadata.uid);
