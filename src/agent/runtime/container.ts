@@ -221,7 +221,7 @@ export class ContainerRunner {
     this.#proc = proc;
     this.#logFile = logFile;
     this.#preStop = undefined;
-    this.#target = { podIP: this.#host.podIP(), container: this.spec, env, cwd };
+    this.#target = { podIP: this.#host.podIP(), container: this.spec, env, cwd, sandbox, lockDir: path.dirname(logFile) };
     if (proc.pid !== undefined) {
       this.#containerID = `kubeloop://${proc.pid}`;
       this.#log.info({ pid: proc.pid, restartCount: this.#restartCount, argv0: argv[0] }, 'container started');

@@ -7,6 +7,7 @@ import type { Container, Probe } from '../../api/types.js';
 import type { LifecycleHandler } from 'kubernetes-types/core/v1.js';
 import { isLoopback } from '../../util/cidr.js';
 import { killGroup } from './process.js';
+import { type Sandbox, commandProblem } from './sandbox.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -20,6 +21,13 @@ export interface ProbeTarget {
   /** the container's environment and working dir, for exec probes */
   env: Readonly<Record<string, string>>;
   cwd: string;
+  /**
+   * exec probes and hooks run in the container's sandbox mechanism (a PID namespace of their
+   * own, tied to the daemon's life), with `lockDir` as the sandbox's lock dir; without it they
+   * are only a process group of their own (gone at the timeout, not when the daemon is killed)
+   */
+  sandbox?: Sandbox;
+  lockDir?: string;
 }
 
 const DEFAULTS = { initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 };
@@ -132,9 +140,19 @@ function execProbe(
   signal: AbortSignal,
 ): Promise<ProbeResult> {
   if (!command.length) return Promise.resolve({ ok: false, message: 'exec probe has no command' });
+  const sandboxed = t.sandbox && t.sandbox.kind !== 'none' && t.lockDir !== undefined;
+  if (sandboxed) {
+    // the wrapper always starts: find out now what execvp would have said
+    const problem = commandProblem(command[0], t.env.PATH, t.cwd);
+    if (problem === 'ENOENT') return Promise.resolve({ ok: false, message: `exec: "${command[0]}": executable file not found in $PATH` });
+    if (problem === 'EACCES') return Promise.resolve({ ok: false, message: `exec: "${command[0]}": permission denied` });
+  }
+  // killing the group at the timeout ends the whole probe: in a PID namespace its leader's death
+  // takes every process of the namespace with it (setsid'd ones too)
+  const [file, ...args] = sandboxed ? t.sandbox!.wrap(command, t.lockDir!) : command;
   return new Promise((resolve) => {
     let out = '';
-    const child = spawn(command[0], command.slice(1), {
+    const child = spawn(file, args, {
       detached: true,
       cwd: t.cwd,
       env: t.env,
