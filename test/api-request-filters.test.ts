@@ -123,14 +123,15 @@ const PATHS: Array<[string, string, number, RegExp]> = [
   ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm%2`, 400, /invalid URL escape "%2"/],
   ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm0%2F..`, 404, /could not find/],
   ['DELETE', `/api/v1/namespaces/..`, 400, /may not be '\.\.'/],
-  ['DELETE', `/api/v1/namespaces/${NS}/pods/../log`, 400, /may not be '\.\.'/],
+  // a method the path has no route for is go-restful's 405 before any handler reads the name
+  ['DELETE', `/api/v1/namespaces/${NS}/pods/../log`, 405, /^the server does not allow this method on the requested resource$/],
   ['PUT', `/api/v1/namespaces/${NS}/configmaps/..`, 400, /may not be '\.\.'/],
   ['PUT', `/api/v1/namespaces/${NS}/configmaps/%2e%2e`, 400, /may not be '\.\.'/],
   ['PATCH', `/api/v1/namespaces/${NS}/configmaps/..`, 400, /may not be '\.\.'/],
   ['GET', `/api/v1/namespaces/${NS}/configmaps/..`, 400, /may not be '\.\.'/],
   ['GET', `/api/v1/namespaces/${NS}/configmaps/%ff`, 404, /not found/],
   ['GET', `/api/v1/namespaces/${NS}/configmaps/cm0/..?watch=1`, 404, /could not find/],
-  ['POST', `/api/v1/namespaces/${NS}/configmaps/..`, 400, /may not be '\.\.'/],
+  ['POST', `/api/v1/namespaces/${NS}/configmaps/..`, 405, /^the server does not allow this method on the requested resource$/],
 ];
 
 t.test('crafted paths never reach another object and get the upstream Status', async (t) => {

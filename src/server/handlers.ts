@@ -11,17 +11,18 @@ import { escapeFieldValue, parse as parseLabelSelector, parseFields } from '../a
 import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
 import { checkDepth } from './body-limits.js';
-import { decodeObject, mediaType, parseText, readBody, sendJson, warningHeaders } from './http.js';
+import { decodeObject, discardBody, inputMediaType, parseText, readBody, sendJson, unsupportedMediaType, warningHeaders } from './http.js';
 import { parseLogQuery, serveLogs } from './logs.js';
 import type { FieldManager } from './managed-fields.js';
 import { applyJsonPatch } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/merge-patch.js';
 import type { StrategicMerge } from './patch/strategic.js';
-import type { Resource } from './resources.js';
+import { type Resource, type Verb, groupVersionString } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
 import { intParam } from './query-params.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
+import { errorWithCauses } from './status.js';
 import type { SliceView } from './slices.js';
 import { type IncludeObject, tableVersion, toTable } from './table.js';
 import { type WatchSource, serveWatch } from './watch.js';
@@ -47,13 +48,76 @@ export interface Call {
 type Rec = Record<string, unknown>;
 type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
-const PATCH_TYPES = [
+/** upstream 1.32's patch types (apply-patch+cbor only behind the CBORServingAndStorage gate, off by default) */
+const PATCH_TYPES: readonly string[] = Object.freeze([
   'application/json-patch+json',
   'application/merge-patch+json',
   'application/strategic-merge-patch+json',
   'application/apply-patch+yaml',
-  'application/apply-patch+cbor',
-];
+]);
+
+/**
+ * The patch type of a PATCH request as upstream's PatchResource reads it: the Content-Type up
+ * to its first `;`, matched exactly. No Content-Type, one that does not parse or any other
+ * type is a 415 before the body is read.
+ */
+export function patchType(header: string | undefined): string {
+  const h = header ?? '';
+  const semi = h.indexOf(';');
+  const type = semi > 0 ? h.slice(0, semi) : h;
+  if (!PATCH_TYPES.includes(type)) throw unsupportedMediaType(PATCH_TYPES);
+  return type;
+}
+
+/**
+ * The verb of a resource request as upstream's router and RequestInfo read it, or undefined
+ * where upstream registers no route for the method (its 405): a collection takes GET (list,
+ * or watch with `watch=true`), POST (create) and DELETE (deletecollection), except across all
+ * namespaces of a namespaced kind, and under `/watch/`, where only GET is routed; an object
+ * takes GET, PUT (update), PATCH and DELETE; a subresource GET, PUT and PATCH.
+ */
+export function requestVerb(method: string, route: ResourceRoute, namespaced: boolean, query: URLSearchParams): Verb | undefined {
+  const watch = route.watchPath || query.get('watch') === 'true' || query.get('watch') === '1';
+  if (route.watchPath && method !== 'GET') return undefined;
+  if (route.subresource) return ({ GET: 'get', PUT: 'update', PATCH: 'patch' } as const)[method as 'GET'];
+  if (route.name === undefined) {
+    const acrossNamespaces = namespaced && !route.namespace;
+    if (method === 'GET') return watch ? 'watch' : 'list';
+    if (acrossNamespaces) return undefined;
+    return ({ POST: 'create', DELETE: 'deletecollection' } as const)[method as 'POST'];
+  }
+  if (method === 'GET') return watch ? 'watch' : 'get';
+  return ({ PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as const)[method as 'PUT'];
+}
+
+/** `check()`'s value; when it throws, the unread request body is drained first so the client reads the refusal (http.ts discardBody). */
+function refuseUnread<T>(c: Call, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    discardBody(c.req, c.res);
+    throw e;
+  }
+}
+
+/**
+ * Upstream's 405 Status (go-restful's, through the apiserver's serviceErrorHandler), with a
+ * cause naming what the path does serve so that the fix is in the reply.
+ */
+function methodNotAllowed(method: string, c: Call, allowed: readonly Verb[]): ApiError {
+  const { route, resource: r } = c;
+  const what = route.subresource ? `${r.info.plural}/${route.subresource}` : r.info.plural;
+  let hint = `${method} is not served here; ${what} (${groupVersionString(r.info.group, r.info.version)}) serves the verbs ${allowed.join(', ')}`;
+  if (r.info.namespaced && !route.namespace && !route.subresource && (method === 'POST' || method === 'DELETE')) {
+    hint += `; to ${method === 'POST' ? 'create' : 'delete a collection'}, name the namespace: .../namespaces/<namespace>/${r.info.plural}`;
+  } else if (route.watchPath) {
+    hint += '; a /watch/ path takes GET only';
+  }
+  return errorWithCauses('MethodNotAllowed', 'the server does not allow this method on the requested resource', [{ reason: 'MethodNotAllowed', message: hint }]);
+}
+
+/** what a DeleteOptions body may be read as here */
+const DELETE_OPTIONS_TYPES: readonly string[] = Object.freeze(['application/json', 'application/yaml']);
 
 const isObj = (v: unknown): v is Rec => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -91,42 +155,48 @@ export class Handlers {
 
   /** Serves one resource request; throws ApiErrors for the caller to turn into Status. */
   async handle(c: Call): Promise<void> {
-    const { route, resource: r, req } = c;
+    const verb = refuseUnread(c, () => this.#verb(c));
+    const route = c.route;
+    if (route.subresource) return this.#subresource(c, verb);
+    switch (verb) {
+      case 'list':
+        return this.#list(c);
+      case 'watch':
+        return this.#watch(c, route.name);
+      case 'create':
+        return this.#create(c);
+      case 'deletecollection':
+        return this.#deleteCollection(c);
+      case 'get':
+        return this.#get(c);
+      case 'update':
+        return this.#update(c);
+      case 'patch':
+        return this.#patch(c);
+      case 'delete':
+        return this.#delete(c);
+    }
+  }
+
+  /**
+   * The verb a request asks for, when the path is served and the resource (or subresource)
+   * declares the verb — as discovery advertises it; otherwise upstream's 404 or 405.
+   */
+  #verb(c: Call): Verb {
+    const { route, resource: r } = c;
     const info = r.info;
     if (!info.namespaced && route.namespace) throw new ApiError('NotFound', 'the server could not find the requested resource');
-    const method = req.method ?? 'GET';
-    // a subresource the kind lacks matches no route (404) before its name is looked at
-    if (route.subresource && !r.subresources.some((s) => s.name === route.subresource)) {
+    const method = c.req.method ?? 'GET';
+    // a subresource the kind lacks, or one under /watch/, matches no route (404) before its name is looked at
+    const sub = route.subresource ? r.subresources.find((s) => s.name === route.subresource) : undefined;
+    if (route.subresource && (!sub || route.watchPath)) {
       throw new ApiError('NotFound', 'the server could not find the requested resource');
     }
+    const allowed = sub ? sub.verbs : r.verbs;
+    const verb = requestVerb(method, route, info.namespaced, c.query);
+    if (!verb || !allowed.includes(verb)) throw methodNotAllowed(method, c, allowed);
     if (route.name !== undefined) checkPathName(route.name);
-    if (route.subresource) return this.#subresource(c, method);
-    const watch = route.watchPath || c.query.get('watch') === 'true' || c.query.get('watch') === '1';
-    if (!route.name) {
-      switch (method) {
-        case 'GET':
-          return watch ? this.#watch(c) : this.#list(c);
-        case 'POST':
-          if (info.namespaced && !route.namespace) throw new ApiError('MethodNotAllowed', `POST on cluster-wide ${info.plural} is not supported: use /namespaces/<namespace>/${info.plural}`);
-          return this.#create(c);
-        case 'DELETE':
-          return this.#deleteCollection(c);
-        default:
-          throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}`);
-      }
-    }
-    switch (method) {
-      case 'GET':
-        return watch ? this.#watch(c, route.name) : this.#get(c);
-      case 'PUT':
-        return this.#update(c);
-      case 'PATCH':
-        return this.#patch(c);
-      case 'DELETE':
-        return this.#delete(c);
-      default:
-        throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}/${route.name}`);
-    }
+    return verb;
   }
 
   // ---------------------------------------------------------------- reads
@@ -339,10 +409,7 @@ export class Handlers {
         patched = this.#d.smp.apply(current, parseText(body, 'application/json'), cls);
         break;
       default:
-        throw new ApiError(
-          'UnsupportedMediaType',
-          `the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES.slice(0, 4).join(', ')}`,
-        );
+        throw unsupportedMediaType(PATCH_TYPES);
     }
     if (!isObj(patched)) throw badRequest('the patch produced something that is not an object');
     return patched;
@@ -350,10 +417,9 @@ export class Handlers {
 
   async #patch(c: Call, subresource?: 'status'): Promise<void> {
     const info = c.resource.info;
-    const type = mediaType(c.req.headers['content-type']);
+    const type = refuseUnread(c, () => patchType(c.req.headers['content-type']));
     const body = await readBody(c.req, c.res);
     if (type === 'application/apply-patch+yaml') return this.#serverSideApply(c, body, subresource);
-    if (!PATCH_TYPES.includes(type)) this.#applyPatch(type, {}, body, undefined);
     const fv = fieldValidation(c.query);
     const cls = KIND_CLASSES[info.kind];
     for (let attempt = 0; ; attempt++) {
@@ -435,7 +501,8 @@ export class Handlers {
     const body = await readBody(c.req, c.res);
     let o: Rec = {};
     if (body.length && body.toString('utf8').trim()) {
-      const v = parseText(body, mediaType(c.req.headers['content-type']).includes('yaml') ? 'application/yaml' : 'application/json');
+      // upstream negotiates a DeleteOptions body as any other (JSON when there is no Content-Type)
+      const v = parseText(body, inputMediaType(c.req.headers['content-type'], DELETE_OPTIONS_TYPES));
       if (isObj(v)) o = v;
     }
     const typeErr = this.#d.schemas.loaded ? checkFields(this.#d.schemas, o, 'V1DeleteOptions').find((p) => p.kind === 'type') : undefined;
@@ -487,44 +554,34 @@ export class Handlers {
 
   // ---------------------------------------------------------------- subresources
 
-  async #subresource(c: Call, method: string): Promise<void> {
-    const sub = c.route.subresource!;
-    const r = c.resource;
-    if (!c.route.name || !r.subresources.some((s) => s.name === sub)) {
-      throw new ApiError('NotFound', 'the server could not find the requested resource');
-    }
+  /** A subresource request whose verb the subresource serves (checked by `handle`). */
+  async #subresource(c: Call, verb: Verb): Promise<void> {
+    const sub = c.route.subresource;
+    const name = c.route.name!;
     if (sub === 'log') {
-      if (method !== 'GET') throw new ApiError('MethodNotAllowed', `${method} is not supported on pods/log`);
-      await serveLogs(c.req, c.res, { store: this.#d.store, stateDir: this.#d.stateDir }, c.route.namespace ?? 'default', c.route.name, parseLogQuery(c.query));
+      await serveLogs(c.req, c.res, { store: this.#d.store, stateDir: this.#d.stateDir }, c.route.namespace ?? 'default', name, parseLogQuery(c.query));
       return;
     }
     if (sub === 'status') {
-      switch (method) {
-        case 'GET':
-          return this.#get(c);
-        case 'PUT':
-          return this.#update(c, 'status');
-        case 'PATCH':
-          return this.#patch(c, 'status');
-        default:
-          throw new ApiError('MethodNotAllowed', `${method} is not supported on ${r.info.plural}/status`);
-      }
+      if (verb === 'get') return this.#get(c);
+      return verb === 'update' ? this.#update(c, 'status') : this.#patch(c, 'status');
     }
-    return this.#scale(c, method);
+    return this.#scale(c, verb);
   }
 
-  async #scale(c: Call, method: string): Promise<void> {
+  async #scale(c: Call, verb: Verb): Promise<void> {
     const info = c.resource.info;
     const store = this.#d.store;
     const ns = c.route.namespace;
     const name = c.route.name!;
-    if (method === 'GET') {
+    if (verb === 'get') {
       sendJson(c.res, 200, toScale(await store.get(info.kind, ns, name)));
       return;
     }
-    if (method !== 'PUT' && method !== 'PATCH') throw new ApiError('MethodNotAllowed', `${method} is not supported on ${info.plural}/scale`);
+    const method = verb === 'update' ? 'PUT' : 'PATCH';
+    // the media type is refused before the body is read, as for the object itself
+    const type = refuseUnread(c, () => (method === 'PUT' ? inputMediaType(c.req.headers['content-type']) : patchType(c.req.headers['content-type'])));
     const body = await readBody(c.req, c.res);
-    const type = mediaType(c.req.headers['content-type']);
     for (let attempt = 0; ; attempt++) {
       const obj = await store.get(info.kind, ns, name);
       const cur = toScale(obj);

@@ -76,25 +76,102 @@ export function discardBody(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
 }
 
-/** The media type of a Content-Type header, lower-case, without parameters. */
+/** The media type of a Content-Type header, lower-case, without parameters (no validation: see `inputMediaType`). */
 export function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0].trim().toLowerCase();
 }
 
-const UNKNOWN_FORMAT =
-  'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf';
+const TSPECIALS = '()<>@,;:\\"/[]?=';
+const isTokenChar = (ch: string): boolean => ch > ' ' && ch < '\x7f' && !TSPECIALS.includes(ch);
+
+/** the longest run of token characters at the start of `s`, and the rest */
+function token(s: string): [string, string] {
+  let i = 0;
+  while (i < s.length && isTokenChar(s[i])) i++;
+  return [s.slice(0, i), s.slice(i)];
+}
+
+/** a parameter value (a token or a quoted string) at the start of `s`, or undefined when there is none */
+function paramValue(s: string): [string, string] | undefined {
+  if (!s.startsWith('"')) {
+    const [v, rest] = token(s);
+    return v ? [v, rest] : undefined;
+  }
+  let v = '';
+  for (let i = 1; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '"') return [v, s.slice(i + 1)];
+    if (ch === '\\' && i + 1 < s.length) v += s[++i];
+    else if (ch === '\r' || ch === '\n') return undefined;
+    else v += ch;
+  }
+  return undefined;
+}
+
+/**
+ * A Content-Type header as Go's mime.ParseMediaType reads it (which the apiserver's
+ * NegotiateInputSerializer uses): the lower-cased `type/subtype`, or undefined when the header
+ * does not parse — no type, a type without subtype or with text after it, a parameter without
+ * `name=value`, a duplicate parameter. Trailing semicolons are allowed, as in Go.
+ */
+export function parseMediaType(header: string): string | undefined {
+  const semi = header.indexOf(';');
+  const base = (semi < 0 ? header : header.slice(0, semi)).trim().toLowerCase();
+  const [type, afterType] = token(base);
+  if (!type) return undefined;
+  // Go also accepts a lone token (a disposition); no media type of ours is one, so it is no match
+  if (afterType !== '') {
+    if (!afterType.startsWith('/')) return undefined;
+    const [sub, afterSub] = token(afterType.slice(1));
+    if (!sub || afterSub !== '') return undefined;
+  }
+  let rest = semi < 0 ? '' : header.slice(semi);
+  const seen = new Set<string>();
+  for (;;) {
+    rest = rest.trimStart();
+    if (rest === '') break;
+    if (!rest.startsWith(';')) return undefined;
+    const [rawKey, afterKey] = token(rest.slice(1).trimStart());
+    if (!rawKey) {
+      if (rest.trim() === ';') break;
+      return undefined;
+    }
+    const eq = afterKey.trimStart();
+    if (!eq.startsWith('=')) return undefined;
+    const value = paramValue(eq.slice(1).trimStart());
+    if (!value) return undefined;
+    const key = rawKey.toLowerCase();
+    if (seen.has(key)) return undefined;
+    seen.add(key);
+    rest = value[1];
+  }
+  return base;
+}
+
+/** what create and update bodies may be (upstream's serializers with CBOR off, as 1.32 ships) */
+export const INPUT_MEDIA_TYPES: readonly string[] = Object.freeze(['application/json', 'application/yaml', PROTOBUF]);
+
+/** upstream's NewUnsupportedMediaTypeError: a 415 listing what is accepted */
+export const unsupportedMediaType = (accepted: readonly string[]): ApiError =>
+  new ApiError('UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}`);
+
+/**
+ * The media type a body is read as, as upstream's NegotiateInputSerializer picks it: no
+ * Content-Type (or an empty one) is JSON; one that does not parse, or is not in `accepted`,
+ * is a 415 and the body is not read as anything.
+ */
+export function inputMediaType(header: string | undefined, accepted: readonly string[] = INPUT_MEDIA_TYPES): string {
+  if (header === undefined || header.trim() === '') return accepted[0];
+  const mt = parseMediaType(header);
+  if (mt === undefined || !accepted.includes(mt)) throw unsupportedMediaType(accepted);
+  return mt;
+}
 
 /** Decodes a create/update body (JSON, YAML or protobuf) to an object. */
 export function decodeObject(body: Buffer, contentType: string | undefined): Record<string, unknown> {
-  const mt = mediaType(contentType) || 'application/json';
-  let v: unknown;
-  if (mt === 'application/json' || mt === 'application/yaml' || mt === 'text/yaml' || mt === 'application/apply-patch+yaml') {
-    v = parseText(body, mt);
-  } else if (mt === PROTOBUF) {
-    return decodeProtobuf(body);
-  } else {
-    throw new ApiError('UnsupportedMediaType', UNKNOWN_FORMAT);
-  }
+  const mt = inputMediaType(contentType);
+  if (mt === PROTOBUF) return decodeProtobuf(body);
+  const v = parseText(body, mt);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw new ApiError('BadRequest', "couldn't get version/kind; json parse error: the body is not a JSON object");
   }

@@ -246,6 +246,8 @@ export class ApiServer {
 
   /** Discovery, version, health and OpenAPI; false when the path is not one of those. */
   #serveFixed(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams): boolean {
+    // `//` anywhere matches no route (route.ts), here too: `//version`, `/apis//apps`, `/api//`
+    if (pathname.includes('//')) return false;
     const p = pathname.replace(/\/+$/, '') || '/';
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const accept = req.headers.accept;

@@ -142,7 +142,10 @@ export class OpenApi {
         parameters: nsParam,
         get: op('list', 'list', { parameters: [param('labelSelector'), param('fieldSelector'), param('limit', 'query', 'integer'), param('continue'), param('watch', 'query', 'boolean'), param('resourceVersion')], responses: ok({ type: 'object' }) }),
         post: op('post', 'create', { parameters: writeParams, requestBody: { content: json(body), required: true }, responses: { ...ok(body), '201': { description: 'Created', content: json(body) } } }),
-        delete: op('deletecollection', 'deleteCollection', { parameters: [param('labelSelector'), param('fieldSelector'), param('propagationPolicy'), param('dryRun')], responses: ok({ type: 'object' }) }),
+        // only where the resource declares it (namespaces do not)
+        ...(r.verbs.includes('deletecollection')
+          ? { delete: op('deletecollection', 'deleteCollection', { parameters: [param('labelSelector'), param('fieldSelector'), param('propagationPolicy'), param('dryRun')], responses: ok({ type: 'object' }) }) }
+          : {}),
       };
       paths[`${prefix}${ns}/${i.plural}/{name}`] = {
         parameters: [param('name', 'path'), ...nsParam],

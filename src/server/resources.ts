@@ -1,8 +1,13 @@
 /**
  * The resources the API serves, derived from the store's kinds: URL names, verbs,
- * subresources, and the groups discovery advertises.
+ * subresources, and the groups discovery advertises. The verbs declared here are both what
+ * discovery advertises and the only ones the handlers accept (handlers.ts `requestVerb`):
+ * any other is upstream's 405.
  */
 import { KINDS, type KindInfo } from '../api/types.js';
+
+/** The verbs of upstream's RequestInfo for resource requests kubeloop serves. */
+export type Verb = 'create' | 'delete' | 'deletecollection' | 'get' | 'list' | 'patch' | 'update' | 'watch';
 
 export interface Subresource {
   name: 'status' | 'scale' | 'log';
@@ -10,19 +15,28 @@ export interface Subresource {
   kind: string;
   group: string;
   version: string;
-  verbs: readonly string[];
+  verbs: readonly Verb[];
 }
 
 export interface Resource {
   info: KindInfo;
   subresources: readonly Subresource[];
-  verbs: readonly string[];
-  /** computed from other objects; writes are refused */
-  readOnly: boolean;
+  verbs: readonly Verb[];
 }
 
-const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
-const READ_VERBS = ['get', 'list', 'watch'];
+/** every verb, in discovery's (sorted) order */
+export const ALL_VERBS: readonly Verb[] = Object.freeze(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
+
+/**
+ * Upstream's verbs where they are not all eight (`kubectl api-resources -o wide` against a
+ * 1.32 cluster): the namespace registry implements no DeleteCollection, so one request cannot
+ * delete every namespace.
+ */
+const VERBS_OF_KIND: Readonly<Record<string, readonly Verb[]>> = Object.freeze({
+  Namespace: Object.freeze(['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] as Verb[]),
+});
+
+const SUBRESOURCE_VERBS: readonly Verb[] = Object.freeze(['get', 'patch', 'update']);
 
 /** Kinds with a `/scale` subresource. */
 export const SCALABLE = new Set(['Deployment', 'ReplicaSet', 'StatefulSet', 'ReplicationController']);
@@ -30,13 +44,13 @@ export const SCALABLE = new Set(['Deployment', 'ReplicaSet', 'StatefulSet', 'Rep
 function resourceFor(info: KindInfo): Resource {
   const subs: Subresource[] = [];
   if (info.hasStatus) {
-    subs.push({ name: 'status', kind: info.kind, group: info.group, version: info.version, verbs: ['get', 'patch', 'update'] });
+    subs.push({ name: 'status', kind: info.kind, group: info.group, version: info.version, verbs: SUBRESOURCE_VERBS });
   }
   if (SCALABLE.has(info.kind)) {
-    subs.push({ name: 'scale', kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: ['get', 'patch', 'update'] });
+    subs.push({ name: 'scale', kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: SUBRESOURCE_VERBS });
   }
   if (info.kind === 'Pod') subs.push({ name: 'log', kind: 'Pod', group: '', version: 'v1', verbs: ['get'] });
-  return { info, subresources: subs, verbs: ALL_VERBS, readOnly: false };
+  return { info, subresources: subs, verbs: VERBS_OF_KIND[info.kind] ?? ALL_VERBS };
 }
 
 export const RESOURCES: readonly Resource[] = Object.freeze(KINDS.map(resourceFor));
@@ -63,7 +77,5 @@ export function findResource(group: string, version: string, plural: string): Re
 export function resourcesOf(group: string, version: string): Resource[] {
   return RESOURCES.filter((r) => r.info.group === group && r.info.version === version);
 }
-
-export const READ_ONLY_VERBS = READ_VERBS;
 
 export const groupVersionString = (group: string, version: string): string => (group ? `${group}/${version}` : version);

@@ -57,17 +57,17 @@ export function requestPath(target: string): string {
 }
 
 /**
- * The route of a decoded path, or undefined when it is not a resource path. Leading and
- * trailing slashes are not segments (upstream's splitPath); an empty segment anywhere else
- * (`configmaps//x`) matches no route. A trailing slash after a collection (`configmaps/`) is
- * refused too: upstream's router would serve the collection there, but a client that built
- * the path from an empty name (`DELETE …/configmaps/` + '') would then delete every object of
- * the collection instead of one.
+ * The route of a decoded path, or undefined when it is not a resource path. The path starts
+ * with exactly one `/`, and an empty segment anywhere (`//api/v1/…`, `configmaps//x`) matches
+ * no route: the apiserver's director hands `//api/…` to no API (404), and a client that joined
+ * an empty name or namespace into a path must not reach another object. A trailing slash after
+ * a collection (`configmaps/`) is refused too: upstream's router would serve the collection
+ * there, but a client that built the path from an empty name (`DELETE …/configmaps/` + '')
+ * would then delete every object of the collection instead of one.
  */
 export function parseResourcePath(path: string): ResourceRoute | undefined {
-  if (path.length > 1 && path.endsWith('/')) return undefined;
-  const parts = path.replace(/^\/+/, '').split('/');
-  if (parts.some((p) => p === '')) return undefined;
+  if (!path.startsWith('/') || hasEmptySegment(path)) return undefined;
+  const parts = path.slice(1).split('/');
   let group: string;
   let version: string;
   let rest: string[];
@@ -95,6 +95,11 @@ export function parseResourcePath(path: string): ResourceRoute | undefined {
   }
   if (rest.length === 0 || rest.length > 3) return undefined;
   return { group, version, namespace, resource: rest[0], name: rest[1], subresource: rest[2], watchPath };
+}
+
+/** a `//` anywhere, or a trailing `/` after a segment: a path no route of the API matches */
+export function hasEmptySegment(path: string): boolean {
+  return path.includes('//') || (path.length > 1 && path.endsWith('/'));
 }
 
 /**
