@@ -15,8 +15,11 @@ import { waitFor } from './helpers/wait.js';
 import { probe } from './services-helpers.js';
 
 const SERVICES = 40;
-/** descriptors above what the daemon holds once idle: the proxy's reserve (64 at this limit) plus room for 20 listeners */
-const ROOM = 64 + 20;
+/** small connection caps: listeners leave them free (util/fd-budget.ts) */
+const DNS_CAP = 8;
+const API_CAP = 16;
+/** descriptors above what the daemon holds once idle: the caps, the proxy's reserve (64 at this limit) and room for 20 listeners */
+const ROOM = DNS_CAP + API_CAP + 64 + 20;
 const BASE = '/api/v1/namespaces/default';
 
 let daemon: RunningDaemon;
@@ -37,6 +40,7 @@ t.before(async () => {
   daemon = await startDaemon([
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr=', '--log-level', 'warn',
     '--service-cidr', '127.216.0.0/16', '--pod-cidr', '127.215.0.0/16', '--disable-load-balancer',
+    '--dns-tcp-max-connections', String(DNS_CAP), '--api-max-connections', String(API_CAP),
   ]);
   const kill = (): void => void (daemon.proc.exitCode === null && daemon.proc.kill('SIGKILL'));
   process.once('exit', kill);

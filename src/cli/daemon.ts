@@ -174,6 +174,8 @@ export class Daemon {
       udpIdleTimeoutMs: o.udpTimeoutMs,
       processes: o.proxyProcesses,
       onListenerError: (svc, _address, _port, err) => this.#listenerFailed(svc, err),
+      // the caps of the components that run: listeners leave them free (util/fd-budget.ts)
+      connectionCaps: (this.#dns ? budget.dnsTcpConnections : 0) + budget.apiConnections + (o.metricsAddr ? budget.metricsConnections : 0),
     });
     await proxy.start();
     this.#proxy = proxy;

@@ -483,6 +483,14 @@ export function helpText(): string {
   lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
   lines.push(`${'  -h, --help'.padEnd(44)} this text`);
   lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
+  lines.push(
+    '',
+    'Descriptors (one RLIMIT_NOFILE for the whole daemon; the soft limit is raised to the hard one at start):',
+    '  the --*-max-connections caps together take at most a third of it (scaled down with a warning when it is small);',
+    "  an eighth of it (at least 64) stays free for proxied connections and the daemon's own files; Service listeners",
+    '  get the rest, so every cap can fill while every listener stays open. A listener over that budget is not opened:',
+    '  its Service gets a FailedToBind event naming the limit, and it is retried when descriptors are freed.',
+  );
   lines.push('', "API request limits (fixed, the kube-apiserver's): bodies at most 3 MiB (413); bodies nesting deeper than 1000 levels, or YAML whose aliases expand past 3 MiB, are refused (400).");
   return lines.join('\n');
 }

@@ -10,9 +10,20 @@
  * | API | 4,000 connections, watches and log streams included (`--api-max-connections`) | accepted and closed at once |
  * | /metrics | 64 connections (`--metrics-max-connections`) | accepted and closed at once |
  *
- * Together the caps take at most CAPPED_SHARE of the limit (fitBudget scales them down, with
- * a warning, when the limit is small); the proxy in turn opens listeners only while an eighth
- * of the limit stays free for connections (agent/proxy/proxier.ts). On /metrics:
+ * The split of RLIMIT_NOFILE, one budget for the whole daemon:
+ *
+ *   limit = caps in force (the table; a component that is off counts 0)
+ *         + proxyReserve(limit): an eighth, at least 64, for proxied connections (two
+ *           descriptors per TCP connection, one per UDP flow) and the daemon's own files as they
+ *           grow (pod logs and pipes, the journal, exec and log streams)
+ *         + everything open when the proxy opens a listener (its listeners, the daemon's files)
+ *         + the room left for more listeners (listenerRoom)
+ *
+ * The caps take at most CAPPED_SHARE of the limit (fitBudget scales them down, with a warning,
+ * when the limit is small), so listeners get at least 13/24 of it less the daemon's files. The
+ * caps are promised whether or not they are used: listeners never take them, so every capped
+ * component can fill its cap while every listener stays open (agent/proxy/proxier.ts gets the
+ * caps' sum from cli/daemon.ts). On /metrics:
  * `kubeloop_connections_{open,max,rejected_total}{component}` (cli/connection-metrics.ts).
  *
  * CoreDNS has no cap of its own (Go's runtime parks idle connections cheaply and it relies on
@@ -58,6 +69,21 @@ export function fitBudget(wanted: Readonly<FdBudget>, limit: number | undefined)
     budget: { dnsTcpConnections: scale(wanted.dnsTcpConnections), apiConnections: scale(wanted.apiConnections), metricsConnections: scale(wanted.metricsConnections) },
     scaled: true,
   };
+}
+
+/** descriptors kept free beyond the caps, for proxied connections and the daemon's own files' growth */
+export function proxyReserve(limit: number): number {
+  return Math.max(64, Math.floor(limit / 8));
+}
+
+/**
+ * Listeners the proxy may still open under `limit`: limit − caps − proxyReserve(limit) − open,
+ * at least 0. `open` is every descriptor held now; connections of capped components open now
+ * are in `open` and in `caps` both, which errs on the safe side (a listener that does not fit
+ * is retried when descriptors are freed).
+ */
+export function listenerRoom(limit: number, caps: number, open: number): number {
+  return Math.max(0, limit - caps - proxyReserve(limit) - open);
 }
 
 /**

@@ -29,6 +29,8 @@ export interface ProxyOptions {
    * over more cores (see workers.ts for what changes: round robin is per process).
    */
   processes?: number;
+  /** the sum of the connection caps in force (DNS/TCP, API, /metrics): descriptors listeners never take (util/fd-budget.ts) */
+  connectionCaps?: number;
 }
 
 export const DEFAULT_DIAL_TIMEOUTS_MS: readonly number[] = Object.freeze([250, 500, 1000, 2000]);
@@ -66,6 +68,7 @@ export class Proxy {
       onListenerError: o.onListenerError,
       onListenerRecovered: o.onListenerRecovered,
       workers: this.#workers,
+      connectionCaps: o.connectionCaps,
     });
     this.#config = new ProxyConfig({ informers: o.informers, handler: this.#proxier });
   }

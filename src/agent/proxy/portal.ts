@@ -94,12 +94,14 @@ export function withLive(l: Listener): ListenerCounters {
 }
 
 /** The one-line explanation of a failed bind, naming the fix. */
-export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException, fds?: { limit?: number; reserve?: number }): string {
+export function bindErrorMessage(spec: PortalSpec, err: NodeJS.ErrnoException, fds?: { limit?: number; caps?: number; reserve?: number }): string {
   const where = `cannot listen on ${spec.protocol} ${hostPort(spec.address, spec.port)} for service ${spec.svc}`;
   switch (err.code) {
     case 'EMFILE': {
       const limit = fds?.limit !== undefined && Number.isFinite(fds.limit) ? `RLIMIT_NOFILE ${fds.limit}` : 'RLIMIT_NOFILE';
-      const kept = fds?.reserve ? `, ${fds.reserve} of them kept for the API, DNS and proxied connections` : '';
+      const caps = fds?.caps ? `${fds.caps} kept for the API, DNS/TCP and /metrics connection caps` : '';
+      const reserve = fds?.reserve ? `${fds.reserve} for proxied connections and the daemon's files` : '';
+      const kept = caps || reserve ? `, of them ${[caps, reserve].filter(Boolean).join(' and ')}` : '';
       return `${where}: too many open files (${limit}${kept}): raise the limit with \`ulimit -n\` before kubeloop up, or delete Services`;
     }
     case 'ENFILE':

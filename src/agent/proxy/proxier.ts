@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Backoff } from '../../util/backoff.js';
 import { CoalescingRunner } from '../../util/coalescing-runner.js';
+import { listenerRoom, proxyReserve } from '../../util/fd-budget.js';
 import { openFds, readNofile } from '../../util/fds.js';
 import { type Change, ChangeTracker } from './change-tracker.js';
 import { performance } from 'node:perf_hooks';
@@ -36,6 +37,11 @@ export interface ProxierOptions {
   onListenerRecovered?(svc: string, address: string, port: number): void;
   /** worker processes that accept on TCP portals too (see workers.ts); stopped by `stop()` */
   workers?: ProxyWorkers;
+  /**
+   * descriptors promised to the capped components (DNS/TCP, API, /metrics connection caps in
+   * force, util/fd-budget.ts); listeners never take them. Default 0.
+   */
+  connectionCaps?: number;
 }
 
 export interface ListenerInfo {
@@ -145,8 +151,8 @@ export class Proxier implements ProxyHandler {
   #housekeeping: NodeJS.Timeout | undefined;
   /** the last addresses read successfully (reading them needs a descriptor too) */
   #local: LocalAddresses | undefined;
-  /** RLIMIT_NOFILE as last read, and the descriptors the proxy leaves to everything else */
-  #fds: { limit: number; reserve: number } | undefined;
+  /** RLIMIT_NOFILE as last read, and the descriptors the proxy leaves to the caps and the reserve */
+  #fds: { limit: number; caps: number; reserve: number } | undefined;
   /** a failed sync is retried after this, doubling (its changes stay pending) */
   readonly #syncBackoff = new Backoff({ initialMs: 250, maxMs: 30_000 });
   #syncRetry: NodeJS.Timeout | undefined;
@@ -386,22 +392,23 @@ export class Proxier implements ProxyHandler {
   }
 
   /**
-   * Listeners this sync may open: RLIMIT_NOFILE minus the descriptors in use minus a reserve
-   * (an eighth of the limit, at least 64) kept for the API, DNS, metrics and proxied connections,
-   * so that Services alone cannot starve the daemon. Undefined where /proc cannot tell.
+   * Listeners this sync may open (util/fd-budget.ts listenerRoom): RLIMIT_NOFILE minus the
+   * connection caps in force, the reserve for proxied connections and the daemon's files, and
+   * the descriptors in use, so that Services can never starve the API, DNS or proxied
+   * connections, even when those fill their caps later. Undefined where /proc cannot tell.
    */
   async #listenerRoom(): Promise<number | undefined> {
     const lim = await readNofile();
     if (!lim || !Number.isFinite(lim.soft)) return undefined;
-    const reserve = Math.max(64, Math.floor(lim.soft / 8));
-    this.#fds = { limit: lim.soft, reserve };
+    const caps = this.#o.connectionCaps ?? 0;
+    this.#fds = { limit: lim.soft, caps, reserve: proxyReserve(lim.soft) };
     let open: number | undefined;
     try {
       open = await openFds();
     } catch {
       return 0;
     }
-    return open === undefined ? undefined : Math.max(0, lim.soft - reserve - open);
+    return open === undefined ? undefined : listenerRoom(lim.soft, caps, open);
   }
 
   async #apply(
