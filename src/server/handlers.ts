@@ -79,16 +79,19 @@ export function patchType(header: string | undefined): string {
 export function requestVerb(method: string, route: ResourceRoute, namespaced: boolean, query: URLSearchParams): Verb | undefined {
   const watch = route.watchPath || query.get('watch') === 'true' || query.get('watch') === '1';
   if (route.watchPath && method !== 'GET') return undefined;
-  if (route.subresource) return ({ GET: 'get', PUT: 'update', PATCH: 'patch' } as const)[method as 'GET'];
+  if (route.subresource) return SUBRESOURCE_METHODS.get(method);
   if (route.name === undefined) {
-    const acrossNamespaces = namespaced && !route.namespace;
     if (method === 'GET') return watch ? 'watch' : 'list';
-    if (acrossNamespaces) return undefined;
-    return ({ POST: 'create', DELETE: 'deletecollection' } as const)[method as 'POST'];
+    // across all namespaces of a namespaced kind upstream routes only list and watch
+    return namespaced && !route.namespace ? undefined : COLLECTION_METHODS.get(method);
   }
   if (method === 'GET') return watch ? 'watch' : 'get';
-  return ({ PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as const)[method as 'PUT'];
+  return OBJECT_METHODS.get(method);
 }
+
+const SUBRESOURCE_METHODS = new Map<string, Verb>([['GET', 'get'], ['PUT', 'update'], ['PATCH', 'patch']]);
+const COLLECTION_METHODS = new Map<string, Verb>([['POST', 'create'], ['DELETE', 'deletecollection']]);
+const OBJECT_METHODS = new Map<string, Verb>([['PUT', 'update'], ['PATCH', 'patch'], ['DELETE', 'delete']]);
 
 /** `check()`'s value; when it throws, the unread request body is drained first so the client reads the refusal (http.ts discardBody). */
 function refuseUnread<T>(c: Call, check: () => T): T {
