@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Container, ContainerStatus, PersistentVolumeClaim, Pod, Service, Stored } from '../../api/types.js';
@@ -257,20 +257,21 @@ export class ContainerRunner {
       prober.start();
     }
     const exit = await proc.exited;
-    this.#onExit(exit, startedAtMs);
+    const fallback =
+      !exit.startError && exit.exitCode !== 0 && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && this.#logFile
+        ? await logTail(this.#logFile)
+        : undefined;
+    this.#onExit(exit, startedAtMs, fallback);
   }
 
-  #onExit(exit: Exit, startedAtMs: number): void {
+  /** `fallback`: the log's tail, when the container failed under FallbackToLogsOnError */
+  #onExit(exit: Exit, startedAtMs: number, fallback: string | undefined): void {
     this.#prober?.stop();
     this.#prober = undefined;
     this.#proc = undefined;
     this.#ready = false;
     this.#started = false;
     const finishedAtMs = Date.now();
-    const fallback =
-      !exit.startError && exit.exitCode !== 0 && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && this.#logFile
-        ? logTail(this.#logFile)
-        : undefined;
     const message = exit.startError ?? (fallback || undefined);
     const terminated: NonNullable<ContainerState['terminated']> = {
       exitCode: exit.exitCode,
@@ -326,20 +327,20 @@ export class ContainerRunner {
 }
 
 /** The last 80 lines (at most 2048 bytes) of a log, as the kubelet's FallbackToLogsOnError. */
-export function logTail(file: string, maxBytes = 2048, maxLines = 80): string {
-  let fd: number | undefined;
+export async function logTail(file: string, maxBytes = 2048, maxLines = 80): Promise<string> {
+  let fh;
   try {
-    fd = openSync(file, 'r');
-    const size = fstatSync(fd).size;
+    fh = await open(file, 'r');
+    const size = (await fh.stat()).size;
     const len = Math.min(size, maxBytes);
     const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    const lines = buf.toString('utf8').split('\n');
+    const { bytesRead } = await fh.read(buf, 0, len, size - len);
+    const lines = buf.subarray(0, bytesRead).toString('utf8').split('\n');
     if (lines.at(-1) === '') lines.pop();
     return lines.slice(-maxLines).join('\n');
   } catch {
     return '';
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    await fh?.close().catch(() => undefined);
   }
 }

@@ -57,6 +57,7 @@ const isStringArray = (v: unknown): v is string[] =>
   Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number');
 
 /** Reads and checks an image table; every problem is reported at once, naming the file. */
+// sync reads here run only at start-up (cli/daemon.ts loads the table before anything listens)
 export function loadImageTable(file: string): ImageTable {
   let text: string;
   try {

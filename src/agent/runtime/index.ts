@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { killGroup } from './process.js';
@@ -126,8 +126,9 @@ export class PodRuntime {
     await Promise.all([pods.start(), services.start(), this.#endpoints.start(), this.#claims.start()]);
     if (this.#stopped) return;
     const mine = pods.list().filter((p) => this.#isMine(p));
-    this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
-    this.#killStale(mine);
+    await this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
+    await this.#killStale(mine);
+    if (this.#stopped) return;
     this.#synced = true;
     // pods that ran here before take their addresses back before new pods are given any
     const ordered = [...mine].sort((a, b) => Number(!a.status?.podIP) - Number(!b.status?.podIP));
@@ -142,12 +143,12 @@ export class PodRuntime {
    * POD_NAME and POD_IP in their environment, so a reused pid is never hit) before the pods
    * start again on their old addresses.
    */
-  #killStale(pods: readonly Pod[]): void {
+  async #killStale(pods: readonly Pod[]): Promise<void> {
     for (const p of pods) {
       const ip = p.status?.podIP;
       for (const c of [...(p.status?.containerStatuses ?? []), ...(p.status?.initContainerStatuses ?? [])]) {
         const pid = Number(/^kubeloop:\/\/(\d+)$/.exec(c.containerID ?? '')?.[1]);
-        if (!pid || !ip || !runsAs(pid, p.metadata?.name ?? '', ip)) continue;
+        if (!pid || !ip || !(await runsAs(pid, p.metadata?.name ?? '', ip))) continue;
         this.#log.warn({ pod: `${p.metadata?.namespace}/${p.metadata?.name}`, pid }, 'ending a process group left by a previous daemon');
         killGroup(pid, 'SIGKILL');
       }
@@ -346,10 +347,10 @@ export class PodRuntime {
   }
 
   /** Log dirs of pods that no longer exist (logs outlive a pod until the next start). */
-  #gcLogs(uids: ReadonlySet<string>): void {
+  async #gcLogs(uids: ReadonlySet<string>): Promise<void> {
     let entries: string[];
     try {
-      entries = readdirSync(this.#podsDir);
+      entries = await readdir(this.#podsDir);
     } catch {
       return;
     }
@@ -357,7 +358,7 @@ export class PodRuntime {
       const uid = e.slice(e.lastIndexOf('_') + 1);
       if (uids.has(uid)) continue;
       try {
-        rmSync(path.join(this.#podsDir, e), { recursive: true, force: true });
+        await rm(path.join(this.#podsDir, e), { recursive: true, force: true });
       } catch (err) {
         this.#log.debug({ err, dir: e }, 'cannot remove old pod logs');
       }
@@ -372,9 +373,9 @@ function pick(env: NodeJS.ProcessEnv, keys: readonly string[]): Record<string, s
 }
 
 /** Is `pid` a process started for this pod (its environment names the pod and its IP)? */
-function runsAs(pid: number, podName: string, podIP: string): boolean {
+async function runsAs(pid: number, podName: string, podIP: string): Promise<boolean> {
   try {
-    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const env = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
     return env.includes(`POD_NAME=${podName}`) && env.includes(`POD_IP=${podIP}`);
   } catch {
     return false;

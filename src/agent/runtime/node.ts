@@ -23,6 +23,9 @@ const readId = (file: string): string => {
     return '';
   }
 };
+// read once, when the module loads at start-up (both are fixed until reboot): no sync read later
+const MACHINE_ID = readId('/etc/machine-id');
+const BOOT_ID = readId('/proc/sys/kernel/random/boot_id');
 
 function nodeStatus(o: NodeInfoOptions, ready: boolean): NodeStatus {
   const now = timestamp();
@@ -57,9 +60,9 @@ function nodeStatus(o: NodeInfoOptions, ready: boolean): NodeStatus {
     ],
     daemonEndpoints: { kubeletEndpoint: { Port: 0 } },
     nodeInfo: {
-      machineID: readId('/etc/machine-id'),
+      machineID: MACHINE_ID,
       systemUUID: '',
-      bootID: readId('/proc/sys/kernel/random/boot_id'),
+      bootID: BOOT_ID,
       kernelVersion: os.release(),
       osImage: `${os.type()} ${os.release()} (kubeloop: pods are processes)`,
       containerRuntimeVersion: 'kubeloop://0.1.0',

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import path from 'node:path';
 import { type Sandbox, commandProblem } from './sandbox.js';
@@ -136,37 +137,48 @@ const GROUP_SWEEP_MS = 2000;
 /** Resolves once no live process is left in the group (or after `maxMs`). */
 async function groupGone(pgid: number, maxMs: number): Promise<void> {
   const deadline = Date.now() + maxMs;
-  while (groupAlive(pgid) && Date.now() < deadline) {
+  while ((await groupAlive(pgid)) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
 
+/** /proc reads in flight at once while scanning (libuv's thread pool has 4 threads by default) */
+const SCAN_CONCURRENCY = 8;
+
 /**
  * Whether a process group still has a live member. On Linux, zombies do not count: they are
- * dead, waiting for init to reap them (which some container inits do slowly).
+ * dead, waiting for init to reap them (which some container inits do slowly). The /proc scan
+ * is asynchronous, a few reads at a time: it runs on the daemon's event loop while pods stop,
+ * and a machine may have thousands of processes.
  */
-export function groupAlive(pgid: number): boolean {
+export async function groupAlive(pgid: number): Promise<boolean> {
   if (!killGroup(pgid, 0)) return false;
   if (process.platform !== 'linux') return true;
   let entries: string[];
   try {
-    entries = readdirSync('/proc');
+    entries = await readdir('/proc');
   } catch {
     return true;
   }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-    } catch {
-      continue;
+  const pids = entries.filter((e) => /^\d+$/.test(e));
+  let next = 0;
+  let found = false;
+  const scan = async (): Promise<void> => {
+    while (!found && next < pids.length) {
+      const e = pids[next++];
+      let stat: string;
+      try {
+        stat = await readFile(`/proc/${e}/stat`, 'utf8');
+      } catch {
+        continue;
+      }
+      // pid (comm) state ppid pgrp ...
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[2]) === pgid && f[0] !== 'Z' && f[0] !== 'X') found = true;
     }
-    // pid (comm) state ppid pgrp ...
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) === pgid && f[0] !== 'Z' && f[0] !== 'X') return true;
-  }
-  return false;
+  };
+  await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, scan));
+  return found;
 }
 
 export function killGroup(pgid: number, sig: NodeJS.Signals | 0): boolean {

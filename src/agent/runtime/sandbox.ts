@@ -40,6 +40,7 @@ const PROBE_SCRIPT = 'echo $$';
 
 const NONE: Sandbox = { kind: 'none', wrap: (argv) => [...argv] };
 
+// sync: used by detectSandbox only, once per state dir before any pod starts (sandboxFor)
 function findBin(name: string): string | undefined {
   for (const d of BIN_DIRS) {
     const p = path.join(d, name);
