@@ -4,7 +4,7 @@
  * FallbackToLogsOnError message) read synchronously; both are asynchronous now and must still
  * be right: a grandchild left in the group after its leader exited is found, and reported gone
  * once it ends; the log's tail is the last lines. (Event-loop delay under 2,000 extra processes:
- * bench/runtime-proc-scan.ts.)
+ * bench/proc-scan.ts.)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
