@@ -112,7 +112,7 @@ t.test('Indexed: each index once, JOB_COMPLETION_INDEX and the annotation, hostn
 t.test('activeDeadlineSeconds fails a job and stops its processes; ttlSecondsAfterFinished deletes a finished job', async (t) => {
   const w = await startWorkloads(t, { podCidr: '127.246.0.0/16', nodes: [NODE] });
   const { store } = w;
-  const slow = await store.create(job('slow', 'sleep 30', { activeDeadlineSeconds: 1, parallelism: 2, completions: 2 }));
+  const slow = await store.create(job('slow', 'sleep 30', { activeDeadlineSeconds: 3, parallelism: 2, completions: 2 }));
   const running = await waitFor(async () => {
     const ps = (await podsOf(store, slow)).filter((p) => p.status?.phase === 'Running');
     return ps.length === 2 ? ps : undefined;
@@ -149,5 +149,8 @@ t.test('suspend, resume; deleting a running job leaves no process', async (t) =>
     what: 'job and pods gone',
     timeoutMs: 8000,
   });
+  // the pod object goes once its containers stopped; the host-side pid of a sandboxed container
+  // (unshare) can still be in the kernel's table for a moment, so poll rather than look once
+  await waitFor(() => alivePids(pids).length === 0, { what: 'processes ended', timeoutMs: 5000 });
   t.same(alivePids(pids), [], 'cascading delete left no process');
 });
