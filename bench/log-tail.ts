@@ -18,7 +18,7 @@ import dgram from 'node:dgram';
 import { closeSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { startDaemon } from '../test/helpers/daemon.js';
+import { WEB_ECHO_MANIFEST, startDaemon } from '../test/helpers/daemon.js';
 import { fmt, percentile } from './stats.js';
 
 interface Args {
@@ -41,28 +41,7 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-const MANIFEST = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: web } }
-  template:
-    metadata: { labels: { app: web } }
-    spec:
-      containers:
-        - name: echo
-          image: echo
-          ports: [{ containerPort: 8080 }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: web }
-spec:
-  selector: { app: web }
-  ports: [{ port: 80, targetPort: 8080 }]
----
+const MANIFEST = `${WEB_ECHO_MANIFEST}---
 apiVersion: v1
 kind: Pod
 metadata: { name: big }

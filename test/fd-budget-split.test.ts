@@ -8,15 +8,16 @@
  * answer, and the Services over the budget have a FailedToBind event naming the limit.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Event, Service } from '../src/api/types.js';
 import { decode, encodeQuery, udpExchange } from './dns-helpers.js';
 import { daemonApi } from './helpers/api.js';
-import { startDaemon } from './helpers/daemon.js';
+import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
+import { type IdleClient, connectIdle } from './helpers/hostile-kit.js';
+import { daemonFdCount } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 import { probe } from './services-helpers.js';
 
@@ -30,38 +31,6 @@ const LISTENERS = 20;
 const SERVICES = 100;
 const BASE = '/api/v1/namespaces/default';
 
-/** the daemon's descriptors, without the inotify one libuv keeps after the first fs.watch */
-const fdCount = (pid: number): number =>
-  readdirSync(`/proc/${pid}/fd`).filter((f) => {
-    try {
-      return readlinkSync(`/proc/${pid}/fd/${f}`) !== 'anon_inode:inotify';
-    } catch {
-      return false;
-    }
-  }).length;
-
-interface Client {
-  sock: net.Socket;
-  ended: boolean;
-}
-
-/** `n` connections that send nothing and never end their side */
-async function connectIdle(port: number, n: number): Promise<Client[]> {
-  const out: Client[] = [];
-  for (let i = 0; i < n; i++) {
-    const c: Client = { sock: net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }), ended: false };
-    c.sock.on('end', () => (c.ended = true));
-    c.sock.on('close', () => (c.ended = true));
-    c.sock.on('error', () => {});
-    await new Promise<void>((resolve) => {
-      c.sock.once('connect', resolve);
-      c.sock.once('close', () => resolve());
-    });
-    out.push(c);
-  }
-  return out;
-}
-
 function httpStatus(url: string): Promise<number> {
   return new Promise((resolve) => {
     const req = http.get(url, { agent: false, timeout: 5000 }, (res) => {
@@ -73,36 +42,13 @@ function httpStatus(url: string): Promise<number> {
   });
 }
 
-const MANIFEST = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: web } }
-  template:
-    metadata: { labels: { app: web } }
-    spec:
-      containers:
-        - name: echo
-          image: echo
-          ports: [{ containerPort: 8080 }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: web }
-spec:
-  selector: { app: web }
-  ports: [{ port: 80, targetPort: 8080 }]
-`;
-
 t.test('listeners at their budget and the DNS/TCP and API caps full at once: the daemon still answers', async (t) => {
   const d = await startDaemon([
     '--pod-cidr', '127.183.0.0/16', '--service-cidr', '127.184.0.0/16', '--node-ip', '127.0.183.1', '--nodeport-addresses', '127.0.183.1', '--disable-load-balancer',
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--metrics-addr=', '--log-level', 'warn',
     '--dns-tcp-max-connections', String(DNS_CAP), '--dns-tcp-idle-timeout', '300s', '--api-max-connections', String(API_CAP),
   ]);
-  const open: Client[] = [];
+  const open: IdleClient[] = [];
   t.teardown(async () => {
     for (const c of open) c.sock.destroy();
     await d.stop();
@@ -117,7 +63,7 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   const dnsPort = Number(/dig @\S+ -p (\d+)/.exec(d.stdout())?.[1]);
   const apiPort = Number(new URL(api.server).port);
   t.ok(dnsPort > 0, 'the daemon printed its DNS port');
-  writeFileSync(join(d.stateDir, 'web.yaml'), MANIFEST);
+  writeFileSync(join(d.stateDir, 'web.yaml'), WEB_ECHO_MANIFEST);
   t.equal((await api.kubectl('apply', '-f', join(d.stateDir, 'web.yaml'))).code, 0, 'web applied');
   const clusterIP = (await api.kubectl('get', 'svc', 'web', '-o', 'jsonpath={.spec.clusterIP}')).stdout.trim();
   await waitFor(async () => (await httpStatus(`http://${clusterIP}/`)) === 200, { what: 'the web Service to answer', timeoutMs: 30_000 });
@@ -125,9 +71,9 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   let base = 0;
   await waitFor(
     async () => {
-      const a = fdCount(pid);
+      const a = daemonFdCount(pid);
       await new Promise((r) => setTimeout(r, 300));
-      base = fdCount(pid);
+      base = daemonFdCount(pid);
       return a === base;
     },
     { what: 'a steady descriptor count', timeoutMs: 10_000 },
@@ -181,11 +127,11 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   open.push(...dnsHolders);
   const apiHolders = await connectIdle(apiPort, API_CAP - 1);
   open.push(...apiHolders);
-  const held = await waitFor(() => fdCount(pid) >= base + listening + DNS_CAP + API_CAP - 1, { what: 'the daemon to hold every capped connection' }).then(
+  const held = await waitFor(() => daemonFdCount(pid) >= base + listening + DNS_CAP + API_CAP - 1, { what: 'the daemon to hold every capped connection' }).then(
     () => true,
     () => false,
   );
-  t.ok(held, `the daemon holds every capped connection (${fdCount(pid)} descriptors of ${limit})`);
+  t.ok(held, `the daemon holds every capped connection (${daemonFdCount(pid)} descriptors of ${limit})`);
   await new Promise((r) => setTimeout(r, 500)); // a connection dropped at accept is closed right after it: give it time to show
   t.equal(dnsHolders.filter((c) => c.ended).length, 0, `all ${DNS_CAP} DNS/TCP connections under the cap are kept`);
   t.equal(apiHolders.filter((c) => c.ended).length, 0, `all ${API_CAP - 1} API connections under the cap are kept`);
@@ -194,6 +140,6 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   t.equal(r && decode(r).rcode, 'NOERROR', 'UDP DNS answers');
   t.equal(await httpStatus(`http://${clusterIP}/`), 200, 'the existing ClusterIP answers');
   t.equal((await api.request('GET', `${BASE}/services/web`)).status, 200, 'the API answers');
-  t.ok(fdCount(pid) < limit, `descriptors left (${fdCount(pid)} of ${limit} in use)`);
+  t.ok(daemonFdCount(pid) < limit, `descriptors left (${daemonFdCount(pid)} of ${limit} in use)`);
   t.ok((await events()).has(`s${failed.refused[0]}`), 'the Services over the budget are still reported');
 });

@@ -7,58 +7,24 @@
  * and (when it is not the one saturated) the API keep answering; /metrics counts it all; and
  * the daemon's descriptor count returns to its baseline when the clients leave.
  */
-import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { decode, encodeQuery, udpExchange } from './dns-helpers.js';
 import { daemonApi } from './helpers/api.js';
-import { startDaemon } from './helpers/daemon.js';
+import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
+import { type IdleClient, connectIdle } from './helpers/hostile-kit.js';
+import { daemonFdCount } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const DNS_CAP = 20;
 const API_CAP = 40;
 const METRICS_CAP = 4;
 
-/**
- * the daemon's descriptors, without the inotify one libuv opens at the first fs.watch and
- * keeps (watches come and go inside it)
- */
-const fdCount = (pid: number): number =>
-  readdirSync(`/proc/${pid}/fd`).filter((f) => {
-    try {
-      return readlinkSync(`/proc/${pid}/fd/${f}`) !== 'anon_inode:inotify';
-    } catch {
-      return false;
-    }
-  }).length;
-
-interface Client {
-  sock: net.Socket;
-  /** the server closed its side (FIN) or reset */
-  ended: boolean;
-}
-
-/** `n` connections that send nothing and never end their side */
-async function connectIdle(port: number, n: number): Promise<Client[]> {
-  const out: Client[] = [];
-  for (let i = 0; i < n; i++) {
-    const c: Client = { sock: net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }), ended: false };
-    c.sock.on('end', () => (c.ended = true));
-    c.sock.on('close', () => (c.ended = true));
-    c.sock.on('error', () => {});
-    await new Promise<void>((resolve) => {
-      c.sock.once('connect', resolve);
-      c.sock.once('close', () => resolve());
-    });
-    out.push(c);
-  }
-  return out;
-}
-
 /** a DNS/TCP client that asks one query every 200 ms, so it is never idle */
-function busyDnsClient(port: number): Client & { answers: number; stop(): void } {
+function busyDnsClient(port: number): IdleClient & { answers: number; stop(): void } {
   const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
   const c = { sock, ended: false, answers: 0, stop: () => clearInterval(timer) };
   const q = encodeQuery('kubernetes.default.svc.cluster.local', 1, { id: 7 });
@@ -92,36 +58,13 @@ async function metric(url: string, what: string, component: string): Promise<num
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-const MANIFEST = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: web } }
-  template:
-    metadata: { labels: { app: web } }
-    spec:
-      containers:
-        - name: echo
-          image: echo
-          ports: [{ containerPort: 8080 }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: web }
-spec:
-  selector: { app: web }
-  ports: [{ port: 80, targetPort: 8080 }]
-`;
-
 t.test('per-component connection caps and the DNS/TCP idle close keep the daemon answering; fds return to baseline', async (t) => {
   const d = await startDaemon([
     '--pod-cidr', '127.173.0.0/16', '--service-cidr', '127.174.0.0/16', '--node-ip', '127.0.173.1', '--nodeport-addresses', '127.0.173.1', '--lb-pool', '127.175.0.0/16',
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--log-level', 'warn',
     '--dns-tcp-max-connections', String(DNS_CAP), '--dns-tcp-idle-timeout', '1s', '--api-max-connections', String(API_CAP), '--metrics-max-connections', String(METRICS_CAP),
   ]);
-  const open: Client[] = [];
+  const open: IdleClient[] = [];
   t.teardown(async () => {
     for (const c of open) c.sock.destroy();
     await d.stop();
@@ -131,7 +74,7 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   const dnsPort = Number(/dig @\S+ -p (\d+)/.exec(d.stdout())?.[1]);
   const metricsUrl = /Metrics: (\S+)/.exec(d.stdout())?.[1] ?? '';
   t.ok(dnsPort > 0 && metricsUrl, 'the daemon printed its DNS port and metrics URL');
-  writeFileSync(join(d.stateDir, 'web.yaml'), MANIFEST);
+  writeFileSync(join(d.stateDir, 'web.yaml'), WEB_ECHO_MANIFEST);
   t.equal((await api.kubectl('apply', '-f', join(d.stateDir, 'web.yaml'))).code, 0, 'web applied');
   const clusterIP = (await api.kubectl('get', 'svc', 'web', '-o', 'jsonpath={.spec.clusterIP}')).stdout.trim();
   const apiPort = Number(new URL(api.server).port);
@@ -150,9 +93,9 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   let base = 0;
   await waitFor(
     async () => {
-      const a = fdCount(pid);
+      const a = daemonFdCount(pid);
       await new Promise((r) => setTimeout(r, 300));
-      base = fdCount(pid);
+      base = daemonFdCount(pid);
       return a === base;
     },
     { what: 'a steady descriptor count', timeoutMs: 10_000 },
@@ -161,9 +104,9 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   // idle DNS/TCP clients that keep their end: FIN after the 1 s idle timeout, the daemon's fds gone
   const idle = await connectIdle(dnsPort, 10);
   open.push(...idle);
-  await waitFor(() => fdCount(pid) >= base + 10, { what: 'the daemon to hold the 10 idle connections' });
+  await waitFor(() => daemonFdCount(pid) >= base + 10, { what: 'the daemon to hold the 10 idle connections' });
   await waitFor(() => idle.every((c) => c.ended), { what: 'a FIN to every idle DNS/TCP client', timeoutMs: 10_000 });
-  await waitFor(() => fdCount(pid) <= base, { what: `the daemon's fds back to ${base} while the idle clients keep their end (now ${fdCount(pid)})`, timeoutMs: 10_000 });
+  await waitFor(() => daemonFdCount(pid) <= base, { what: `the daemon's fds back to ${base} while the idle clients keep their end (now ${daemonFdCount(pid)})`, timeoutMs: 10_000 });
   t.ok(idle.every((c) => !c.sock.destroyed), 'the clients still hold their end: the daemon closed its own for good');
   for (const c of idle) c.sock.destroy();
 
@@ -181,7 +124,7 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   t.equal(await metric(metricsUrl, 'max', 'dns_tcp'), DNS_CAP, '/metrics: the DNS/TCP cap');
   for (const c of busy) c.stop();
   for (const c of [...busy, ...over]) c.sock.destroy();
-  await waitFor(() => fdCount(pid) <= base, { what: `fds back to ${base} after the DNS clients left (now ${fdCount(pid)})`, timeoutMs: 10_000 });
+  await waitFor(() => daemonFdCount(pid) <= base, { what: `fds back to ${base} after the DNS clients left (now ${daemonFdCount(pid)})`, timeoutMs: 10_000 });
 
   // the API over its cap: connections that never start TLS hold every slot; DNS and the ClusterIP answer on
   const apiHolders = await connectIdle(apiPort, API_CAP + 10);
@@ -204,7 +147,7 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   // scrapes tried before the daemon saw the holders leave are rejected (and counted) too
   await waitFor(() => metric(metricsUrl, 'rejected_total', 'metrics').then((n) => n !== undefined && n >= 3), { what: '/metrics to count its rejections' });
 
-  await waitFor(() => fdCount(pid) <= base, { what: `fds back to ${base} at the end (now ${fdCount(pid)})`, timeoutMs: 10_000 });
+  await waitFor(() => daemonFdCount(pid) <= base, { what: `fds back to ${base} at the end (now ${daemonFdCount(pid)})`, timeoutMs: 10_000 });
   t.pass(`the daemon's descriptors are back to the baseline (${base})`);
   t.match(readFileSync(`/proc/${pid}/limits`, 'utf8'), /Max open files\s+(\d+)\s+\1\s/, 'the soft RLIMIT_NOFILE is the hard limit');
 });

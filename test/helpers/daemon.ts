@@ -94,3 +94,27 @@ export function tableAddresses(stdout: string, service: string): string[] {
   }
   return addrs;
 }
+
+/** a one-replica Deployment `web` of the echo image (port 8080) behind a Service `web` on port 80 */
+export const WEB_ECHO_MANIFEST = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - name: echo
+          image: echo
+          ports: [{ containerPort: 8080 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec:
+  selector: { app: web }
+  ports: [{ port: 80, targetPort: 8080 }]
+`;

@@ -239,6 +239,32 @@ export class Tally {
 }
 
 // ---------------------------------------------------------------------------------------------
+// idle clients
+
+export interface IdleClient {
+  sock: net.Socket;
+  /** the server closed its side (FIN) or reset */
+  ended: boolean;
+}
+
+/** `n` connections to 127.0.0.1:`port`, made one after the other, that send nothing and never end their side */
+export async function connectIdle(port: number, n: number): Promise<IdleClient[]> {
+  const out: IdleClient[] = [];
+  for (let i = 0; i < n; i++) {
+    const c: IdleClient = { sock: net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }), ended: false };
+    c.sock.on('end', () => (c.ended = true));
+    c.sock.on('close', () => (c.ended = true));
+    c.sock.on('error', () => {});
+    await new Promise<void>((resolve) => {
+      c.sock.once('connect', resolve);
+      c.sock.once('close', () => resolve());
+    });
+    out.push(c);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // /proc
 
 export function fdCount(pid: number): number {

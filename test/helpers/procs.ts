@@ -1,4 +1,5 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
 
 export interface PodProcess {
   pid: number;
@@ -43,5 +44,53 @@ export function alive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
+  }
+}
+
+/**
+ * The daemon's open descriptors, without the inotify one libuv opens at the first fs.watch and
+ * keeps (watches come and go inside it), so the count returns to a baseline.
+ */
+export function daemonFdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).filter((f) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${f}`) !== 'anon_inode:inotify';
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+/**
+ * Live (non-zombie) processes running `sleep <mark>` whose mark `isMark` accepts, by mark: how
+ * tests find the processes they started inside pods, probes and hooks by argv alone.
+ */
+export function sleepersByMark(isMark: (mark: string) => boolean): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let argv: string[];
+    let stat: string;
+    try {
+      argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (basename(argv[0] ?? '') !== 'sleep' || !isMark(argv[1] ?? '')) continue;
+    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z') continue;
+    out.set(argv[1], [...(out.get(argv[1]) ?? []), Number(d)]);
+  }
+  return out;
+}
+
+/** SIGKILLs every process `sleepersByMark(isMark)` finds (a test's teardown sweep) */
+export function killSleepers(isMark: (mark: string) => boolean): void {
+  for (const pid of [...sleepersByMark(isMark).values()].flat()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
   }
 }
