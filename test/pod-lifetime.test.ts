@@ -8,12 +8,12 @@
 import t from 'tap';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { ROOT, type RunningDaemon, startDaemon } from './helpers/daemon.js';
-import { podProcesses } from './helpers/procs.js';
+import { killSleepers, podProcesses, sleepersByMark } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const PREFIX = '127.233.';
@@ -58,37 +58,13 @@ function manifest(): string {
   return docs.join('\n---\n');
 }
 
+const isMark = (m: string): boolean => ALL_MARKS.includes(m);
 /** live (non-zombie) processes running `sleep <mark>`, by mark */
-function marked(): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    let stat: string;
-    try {
-      argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (basename(argv[0] ?? '') !== 'sleep' || !ALL_MARKS.includes(argv[1] ?? '')) continue;
-    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z') continue;
-    out.set(argv[1], [...(out.get(argv[1]) ?? []), Number(d)]);
-  }
-  return out;
-}
+const marked = (): Map<string, number[]> => sleepersByMark(isMark);
 
 const builtinProcs = (): number[] => podProcesses(PREFIX).filter((p) => p.podName === 'builtin').map((p) => p.pid);
 
-function killAll(): void {
-  for (const pid of [...marked().values()].flat()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-}
+const killAll = (): void => killSleepers(isMark);
 
 async function sigkill(d: RunningDaemon): Promise<number> {
   const exited = new Promise((r) => d.proc.once('exit', r));

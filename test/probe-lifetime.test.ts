@@ -6,12 +6,13 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { daemonApi } from './helpers/api.js';
+import { killSleepers, sleepersByMark } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const args = (manifest: string): string[] => [
@@ -31,35 +32,11 @@ const mark = (n: number): string => `37${String(n).padStart(2, '0')}.${TAG}`;
 /** a shell that leaves a setsid'd sleep (its own session, outside the probe's group) and a plain one */
 const both = (a: number, b: number): string[] => ['sh', '-c', `setsid sleep ${mark(a)} & exec sleep ${mark(b)}`];
 
+const isMark = (m: string): boolean => m.endsWith(`.${TAG}`);
 /** live (non-zombie) processes running `sleep <mark>` of this run, by mark */
-function marked(): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    let stat: string;
-    try {
-      argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (basename(argv[0] ?? '') !== 'sleep' || !(argv[1] ?? '').endsWith(`.${TAG}`)) continue;
-    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z') continue;
-    out.set(argv[1], [...(out.get(argv[1]) ?? []), Number(d)]);
-  }
-  return out;
-}
+const marked = (): Map<string, number[]> => sleepersByMark(isMark);
 
-function killAll(): void {
-  for (const pid of [...marked().values()].flat()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-}
+const killAll = (): void => killSleepers(isMark);
 
 const container = { name: 'c', image: 'busybox', command: ['sleep', '300'] };
 
