@@ -6,10 +6,8 @@
  * the server still answers. Requests go over raw sockets so nothing normalises them.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
@@ -17,31 +15,11 @@ import { helpText } from '../src/cli/options.js';
 import { MAX_DEPTH } from '../src/server/body-limits.js';
 import { bodyLimit, chain, recoverPanics, requestContext } from '../src/server/filters.js';
 import { MAX_BODY } from '../src/server/http.js';
-import { ApiServer } from '../src/server/index.js';
-import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
+import { type InProcessApi, inProcessApi } from './helpers/api.js';
 
-interface Fixture {
-  store: ClosableStore;
-  port: number;
-}
+type Fixture = InProcessApi;
 
-type Tap = { teardown(fn: () => unknown): void };
-
-async function setup(t: Tap): Promise<Fixture> {
-  const store = await createEmbeddedStore({});
-  const informers = new InformerFactory(store);
-  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-filters-'));
-  const api = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
-  await api.start();
-  t.teardown(async () => {
-    await api.stop();
-    informers.stop();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { store, port: Number(new URL(api.url).port) };
-}
+const setup = (t: { teardown(fn: () => unknown): void }): Promise<Fixture> => inProcessApi(t, { dirPrefix: 'kubeloop-filters-' });
 
 interface Reply {
   status: number;

@@ -6,37 +6,13 @@
  * advertises for it, any other being upstream's 405 that changes nothing (namespaces have no
  * deletecollection). Requests go over raw sockets so that nothing normalises them.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
-import { ApiServer } from '../src/server/index.js';
-import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
+import { type InProcessApi, inProcessApi } from './helpers/api.js';
 
-interface Fixture {
-  store: ClosableStore;
-  port: number;
-}
+type Fixture = InProcessApi;
 
-type Tap = { teardown(fn: () => unknown): void };
-
-async function setup(t: Tap): Promise<Fixture> {
-  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-verbs-'));
-  const store = await createEmbeddedStore({});
-  const informers = new InformerFactory(store);
-  const api = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
-  t.teardown(async () => {
-    await api.stop();
-    informers.stop();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await api.start();
-  return { store, port: Number(new URL(api.url).port) };
-}
+const setup = (t: { teardown(fn: () => unknown): void }): Promise<Fixture> => inProcessApi(t, { dirPrefix: 'kubeloop-verbs-' });
 
 interface Reply {
   status: number;

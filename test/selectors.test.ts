@@ -3,15 +3,9 @@
  * and messages of apimachinery's labels.Parse / fields.ParseSelector, and over HTTP: a bad
  * selector on list, watch and deletecollection is a 400 Status that deletes nothing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
 import { matches, parse, parseFields } from '../src/api/labels.js';
-import { ApiServer } from '../src/server/index.js';
-import { createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
+import { inProcessApi } from './helpers/api.js';
 
 const QNAME =
   "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
@@ -113,17 +107,7 @@ t.test('field selectors: upstream grammar, escapes and per-kind fields', async (
 });
 
 async function api(t: { teardown(fn: () => unknown): void }) {
-  const store = await createEmbeddedStore({});
-  const informers = new InformerFactory(store);
-  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-sel-'));
-  const server = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
-  t.teardown(async () => {
-    await server.stop();
-    informers.stop();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await server.start();
+  const server = await inProcessApi(t, { dirPrefix: 'kubeloop-sel-' });
   const call = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${server.url}${path}`, {
       method,

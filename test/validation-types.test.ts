@@ -4,31 +4,15 @@
  * 500, and nothing is stored. Secrets' `stringData` is merged into `data`. A small fixed-seed
  * fuzz puts null/number/string/list/object where workload fields belong and checks for 5xx.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
 import { base64ErrorAt } from '../src/server/schema.js';
 import { cronScheduleError, timeZoneError } from '../src/api/validation/cron.js';
-import { ApiServer } from '../src/server/index.js';
-import { createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
+import { inProcessApi } from './helpers/api.js';
 
 type Rec = Record<string, unknown>;
 
 async function api(t: { teardown(fn: () => unknown): void }) {
-  const store = await createEmbeddedStore({});
-  const informers = new InformerFactory(store);
-  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-vt-'));
-  const server = new ApiServer({ store, informers, log: pino({ level: 'silent' }), address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
-  t.teardown(async () => {
-    await server.stop();
-    informers.stop();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await server.start();
+  const server = await inProcessApi(t, { dirPrefix: 'kubeloop-vt-' });
   return async (method: string, path: string, body?: unknown, contentType = 'application/json') => {
     const res = await fetch(`${server.url}${path}`, {
       method,

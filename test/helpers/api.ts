@@ -12,13 +12,18 @@
  *   https.request({ ...api.tls, host, port, path })     // for streams (watch, logs -f)
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pino from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { type Pki, ensurePki } from '../../src/cli/pki.js';
+import { ApiServer, type ApiServerOptions } from '../../src/server/index.js';
+import { type ClosableStore, type EmbeddedStoreOptions, createEmbeddedStore } from '../../src/store/embedded.js';
+import { InformerFactory } from '../../src/store/informer.js';
 
 export interface ApiReply {
   status: number;
@@ -122,4 +127,47 @@ export function daemonApi(d: { stateDir: string }, opts: { kubectlCacheDir?: str
  */
 export function testPki(dir: string, hosts: readonly string[] = ['127.0.0.1', 'localhost', '::1']): Promise<Pki> {
   return ensurePki({ dir: join(dir, 'pki'), hosts, log: pino({ level: 'silent' }) });
+}
+
+export interface InProcessApi {
+  store: ClosableStore;
+  server: ApiServer;
+  /** e.g. `http://127.0.0.1:43211` */
+  url: string;
+  port: number;
+  /** the server's state dir */
+  dir: string;
+}
+
+/**
+ * An ApiServer in this process over a fresh embedded store, listening on 127.0.0.1 (plain HTTP,
+ * the loopback test mode, unless `server` passes `tls`), its state dir under `dirPrefix`. The
+ * server, informers, store and dir are ended by `t`'s teardown.
+ */
+export async function inProcessApi(
+  t: { teardown(fn: () => unknown): void },
+  o: { dirPrefix: string; store?: EmbeddedStoreOptions; server?: (dir: string) => Partial<ApiServerOptions> | Promise<Partial<ApiServerOptions>> },
+): Promise<InProcessApi> {
+  const store = await createEmbeddedStore(o.store ?? {});
+  const informers = new InformerFactory(store);
+  const dir = mkdtempSync(join(tmpdir(), o.dirPrefix));
+  const extra = o.server ? await o.server(dir) : {};
+  const server = new ApiServer({
+    store,
+    informers,
+    log: pino({ level: 'silent' }),
+    address: '127.0.0.1',
+    port: 0,
+    stateDir: dir,
+    ...(extra.tls ? {} : { insecurePlainHttp: true }),
+    ...extra,
+  });
+  t.teardown(async () => {
+    await server.stop();
+    informers.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await server.start();
+  return { store, server, url: server.url, port: Number(new URL(server.url).port), dir };
 }
