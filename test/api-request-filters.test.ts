@@ -16,42 +16,17 @@ import { MAX_DEPTH } from '../src/server/body-limits.js';
 import { bodyLimit, chain, recoverPanics, requestContext } from '../src/server/filters.js';
 import { MAX_BODY } from '../src/server/http.js';
 import { type InProcessApi, inProcessApi } from './helpers/api.js';
+import { type RawReply, rawOnce } from './helpers/http.js';
 
 type Fixture = InProcessApi;
 
 const setup = (t: { teardown(fn: () => unknown): void }): Promise<Fixture> => inProcessApi(t, { dirPrefix: 'kubeloop-filters-' });
 
-interface Reply {
-  status: number;
-  json: Record<string, unknown>;
-  text: string;
-}
+type Reply = RawReply;
 
-/** One request written byte for byte on a fresh connection (`Connection: close`). */
-function raw(port: number, method: string, path: string, body: string | Buffer = '', headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    s.setTimeout(20_000, () => s.destroy(new Error(`${method} ${path}: no answer`)));
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.on('error', reject);
-    s.on('close', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-      const bodyText = text.slice(text.indexOf('\r\n\r\n') + 4);
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(bodyText) as Record<string, unknown>;
-      } catch {
-        // not JSON
-      }
-      resolve({ status, json, text: bodyText });
-    });
-    const h = { Host: '127.0.0.1', 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close', ...headers };
-    s.write(`${method} ${path} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
-    s.end(body);
-  });
-}
+/** One request written byte for byte on a fresh connection (`Connection: close`); `headers` go over the defaults. */
+const raw = (port: number, method: string, path: string, body: string | Buffer = '', headers: Record<string, string> = {}): Promise<Reply> =>
+  rawOnce(port, method, path, body, { headers });
 
 const NS = 'team';
 const CMS = ['cm0', 'cm1'];

@@ -9,54 +9,14 @@
 import net from 'node:net';
 import t from 'tap';
 import { type InProcessApi, inProcessApi } from './helpers/api.js';
+import { rawOnce } from './helpers/http.js';
 
 type Fixture = InProcessApi;
 
 const setup = (t: { teardown(fn: () => unknown): void }): Promise<Fixture> => inProcessApi(t, { dirPrefix: 'kubeloop-verbs-' });
 
-interface Reply {
-  status: number;
-  json: Record<string, unknown>;
-  text: string;
-}
-
-interface RawOptions {
-  /** the Content-Type header; null sends none */
-  contentType?: string | null;
-  /** resolve once the status line and headers are in (a watch), then close */
-  headOnly?: boolean;
-}
-
 /** One request written byte for byte on a fresh connection (`Connection: close`). */
-function raw(port: number, method: string, path: string, body = '', o: RawOptions = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const done = (): void => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-      const bodyText = text.slice(text.indexOf('\r\n\r\n') + 4);
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(bodyText) as Record<string, unknown>;
-      } catch {
-        // not JSON (or a stream cut short)
-      }
-      resolve({ status, json, text: bodyText });
-    };
-    s.setTimeout(20_000, () => s.destroy(new Error(`${method} ${path}: no answer`)));
-    s.on('data', (d: Buffer) => {
-      chunks.push(d);
-      if (o.headOnly && Buffer.concat(chunks).includes('\r\n\r\n')) s.destroy();
-    });
-    s.on('error', reject);
-    s.on('close', done);
-    const ct = o.contentType === undefined ? 'application/json' : o.contentType;
-    const h: Record<string, string> = { Host: '127.0.0.1', ...(ct === null ? {} : { 'Content-Type': ct }), 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' };
-    s.write(`${method} ${path} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
-    s.end(body);
-  });
-}
+const raw = rawOnce;
 
 const NS = 'team';
 const METHOD_NOT_ALLOWED = 'the server does not allow this method on the requested resource';
