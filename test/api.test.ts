@@ -3,9 +3,8 @@
  * Status bodies, conflicts, dry-run, paging, watch resume / 410 / Tables, logs, auth, and
  * @kubernetes/client-node 1.4 as a second real client.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
@@ -16,7 +15,7 @@ import { ApiServer, kubeconfigYaml } from '../src/server/index.js';
 import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
 import type { Pki } from '../src/cli/pki.js';
-import { testPki } from './helpers/api.js';
+import { inProcessApi, testPki } from './helpers/api.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Fixture {
@@ -32,28 +31,16 @@ interface Fixture {
  * `tls`, then HTTPS with the cluster CA and client certificates of `kubeloop up` (`pki`).
  */
 async function setup(t: { teardown(fn: () => unknown): void }, o: { token?: string; historySize?: number; tls?: boolean } = {}): Promise<Fixture> {
-  const store = await createEmbeddedStore({ historySize: o.historySize });
-  const informers = new InformerFactory(store);
-  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-api-'));
-  const pki = o.tls ? await testPki(dir) : undefined;
-  const api = new ApiServer({
-    store,
-    informers,
-    log: pino({ level: 'silent' }),
-    address: '127.0.0.1',
-    port: 0,
-    stateDir: dir,
-    token: o.token,
-    ...(pki ? { tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca } } : { insecurePlainHttp: true }),
+  let pki: Pki | undefined;
+  const f = await inProcessApi(t, {
+    dirPrefix: 'kubeloop-api-',
+    store: { historySize: o.historySize },
+    server: async (dir) => {
+      pki = o.tls ? await testPki(dir) : undefined;
+      return { token: o.token, ...(pki ? { tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca } } : {}) };
+    },
   });
-  await api.start();
-  t.teardown(async () => {
-    await api.stop();
-    informers.stop();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { store, api, url: api.url, dir, pki };
+  return { store: f.store, api: f.server, url: f.url, dir: f.dir, pki };
 }
 
 async function req(f: Fixture, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
