@@ -4,49 +4,16 @@
  * does: over --max-pods the pod is not run but goes Failed with reason OutOfpods and upstream's
  * message, with a Warning event. Real store, controllers and node agent (pods are `sleep`s).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import pino from 'pino';
 import type { Event, Pod } from '../src/api/types.js';
-import { ControllerManager } from '../src/controllers/index.js';
-import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../src/agent/runtime/index.js';
-import { createEmbeddedStore } from '../src/store/embedded.js';
-import { InformerFactory } from '../src/store/informer.js';
+import { inProcessNode } from './helpers/daemon.js';
 import { waitFor } from './helpers/wait.js';
 
-const log = pino({ level: process.env.KUBELOOP_TEST_LOG ?? 'silent' });
 const NS = 'default';
 const PODCIDR = '127.218.0.0/18';
 
 t.test('a pod bound to a full node is rejected with OutOfpods, runs nothing, and a freed slot admits the next', async (t) => {
-  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-admission-'));
-  const store = await createEmbeddedStore({ log, podCidr: PODCIDR });
-  const informers = new InformerFactory(store);
-  const controllers = new ControllerManager({ store, informers, log, podCidr: PODCIDR });
-  const runtime = new PodRuntime({
-    store,
-    informers,
-    log,
-    nodeName: 'node-1',
-    nodeIP: '127.0.218.1',
-    podCidr: PODCIDR,
-    stateDir,
-    images: loadImageTable(DEFAULT_IMAGE_TABLE),
-    stopGraceMs: 500,
-    maxPods: 2,
-    startRate: 100,
-  });
-  t.teardown(async () => {
-    await runtime.stop();
-    await controllers.stop();
-    informers.stop();
-    await store.close();
-    await rm(stateDir, { recursive: true, force: true });
-  });
-  await controllers.start();
-  await runtime.start();
+  const { store, runtime } = await inProcessNode(t, { dirPrefix: 'kubeloop-admission-', podCidr: PODCIDR, nodeIP: '127.0.218.1', runtime: { maxPods: 2, startRate: 100 } });
 
   const bound = (name: string) =>
     store.create<Pod>({

@@ -3,16 +3,14 @@
  * over it Pending with upstream's message; --pod-start-rate queues pod starts instead of forking
  * them all at once. Real store, controllers and node agent (pods are `sleep` processes).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import pino from 'pino';
-import type { Deployment, Event, Node, Pod, Stored } from '../src/api/types.js';
+import type { Deployment, Event, Node, Pod } from '../src/api/types.js';
 import { ControllerManager } from '../src/controllers/index.js';
-import { DEFAULT_IMAGE_TABLE, PodRuntime, type RuntimeOptions, loadImageTable } from '../src/agent/runtime/index.js';
-import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.js';
+import type { RuntimeOptions } from '../src/agent/runtime/index.js';
+import { createEmbeddedStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
+import { type InProcessNode, inProcessNode } from './helpers/daemon.js';
 import { waitFor } from './helpers/wait.js';
 
 const log = pino({ level: process.env.KUBELOOP_TEST_LOG ?? 'silent' });
@@ -20,40 +18,8 @@ const NS = 'default';
 const TOO_MANY =
   '0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.';
 
-interface Env {
-  store: ClosableStore;
-  runtime: PodRuntime;
-  pods(): Promise<Stored<Pod>[]>;
-}
-
-async function setup(t: { teardown(fn: () => unknown): void }, podCidr: string, nodeIP: string, more: Partial<RuntimeOptions>): Promise<Env> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-node-limits-'));
-  const store = await createEmbeddedStore({ log, podCidr });
-  const informers = new InformerFactory(store);
-  const controllers = new ControllerManager({ store, informers, log, podCidr });
-  const runtime = new PodRuntime({
-    store,
-    informers,
-    log,
-    nodeName: 'node-1',
-    nodeIP,
-    podCidr,
-    stateDir,
-    images: loadImageTable(DEFAULT_IMAGE_TABLE),
-    stopGraceMs: 500,
-    ...more,
-  });
-  t.teardown(async () => {
-    await runtime.stop();
-    await controllers.stop();
-    informers.stop();
-    await store.close();
-    await rm(stateDir, { recursive: true, force: true });
-  });
-  await controllers.start();
-  await runtime.start();
-  return { store, runtime, pods: async () => (await store.list<Pod>('Pod', { namespace: NS })).items };
-}
+const setup = (t: { teardown(fn: () => unknown): void }, podCidr: string, nodeIP: string, more: Partial<RuntimeOptions>): Promise<InProcessNode> =>
+  inProcessNode(t, { dirPrefix: 'kubeloop-node-limits-', podCidr, nodeIP, runtime: more });
 
 const sleeper = { name: 'c', image: 'busybox', command: ['sleep', '300'] };
 const running = (p: Pod) => p.status?.phase === 'Running';

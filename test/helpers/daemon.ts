@@ -2,6 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import pino from 'pino';
+import type { Pod, Stored } from '../../src/api/types.js';
+import { DEFAULT_IMAGE_TABLE, PodRuntime, type RuntimeOptions, loadImageTable } from '../../src/agent/runtime/index.js';
+import { ControllerManager } from '../../src/controllers/index.js';
+import { type ClosableStore, createEmbeddedStore } from '../../src/store/embedded.js';
+import { InformerFactory } from '../../src/store/informer.js';
 import { podProcesses } from './procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -118,3 +124,48 @@ spec:
   selector: { app: web }
   ports: [{ port: 80, targetPort: 8080 }]
 `;
+
+export interface InProcessNode {
+  store: ClosableStore;
+  runtime: PodRuntime;
+  /** the pods of namespace `default` */
+  pods(): Promise<Stored<Pod>[]>;
+}
+
+/**
+ * The daemon's store, controllers and node agent (`node-1`, built-in image table, 500 ms stop
+ * grace, plus `runtime`) in this process, pods as real processes; all ended by `t`'s teardown.
+ */
+export async function inProcessNode(
+  t: { teardown(fn: () => unknown): void },
+  o: { dirPrefix: string; podCidr: string; nodeIP: string; runtime?: Partial<RuntimeOptions> },
+): Promise<InProcessNode> {
+  const log = pino({ level: process.env.KUBELOOP_TEST_LOG ?? 'silent' });
+  const { podCidr, nodeIP } = o;
+  const stateDir = await mkdtemp(join(tmpdir(), o.dirPrefix));
+  const store = await createEmbeddedStore({ log, podCidr });
+  const informers = new InformerFactory(store);
+  const controllers = new ControllerManager({ store, informers, log, podCidr });
+  const runtime = new PodRuntime({
+    store,
+    informers,
+    log,
+    nodeName: 'node-1',
+    nodeIP,
+    podCidr,
+    stateDir,
+    images: loadImageTable(DEFAULT_IMAGE_TABLE),
+    stopGraceMs: 500,
+    ...o.runtime,
+  });
+  t.teardown(async () => {
+    await runtime.stop();
+    await controllers.stop();
+    informers.stop();
+    await store.close();
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  await controllers.start();
+  await runtime.start();
+  return { store, runtime, pods: async () => (await store.list<Pod>('Pod', { namespace: 'default' })).items };
+}
