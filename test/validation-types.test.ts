@@ -8,6 +8,7 @@ import t from 'tap';
 import { base64ErrorAt } from '../src/server/schema.js';
 import { cronScheduleError, timeZoneError } from '../src/api/validation/cron.js';
 import { inProcessApi } from './helpers/api.js';
+import { prng } from './helpers/hostile-kit.js';
 
 type Rec = Record<string, unknown>;
 
@@ -331,21 +332,10 @@ t.test('Secret stringData is merged into data (base64) and dropped', async (t) =
   t.match(r.json.message, /type: Invalid value: "kubernetes.io\/tls": field is immutable/);
 });
 
-/** mulberry32: a tiny seeded PRNG, so the fuzz is the same on every run */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 t.test('fuzz: wrong shapes in workload fields never give a 5xx (seed 14, 400 requests)', async (t) => {
   const call = await api(t);
-  const random = rng(14);
+  // mulberry32, so the fuzz is the same on every run
+  const random = prng(14).next;
   const junk: unknown[] = [null, 7, -1, 1.5, 's', '', [], [1], {}, { x: 1 }, true];
   const base: Record<string, () => Rec> = {
     Deployment: () => ({ spec: { replicas: 1, selector: { matchLabels: { app: 'x' } }, template: template() } }),
