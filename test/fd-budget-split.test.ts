@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { Event, Service } from '../src/api/types.js';
 import { decode, encodeQuery, udpExchange } from './dns-helpers.js';
-import { daemonApi } from './helpers/api.js';
+import { daemonApi, mustRequest, plainService } from './helpers/api.js';
 import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
 import { type IdleClient, connectIdle } from './helpers/hostile-kit.js';
 import { daemonFdCount } from './helpers/procs.js';
@@ -55,11 +55,7 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   });
   const pid = d.proc.pid!;
   const api = await daemonApi(d);
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const r = await api.request(method, path, { body });
-    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body}`);
-    return r.json<T>();
-  };
+  const call = <T>(method: string, path: string, body?: unknown): Promise<T> => mustRequest<T>(api, method, path, body);
   const dnsPort = Number(/dig @\S+ -p (\d+)/.exec(d.stdout())?.[1]);
   const apiPort = Number(new URL(api.server).port);
   t.ok(dnsPort > 0, 'the daemon printed its DNS port');
@@ -98,12 +94,7 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   const ips: string[] = [];
   let batchStart = Date.now();
   for (let i = 0; i < SERVICES; i++) {
-    const s = await call<Service>('POST', `${BASE}/services`, {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: `s${i}` },
-      spec: { selector: { app: `s${i}` }, ports: [{ port: 80, targetPort: 8080 }] },
-    });
+    const s = await call<Service>('POST', `${BASE}/services`, plainService(`s${i}`));
     ips.push(s.spec!.clusterIP!);
     if (ips.length % 10 === 0) {
       await waitFor(settled, { timeoutMs: 20_000, what: `the first ${ips.length} Services served or reported` });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import t from 'tap';
 import type { Event, Service } from '../src/api/types.js';
-import { type ApiClient, daemonApi } from './helpers/api.js';
+import { type ApiClient, daemonApi, mustRequest, plainService } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/wait.js';
 import { probe } from './services-helpers.js';
@@ -27,11 +27,7 @@ let api: ApiClient;
 
 const fds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const r = await api.request(method, path, { body });
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body}`);
-  return r.json<T>();
-}
+const call = <T>(method: string, path: string, body?: unknown): Promise<T> => mustRequest<T>(api, method, path, body);
 
 const events = async (name: string): Promise<Event[]> =>
   (await call<{ items: Event[] }>('GET', `${BASE}/events`)).items.filter((e) => e.involvedObject.name === name && e.reason === 'FailedToBind');
@@ -58,12 +54,7 @@ t.test('out of descriptors: the API answers, FailedToBind names the limit, delet
 
   const ips: string[] = [];
   for (let i = 0; i < SERVICES; i++) {
-    const s = await call<Service>('POST', `${BASE}/services`, {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: `s${i}` },
-      spec: { selector: { app: `s${i}` }, ports: [{ port: 80, targetPort: 8080 }] },
-    });
+    const s = await call<Service>('POST', `${BASE}/services`, plainService(`s${i}`));
     ips.push(s.spec!.clusterIP!);
   }
   // every Service ends up either listening or reported, and the API answers meanwhile

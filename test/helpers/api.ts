@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pino from 'pino';
 import { parse as parseYaml } from 'yaml';
+import type { Service } from '../../src/api/types.js';
 import { type Pki, ensurePki } from '../../src/cli/pki.js';
 import { ApiServer, type ApiServerOptions } from '../../src/server/index.js';
 import { type ClosableStore, type EmbeddedStoreOptions, createEmbeddedStore } from '../../src/store/embedded.js';
@@ -170,4 +171,16 @@ export async function inProcessApi(
   });
   await server.start();
   return { store, server, url: server.url, port: Number(new URL(server.url).port), dir };
+}
+
+/** `method path` (an object body as JSON) that must succeed: its JSON; any status >= 300 throws with the status and body */
+export async function mustRequest<T>(api: ApiClient, method: string, path: string, body?: unknown): Promise<T> {
+  const r = await api.request(method, path, { body });
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body}`);
+  return r.json<T>();
+}
+
+/** a ClusterIP Service `name` selecting pods labelled `app: <name>`, port 80 to 8080 */
+export function plainService(name: string): Service {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] } };
 }
