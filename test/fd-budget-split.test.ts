@@ -17,7 +17,7 @@ import { decode, encodeQuery, udpExchange } from './dns-helpers.js';
 import { daemonApi, mustRequest, plainService } from './helpers/api.js';
 import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
 import { type IdleClient, connectIdle } from './helpers/hostile-kit.js';
-import { daemonFdCount } from './helpers/procs.js';
+import { daemonFdCount, steadyFdCount } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 import { probe } from './services-helpers.js';
 
@@ -64,16 +64,7 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   const clusterIP = (await api.kubectl('get', 'svc', 'web', '-o', 'jsonpath={.spec.clusterIP}')).stdout.trim();
   await waitFor(async () => (await httpStatus(`http://${clusterIP}/`)) === 200, { what: 'the web Service to answer', timeoutMs: 30_000 });
 
-  let base = 0;
-  await waitFor(
-    async () => {
-      const a = daemonFdCount(pid);
-      await new Promise((r) => setTimeout(r, 300));
-      base = daemonFdCount(pid);
-      return a === base;
-    },
-    { what: 'a steady descriptor count', timeoutMs: 10_000 },
-  );
+  const base = await steadyFdCount(pid);
   const limit = base + DNS_CAP + API_CAP + RESERVE + LISTENERS;
   t.ok(limit < 512, `the limit ${limit} keeps the reserve at its minimum of ${RESERVE}`);
   execFileSync('prlimit', [`--pid=${pid}`, `--nofile=${limit}:${limit}`]);

@@ -16,7 +16,7 @@ import { decode, encodeQuery, udpExchange } from './dns-helpers.js';
 import { daemonApi } from './helpers/api.js';
 import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
 import { type IdleClient, connectIdle } from './helpers/hostile-kit.js';
-import { daemonFdCount } from './helpers/procs.js';
+import { daemonFdCount, steadyFdCount } from './helpers/procs.js';
 import { waitFor } from './helpers/wait.js';
 
 const DNS_CAP = 20;
@@ -90,16 +90,7 @@ t.test('per-component connection caps and the DNS/TCP idle close keep the daemon
   await stillAnswers('at start');
 
   // the baseline: what the daemon holds at rest (kubectl's and our connections closed)
-  let base = 0;
-  await waitFor(
-    async () => {
-      const a = daemonFdCount(pid);
-      await new Promise((r) => setTimeout(r, 300));
-      base = daemonFdCount(pid);
-      return a === base;
-    },
-    { what: 'a steady descriptor count', timeoutMs: 10_000 },
-  );
+  const base = await steadyFdCount(pid);
 
   // idle DNS/TCP clients that keep their end: FIN after the 1 s idle timeout, the daemon's fds gone
   const idle = await connectIdle(dnsPort, 10);

@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
+import { waitFor } from './wait.js';
 
 export interface PodProcess {
   pid: number;
@@ -59,6 +60,24 @@ export function daemonFdCount(pid: number): number {
       return false;
     }
   }).length;
+}
+
+/**
+ * The daemon's descriptor count at rest: polls until two counts 300 ms apart agree (up to 10 s)
+ * and resolves to it, the baseline a test expects the count to return to.
+ */
+export async function steadyFdCount(pid: number): Promise<number> {
+  let base = 0;
+  await waitFor(
+    async () => {
+      const a = daemonFdCount(pid);
+      await new Promise((r) => setTimeout(r, 300));
+      base = daemonFdCount(pid);
+      return a === base;
+    },
+    { what: 'a steady descriptor count', timeoutMs: 10_000 },
+  );
+  return base;
 }
 
 /**
