@@ -162,7 +162,7 @@ t.test('objects with counts of 1e9 keep the daemon answering with bounded RSS, a
     await check(t, 'Indexed Job');
     t.equal((await podsIn(api, ns)).length, 2, 'no other index started');
     const r = await api.request('DELETE', `${path}/typo`, { body: { propagationPolicy: 'Background' } });
-    t.ok(r.status === 200 || r.status === 202, `DELETE answered ${r.status}`);
+    t.ok(r.status === 200 || r.status === 202, `DELETE answered ${r.status} ${r.status >= 300 ? JSON.stringify(r.body ?? r).slice(0, 600) : ""}`);
     await waitFor(async () => (await podsIn(api, ns)).length === 0, { timeoutMs: 30_000, intervalMs: 250, what: 'the Job\'s pods gone' });
   });
 

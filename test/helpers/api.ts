@@ -85,6 +85,9 @@ export async function apiClient(file: string, opts: { kubectlCacheDir?: string }
       const body = o.body === undefined ? undefined : typeof o.body === 'string' || Buffer.isBuffer(o.body) ? o.body : JSON.stringify(o.body);
       const headers: Record<string, string> = {
         ...(body !== undefined && !Buffer.isBuffer(o.body) && typeof o.body !== 'string' ? { 'content-type': 'application/json' } : {}),
+        // Node's client frames a DELETE body with neither Content-Length nor chunking, so the
+        // server would read it as the next request: say its length, as kubectl does
+        ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
         ...(token && !o.anonymous ? { authorization: `Bearer ${token}` } : {}),
         ...o.headers,
       };
