@@ -41,6 +41,14 @@ t.test('kubeloop up with the demo manifests', async (t) => {
   t.match(cluster[0], /^127\.131\.\d+\.\d+:80$/, 'a ClusterIP from --service-cidr');
   t.match(out, /curl http:\/\/127\.131\.\d+\.\d+:80\//, 'a ready-to-paste curl line');
   t.match(out, /default\/myapp-service\s+ClusterIP\s+3\/3/, 'three ready endpoints');
+  // the API's row offers a curl that verifies the cluster CA through the kubernetes ClusterIP
+  const apiTry = /^default\/kubernetes .*?(curl --cacert \S+ https:\/\/\S+\/version)$/m.exec(out)?.[1];
+  t.ok(apiTry, `a verifying curl line for default/kubernetes in:\n${out}`);
+  if (apiTry) {
+    const [, ca, url] = /--cacert (\S+) (\S+)/.exec(apiTry)!;
+    const r = await new Promise<string>((res) => execFile('curl', ['-sS', '--max-time', '5', '--cacert', ca, url], (_e, so, se) => res(String(so) + String(se))));
+    t.match(r, /"gitVersion"/, 'the printed curl line works as printed');
+  }
   const nodePortAddrs = tableAddresses(out, 'default/myapp-service-nodeport');
   t.ok(nodePortAddrs.includes(`${NODE}:30008`), 'the NodePort address is listed');
 

@@ -294,6 +294,7 @@ export class Daemon {
       this.opts.nodePortAddresses,
       (s: Stored<Service>) => `${s.metadata.name}.${s.metadata.namespace}.svc.${this.opts.clusterDomain}`,
       new Set(this.listenerErrors().map((e) => `${e.address}:${e.portNumber}/${e.protocol}`)),
+      this.opts.insecurePlainHttpLoopback ? undefined : join(this.opts.stateDir, 'pki', 'ca.crt'),
     );
     return renderTable(rows);
   }

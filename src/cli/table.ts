@@ -18,6 +18,8 @@ export function serviceRows(
   dnsName: (svc: Stored<Service>) => string,
   /** `ip:port/PROTO` of listeners that could not be opened */
   failed: ReadonlySet<string> = new Set(),
+  /** the cluster CA file when the API is HTTPS: default/kubernetes gets a curl line that verifies it */
+  apiCa?: string,
 ): ServiceRow[] {
   const rows: ServiceRow[] = [];
   const sorted = [...services].sort((a, b) =>
@@ -62,7 +64,9 @@ export function serviceRows(
       type,
       addresses,
       ready: type === 'ExternalName' ? '-' : `${ready}/${ready + notReady}`,
-      curl: web.length ? `curl http://${web[0]}/` : '',
+      curl: !web.length ? '' : apiCa && s.metadata.namespace === 'default' && s.metadata.name === 'kubernetes'
+        ? `curl --cacert ${apiCa} https://${web[0]}/version`
+        : `curl http://${web[0]}/`,
     });
   }
   return rows;
