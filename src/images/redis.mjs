@@ -121,14 +121,25 @@ function serve(sock) {
       }
     });
   };
+  /**
+   * A protocol error's reply goes out after the replies of the commands before it (RESP
+   * answers in request order; a pipelining client pairs replies with requests by position).
+   * @param {Error} err
+   * @param {boolean} fatal the parser cannot go on: no more input is read, the connection ends
+   */
+  const protocolError = (err, fatal) => {
+    if (fatal) closing = true;
+    chain = chain.then(() => {
+      if (sock.destroyed) return;
+      sock.write(error(`ERR Protocol error: ${err.message}`));
+      if (fatal) sock.end();
+    });
+  };
   const parser = new Parser({
     returnBuffers: true,
     returnReply: (reply) => enqueue(/** @type {unknown[]} */ (Array.isArray(reply) ? reply : [reply])),
-    returnError: (err) => sock.write(error(`ERR Protocol error: ${err.message}`)),
-    returnFatalError: (err) => {
-      sock.write(error(`ERR Protocol error: ${err.message}`));
-      sock.end();
-    },
+    returnError: (err) => protocolError(err, false),
+    returnFatalError: (err) => protocolError(err, true),
   });
   let inline = '';
   sock.on('data', (chunk) => {
