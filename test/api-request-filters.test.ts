@@ -203,8 +203,26 @@ t.test('YAML aliases cannot expand a body beyond the limit; plain aliases still 
     t.equal(r.status, 400, '1 MB anchor × 90 aliases: 400');
     t.match(String(r.json.message), /expands to more than 3145728 bytes/);
   }
+  // an alias needs no space before it: JSON-style `"k":*a`, compact flow and key aliases too
+  const flowKeys = (n: number, sep: string) => Array.from({ length: n }, (_, i) => `"k${i}"${sep}*a`).join(',');
+  const adjacent: Record<string, string> = {
+    'JSON-style "k":*a (×400)': yamlCm('adj0', `  {"a": &a "${anchor}", ${flowKeys(400, ':')}}`).replace('data:\n  {', 'data: {'),
+    'compact {"a":&a …,"k":*a} (×90)': `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: adj1}\ndata: {"a":&a "${anchor}",${flowKeys(90, ':')}}\n`,
+    'flow sequence [*a,*a] (×90)': `${yamlCm('adj2', '  k: v')}\nextra: {"a": &a "${anchor}", "l":[${Array.from({ length: 90 }, () => '*a').join(',')}]}\n`,
+    'alias as a key (×90)': `${yamlCm('adj3', '  k: v')}\nextra: [{&a "${anchor}": 1},${Array.from({ length: 90 }, () => '{*a : 1}').join(',')}]\n`,
+  };
+  for (const [name, body] of Object.entries(adjacent)) {
+    t.ok(body.length < 3 << 20, `${name}: ${(body.length / 2 ** 20).toFixed(2)} MiB body`);
+    const r = await raw(f.port, 'POST', `/api/v1/namespaces/${NS}/configmaps?fieldValidation=Ignore`, body, yaml);
+    t.equal(r.status, 400, `${name}: 400`);
+    t.match(String(r.json.message), /expands to more than 3145728 bytes/, name);
+  }
+  {
+    const r = await raw(f.port, 'PATCH', `/api/v1/namespaces/${NS}/configmaps/cm0?fieldManager=t`, adjacent['JSON-style "k":*a (×400)'].replace('adj0', 'cm0'), { 'Content-Type': 'application/apply-patch+yaml' });
+    t.equal(r.status, 400, 'server-side apply with "k":*a aliases: 400');
+  }
   const grown = (process.memoryUsage().rss - rss0) / 2 ** 20;
-  t.ok(grown < 150, `RSS grew ${grown.toFixed(1)} MiB for three alias bombs (91 MB each when expanded)`);
+  t.ok(grown < 150, `RSS grew ${grown.toFixed(1)} MiB for three alias bombs (91 MB each when expanded) and ${Object.keys(adjacent).length} adjacent-alias bombs (up to 400 MB each)`);
   // billion laughs: 9 levels of 10 aliases each
   let laughs = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n  k: x\nl0: &l0 ["lol"]\n';
   for (let i = 1; i <= 9; i++) laughs += `l${i}: &l${i} [${Array.from({ length: 10 }, () => `*l${i - 1}`).join(',')}]\n`;

@@ -138,21 +138,31 @@ export function checkDepth(v: unknown, max = MAX_DEPTH): void {
  */
 export function loadYaml(text: string, limits: { maxDepth: number; maxBytes: number }): unknown {
   let v: unknown;
+  let aliased = false;
   try {
     // js-yaml's own limit keeps its recursive descent shallow; it counts the scalar at the
     // bottom, and a flow collection once more, so it is set 2 above ours and measure() below
     // applies ours exactly
-    v = yaml.load(text, { schema: yaml.CORE_SCHEMA, maxDepth: limits.maxDepth + 2 } as yaml.LoadOptions);
+    v = yaml.load(text, {
+      schema: yaml.CORE_SCHEMA,
+      maxDepth: limits.maxDepth + 2,
+      // every scalar or collection js-yaml reads closes with its kind set; a node that closes
+      // with a value but no kind is an alias (of a scalar too, which measure() cannot tell from
+      // a copy), wherever it stands: after ':', ',', '[', '-' or as a key
+      listener: (event, state) => {
+        if (event === 'close' && !state.kind && state.result !== null && state.result !== undefined) aliased = true;
+      },
+    } as yaml.LoadOptions);
   } catch (e) {
     if (e instanceof yaml.YAMLException && e.reason.startsWith('nesting exceeded maxDepth')) throw depthError(limits.maxDepth);
     const msg = e instanceof yaml.YAMLException ? e.message : (e as Error).message;
     throw new ApiError('BadRequest', `couldn't get version/kind; json parse error: ${msg}`);
   }
   // js-yaml returns an alias as its anchor's very value: measure() counts it everywhere it
-  // appears. Without aliases the value is about its text's size, which the body limit bounded;
-  // an alias starts a node, after a space, a line break or a flow indicator (a superset test)
+  // appears. Without aliases the value is a tree about its text's size, which the body limit
+  // bounded (it may still pass maxBytes as JSON through implicit nulls and quotes: not refused)
   const { shared, bytes } = measure(v, limits);
-  if (bytes > limits.maxBytes && /(?:^|[\s[{,])\*/.test(text)) {
+  if ((aliased || shared) && bytes > limits.maxBytes) {
     throw new ApiError(
       'BadRequest',
       `the request body expands to more than ${limits.maxBytes} bytes through its YAML aliases (an alias counts as a copy of its anchor, and the expansion is held to the request body limit, ${limits.maxBytes} bytes): repeat less, or send the data once`,
