@@ -308,6 +308,36 @@ t.test('deep nesting is a 400 for every content and patch type, and the limit it
   t.equal((await raw(f.port, 'GET', '/api/v1/namespaces')).status, 200, 'the server still answers');
 });
 
+t.test('a small JSON patch cannot grow an object without bound: copies stop at 3 MiB with a 422', async (t) => {
+  const f = await setup(t);
+  await seed(f);
+  const jp = { 'Content-Type': 'application/json-patch+json' };
+  const x = '/metadata/annotations/x';
+  // the reviewer's patch: a 1 KB object copied into its own child, 17 times doubling it (128 MB), then 30 (128 GB)
+  for (const n of [17, 30]) {
+    const ops: unknown[] = [
+      { op: 'add', path: '/metadata/annotations', value: {} },
+      { op: 'add', path: x, value: { k: 'y'.repeat(1000) } },
+    ];
+    for (let i = 0; i < n; i++) ops.push({ op: 'copy', from: x, path: `${x}/c${i}` });
+    const body = JSON.stringify(ops);
+    const rss0 = process.memoryUsage().rss;
+    const t0 = Date.now();
+    const r = await raw(f.port, 'PATCH', `/api/v1/namespaces/${NS}/configmaps/cm0`, body, jp);
+    const ms = Date.now() - t0;
+    t.equal(r.status, 422, `${n} copies in a ${body.length}-byte body: 422`);
+    t.equal(r.json.reason, 'Invalid');
+    t.match(String(r.json.message), /Unable to complete the copy, the accumulated size increase of copy is \d+, exceeding the limit 3145728/);
+    const grown = (process.memoryUsage().rss - rss0) / 2 ** 20;
+    t.ok(grown < 64 && ms < 2000, `answered in ${ms} ms, RSS grew ${grown.toFixed(1)} MiB`);
+  }
+  t.equal(await intact(f), '', 'nothing changed');
+  // within the limit a copy applies
+  const r = await raw(f.port, 'PATCH', `/api/v1/namespaces/${NS}/configmaps/cm1`, JSON.stringify([{ op: 'copy', from: '/data/k', path: '/data/k2' }]), jp);
+  t.equal(r.status, 200, r.text);
+  t.same(r.json.data, { k: 'cm1', k2: 'cm1' });
+});
+
 t.test('protobuf bodies nested deep are a 400', async (t) => {
   const f = await setup(t);
   await seed(f);

@@ -1,8 +1,20 @@
 /**
  * RFC 6902 JSON patch (`application/json-patch+json`, sent by `kubectl rollout undo` and
  * `kubectl patch --type=json`). Errors are BadRequest with upstream's wording where it matters.
+ *
+ * Bounded as the kube-apiserver bounds it: at most 10,000 operations, and the bytes all `copy`
+ * operations add together at most `JSON_PATCH_MAX_COPY_BYTES` (json-patch's
+ * AccumulatedCopySizeLimit), checked on a non-recursive measure of the value BEFORE it is
+ * cloned; a `move` re-links its value instead of cloning it. Without these, 17 copies of a 1 KB
+ * object into its own child (a 2.5 KB body) grew the daemon by 230 MB.
  */
-import { badRequest } from '../../api/errors.js';
+import { ApiError, badRequest } from '../../api/errors.js';
+import { MAX_DEPTH, measure } from '../body-limits.js';
+
+/** The apiserver's JSONPatchMaxCopyBytes (generic apiserver config: 3 MiB, its body limit too). */
+export const JSON_PATCH_MAX_COPY_BYTES = 3 * 1024 * 1024;
+/** handlers/patch.go maxJSONPatchOperations */
+export const MAX_JSON_PATCH_OPERATIONS = 10_000;
 
 export interface JsonPatchOp {
   op: string;
@@ -66,35 +78,51 @@ function remove(doc: unknown, path: string, op: string): unknown {
   return v;
 }
 
+/** Puts `value` itself (callers clone what must not be shared) at `path`. */
 function add(doc: unknown, path: string, value: unknown, op: string, replace: boolean): unknown {
   const tokens = pointer(path);
-  if (tokens.length === 0) return structuredClone(value);
+  if (tokens.length === 0) return value;
   const [parent, last] = parentOf(doc, tokens, op, path);
   if (Array.isArray(parent)) {
     const i = index(parent, last, op, path, !replace);
-    if (replace) parent[i] = structuredClone(value);
-    else parent.splice(i, 0, structuredClone(value));
+    if (replace) parent[i] = value;
+    else parent.splice(i, 0, value);
   } else {
     if (replace && !(last in parent)) throw badRequest(`${op} operation does not apply: doc is missing key: ${path}: missing value`);
-    parent[last] = structuredClone(value);
+    parent[last] = value;
   }
   return doc;
 }
 
-/** Applies the operations to a copy of `doc`. */
-export function applyJsonPatch(doc: unknown, ops: unknown): unknown {
+/**
+ * json-patch's AccumulatedCopySizeError, which the apiserver answers as a patch that does not
+ * apply: 422 (NewGenericServerResponse(StatusUnprocessableEntity, ...)).
+ */
+const copyTooLarge = (accumulated: number, limit: number): ApiError =>
+  new ApiError(
+    'Invalid',
+    `the server rejected our request due to an error in our request: Unable to complete the copy, the accumulated size increase of copy is ${accumulated}, exceeding the limit ${limit}: copy less, or send the values themselves`,
+  );
+
+/** Applies the operations to a copy of `doc`; `maxCopyBytes` bounds what all `copy` operations add together. */
+export function applyJsonPatch(doc: unknown, ops: unknown, maxCopyBytes = JSON_PATCH_MAX_COPY_BYTES): unknown {
   if (!Array.isArray(ops)) throw badRequest('the server rejected our request due to an error in our request: a JSON patch is a list of operations');
+  if (ops.length > MAX_JSON_PATCH_OPERATIONS) {
+    throw new ApiError('RequestEntityTooLarge', `The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${ops.length}`);
+  }
   let out = structuredClone(doc);
+  let copied = 0;
   for (const raw of ops as JsonPatchOp[]) {
     if (!isObj(raw) || typeof raw.op !== 'string' || typeof raw.path !== 'string') {
       throw badRequest('the server rejected our request due to an error in our request: every JSON patch operation needs "op" and "path"');
     }
     switch (raw.op) {
+      // the values come from the body: their clones together are at most its size
       case 'add':
-        out = add(out, raw.path, raw.value, 'add', false);
+        out = add(out, raw.path, structuredClone(raw.value), 'add', false);
         break;
       case 'replace':
-        out = add(out, raw.path, raw.value, 'replace', true);
+        out = add(out, raw.path, structuredClone(raw.value), 'replace', true);
         break;
       case 'remove':
         remove(out, raw.path, 'remove');
@@ -104,11 +132,18 @@ export function applyJsonPatch(doc: unknown, ops: unknown): unknown {
         out = add(out, raw.path, v, 'move', false);
         break;
       }
-      case 'copy':
-        out = add(out, raw.path, get(out, raw.from ?? '', 'copy'), 'copy', false);
+      case 'copy': {
+        const v = get(out, raw.from ?? '', 'copy');
+        // measured (iteratively, depth-bounded) before anything is cloned
+        copied += measure(v, { maxDepth: MAX_DEPTH }).bytes;
+        if (copied > maxCopyBytes) throw copyTooLarge(copied, maxCopyBytes);
+        out = add(out, raw.path, structuredClone(v), 'copy', false);
         break;
+      }
       case 'test': {
         const v = get(out, raw.path, 'test');
+        // JSON.stringify recurses: the compared value must nest within the limit first
+        measure(v, { maxDepth: MAX_DEPTH });
         if (JSON.stringify(v) !== JSON.stringify(raw.value)) throw badRequest(`testing value ${raw.path} failed: test failed`);
         break;
       }
