@@ -211,6 +211,7 @@ export class Daemon {
       insecurePlainHttp: o.insecurePlainHttpLoopback,
       hosts,
       maxConnections: budget.apiConnections,
+      handshakeTimeoutMs: o.apiHandshakeTimeoutMs,
       stateDir: o.stateDir,
     });
     try {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
-import { DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
+import { API_HANDSHAKE_TIMEOUT_MS, DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
 export interface Options {
@@ -34,6 +34,8 @@ export interface Options {
   /** idle DNS/TCP connections are closed (fully) after this long */
   dnsTcpIdleTimeoutMs: number;
   apiMaxConnections: number;
+  /** API clients must finish TLS and send a request's headers within this long */
+  apiHandshakeTimeoutMs: number;
   metricsMaxConnections: number;
   /** kube-apiserver-compatible API */
   apiAddr: string;
@@ -94,7 +96,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'dns-tcp-idle-timeout', key: 'dnsTcpIdleTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle DNS-over-TCP connections are closed after this long (RFC 7766: at least 10s)' },
   { name: 'api-addr', key: 'apiAddr', kind: 'string', arg: 'IP:PORT', help: 'Kubernetes API for kubectl (a kubeconfig is written to the state dir)' },
   { name: 'metrics-addr', key: 'metricsAddr', kind: 'string', arg: 'IP:PORT', help: 'Prometheus /metrics of the proxy (kube-proxy --metrics-bind-address); empty: off' },
-  { name: 'api-max-connections', key: 'apiMaxConnections', kind: 'int', arg: 'N', help: 'open API connections at most, watches and log streams included; more are closed at once' },
+  { name: 'api-max-connections', key: 'apiMaxConnections', kind: 'int', arg: 'N', help: 'open API connections at most, watches and log streams included; more are closed at once. Connections not yet authenticated get at most 64 of them (at most half): a new one closes the oldest, so they never take the slots kubectl needs' },
+  { name: 'api-handshake-timeout', key: 'apiHandshakeTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'API connections that do not finish their TLS handshake, or send a request\'s headers, within this long are closed' },
   { name: 'metrics-max-connections', key: 'metricsMaxConnections', kind: 'int', arg: 'N', help: 'open /metrics connections at most; more are closed at once' },
   { name: 'api-token-file', key: 'apiTokenFile', kind: 'string', arg: 'FILE', help: 'a bearer token the API accepts besides the client certificate of the generated kubeconfig, read from FILE (or $KUBELOOP_API_TOKEN); written into the kubeconfig' },
   { name: 'insecure-plain-http-loopback', key: 'insecurePlainHttpLoopback', kind: 'bool', help: 'INSECURE, for tests: serve the API over plain HTTP without credentials (unless a token is set) on a loopback --api-addr; any local user can then act as you' },
@@ -130,6 +133,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   dnsTcpMaxConnections: DEFAULT_FD_BUDGET.dnsTcpConnections,
   dnsTcpIdleTimeoutMs: DNS_TCP_IDLE_TIMEOUT_MS,
   apiMaxConnections: DEFAULT_FD_BUDGET.apiConnections,
+  apiHandshakeTimeoutMs: API_HANDSHAKE_TIMEOUT_MS,
   metricsMaxConnections: DEFAULT_FD_BUDGET.metricsConnections,
   apiAddr: '127.0.0.1:6443',
   metricsAddr: '127.0.0.1:10249',
@@ -392,6 +396,7 @@ export function validate(o: Options): string[] {
     if (!Number.isInteger(n) || n < 1) problems.push(`--${flag} ${n}: give a whole number ≥ 1 (connections over it are closed at once)`);
   }
   if (o.dnsTcpIdleTimeoutMs <= 0) problems.push('--dns-tcp-idle-timeout: must be greater than 0, e.g. 10s');
+  if (o.apiHandshakeTimeoutMs <= 0) problems.push('--api-handshake-timeout: must be greater than 0, e.g. 10s');
   const api = /^(.+):(\d+)$/.exec(o.apiAddr);
   if (!api || ipToNumber(api[1]) === undefined || Number(api[2]) > 65535) {
     problems.push(`--api-addr "${o.apiAddr}": expected IP:PORT, e.g. 127.0.0.1:6443`);
@@ -473,7 +478,7 @@ export function helpText(): string {
     '',
     'Flags (defaults in brackets; a --config FILE of `flag-name: value` lines sits between defaults and flags):',
   ];
-  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'dnsTcpIdleTimeoutMs']);
+  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'dnsTcpIdleTimeoutMs', 'apiHandshakeTimeoutMs']);
   for (const f of FLAGS) {
     const left = `  ${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
     const d = DEFAULTS[f.key];

@@ -63,7 +63,13 @@ export function refuseWith(check: (c: RequestContext) => StatusBody | undefined,
     const refused = check(c);
     if (!refused) return next(c);
     log.debug({ method: c.req.method, path: c.target, code: refused.code, remote: c.req.socket.remoteAddress }, refused.message ?? '');
-    sendStatus(c.res, refused);
+    // a refused client does not keep its connection: it would otherwise hold an API slot on
+    // keep-alive for as long as it keeps asking. A body still on its way is drained first
+    // (discardBody), so the answer is not lost to a reset; the socket is then ended.
+    c.res.shouldKeepAlive = false;
+    const bodyComing = !c.req.complete && (Number(c.req.headers['content-length'] ?? 0) > 0 || c.req.headers['transfer-encoding'] !== undefined);
+    if (bodyComing) discardBody(c.req, c.res);
+    sendStatus(c.res, refused, bodyComing ? {} : { Connection: 'close' });
   };
 }
 

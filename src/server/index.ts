@@ -11,12 +11,13 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import { createServer as createHttpsServer } from 'node:https';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Service } from '../api/types.js';
 import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
-import { type ConnectionStats, DEFAULT_FD_BUDGET } from '../util/fd-budget.js';
-import { checkAuthenticated, checkHost, checkOrigin } from './auth.js';
+import { API_HANDSHAKE_TIMEOUT_MS, type ConnectionStats, DEFAULT_FD_BUDGET, apiUnauthenticatedCap } from '../util/fd-budget.js';
+import { authenticate, checkAuthenticated, checkHost, checkOrigin } from './auth.js';
 import {
   AGGREGATED_V2,
   AGGREGATED_V2BETA1,
@@ -66,6 +67,12 @@ export interface ApiServerOptions {
   hosts?: readonly string[];
   /** open connections at most, watches and log streams included (default: util/fd-budget.ts); more are closed at accept */
   maxConnections?: number;
+  /**
+   * a client must finish its TLS handshake, and send each request's headers, within this long
+   * (default util/fd-budget.ts); the whole request within six times it. Replies (watches,
+   * `logs -f`) are not limited.
+   */
+  handshakeTimeoutMs?: number;
   /** pod logs live under `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
   stateDir: string;
 }
@@ -74,6 +81,9 @@ export function isLoopback(address: string): boolean {
   if (address === 'localhost' || address === '::1') return true;
   return isIP(address) === 4 && address.startsWith('127.');
 }
+
+/** a connection's address pair: the same for a TCP socket and the TLS socket over it */
+const peerKey = (s: Socket): string => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
 
 const isUnspecified = (address: string): boolean => address === '0.0.0.0' || address === '::';
 
@@ -85,6 +95,10 @@ export class ApiServer {
   readonly #handlers: Handlers;
   readonly #sockets = new Set<Socket>();
   readonly #connections = { open: 0, rejected: 0, cap: DEFAULT_FD_BUDGET.apiConnections };
+  /** accepted TCP connections not yet authenticated, oldest first (see util/fd-budget.ts) */
+  readonly #unauthenticated = new Set<Socket>();
+  /** the TCP socket of a connection by its address pair (a TLS socket wraps it) */
+  readonly #byPeer = new Map<string, Socket>();
   readonly #hosts: ReadonlySet<string>;
   #server: Server | undefined;
   #url = '';
@@ -130,16 +144,20 @@ export class ApiServer {
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#serve(req, res);
     // client certificates are asked for but checked per request, so a missing or foreign one
     // gets a 401 Status instead of a TLS alert; `ca` alone decides which certificates verify
+    // the timeouts bound receiving a request, never streaming the reply; Node checks them every
+    // connectionsCheckingInterval
+    const t = this.#o.handshakeTimeoutMs ?? API_HANDSHAKE_TIMEOUT_MS;
+    const timeouts = { headersTimeout: t, requestTimeout: 6 * t, connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(t / 4))) };
     const server: Server = tls
-      ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, handler)
-      : createServer(handler);
+      ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: t, ...timeouts }, handler)
+      : createServer(timeouts, handler);
     if (insecurePlainHttp) this.#log.warn({ address, port }, 'INSECURE: the Kubernetes API serves plain HTTP (test mode); anyone on this machine can use it unless a token is set');
     server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
     });
     server.keepAliveTimeout = 30_000;
-    this.#capConnections(server);
+    this.#capConnections(server, !!tls, t);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(
@@ -167,24 +185,56 @@ export class ApiServer {
     return { ...this.#connections };
   }
 
-  /** `maxConnections`: Node closes a connection over it right after accept and emits 'drop' */
-  #capConnections(server: Server): void {
+  /**
+   * `maxConnections`: Node closes a connection over it right after accept and emits 'drop'.
+   * Within it, connections not yet authenticated get apiUnauthenticatedCap(cap) slots: a new
+   * one over that closes the oldest of them (a client that can authenticate does so within
+   * milliseconds of connecting), so they never hold the slots authenticated clients need. One
+   * still unauthenticated `deadlineMs` after accept is closed (Node's headersTimeout does not
+   * cover a connection that never starts a request).
+   */
+  #capConnections(server: Server, tls: boolean, deadlineMs: number): void {
     const c = this.#connections;
     c.cap = this.#o.maxConnections ?? DEFAULT_FD_BUDGET.apiConnections;
     server.maxConnections = c.cap;
+    const unauthenticatedCap = apiUnauthenticatedCap(c.cap);
     server.on('connection', (s: Socket) => {
       c.open++;
-      s.once('close', () => c.open--);
+      const peer = peerKey(s);
+      this.#byPeer.set(peer, s);
+      const deadline = setTimeout(() => this.#unauthenticated.has(s) && s.destroy(), deadlineMs);
+      deadline.unref();
+      s.once('close', () => {
+        clearTimeout(deadline);
+        c.open--;
+        this.#unauthenticated.delete(s);
+        if (this.#byPeer.get(peer) === s) this.#byPeer.delete(peer);
+      });
+      if (this.#unauthenticated.size >= unauthenticatedCap) {
+        const [oldest] = this.#unauthenticated;
+        this.#unauthenticated.delete(oldest);
+        oldest.destroy();
+        rejected();
+      }
+      this.#unauthenticated.add(s);
     });
+    if (tls) server.on('secureConnection', (s: TLSSocket) => s.authorized && this.#authenticated(s));
     let warned = 0;
-    server.on('drop', () => {
+    const rejected = (): void => {
       c.rejected++;
       // at most a line a minute: a flood of connections must not become a flood of log lines
       if (Date.now() - warned > 60_000) {
         warned = Date.now();
-        this.#log.warn({ cap: c.cap, rejected: c.rejected }, `the API is at its cap of ${c.cap} connections: new ones are closed (raise --api-max-connections if the clients are legitimate)`);
+        this.#log.warn({ cap: c.cap, unauthenticatedCap, rejected: c.rejected }, `the API is at its cap of ${c.cap} connections, or of ${unauthenticatedCap} not yet authenticated: connections are closed (raise --api-max-connections if the clients are legitimate)`);
       }
-    });
+    };
+    server.on('drop', rejected);
+  }
+
+  /** the connection of `s` holds a verified client certificate or sent an accepted credential */
+  #authenticated(s: Socket): void {
+    const raw = this.#byPeer.get(peerKey(s));
+    if (raw) this.#unauthenticated.delete(raw);
   }
 
   stop(): Promise<void> {
@@ -210,6 +260,10 @@ export class ApiServer {
       recoverPanics(this.#log),
       bodyLimit(MAX_BODY),
       refuseWith((c) => checkHost(c.req, this.#hosts) ?? checkOrigin(c.req) ?? checkAuthenticated(c.req, credentials, c.target), this.#log),
+      async (c, next) => {
+        if (!credentials.required || authenticate(c.req, credentials)) this.#authenticated(c.req.socket);
+        return next(c);
+      },
     ];
   }
 

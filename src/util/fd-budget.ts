@@ -7,7 +7,7 @@
  * | component | cap | above it |
  * |---|---|---|
  * | DNS over TCP | 1,000 connections (`--dns-tcp-max-connections`); idle ones are destroyed after 10 s (`--dns-tcp-idle-timeout`, RFC 7766 §6.2.3's minimum) | accepted and closed at once; UDP answers on |
- * | API | 4,000 connections, watches and log streams included (`--api-max-connections`) | accepted and closed at once |
+ * | API | 4,000 connections, watches and log streams included (`--api-max-connections`); of those at most 64 (and at most half the cap) not yet authenticated, see API_UNAUTHENTICATED_CONNECTIONS | accepted and closed at once |
  * | /metrics | 64 connections (`--metrics-max-connections`) | accepted and closed at once |
  *
  * The split of RLIMIT_NOFILE, one budget for the whole daemon:
@@ -43,6 +43,23 @@ export const DEFAULT_FD_BUDGET: Readonly<FdBudget> = Object.freeze({
   apiConnections: 4000,
   metricsConnections: 64,
 });
+
+/**
+ * API connections that have not authenticated yet (no TLS handshake done, no verified client
+ * certificate, no request with an accepted token) take at most this many of the API's slots,
+ * and at most half of them (apiUnauthenticatedCap): a new one over that closes the oldest
+ * unauthenticated one, so strangers on the machine can never hold the slots the owner's
+ * kubectl needs. Each of them is also dropped after API_HANDSHAKE_TIMEOUT_MS without a
+ * finished TLS handshake or a request's headers, and a 401/403 closes its connection.
+ */
+export const API_UNAUTHENTICATED_CONNECTIONS = 64;
+
+export function apiUnauthenticatedCap(apiCap: number): number {
+  return Math.max(1, Math.min(API_UNAUTHENTICATED_CONNECTIONS, Math.floor(apiCap / 2)));
+}
+
+/** a client must finish its TLS handshake, and send a request's headers, within this long (`--api-handshake-timeout`) */
+export const API_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** idle DNS/TCP connections are destroyed after this long (RFC 7766 recommends at least 10 s) */
 export const DNS_TCP_IDLE_TIMEOUT_MS = 10_000;
