@@ -74,7 +74,8 @@ const PATHS: Array<[string, string, number, RegExp]> = [
   ['DELETE', `/api/v1/namespaces/${NS}/configmaps/%zz`, 400, /invalid URL escape "%zz"/],
   ['DELETE', `/api/v1/namespaces/${NS}/configmaps/%`, 400, /invalid URL escape "%"/],
   ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm%2`, 400, /invalid URL escape "%2"/],
-  ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm0%2F..`, 404, /could not find/],
+  // an encoded '/' stays in its segment (route.ts): the name "cm0/.." (upstream decodes first: a 404)
+  ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm0%2F..`, 400, /^Name parameter invalid: "cm0\/\.\.": may not contain '\/'$/],
   ['DELETE', `/api/v1/namespaces/..`, 400, /may not be '\.\.'/],
   // a method the path has no route for is go-restful's 405 before any handler reads the name
   ['DELETE', `/api/v1/namespaces/${NS}/pods/../log`, 405, /^the server does not allow this method on the requested resource$/],
@@ -104,6 +105,41 @@ t.test('crafted paths never reach another object and get the upstream Status', a
   t.equal((await raw(f.port, 'GET', `/api/v1/namespaces/${NS}/configmaps/cm0`)).status, 200);
   t.equal((await raw(f.port, 'GET', `/api/v1/namespaces/${NS}/configmaps`)).status, 200);
   t.equal((await raw(f.port, 'GET', `/api/v1/namespaces/${NS}/configmaps/cm%30`)).json.metadata !== undefined, true, 'an escaped name is decoded once');
+});
+
+t.test('an encoded "/" stays inside its segment: a namespace or name holding it is a 400, any other segment a 404', async (t) => {
+  const f = await setup(t);
+  await seed(f);
+  const bad = (s: string) => new RegExp(`^Name parameter invalid: ${JSON.stringify(s).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: may not contain '/'$`);
+  const cases: Array<[string, string, number, RegExp?]> = [
+    // the reviewer's request: 200 and every ConfigMap of team deleted
+    ['DELETE', `/api/v1/namespaces/${NS}%2fconfigmaps`, 400, bad(`${NS}/configmaps`)],
+    ['DELETE', `/api/v1/namespaces/${NS}%2Fconfigmaps`, 400, bad(`${NS}/configmaps`)],
+    ['GET', `/api/v1/namespaces/${NS}%2fconfigmaps`, 400, bad(`${NS}/configmaps`)],
+    ['DELETE', `/api/v1/namespaces/${NS}%2fconfigmaps%2fcm0`, 400, bad(`${NS}/configmaps/cm0`)],
+    ['DELETE', `/api/v1/namespaces/${NS}%2fconfigmaps/cm0`, 400, bad(`${NS}/configmaps`)],
+    ['PUT', `/api/v1/namespaces/${NS}%2fconfigmaps`, 400, bad(`${NS}/configmaps`)],
+    ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm0%2f..`, 400, bad('cm0/..')],
+    ['DELETE', `/api/v1/namespaces/${NS}/configmaps/cm0%2fx`, 400, bad('cm0/x')],
+    ['GET', `/api/v1/watch/namespaces/${NS}%2fconfigmaps`, 400, bad(`${NS}/configmaps`)],
+    ['DELETE', `/api/v1/namespaces/${NS}/configmaps%2fcm0`, 404],
+    ['DELETE', `/api/v1/namespaces/${NS}/configmaps%2f`, 404],
+    ['DELETE', `/api%2fv1/namespaces/${NS}/configmaps`, 404],
+    ['DELETE', `/api/v1%2fnamespaces/${NS}/configmaps`, 404],
+    ['DELETE', `/apis/apps%2fv1/namespaces/${NS}/deployments`, 404],
+    ['GET', `/api/v1/namespaces/${NS}/configmaps/cm0/status%2fx`, 404],
+  ];
+  for (const [method, path, status, msg] of cases) {
+    const r = await raw(f.port, method, path, method === 'PUT' ? overwriteNs : '');
+    t.equal(r.status, status, `${method} ${path}: ${status}`);
+    t.equal(r.json.kind, 'Status');
+    if (msg) t.match(String(r.json.message), msg, `${method} ${path}: ${r.json.message}`);
+    t.equal(await intact(f), '', `${method} ${path} changed nothing`);
+  }
+  // a segment that decodes to something without '/' still routes as before
+  const r = await raw(f.port, 'GET', `/api/v1/namespaces/${NS}/configm%61ps/cm%30`);
+  t.equal(r.status, 200, 'an escaped letter is that letter');
+  t.equal((r.json.metadata as { name: string }).name, 'cm0');
 });
 
 t.test('curl --path-as-is: the same dot-segment paths are refused', async (t) => {

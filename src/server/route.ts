@@ -6,9 +6,13 @@
  *     /api/v1/namespaces/{name}[/status]              (the Namespace object itself)
  *     /api/v1/watch/...                               (legacy watch paths)
  *
- * Routing reads the path exactly as sent: percent-decoded once (as Go's URL.Path), never
- * dot-segment normalised. WHATWG `URL` would turn `configmaps/..` (or `%2e%2e`) into the parent
- * path and so into another object; here `..` stays a name, which `checkPathName` refuses.
+ * Routing reads the path exactly as sent, never dot-segment normalised: WHATWG `URL` would turn
+ * `configmaps/..` (or `%2e%2e`) into the parent path and so into another object; here `..` stays
+ * a name, which `checkPathName` refuses. The raw path is split on `/` first and each segment is
+ * percent-decoded after, so an encoded `/` (`team%2fconfigmaps`) stays inside its segment: a
+ * namespace or name holding it is a 400, any other segment matches no route (404). (Go's
+ * RequestInfoFactory splits the decoded URL.Path, which reads `namespaces/team%2fconfigmaps`
+ * as the ConfigMaps of `team`: a DELETE there deleted all of them.)
  */
 import { ApiError } from '../api/errors.js';
 
@@ -26,8 +30,9 @@ export interface ResourceRoute {
 const HEX = /^[0-9a-fA-F]{2}$/;
 
 /**
- * The path of a request target (`req.url`: origin-form, or absolute-form from proxies),
- * percent-decoded once; a malformed escape is a 400, as Go's net/http answers it.
+ * The path of a request target (`req.url`: origin-form, or absolute-form from proxies), as sent:
+ * NOT decoded (segments are decoded one by one, `decodeSegment`), its escapes checked; a
+ * malformed escape is a 400, as Go's net/http answers it.
  */
 export function requestPath(target: string): string {
   let raw = target;
@@ -38,14 +43,20 @@ export function requestPath(target: string): string {
   }
   const q = raw.search(/[?#]/);
   if (q >= 0) raw = raw.slice(0, q);
+  for (let i = raw.indexOf('%'); i >= 0; i = raw.indexOf('%', i + 3)) {
+    if (!HEX.test(raw.slice(i + 1, i + 3))) throw new ApiError('BadRequest', `invalid URL escape ${JSON.stringify(raw.slice(i, i + 3))} in the request path: write a literal "%" as %25`);
+  }
+  return raw;
+}
+
+/** One raw path segment percent-decoded (its escapes were checked by `requestPath`). */
+export function decodeSegment(raw: string): string {
   if (!raw.includes('%')) return raw;
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const ch = raw.charCodeAt(i);
-    if (ch === 0x25) {
-      const hex = raw.slice(i + 1, i + 3);
-      if (!HEX.test(hex)) throw new ApiError('BadRequest', `invalid URL escape ${JSON.stringify(raw.slice(i, i + 3))} in the request path: write a literal "%" as %25`);
-      bytes.push(parseInt(hex, 16));
+    if (ch === 0x25 && HEX.test(raw.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
       i += 2;
     } else if (ch < 0x80) {
       bytes.push(ch);
@@ -57,7 +68,9 @@ export function requestPath(target: string): string {
 }
 
 /**
- * The route of a decoded path, or undefined when it is not a resource path. The path starts
+ * The route of a raw path (`requestPath`), or undefined when it is not a resource path: split
+ * on `/`, then each segment decoded; a decoded `/` in the group, version, resource, subresource
+ * or a keyword segment matches no route, in a namespace or name it is a 400. The path starts
  * with exactly one `/`, and an empty segment anywhere (`//api/v1/…`, `configmaps//x`) matches
  * no route: the apiserver's director hands `//api/…` to no API (404), and a client that joined
  * an empty name or namespace into a path must not reach another object. A trailing slash after
@@ -67,7 +80,7 @@ export function requestPath(target: string): string {
  */
 export function parseResourcePath(path: string): ResourceRoute | undefined {
   if (!path.startsWith('/') || hasEmptySegment(path)) return undefined;
-  const parts = path.slice(1).split('/');
+  const parts = path.slice(1).split('/').map(decodeSegment);
   let group: string;
   let version: string;
   let rest: string[];
@@ -94,7 +107,11 @@ export function parseResourcePath(path: string): ResourceRoute | undefined {
     rest = rest.slice(2);
   }
   if (rest.length === 0 || rest.length > 3) return undefined;
-  return { group, version, namespace, resource: rest[0], name: rest[1], subresource: rest[2], watchPath };
+  const [resource, name, subresource] = rest;
+  if ([group, version, resource, subresource].some((seg) => seg?.includes('/'))) return undefined;
+  if (namespace?.includes('/')) checkPathName(namespace);
+  if (name?.includes('/')) checkPathName(name);
+  return { group, version, namespace, resource, name, subresource, watchPath };
 }
 
 /** a `//` anywhere, or a trailing `/` after a segment: a path no route of the API matches */
