@@ -13,7 +13,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
-import { ensurePrivateDir, writePrivate } from './state-dir.js';
+import { checkOwnedPaths, ensurePrivateDir, writePrivate } from './state-dir.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -159,6 +159,8 @@ async function newCa(): Promise<{ cert: string; key: string }> {
 /** Loads the PKI from `dir`, making what is missing, stale or for other SANs. Throws with the fix. */
 export async function ensurePki(o: PkiOptions): Promise<Pki> {
   const { dir, log } = o;
+  // a CA dir another user owns (or symlinks) is theirs to swap: refused before it is used
+  await checkOwnedPaths([dir, ...Object.values(FILES).map((n) => join(dir, n))], dir);
   await ensurePrivateDir(dir);
   const f = (k: keyof typeof FILES) => join(dir, FILES[k]);
   const read = async (k: keyof typeof FILES) => readIfThere(f(k));

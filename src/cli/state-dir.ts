@@ -4,9 +4,65 @@
  * whatever pods print). Modes are set explicitly, so the umask does not matter; a dir made by an
  * older kubeloop with wider modes is tightened at start.
  */
-import { chmod, lstat, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { PID_FILE } from './pid-file.js';
+
+/**
+ * What the daemon keeps in the state dir and trusts: another user who owns one of these (or
+ * puts a symlink there) could swap the CA or the snapshot under a root daemon, which a chmod by
+ * root does not prevent. pki/'s files are checked too (`checkOwnedPaths`).
+ */
+const TRUSTED = ['pki', 'kubeconfig', 'store.json', 'pods', 'volumes', PID_FILE];
+
+async function userName(uid: number): Promise<string> {
+  try {
+    const line = (await readFile('/etc/passwd', 'utf8')).split('\n').find((l) => l.split(':')[2] === String(uid));
+    return line ? `${line.split(':')[0]} (uid ${uid})` : `uid ${uid}`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
+/**
+ * Throws one line naming the first path that is a symlink or not owned by this process's
+ * user, its owner and the fix; missing paths are fine. `stateDir` is for the message.
+ */
+export async function checkOwnedPaths(paths: readonly string[], stateDir: string): Promise<void> {
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  for (const p of paths) {
+    let st;
+    try {
+      st = await lstat(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
+    }
+    if (st.isSymbolicLink()) {
+      throw new Error(`${p} in the state dir is a symlink, which kubeloop does not follow there (another user could point it anywhere): remove it, or pick another --state-dir`);
+    }
+    if (st.uid !== uid) {
+      const me = await userName(uid);
+      throw new Error(
+        `${p} is owned by ${await userName(st.uid)}, not by this daemon's user ${me}: another user could replace its keys or state. chown -R ${me.split(' ')[0]} ${stateDir} if it is yours, or pick another --state-dir`,
+      );
+    }
+  }
+}
+
+/** The state dir, what it holds that the daemon trusts, and pki/'s files: owned by this user, no symlinks. */
+export async function checkStateDirOwner(dir: string): Promise<void> {
+  await checkOwnedPaths([dir, ...TRUSTED.map((n) => join(dir, n))], dir);
+  let names: string[] = [];
+  try {
+    names = await readdir(join(dir, 'pki'));
+  } catch {
+    // no pki/ yet, or not a dir (ensurePki says so)
+  }
+  await checkOwnedPaths(names.map((n) => join(dir, 'pki', n)), dir);
+}
 
 /** Makes `dir` (and missing parents) and sets it to 0700 whatever it was. */
 export async function ensurePrivateDir(dir: string): Promise<void> {
@@ -49,8 +105,12 @@ export async function tightenTree(dir: string): Promise<number> {
   return changed;
 }
 
-/** `ensurePrivateDir` + `tightenTree`, with a log line naming what was widened before. */
+/**
+ * `checkStateDirOwner` (before anything is made or changed there), `ensurePrivateDir` +
+ * `tightenTree`, with a log line naming what was widened before.
+ */
 export async function securePrivateStateDir(dir: string, log: Logger): Promise<void> {
+  await checkStateDirOwner(dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const changed = await tightenTree(dir);
   if (changed > 0) log.warn({ stateDir: dir, paths: changed }, 'the state dir was readable by other users (made by an older kubeloop?): made it owner-only');
