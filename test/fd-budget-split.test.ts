@@ -107,7 +107,9 @@ t.test('listeners at their budget and the DNS/TCP and API caps full at once: the
   // now fill both caps: DNS/TCP completely, the API all but the one connection each check below uses
   const dnsHolders = await connectIdle(dnsPort, DNS_CAP);
   open.push(...dnsHolders);
-  const apiHolders = await connectIdle(apiPort, API_CAP - 1);
+  // the owner's clients (verified client certificates): strangers get only a small share of the
+  // API's cap, so only authenticated connections can fill it
+  const apiHolders = await connectIdle(apiPort, API_CAP - 1, api.tls);
   open.push(...apiHolders);
   const held = await waitFor(() => daemonFdCount(pid) >= base + listening + DNS_CAP + API_CAP - 1, { what: 'the daemon to hold every capped connection' }).then(
     () => true,

@@ -57,6 +57,8 @@ t.test('web-0 keeps its name, DNS record and data across deletion; claims outliv
   await waitFor(() => existsSync(join(dir0, 'cwd.txt')), { what: 'web-0 wrote to its volume' });
   t.equal(readFileSync(join(dir0, 'boots'), 'utf8'), 'web-0\n', 'the process found its volume through KUBELOOP_VOLUME_DATA');
   t.equal(readFileSync(join(dir0, 'cwd.txt'), 'utf8').trim(), dir0, 'and runs in it');
+  // Ready comes from the process being up, not from its script having written yet
+  await waitFor(() => existsSync(join(stateDir, 'volumes', NS, 'data-web-1', 'boots')), { what: 'web-1 wrote to its volume' });
   t.equal(readFileSync(join(stateDir, 'volumes', NS, 'data-web-1', 'boots'), 'utf8'), 'web-1\n', 'web-1 has a volume of its own');
 
   const a = await waitFor(async () => {

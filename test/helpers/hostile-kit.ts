@@ -247,16 +247,23 @@ export interface IdleClient {
   ended: boolean;
 }
 
-/** `n` connections to 127.0.0.1:`port`, made one after the other, that send nothing and never end their side */
-export async function connectIdle(port: number, n: number): Promise<IdleClient[]> {
+/**
+ * `n` connections to 127.0.0.1:`port`, made one after the other, that send nothing and never end
+ * their side. With `tls` (the owner's CA, client cert and key) each completes a TLS handshake with
+ * that credential first: an authenticated client idling, not a stranger.
+ */
+export async function connectIdle(port: number, n: number, tlsCreds?: { ca?: string; cert?: string; key?: string }): Promise<IdleClient[]> {
   const out: IdleClient[] = [];
   for (let i = 0; i < n; i++) {
-    const c: IdleClient = { sock: net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }), ended: false };
+    const sock = tlsCreds
+      ? tls.connect({ host: '127.0.0.1', port, servername: 'localhost', allowHalfOpen: true, ...tlsCreds })
+      : net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const c: IdleClient = { sock, ended: false };
     c.sock.on('end', () => (c.ended = true));
     c.sock.on('close', () => (c.ended = true));
     c.sock.on('error', () => {});
     await new Promise<void>((resolve) => {
-      c.sock.once('connect', resolve);
+      c.sock.once(tlsCreds ? 'secureConnect' : 'connect', resolve);
       c.sock.once('close', () => resolve());
     });
     out.push(c);
