@@ -80,10 +80,17 @@ t.test('HTTPS with the generated kubeconfig; strangers get 401 and browsers noth
     t.equal('status' in tok && tok.status, 200, 'the bearer token from --api-token-file');
   });
 
-  const python = await run('python3', ['-c', 'import kubernetes']);
-  await t.test('the official Python client with the kubeconfig', { skip: python.code === 0 ? false : 'no python3 with the kubernetes package (Debian: python3-kubernetes)' }, async (t) => {
+  // the python3 on PATH may be a pyenv or venv one without Debian's python3-kubernetes
+  let pythonBin: string | undefined;
+  for (const bin of ['python3', '/usr/bin/python3']) {
+    if ((await run(bin, ['-c', 'import kubernetes'])).code === 0) {
+      pythonBin = bin;
+      break;
+    }
+  }
+  await t.test('the official Python client with the kubeconfig', { skip: pythonBin ? false : 'no python3 with the kubernetes package (Debian: python3-kubernetes)' }, async (t) => {
     const py = ['from kubernetes import client, config', 'import sys', 'config.load_kube_config(config_file=sys.argv[1])', 'print(client.CoreV1Api().read_namespaced_service("kubernetes", "default").spec.ports[0].name)'];
-    const r = await run('python3', ['-c', py.join('\n'), api.kubeconfig]);
+    const r = await run(pythonBin!, ['-c', py.join('\n'), api.kubeconfig]);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stdout.trim(), 'https');
   });
