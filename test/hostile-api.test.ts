@@ -17,12 +17,6 @@ const MAX_RSS_MIB = 300;
 const FD_MARGIN = 8;
 const MiB = 1024 * 1024;
 
-/**
- * Cases that still fail because the slice fixing them has not landed: kept, marked todo, listed
- * here by subtest name so that removing a line is all it takes once the fix is in.
- */
-const TODO: Record<string, string | undefined> = {};
-
 const cm = (ns: string, name: string, data: Record<string, string> = { k: 'v' }, labels?: Record<string, string>) => ({
   apiVersion: 'v1',
   kind: 'ConfigMap',
@@ -149,7 +143,7 @@ t.test('hostile API input', async (t) => {
       tally.record('paths', `${c.method} ${path.slice(0, 100)}`, r);
       if (process.env.HOSTILE_DEBUG) t.comment(`${c.name}: RSS ${rssMiB(env.pid).toFixed(0)} MiB (max ${sampler.maxRss.toFixed(0)})`);
       const sub = { ...c };
-      await t.test(c.name, { todo: TODO[c.name] }, async (t) => {
+      await t.test(c.name, async (t) => {
         checkReply(t, sub, r);
         t.equal(await victimDamage(target, victimNs), '', `${c.name}: the namespace, its ConfigMaps and Secret are unchanged`);
       });
@@ -283,7 +277,7 @@ t.test('hostile API input', async (t) => {
       const r = await rawHttp(target, bytes, { timeoutMs: 30_000 });
       tally.record('bodies', c.name, r);
       if (process.env.HOSTILE_DEBUG) t.comment(`${c.name}: ${Date.now() - t0} ms ${r.status || r.ended}, RSS ${rssMiB(env.pid).toFixed(0)} MiB (max ${sampler.maxRss.toFixed(0)})`);
-      await t.test(c.name, { todo: TODO[c.name] }, async (t) => {
+      await t.test(c.name, async (t) => {
         checkReply(t, c, r);
         if (c.creates) {
           const gone = await absent(c.creates);
@@ -309,7 +303,7 @@ t.test('hostile API input', async (t) => {
       tally.record('selectors', `deletecollection ${sel}`, del);
       const watch = await raw('GET', `/api/v1/namespaces/${ns}/configmaps?watch=1&timeoutSeconds=1&labelSelector=${q}`);
       tally.record('selectors', `watch ${sel}`, watch);
-      await t.test(`selector ${JSON.stringify(sel.length > 40 ? sel.slice(0, 40) + '…' : sel)}`, { todo: TODO[`selector ${sel}`] }, async (t) => {
+      await t.test(`selector ${JSON.stringify(sel.length > 40 ? sel.slice(0, 40) + '…' : sel)}`, async (t) => {
         checkReply(t, { name: 'list', want: [400] }, list);
         checkReply(t, { name: 'deletecollection', want: [400] }, del);
         checkReply(t, { name: 'watch', want: [400] }, watch);
@@ -344,10 +338,10 @@ t.test('hostile API input', async (t) => {
     t.comment(`hostile API figures: crashes ${crashes.length + (env.d.proc.exitCode === null ? 0 : 1)}; ${tally.total()} hostile requests (${tally.lines().join(', ')}); 5xx: ${tally.fiveXx.length}; max daemon RSS ${sampler.maxRss.toFixed(0)} MiB; fds ${baseFds} after start-up, ${fds} at the end (max ${sampler.maxFds})`);
     for (const l of tally.fiveXx) t.comment(`5xx: ${l}`);
     t.ok(fds <= baseFds + FD_MARGIN, `fds back to the baseline: ${fds} vs ${baseFds}`);
-    await t.test('RSS bounded', { todo: TODO['RSS bounded'] }, async (t) => {
+    await t.test('RSS bounded', async (t) => {
       t.ok(sampler.maxRss < MAX_RSS_MIB, `max RSS ${sampler.maxRss.toFixed(0)} MiB < ${MAX_RSS_MIB} MiB`);
     });
-    await t.test('no 5xx', { todo: TODO['no 5xx'] }, async (t) => {
+    await t.test('no 5xx', async (t) => {
       t.same(tally.fiveXx, [], 'no request got a 5xx');
     });
   });
@@ -362,7 +356,7 @@ t.test('hostile API input', async (t) => {
     ]) {
       const r = await raw('DELETE', path);
       tally.record('paths', `DELETE ${path}`, r);
-      await t.test(name, { todo: TODO[name] }, async (t) => {
+      await t.test(name, async (t) => {
         checkReply(t, { name, want: [400, 404, 405] }, r);
         t.equal(await victimDamage(target, 'last-1'), '', `${name}: the namespace, its ConfigMaps and Secret are unchanged`);
         t.equal((await api(target, 'GET', '/api/v1/namespaces/hostile')).status, 200, `${name}: the demo namespace is still there`);

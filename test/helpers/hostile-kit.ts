@@ -256,7 +256,7 @@ export async function connectIdle(port: number, n: number, tlsCreds?: { ca?: str
   const out: IdleClient[] = [];
   for (let i = 0; i < n; i++) {
     const sock = tlsCreds
-      ? tls.connect({ host: '127.0.0.1', port, servername: 'localhost', allowHalfOpen: true, ...tlsCreds })
+      ? tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...tlsCreds })
       : net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     const c: IdleClient = { sock, ended: false };
     c.sock.on('end', () => (c.ended = true));
