@@ -155,6 +155,41 @@ t.test('a stale pid file naming an unrelated live process is taken over', async 
   t.match(err, /another kubeloop \(pid \d+\) is using the state dir/, 'and says why');
 });
 
+t.test('two up started at the same instant on one fresh state dir: exactly one runs', async (t) => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-twoup-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const launch = () => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, '--metrics-addr', '127.0.0.1:0', ...args('').slice(2)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    const r = { p, out: '', err: '', code: undefined as number | null | undefined };
+    p.stdout!.setEncoding('utf8').on('data', (c: string) => (r.out += c));
+    p.stderr!.setEncoding('utf8').on('data', (c: string) => (r.err += c));
+    p.once('exit', (code) => (r.code = code));
+    return r;
+  };
+  const both = [launch(), launch()];
+  t.teardown(async () => {
+    for (const r of both) {
+      if (r.code !== undefined) continue;
+      r.p.kill('SIGINT');
+      await new Promise((res) => r.p.once('exit', res));
+    }
+  });
+  const settled = await waitFor(() => {
+    const running = both.filter((r) => r.out.includes('kubeloop is running'));
+    const exited = both.filter((r) => r.code !== undefined);
+    return running.length + exited.length === 2 ? { running, exited } : undefined;
+  }, { what: 'one daemon running and the other gone', timeoutMs: 30_000 });
+  t.equal(settled.running.length, 1, 'exactly one daemon runs');
+  t.equal(settled.exited.length, 1, 'the other exits');
+  t.not(settled.exited[0]?.code, 0, 'with a failure code');
+  t.match(settled.exited[0]?.err ?? '', /another kubeloop .*state dir/, 'and says which state dir is taken');
+  t.equal(readFileSync(join(stateDir, 'kubeloop.pid'), 'utf8').split(/\s/)[0], String(settled.running[0]?.p.pid), 'the pid file names the one that runs');
+});
+
 function readable(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -5,30 +5,52 @@
  * reused, or a live process that is not a kubeloop of this state dir (by its /proc cmdline) is
  * taken over with a log line; only a live kubeloop of this state dir keeps the next one out.
  */
-import { readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 
 export const PID_FILE = 'kubeloop.pid';
 
-/** Takes the pid file of `stateDir` (absolute) or throws naming the daemon that holds it. Returns its path. */
+/**
+ * Takes the pid file of `stateDir` (absolute) or throws naming the daemon that holds it. Returns
+ * its path. The file is created exclusively (a complete temp file hard-linked into place), so of
+ * two `up` started at the same instant on one state dir exactly one gets it; a stale file is
+ * removed and the exclusive create tried once more.
+ */
 export function takePidFile(stateDir: string, log: Logger): string {
   const file = join(stateDir, PID_FILE);
-  let text = '';
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${process.pid} ${startTime(process.pid) ?? ''}\n`.replace(' \n', '\n'), { mode: 0o600 });
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    // no pid file yet
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        linkSync(tmp, file);
+        return file;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      let text = '';
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        continue; // removed meanwhile: try the exclusive create again
+      }
+      const [pidText, startText] = text.trim().split(/\s+/);
+      const pid = Number(pidText) || 0;
+      // our own pid in a file we did not just create: a killed daemon's, whose pid we were given
+      if (pid === process.pid) {
+        rmSync(file, { force: true });
+        continue;
+      }
+      const why = pid ? staleReason(pid, startText, stateDir) : 'is not a pid';
+      if (!why) throw new Error(`another kubeloop (pid ${pid}) is using the state dir ${stateDir}: stop it, or pass --state-dir`);
+      if (why !== 'gone') log.warn({ pid, file }, `taking over the pid file: pid ${pid} ${why}`);
+      rmSync(file, { force: true });
+    }
+    throw new Error(`another kubeloop took the state dir ${stateDir} at the same moment: stop it, or pass --state-dir`);
+  } finally {
+    rmSync(tmp, { force: true });
   }
-  const [pidText, startText] = text.trim().split(/\s+/);
-  const pid = Number(pidText) || 0;
-  if (pid && pid !== process.pid) {
-    const why = staleReason(pid, startText, stateDir);
-    if (!why) throw new Error(`another kubeloop (pid ${pid}) is using the state dir ${stateDir}: stop it, or pass --state-dir`);
-    if (why !== 'gone') log.warn({ pid, file }, `taking over the pid file: pid ${pid} ${why}`);
-  }
-  writeFileSync(file, `${process.pid} ${startTime(process.pid) ?? ''}\n`.replace(' \n', '\n'), { mode: 0o600 });
-  return file;
 }
 
 /** why the daemon `pid` names is not holding the state dir; undefined when it is */
