@@ -223,12 +223,13 @@ export class ProxyWorkers {
   }
 
   #spawn(): void {
-    const entry = fileURLToPath(new URL('./worker.ts', import.meta.url));
+    // the worker file beside this one: worker.js from dist/ (plain node), worker.ts from src/ (tsx, by URL so any cwd works)
+    const fromSource = import.meta.url.endsWith('.ts');
+    const entry = fileURLToPath(new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url));
     let child: ChildProcess;
     try {
       child = fork(entry, ['--dial-timeouts', this.#o.dialTimeoutsMs.join(','), '--log-level', this.#log.level], {
-        // the worker is TypeScript like the rest: the same loader, by URL so any cwd works
-        execArgv: ['--import', import.meta.resolve('tsx')],
+        execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
         serialization: 'json',
       });
