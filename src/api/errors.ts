@@ -48,6 +48,8 @@ export interface ErrorDetails {
   name?: string;
   group?: string;
   causes?: FieldError[];
+  /** for `ServiceUnavailable`/`Timeout`: when to try again (the API sends it as `Retry-After`) */
+  retryAfterSeconds?: number;
 }
 
 export class ApiError extends Error {

@@ -202,6 +202,9 @@ export function sendJson(res: ServerResponse, code: number, body: unknown, conte
 }
 
 export function sendStatus(res: ServerResponse, status: StatusBody, headers: Record<string, string | string[]> = {}): void {
+  const retry = status.details?.retryAfterSeconds;
+  // as the apiserver: a Status with retryAfterSeconds is also a Retry-After header (client-go waits that long)
+  if (retry !== undefined) headers = { 'Retry-After': String(retry), ...headers };
   sendJson(res, status.code, status, 'application/json', headers);
 }
 

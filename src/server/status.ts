@@ -45,6 +45,7 @@ export function toStatus(err: unknown, ctx?: ResourceContext): StatusBody {
   if (d.name !== undefined) details.name = d.name;
   if (d.group !== undefined) details.group = d.group;
   if (d.kind !== undefined) details.kind = d.kind;
+  if (d.retryAfterSeconds !== undefined) details.retryAfterSeconds = d.retryAfterSeconds;
   if (ctx?.group && d.kind === ctx.resource) {
     // the store names resources without their group; upstream messages say `deployments.apps`
     details.group = ctx.group;
