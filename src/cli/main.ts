@@ -1,15 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { Daemon, REPO_ROOT } from './daemon.js';
-import { createLogger } from './logger.js';
-import { OptionsError, helpText, resolveOptions } from './options.js';
-import { type SignalState, stopSignal } from './signals.js';
+import type { Daemon } from './daemon.js';
+import type { Options } from './options.js';
+import { type SignalState, stopSignal, watchParent } from './signals.js';
+
+// Modules load when a command needs them: `version` and `help` import nothing heavy, `status`
+// no daemon, and `up` starts loading the daemon's modules while it reads its options.
 
 const USAGE = `Usage: kubeloop <command> [flags]
 
 Commands:
   up          start the daemon (see kubeloop up --help)
+  status      print the table up printed, read from the running daemon (same --state-dir)
   kubeconfig  print the kubeconfig of the daemon using --state-dir (--path: only its path)
   version     print the version
   help        this text
@@ -17,8 +20,23 @@ Commands:
 Kubernetes Services, DNS and workloads on loopback: pods are processes, Services are real listeners.`;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  // ../../package.json from src/cli/ and from dist/cli/ alike
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
+}
+
+/** Options from argv, or undefined after printing every problem (one line each). */
+async function options(argv: readonly string[]): Promise<Readonly<Options> | undefined> {
+  const { OptionsError, resolveOptions } = await import('./options.js');
+  try {
+    return resolveOptions(argv, process.cwd(), process.env);
+  } catch (e) {
+    if (e instanceof OptionsError) {
+      for (const p of e.problems) console.error(`kubeloop: ${p}`);
+      return undefined;
+    }
+    throw e;
+  }
 }
 
 /** The CLI: the only reader of argv and the environment. Resolves to the exit code. */
@@ -37,9 +55,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     case 'kubeconfig':
       return kubeconfig(rest);
+    case 'status':
+      return status(rest);
     case 'up':
       if (rest.includes('-h') || rest.includes('--help')) {
-        console.log(helpText());
+        console.log((await import('./options.js')).helpText());
         return 0;
       }
       return up(rest);
@@ -49,18 +69,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-function kubeconfig(argv: readonly string[]): number {
+async function kubeconfig(argv: readonly string[]): Promise<number> {
   const pathOnly = argv.includes('--path');
-  let opts;
-  try {
-    opts = resolveOptions(argv.filter((a) => a !== '--path'), process.cwd(), process.env);
-  } catch (e) {
-    if (e instanceof OptionsError) {
-      for (const p of e.problems) console.error(`kubeloop: ${p}`);
-      return 2;
-    }
-    throw e;
-  }
+  const opts = await options(argv.filter((a) => a !== '--path'));
+  if (!opts) return 2;
   const file = join(opts.stateDir, 'kubeconfig');
   if (pathOnly) {
     console.log(file);
@@ -75,20 +87,38 @@ function kubeconfig(argv: readonly string[]): number {
   }
 }
 
-async function up(argv: readonly string[]): Promise<number> {
-  let opts;
+async function status(argv: readonly string[]): Promise<number> {
+  const opts = await options(argv);
+  if (!opts) return 2;
+  const { statusText } = await import('./status.js');
   try {
-    opts = resolveOptions(argv, process.cwd(), process.env);
+    console.log(await statusText(opts));
+    return 0;
   } catch (e) {
-    if (e instanceof OptionsError) {
-      for (const p of e.problems) console.error(`kubeloop: ${p}`);
-      return 2;
-    }
-    throw e;
+    console.error(`kubeloop: ${(e as Error).message}`);
+    return 1;
   }
-  const log = createLogger(opts.logLevel, process.stderr.isTTY === true);
+}
+
+async function up(argv: readonly string[]): Promise<number> {
+  // the daemon's modules load while the options are read
+  const modules = Promise.all([import('./daemon.js'), import('./logger.js')]);
+  modules.catch(() => undefined);
+  const opts = await options(argv);
+  if (!opts) return 2;
+  const [{ Daemon }, { createLogger }] = await modules;
+  const tty = process.stderr.isTTY === true;
+  const logger = await createLogger(opts.logLevel, tty);
+  const log = logger.log;
   const daemon = new Daemon(opts, log);
   installSignalHandlers(daemon, log);
+  // under npm (npm start, npx kubeloop) a signal to npm may end npm and its shell but not us
+  if (process.env.npm_command) {
+    watchParent(() => {
+      log.info({ ppid: process.ppid }, 'parent process (npm) exited: stopping');
+      process.kill(process.pid, 'SIGTERM');
+    });
+  }
   try {
     await daemon.start();
   } catch (e) {
@@ -118,6 +148,16 @@ async function up(argv: readonly string[]): Promise<number> {
     console.log(`Proxy: ${opts.proxyProcesses} processes accept on TCP Service ports (round robin per process; ClientIP-affinity and UDP ports in the daemon)`);
   }
   console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
+  // on a terminal, later log lines go to a file so they do not push the table off the screen
+  if (tty && !argv.some((a) => a === '--log-level' || a.startsWith('--log-level='))) {
+    const file = join(opts.stateDir, 'kubeloop.log');
+    try {
+      logger.divert(file);
+      console.log(`Logs:  ${file} (--log-level LEVEL shows them here instead); kubeloop status prints this table again`);
+    } catch (err) {
+      log.warn({ err, file }, `cannot write ${file}: logging here instead`);
+    }
+  }
   console.log('kubeloop is running; Ctrl-C stops it and every pod.');
   return new Promise<number>(() => {
     // runs until a signal; the handler exits the process

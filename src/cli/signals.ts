@@ -27,3 +27,21 @@ export function stopSignal(state: SignalState, sig: string, now: number): Signal
   }
   return 'exit';
 }
+
+/**
+ * Calls `onGone` once when this process's parent exits (it is re-parented: `process.ppid`
+ * changes). `npx kubeloop up` runs npm → `sh -c` → node: a SIGTERM to npx ends npm and the
+ * shell but reaches no further, so the daemon would keep running with its pods; polling the
+ * parent is the one check that sees every way that chain can end. The timer is unref'd.
+ * Returns a function that stops watching.
+ */
+export function watchParent(onGone: () => void, intervalMs = 200): () => void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onGone();
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// `npm run build` (and `prepare`, so `npm ci` builds): compiles src/ to dist/ with tsc.
+// dist/.built records when the build started; bin/kubeloop.mjs runs dist/ only when no file
+// of src/ is newer than that. The stamp goes first and comes back last, so a half-written
+// dist/ (or one compiled from a file edited while tsc ran) is never taken for a fresh one.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const stamp = `${root}dist/.built`;
+const startedAt = Date.now();
+rmSync(stamp, { force: true });
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const r = spawnSync(process.execPath, [tsc, '-p', `${root}tsconfig.build.json`], { stdio: 'inherit' });
+if (r.status !== 0) {
+  console.error('kubeloop build: tsc failed (dist/ is left unstamped, so bin/kubeloop.mjs will not run it)');
+  process.exit(r.status ?? 1);
+}
+mkdirSync(`${root}dist`, { recursive: true });
+writeFileSync(stamp, `${startedAt}\n`);
