@@ -232,6 +232,7 @@ export class Daemon {
         apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
         dnsHost: this.#dns ? dnsHost : undefined,
         dnsPort: this.#dns?.port,
+        dnsClusterIP: nthAddress(parseCidr(o.serviceCidr), 10),
       }),
     );
   }

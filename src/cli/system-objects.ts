@@ -5,10 +5,22 @@ import type { Store } from '../store/types.js';
 /**
  * The objects a cluster has before anyone applies anything: `default/kubernetes` (the API) and
  * `kube-system/kube-dns` (the DNS server). Both are selector-less with hand-written Endpoints on
- * the node address, like the host-network servers they describe. Ports are the real ones (6443,
- * 1053 by default): 443 and 53 would need privilege to bind.
+ * the node address, like the host-network servers they describe. The API's port is the real one
+ * (6443 by default: 443 would need privilege). kube-dns is a ClusterIP Service on port 53, as in
+ * every cluster: the proxy listens on `<its ClusterIP>:53` (UDP and TCP) and forwards to the DNS
+ * server's real address, so that address is a `nameserver` line a pod's resolv.conf can hold.
+ * Where port 53 cannot be bound, that listener fails like any privileged port (the start-up table
+ * names the fix) and the server answers on --dns-addr still.
  */
-export function systemObjects(o: { apiHost?: string; apiPort?: number; apiClusterIP?: string; dnsHost?: string; dnsPort?: number }): KObject[] {
+export function systemObjects(o: {
+  apiHost?: string;
+  apiPort?: number;
+  apiClusterIP?: string;
+  dnsHost?: string;
+  dnsPort?: number;
+  /** kube-dns's preferred ClusterIP (upstream's convention: the 10th address of the range) */
+  dnsClusterIP?: string;
+}): KObject[] {
   const out: KObject[] = [];
   if (o.apiHost && o.apiPort) {
     const svc: Service = {
@@ -27,8 +39,6 @@ export function systemObjects(o: { apiHost?: string; apiPort?: number; apiCluste
     out.push(svc, ep);
   }
   if (o.dnsHost && o.dnsPort) {
-    // headless: DNS answers kube-dns.kube-system.svc.<zone> with the server's address, and the SRV
-    // records _dns._udp / _dns-tcp._tcp carry its real port
     const svc: Service = {
       apiVersion: 'v1',
       kind: 'Service',
@@ -38,7 +48,8 @@ export function systemObjects(o: { apiHost?: string; apiPort?: number; apiCluste
         labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS', 'kubernetes.io/cluster-service': 'true' },
       },
       spec: {
-        clusterIP: 'None',
+        type: 'ClusterIP',
+        ...(o.dnsClusterIP ? { clusterIP: o.dnsClusterIP } : {}),
         ports: [
           { name: 'dns', port: 53, protocol: 'UDP', targetPort: o.dnsPort },
           { name: 'dns-tcp', port: 53, protocol: 'TCP', targetPort: o.dnsPort },
@@ -72,8 +83,13 @@ export function systemObjects(o: { apiHost?: string; apiPort?: number; apiCluste
 export async function ensureObjects(store: Store, objs: readonly KObject[]): Promise<void> {
   for (const obj of objs) {
     const m = obj.metadata!;
-    const cur = await store.tryGet(obj.kind!, m.namespace, m.name!);
+    let cur = await store.tryGet(obj.kind!, m.namespace, m.name!);
     try {
+      if (cur && headless(cur) !== headless(obj)) {
+        // clusterIP is immutable: a state dir from before kube-dns had a ClusterIP gets it recreated
+        await store.delete(obj.kind!, m.namespace, m.name!);
+        cur = undefined;
+      }
       if (!cur) await createPreferring(store, obj);
       else await store.update({ ...withoutClusterIP(obj), metadata: { ...m, resourceVersion: cur.metadata.resourceVersion } });
     } catch (e) {
@@ -81,6 +97,8 @@ export async function ensureObjects(store: Store, objs: readonly KObject[]): Pro
     }
   }
 }
+
+const headless = (obj: KObject): boolean => obj.kind === 'Service' && (obj as Service).spec?.clusterIP === 'None';
 
 function withoutClusterIP(obj: KObject): KObject {
   const spec = (obj as Service).spec;

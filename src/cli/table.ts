@@ -64,7 +64,9 @@ export function serviceRows(
       type,
       addresses,
       ready: type === 'ExternalName' ? '-' : `${ready}/${ready + notReady}`,
-      curl: !web.length ? '' : apiCa && s.metadata.namespace === 'default' && s.metadata.name === 'kubernetes'
+      curl: !web.length ? '' : s.metadata.namespace === 'kube-system' && s.metadata.name === 'kube-dns'
+        ? `dig @${web[0].slice(0, web[0].lastIndexOf(':'))} ${dnsName(s).replace(/^kube-dns\.kube-system\./, 'kubernetes.default.')}`
+        : apiCa && s.metadata.namespace === 'default' && s.metadata.name === 'kubernetes'
         ? `curl --cacert ${apiCa} https://${web[0]}/version`
         : `curl http://${web[0]}/`,
     });
