@@ -1,16 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import pino from 'pino';
-import RedisMock from 'ioredis-mock';
 import { parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
+import { EmbeddedStorage } from './backends/embedded.js';
 import { ObjectStore } from './object-store.js';
-import { type RedisLike, RedisPersistence } from './persistence.js';
+import type { Storage } from './storage.js';
 import { Strategies } from './strategy.js';
 import type { Store } from './types.js';
 
-export interface EmbeddedStoreOptions {
+export interface StoreOptions {
   /** default 127.96.0.0/12 */
   serviceCidr?: string;
   /** default 127.244.0.0/16 (Endpoints may hold these loopback addresses) */
@@ -20,23 +18,26 @@ export interface EmbeddedStoreOptions {
   allowLoopbackEndpoints?: boolean;
   /** node addresses, accepted in Endpoints like pod IPs (host-network servers: the API, DNS) */
   hostAddresses?: readonly string[];
-  /** state survives restarts in `<stateDir>/store.json`; omit for a throw-away store */
-  stateDir?: string;
-  /** an ioredis-compatible client to persist to instead of the embedded one */
-  redis?: RedisLike;
   historySize?: number;
   log?: Logger;
 }
 
-export type ClosableStore = Store & { close(): Promise<void>; flush(): Promise<void> };
+export interface EmbeddedStoreOptions extends StoreOptions {
+  /** state survives restarts in `<stateDir>` (journal + snapshots); omit for a throw-away store */
+  stateDir?: string;
+  /** fsync each commit batch (default true; off only for throw-away stores in tests and benches) */
+  fsync?: boolean;
+}
+
+export type ClosableStore = Store & { close(): Promise<void>; flush(): Promise<void>; readonly backend: string };
 
 export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'] as const;
 
 /**
- * The store kubeloop runs on by default: in-process, on `ioredis-mock`, snapshotted to the
- * state dir. The system namespaces exist once it resolves.
+ * The registry over a given storage backend. The system namespaces exist once it resolves.
+ * Several registries may share one storage (several daemons on one Redis).
  */
-export async function createEmbeddedStore(o: EmbeddedStoreOptions = {}): Promise<ClosableStore> {
+export async function createStore(storage: Storage, o: StoreOptions = {}): Promise<ClosableStore> {
   const log = o.log ?? pino({ level: 'silent' });
   const strategies = new Strategies({
     serviceCidr: parseCidr(o.serviceCidr ?? '127.96.0.0/12'),
@@ -45,18 +46,25 @@ export async function createEmbeddedStore(o: EmbeddedStoreOptions = {}): Promise
     allowLoopbackEndpoints: o.allowLoopbackEndpoints ?? false,
     hostAddresses: o.hostAddresses,
   });
-  // ioredis-mock instances with the same host/port share one keyspace: give each store its own
-  const client = o.redis ?? (new RedisMock({ host: `embedded-${randomUUID()}` }) as unknown as RedisLike);
-  const persistence = new RedisPersistence({
-    client,
-    snapshotFile: !o.redis && o.stateDir ? join(o.stateDir, 'store.json') : undefined,
-  });
-  const store = new ObjectStore({ strategies, persistence, log, historySize: o.historySize });
-  await store.load();
-  for (const name of SYSTEM_NAMESPACES) {
-    if (!(await store.tryGet('Namespace', undefined, name))) {
-      await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  const store = new ObjectStore({ strategies, storage, log, historySize: o.historySize });
+  try {
+    await store.load();
+    for (const name of SYSTEM_NAMESPACES) {
+      if (await store.tryGet('Namespace', undefined, name)) continue;
+      await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((e: unknown) => {
+        // another daemon on the same storage made it first
+        if ((e as { reason?: string }).reason !== 'AlreadyExists') throw e;
+      });
     }
+  } catch (e) {
+    await store.close().catch(() => undefined);
+    throw e;
   }
   return store;
+}
+
+/** The store kubeloop runs on by default: in process, journaled to the state dir. */
+export async function createEmbeddedStore(o: EmbeddedStoreOptions = {}): Promise<ClosableStore> {
+  const storage = await EmbeddedStorage.open({ dir: o.stateDir, historySize: o.historySize, ...(o.fsync === false ? { fsync: false } : {}), ...(o.log ? { log: o.log } : {}) } as Parameters<typeof EmbeddedStorage.open>[0]);
+  return createStore(storage, o);
 }

@@ -14,12 +14,11 @@ import {
   objectKey,
   requireKind,
 } from '../api/types.js';
-import { ApiError, alreadyExists, badRequest, conflict, invalidObject, notFound } from '../api/errors.js';
+import { ApiError, alreadyExists, conflict, invalidObject, notFound } from '../api/errors.js';
 import { required } from '../api/field.js';
-import { type Selector, matches, parse as parseSelector } from '../api/labels.js';
-import { type FieldRequirement, fieldsMatch, parseFields } from '../api/labels.js';
 import type { Strategies } from './strategy.js';
-import type { Persistence } from './persistence.js';
+import { WatchCache } from './cache.js';
+import { type StorageOp, type Storage, type StoredRecord, recordKey } from './storage.js';
 import type {
   DeleteOptions,
   ListOptions,
@@ -33,21 +32,10 @@ import type {
 
 export interface ObjectStoreOptions {
   strategies: Strategies;
-  persistence: Persistence;
+  storage: Storage;
   log: Logger;
   /** how many events watch-from-version can replay (older ⇒ 410 Expired) */
   historySize?: number;
-}
-
-interface Watcher {
-  kind: string;
-  namespace?: string;
-  labels?: Selector;
-  fields?: FieldRequirement[];
-  fn: (ev: WatchEvent) => void;
-  /** events waiting behind a replay; undefined once live */
-  backlog?: WatchEvent[];
-  stopped: boolean;
 }
 
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -65,180 +53,201 @@ function specOf(o: KObject): unknown {
   return rest;
 }
 
+/** The stored form: the object without its resourceVersion (the version lives beside it, as etcd's mod_revision). */
+function encode(obj: KObject): string {
+  const m = obj.metadata as Mutable<ObjectMeta> | undefined;
+  if (m) delete m.resourceVersion;
+  return JSON.stringify(obj);
+}
+
+const STALE = 'the object has been modified; please apply your changes to the latest version and try again';
+/** how often a write is retried when another writer (or an allocation race) got there first */
+const MAX_ATTEMPTS = 16;
+
 /**
- * The embedded object store: authoritative state in memory (the watch cache), every write
- * serialized in-process and persisted write-behind through a Persistence on the ioredis API.
+ * The registry (apiserver's `registry/generic` + strategies): defaulting, validation,
+ * allocation, stamping, finalizers, graceful deletion and cascades, over a `Storage` backend.
+ * Reads and watches come from the watch cache; every write is one conditional storage commit
+ * (compare the resourceVersion the write was based on), so several registries on one storage
+ * (several daemons on one Redis) never lose an update: one wins, the other gets 409 Conflict.
  *
- * History window (watch from a resourceVersion):
- *
- *     oldest kept ─┐                         ┌─ newest (== resourceVersion)
- *     rv:  ...  [ 91 | 92 | 93 | ... | 4186 ]
- *     watch(rv=90..4186) replays what follows rv; rv < 90 ⇒ 410 Expired
+ * A write resolves once storage made it durable and the cache holds it, so a caller reads its
+ * own writes. Reads without a version are consistent: the cache first catches up with the
+ * storage's latest revision (apiserver's consistent reads from cache).
  */
 export class ObjectStore implements Store {
-  readonly #objects = new Map<string, Map<string, Stored<KObject>>>();
-  readonly #watchers = new Set<Watcher>();
-  readonly #history: WatchEvent[] = [];
-  readonly #historySize: number;
+  readonly #cache: WatchCache;
+  readonly #storage: Storage;
   readonly #strategies: Strategies;
-  readonly #persistence: Persistence;
   readonly #log: Logger;
-  #rv = 0;
-  #dirty = new Map<string, Stored<KObject> | null>();
-  #flushing: Promise<void> | undefined;
-  #queue: WatchEvent[] = [];
-  #delivering = false;
   #closed = false;
 
   constructor(o: ObjectStoreOptions) {
     this.#strategies = o.strategies;
-    this.#persistence = o.persistence;
+    this.#storage = o.storage;
     this.#log = o.log.child({ component: 'store' });
-    this.#historySize = o.historySize ?? 10_000;
+    this.#cache = new WatchCache({
+      storage: o.storage,
+      log: o.log,
+      historySize: o.historySize,
+      onRecord: (key, value) => this.#strategies.observeRecord(key, value),
+      onEvent: (ev) => this.#strategies.observe(ev),
+    });
   }
 
-  /** Loads the persisted state (once, before use). */
+  /** Lists the storage into the cache and follows its changes (once, before use). */
   async load(): Promise<void> {
-    const { rv, objects } = await this.#persistence.load();
-    for (const o of objects) {
-      const info = requireKind(o.kind ?? '');
-      const key = objectKey(info.namespaced ? o.metadata?.namespace : undefined, o.metadata?.name ?? '');
-      this.#bucket(info.kind).set(key, deepFreeze(o) as Stored<KObject>);
-      this.#strategies.restore(key, o);
-      this.#rv = Math.max(this.#rv, Number(o.metadata?.resourceVersion ?? 0));
-    }
-    this.#rv = Math.max(this.#rv, rv);
+    await this.#cache.start();
+    await this.#repairAllocations();
   }
 
   get resourceVersion(): string {
-    return String(this.#rv);
+    return String(this.#cache.rv);
   }
 
-  #bucket(kind: string): Map<string, Stored<KObject>> {
-    let b = this.#objects.get(kind);
-    if (!b) {
-      b = new Map();
-      this.#objects.set(kind, b);
-    }
-    return b;
-  }
-
-  #find(info: KindInfo, namespace: string | undefined, name: string): Stored<KObject> | undefined {
-    return this.#objects.get(info.kind)?.get(objectKey(info.namespaced ? namespace : undefined, name));
+  /** the backend's name (`embedded`, `redis`) */
+  get backend(): string {
+    return this.#storage.name;
   }
 
   async get<T extends KObject>(kind: string, namespace: string | undefined, name: string): Promise<Stored<T>> {
     const info = requireKind(kind);
-    const o = this.#find(info, namespace, name);
+    const o = await this.tryGet<T>(info.kind, namespace, name);
     if (!o) throw notFound(info.plural, name);
-    return o as Stored<T>;
+    return o;
   }
 
   async tryGet<T extends KObject>(kind: string, namespace: string | undefined, name: string): Promise<Stored<T> | undefined> {
-    return this.#find(requireKind(kind), namespace, name) as Stored<T> | undefined;
+    const info = requireKind(kind);
+    await this.#cache.sync();
+    return this.#cache.get(info.kind, info.namespaced ? namespace || 'default' : undefined, name) as Stored<T> | undefined;
   }
 
   async list<T extends KObject>(kind: string, opts: ListOptions = {}): Promise<ListResult<T>> {
     const info = requireKind(kind);
-    const labels = typeof opts.labelSelector === 'string' ? parseSelector(opts.labelSelector) : opts.labelSelector;
-    const fields = parseFields(opts.fieldSelector, info.kind);
-    const items: Stored<T>[] = [];
-    for (const o of this.#bucket(info.kind).values()) {
-      if (info.namespaced && opts.namespace && o.metadata.namespace !== opts.namespace) continue;
-      if (labels && labels.length && !matches(labels, o.metadata.labels)) continue;
-      if (fields.length && !fieldsMatch(fields, o)) continue;
-      items.push(o as Stored<T>);
-    }
-    return { items, resourceVersion: this.resourceVersion };
+    await this.#cache.sync();
+    const r = this.#cache.list(info.kind, opts);
+    const out: ListResult<T> = { items: r.items as Stored<T>[], resourceVersion: r.resourceVersion };
+    if (r.next !== undefined) out.next = r.next;
+    if (r.remaining !== undefined) out.remaining = r.remaining;
+    return out;
   }
 
   async create<T extends KObject>(input: T, opts: WriteOptions = {}): Promise<Stored<T>> {
-    this.#open();
-    const obj = clone(input) as KObject;
-    const info = requireKind(obj.kind ?? '');
-    obj.apiVersion ??= info.apiVersion;
-    const meta = (obj.metadata ??= {});
-    if (info.namespaced) meta.namespace ||= 'default';
-    else delete meta.namespace;
-    if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
-    const name = meta.name ?? '';
-    if (!name) throw invalidObject(info.kind, '', [required('metadata.name', 'name or generateName is required')]);
-    if (info.namespaced) {
-      const ns = this.#find(requireKind('Namespace'), undefined, meta.namespace!);
-      if (!ns) throw notFound('namespaces', meta.namespace!);
-      if (ns.metadata.deletionTimestamp) {
-        throw new ApiError(
-          'Forbidden',
-          `${info.plural} "${name}" is forbidden: unable to create new content in namespace ${meta.namespace} because it is being terminated`,
-        );
+    for (let attempt = 0; ; attempt++) {
+      this.#open();
+      const obj = clone(input) as KObject;
+      const info = requireKind(obj.kind ?? '');
+      obj.apiVersion ??= info.apiVersion;
+      const meta = (obj.metadata ??= {});
+      if (info.namespaced) meta.namespace ||= 'default';
+      else delete meta.namespace;
+      if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
+      const name = meta.name ?? '';
+      if (!name) throw invalidObject(info.kind, '', [required('metadata.name', 'name or generateName is required')]);
+      if (info.namespaced) {
+        await this.#cache.sync();
+        const ns = this.#cache.get('Namespace', undefined, meta.namespace!);
+        if (!ns) throw notFound('namespaces', meta.namespace!);
+        if (ns.metadata.deletionTimestamp) {
+          throw new ApiError(
+            'Forbidden',
+            `${info.plural} "${name}" is forbidden: unable to create new content in namespace ${meta.namespace} because it is being terminated`,
+          );
+        }
       }
-    }
-    const key = objectKey(meta.namespace, name);
-    if (this.#bucket(info.kind).has(key)) throw alreadyExists(info.plural, name);
-    if (info.hasStatus) delete (obj as { status?: unknown }).status;
-    // the uid exists before defaulting: a Job's generated selector is built from it
-    (meta as Mutable<ObjectMeta>).uid = randomUUID();
-    this.#strategies.prepare(obj);
-    const errs = this.#strategies.validate(obj);
-    if (errs.length) throw invalidObject(info.kind, name, errs);
-    const allocErrs = this.#strategies.allocate(key, obj);
-    if (allocErrs.length) throw invalidObject(info.kind, name, allocErrs);
-    if (opts.dryRun) {
+      const key = objectKey(meta.namespace, name);
+      if (this.#cache.get(info.kind, meta.namespace, name)) throw alreadyExists(info.plural, name);
+      if (info.hasStatus) delete (obj as { status?: unknown }).status;
+      // the uid exists before defaulting: a Job's generated selector is built from it
+      (meta as Mutable<ObjectMeta>).uid = randomUUID();
+      this.#strategies.prepare(obj);
+      const errs = this.#strategies.validate(obj);
+      if (errs.length) throw invalidObject(info.kind, name, errs);
+      const allocErrs = this.#strategies.allocate(key, obj);
+      if (allocErrs.length) throw invalidObject(info.kind, name, allocErrs);
+      if (opts.dryRun) {
+        this.#strategies.release(obj);
+        return deepFreeze(this.#stamp(obj, undefined)) as Stored<T>;
+      }
+      const stamped = this.#stamp(obj, undefined);
+      const rk = recordKey(info.kind, meta.namespace, name);
+      const ops: StorageOp[] = [{ op: 'create', key: rk, value: encode(stamped), hint: stamped }, ...this.#allocationOps(stamped, undefined)];
+      const res = await this.#storage.commit(ops);
+      if (res.ok) return (await this.#result(info, meta.namespace, name, res.rv, ops[0])) as Stored<T>;
       this.#strategies.release(obj);
-      return deepFreeze(this.#stamp(obj, undefined, false)) as Stored<T>;
+      if (res.index === 0) throw alreadyExists(info.plural, name);
+      // an address or port another writer took since this registry last heard: note it and pick again
+      this.#strategies.observeRecord(ops[res.index].key, res.current?.value ?? '?');
+      if (attempt >= MAX_ATTEMPTS) throw new ApiError('Conflict', `${info.plural} "${name}": allocation kept racing with other writers; try again`);
     }
-    const stored = this.#commit(info, key, this.#stamp(obj, undefined, true), undefined);
-    return stored as Stored<T>;
   }
 
   async update<T extends KObject>(input: T, opts: WriteOptions = {}): Promise<Stored<T>> {
     this.#open();
     const info = requireKind(input.kind ?? '');
     const name = input.metadata?.name ?? '';
-    const old = this.#find(info, input.metadata?.namespace || (info.namespaced ? 'default' : undefined), name);
-    if (!old) throw notFound(info.plural, name);
+    const ns = info.namespaced ? input.metadata?.namespace || 'default' : undefined;
     const rv = input.metadata?.resourceVersion;
-    if (rv && rv !== old.metadata.resourceVersion) {
-      throw conflict(info.plural, name, 'the object has been modified; please apply your changes to the latest version and try again');
-    }
-    const uid = input.metadata?.uid;
-    if (uid && uid !== old.metadata.uid) {
-      throw conflict(info.plural, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid}`);
-    }
-    let obj: KObject;
-    if (opts.subresource === 'status') {
-      obj = clone(old) as KObject;
-      (obj as { status?: unknown }).status = clone((input as { status?: unknown }).status);
-    } else {
-      obj = clone(input) as KObject;
-      obj.apiVersion = info.apiVersion;
-      if (info.hasStatus) {
-        const st = (old as { status?: unknown }).status;
-        if (st === undefined) delete (obj as { status?: unknown }).status;
-        else (obj as { status?: unknown }).status = clone(st);
+    let old = await this.tryGet<KObject>(info.kind, ns, name);
+    for (let attempt = 0; ; attempt++) {
+      if (!old) throw notFound(info.plural, name);
+      if (rv && rv !== old.metadata.resourceVersion) throw conflict(info.plural, name, STALE);
+      const uid = input.metadata?.uid;
+      if (uid && uid !== old.metadata.uid) {
+        throw conflict(info.plural, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid}`);
       }
-      const m = (obj.metadata ??= {});
-      m.namespace = old.metadata.namespace;
-      if (!info.namespaced) delete m.namespace;
-      this.#strategies.prepare(obj, old);
+      let obj: KObject;
+      if (opts.subresource === 'status') {
+        obj = clone(old) as KObject;
+        (obj as { status?: unknown }).status = clone((input as { status?: unknown }).status);
+      } else {
+        obj = clone(input) as KObject;
+        obj.apiVersion = info.apiVersion;
+        if (info.hasStatus) {
+          const st = (old as { status?: unknown }).status;
+          if (st === undefined) delete (obj as { status?: unknown }).status;
+          else (obj as { status?: unknown }).status = clone(st);
+        }
+        const m = (obj.metadata ??= {});
+        m.namespace = old.metadata.namespace;
+        if (!info.namespaced) delete m.namespace;
+        this.#strategies.prepare(obj, old);
+      }
+      const key = objectKey(old.metadata.namespace, name);
+      const errs = this.#strategies.validate(obj, old);
+      if (errs.length) throw invalidObject(info.kind, name, errs);
+      if (opts.subresource !== 'status') {
+        const allocErrs = this.#strategies.allocate(key, obj, old);
+        if (allocErrs.length) throw invalidObject(info.kind, name, allocErrs);
+      }
+      const next = this.#stamp(obj, old) as Stored<KObject>;
+      if (opts.dryRun) return deepFreeze({ ...next, metadata: { ...next.metadata, resourceVersion: old.metadata.resourceVersion } }) as Stored<T>;
+      if (isDeepStrictEqual(specAndMeta(next), specAndMeta(old))) return old as Stored<T>;
+      if (next.metadata.deletionTimestamp && old.metadata.finalizers?.length && !next.metadata.finalizers?.length) {
+        // the last finalizer went: the object is gone
+        return (await this.#remove(info, old)) as Stored<T>;
+      }
+      const rk = recordKey(info.kind, old.metadata.namespace, name);
+      const ops: StorageOp[] = [
+        { op: 'update', key: rk, value: encode(next), expectRv: Number(old.metadata.resourceVersion), hint: next },
+        ...this.#allocationOps(next, old),
+      ];
+      const res = await this.#storage.commit(ops);
+      if (res.ok) return (await this.#result(info, old.metadata.namespace, name, res.rv, ops[0])) as Stored<T>;
+      this.#strategies.resync(obj, old);
+      if (res.index === 0) {
+        // the object moved on since the version this write was based on
+        const cur = res.current ? this.#decode(res.current) : undefined;
+        if (rv && cur?.metadata.resourceVersion !== rv) throw conflict(info.plural, name, STALE);
+        if (attempt >= MAX_ATTEMPTS) throw conflict(info.plural, name, STALE);
+        old = cur;
+        continue;
+      }
+      this.#strategies.observeRecord(ops[res.index].key, res.current?.value ?? '?');
+      if (attempt >= MAX_ATTEMPTS) throw conflict(info.plural, name, 'allocation kept racing with other writers; try again');
+      old = await this.tryGet<KObject>(info.kind, ns, name);
     }
-    const key = objectKey(old.metadata.namespace, name);
-    const errs = this.#strategies.validate(obj, old);
-    if (errs.length) throw invalidObject(info.kind, name, errs);
-    if (opts.subresource !== 'status') {
-      const allocErrs = this.#strategies.allocate(key, obj, old);
-      if (allocErrs.length) throw invalidObject(info.kind, name, allocErrs);
-    }
-    const next = this.#stamp(obj, old, !opts.dryRun);
-    if (opts.dryRun) return deepFreeze(next) as Stored<T>;
-    if (isDeepStrictEqual({ ...next, metadata: { ...next.metadata, resourceVersion: '' } }, { ...old, metadata: { ...old.metadata, resourceVersion: '' } })) {
-      return old as Stored<T>;
-    }
-    if (next.metadata.deletionTimestamp && old.metadata.finalizers?.length && !next.metadata.finalizers?.length) {
-      // the last finalizer went: the object is gone
-      return this.#remove(info, key, old) as Stored<T>;
-    }
-    return this.#commit(info, key, next, old) as Stored<T>;
   }
 
   async delete<T extends KObject>(
@@ -249,18 +258,29 @@ export class ObjectStore implements Store {
   ): Promise<Stored<T>> {
     this.#open();
     const info = requireKind(kind);
-    const old = this.#find(info, namespace, name);
-    if (!old) throw notFound(info.plural, name);
-    const pre = opts.preconditions;
-    if (pre?.uid && pre.uid !== old.metadata.uid) {
-      throw conflict(info.plural, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
+    const ns = info.namespaced ? namespace || 'default' : undefined;
+    for (let attempt = 0; ; attempt++) {
+      const old = await this.tryGet<KObject>(info.kind, ns, name);
+      if (!old) throw notFound(info.plural, name);
+      const pre = opts.preconditions;
+      if (pre?.uid && pre.uid !== old.metadata.uid) {
+        throw conflict(info.plural, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
+      }
+      if (pre?.resourceVersion && pre.resourceVersion !== old.metadata.resourceVersion) throw conflict(info.plural, name, STALE);
+      try {
+        return (await this.#deleteOnce(info, old, opts)) as Stored<T>;
+      } catch (e) {
+        // raced with another writer: decide again on what is there now (upstream's GuaranteedUpdate)
+        if (e instanceof ApiError && e.reason === 'Conflict' && !pre?.resourceVersion && attempt < MAX_ATTEMPTS) continue;
+        throw e;
+      }
     }
-    if (pre?.resourceVersion && pre.resourceVersion !== old.metadata.resourceVersion) {
-      throw conflict(info.plural, name, 'the object has been modified; please apply your changes to the latest version and try again');
-    }
-    const key = objectKey(info.namespaced ? namespace : undefined, name);
+  }
+
+  async #deleteOnce(info: KindInfo, old: Stored<KObject>, opts: DeleteOptions): Promise<Stored<KObject>> {
+    const name = old.metadata.name;
     const graceful = this.#gracePeriod(info, old, opts);
-    if (opts.dryRun) return old as Stored<T>;
+    if (opts.dryRun) return old;
     if (info.kind === 'Namespace') await this.#emptyNamespace(name);
     if (opts.propagationPolicy === 'Orphan') await this.#orphanDependents(old.metadata.uid);
     if (opts.propagationPolicy === 'Foreground' && !old.metadata.deletionTimestamp && this.#hasDependents(old.metadata.uid)) {
@@ -270,20 +290,20 @@ export class ObjectStore implements Store {
       m.finalizers = [...(m.finalizers ?? []), 'foregroundDeletion'];
       m.deletionTimestamp = now();
       m.deletionGracePeriodSeconds = 0;
-      return this.#commit(info, key, this.#stamp(next, old, true), old) as Stored<T>;
+      return this.#put(info, this.#stamp(next, old), old);
     }
     if (graceful !== undefined || old.metadata.finalizers?.length) {
-      if (old.metadata.deletionTimestamp && graceful === undefined) return old as Stored<T>;
+      if (old.metadata.deletionTimestamp && graceful === undefined) return old;
       const next = clone(old) as KObject;
       const m = next.metadata as Mutable<ObjectMeta>;
       if (!m.deletionTimestamp || (graceful !== undefined && graceful < (m.deletionGracePeriodSeconds ?? Infinity))) {
         m.deletionTimestamp = new Date(Date.now() + (graceful ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
         m.deletionGracePeriodSeconds = graceful ?? 0;
-        return this.#commit(info, key, this.#stamp(next, old, true), old) as Stored<T>;
+        return this.#put(info, this.#stamp(next, old), old);
       }
-      return old as Stored<T>;
+      return old;
     }
-    return this.#remove(info, key, old) as Stored<T>;
+    return this.#remove(info, old);
   }
 
   /** Seconds of graceful termination for a pod bound to a node, undefined for an immediate delete. */
@@ -292,7 +312,7 @@ export class ObjectStore implements Store {
     const pod = old as Stored<Pod>;
     if (!pod.spec?.nodeName) return undefined;
     const phase = pod.status?.phase;
-    if (phase === 'Succeeded' || phase === 'Failed' || phase === 'Pending' && !pod.status?.podIP) {
+    if (phase === 'Succeeded' || phase === 'Failed' || (phase === 'Pending' && !pod.status?.podIP)) {
       if (opts.gracePeriodSeconds === undefined) return undefined;
     }
     const g = opts.gracePeriodSeconds ?? pod.spec.terminationGracePeriodSeconds ?? 30;
@@ -300,26 +320,25 @@ export class ObjectStore implements Store {
   }
 
   async #emptyNamespace(ns: string): Promise<void> {
-    for (const [kind, bucket] of this.#objects) {
+    for (const kind of this.#cache.kinds()) {
       const info = requireKind(kind);
       if (!info.namespaced) continue;
-      for (const o of [...bucket.values()]) {
-        if (o.metadata.namespace !== ns) continue;
+      for (const o of this.#cache.list(kind, { namespace: ns }).items) {
         await this.delete(kind, ns, o.metadata.name).catch(() => undefined);
       }
     }
   }
 
   #hasDependents(uid: string): boolean {
-    for (const bucket of this.#objects.values()) {
-      for (const o of bucket.values()) if (o.metadata.ownerReferences?.some((r: OwnerReference) => r.uid === uid)) return true;
+    for (const kind of this.#cache.kinds()) {
+      for (const o of this.#cache.list(kind).items) if (o.metadata.ownerReferences?.some((r: OwnerReference) => r.uid === uid)) return true;
     }
     return false;
   }
 
   async #orphanDependents(uid: string): Promise<void> {
-    for (const [kind, bucket] of this.#objects) {
-      for (const o of [...bucket.values()]) {
+    for (const kind of this.#cache.kinds()) {
+      for (const o of this.#cache.list(kind).items) {
         if (!o.metadata.ownerReferences?.some((r: OwnerReference) => r.uid === uid)) continue;
         await this.mutate(kind, o.metadata.namespace, o.metadata.name, (d) => {
           d.metadata!.ownerReferences = d.metadata!.ownerReferences!.filter((r) => r.uid !== uid);
@@ -327,6 +346,78 @@ export class ObjectStore implements Store {
         });
       }
     }
+  }
+
+  /** Writes `next` over `old` if `old` is still what is stored (else Conflict). */
+  async #put(info: KindInfo, next: KObject, old: Stored<KObject>): Promise<Stored<KObject>> {
+    const ops: StorageOp[] = [
+      { op: 'update', key: recordKey(info.kind, old.metadata.namespace, old.metadata.name), value: encode(next), expectRv: Number(old.metadata.resourceVersion), hint: next },
+      ...this.#allocationOps(next, old),
+    ];
+    const res = await this.#storage.commit(ops);
+    if (!res.ok) throw conflict(info.plural, old.metadata.name, STALE);
+    return this.#result(info, old.metadata.namespace, old.metadata.name, res.rv, ops[0]);
+  }
+
+  /** Removes `old` (if it is still what is stored) with the allocation records it holds. */
+  async #remove(info: KindInfo, old: Stored<KObject>): Promise<Stored<KObject>> {
+    const rk = recordKey(info.kind, old.metadata.namespace, old.metadata.name);
+    let ops: StorageOp[] = [{ op: 'delete', key: rk, expectRv: Number(old.metadata.resourceVersion) }, ...this.#allocationOps(undefined, old)];
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.#storage.commit(ops);
+      if (res.ok) {
+        await this.#cache.waitFor(res.rv);
+        return deepFreeze({ ...old, metadata: { ...old.metadata, resourceVersion: String(res.rv) } }) as Stored<KObject>;
+      }
+      if (res.index === 0) throw conflict(info.plural, old.metadata.name, STALE);
+      // an allocation record that is already gone: nothing to release there
+      const gone = ops[res.index].key;
+      ops = ops.filter((op, i) => i === 0 || op.key !== gone);
+      if (attempt >= MAX_ATTEMPTS) throw conflict(info.plural, old.metadata.name, STALE);
+    }
+  }
+
+  /** The object a write stored, as the cache holds it (the write's own copy if the cache lags or moved on). */
+  async #result(info: KindInfo, namespace: string | undefined, name: string, rv: number, op: StorageOp): Promise<Stored<KObject>> {
+    await this.#cache.waitFor(rv);
+    const cached = this.#cache.get(info.kind, namespace, name);
+    if (cached && cached.metadata.resourceVersion === String(rv)) return cached;
+    return this.#decode({ key: op.key, value: (op as { value: string }).value, rv });
+  }
+
+  #decode(r: StoredRecord): Stored<KObject> {
+    const obj = JSON.parse(r.value) as KObject;
+    ((obj.metadata ??= {}) as Mutable<ObjectMeta>).resourceVersion = String(r.rv);
+    return deepFreeze(obj) as Stored<KObject>;
+  }
+
+  /** Create/delete ops for the allocation records `next` holds and `old` did not, and the reverse. */
+  #allocationOps(next: KObject | undefined, old: KObject | undefined): StorageOp[] {
+    const want = next ? this.#strategies.allocationRecords(next) : new Map<string, string>();
+    const had = old ? this.#strategies.allocationRecords(old) : new Map<string, string>();
+    const ops: StorageOp[] = [];
+    for (const [k, owner] of want) if (!had.has(k)) ops.push({ op: 'create', key: k, value: owner });
+    for (const k of had.keys()) if (!want.has(k)) ops.push({ op: 'delete', key: k });
+    return ops;
+  }
+
+  /**
+   * Creates the allocation records that stored objects hold but storage lacks (a store from
+   * before allocations were records, or a crash of an older version): upstream's repair loops.
+   */
+  async #repairAllocations(): Promise<void> {
+    let repaired = 0;
+    for (const kind of this.#strategies.allocatingKinds) {
+      for (const o of this.#cache.list(kind).items) {
+        for (const [k, owner] of this.#strategies.allocationRecords(o)) {
+          if (this.#cache.record(k) !== undefined) continue;
+          const res = await this.#storage.commit([{ op: 'create', key: k, value: owner }]);
+          if (res.ok) repaired++;
+          else this.#log.warn({ record: k, owner, holder: res.current?.value }, 'an allocation is held twice: the other holder keeps it');
+        }
+      }
+    }
+    if (repaired) this.#log.info({ repaired }, 'allocation records repaired');
   }
 
   async mutate<T extends KObject>(
@@ -344,73 +435,43 @@ export class ObjectStore implements Store {
       try {
         return await this.update(draft, opts);
       } catch (e) {
-        if (e instanceof ApiError && e.reason === 'Conflict' && attempt < 20) continue;
+        if (e instanceof ApiError && e.reason === 'Conflict' && attempt < 20) {
+          // another writer got there first: read its version (consistent read) and apply fn again
+          await this.#cache.sync();
+          continue;
+        }
         if (e instanceof ApiError && e.reason === 'NotFound') return undefined;
         throw e;
       }
     }
   }
 
-  watch<T extends KObject>(kind: string, opts: WatchOptions, onEvent: (ev: WatchEvent<T>) => void): Watch {
-    if (kind !== '*') requireKind(kind);
-    const w: Watcher = {
-      kind,
-      namespace: opts.namespace,
-      labels: typeof opts.labelSelector === 'string' ? parseSelector(opts.labelSelector) : opts.labelSelector,
-      fields: opts.fieldSelector ? parseFields(opts.fieldSelector, kind === '*' ? undefined : kind) : undefined,
-      fn: onEvent as (ev: WatchEvent) => void,
-      stopped: false,
-    };
-    const from = opts.resourceVersion && opts.resourceVersion !== '0' ? Number(opts.resourceVersion) : undefined;
-    if (from !== undefined) {
-      if (!Number.isInteger(from) || from < 0) throw badRequest(`invalid resourceVersion "${opts.resourceVersion}"`);
-      const oldest = this.#history.length ? Number(this.#history[0].object.metadata.resourceVersion) : this.#rv + 1;
-      if (from < oldest - 1 && from < this.#rv) {
-        throw new ApiError('Expired', `too old resource version: ${from} (${oldest - 1})`);
-      }
-      const replay = this.#history.filter((ev) => Number(ev.object.metadata.resourceVersion) > from);
-      if (replay.length) {
-        w.backlog = replay;
-        queueMicrotask(() => {
-          const backlog = w.backlog ?? [];
-          w.backlog = undefined;
-          for (const ev of backlog) this.#deliverTo(w, ev);
-        });
-      }
-    }
-    this.#watchers.add(w);
-    return {
-      stop: () => {
-        w.stopped = true;
-        this.#watchers.delete(w);
-      },
-    };
+  watch<T extends KObject>(
+    kind: string,
+    opts: WatchOptions,
+    onEvent: (ev: WatchEvent<T>) => void,
+    onError?: (err: Error) => void,
+  ): Watch {
+    return this.#cache.watch(kind, opts, onEvent as (ev: WatchEvent) => void, onError);
   }
 
-  /** Flushes pending writes to the backend and closes it. Writes after close are refused. */
+  /** Stops the cache and closes the backend (which makes everything durable). Writes after close are refused. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.flush();
-    for (const w of this.#watchers) w.stopped = true;
-    this.#watchers.clear();
-    await this.#persistence.close();
+    this.#cache.stop();
+    await this.#storage.close();
   }
 
-  /** Resolves once every write so far is in the backend. */
-  async flush(): Promise<void> {
-    while (this.#flushing || this.#dirty.size) {
-      if (this.#flushing) await this.#flushing;
-      else this.#scheduleFlush();
-    }
-  }
+  /** Every acknowledged write is durable already; kept for callers that want a barrier. */
+  async flush(): Promise<void> {}
 
   #open(): void {
     if (this.#closed) throw new ApiError('ServiceUnavailable', 'the store is closed (kubeloop is shutting down)');
   }
 
-  /** Server-set metadata for a create (`old` undefined) or an update. */
-  #stamp(obj: KObject, old: Stored<KObject> | undefined, bump: boolean): Stored<KObject> {
+  /** Server-set metadata for a create (`old` undefined) or an update; the resourceVersion is the commit's. */
+  #stamp(obj: KObject, old: Stored<KObject> | undefined): KObject {
     const m = (obj.metadata ??= {}) as Mutable<ObjectMeta>;
     if (old) {
       m.uid = old.metadata.uid;
@@ -426,95 +487,12 @@ export class ObjectStore implements Store {
       m.creationTimestamp = now();
       m.generation = 1;
     }
-    m.resourceVersion = bump ? String(this.#rv + 1) : (old?.metadata.resourceVersion ?? '0');
-    return obj as Stored<KObject>;
-  }
-
-  #commit(info: KindInfo, key: string, obj: Stored<KObject>, old: Stored<KObject> | undefined): Stored<KObject> {
-    this.#rv = Number(obj.metadata.resourceVersion);
-    deepFreeze(obj);
-    this.#bucket(info.kind).set(key, obj);
-    this.#markDirty(info.kind, key, obj);
-    this.#emit({ type: old ? 'MODIFIED' : 'ADDED', object: obj, ...(old ? { old } : {}) });
+    delete m.resourceVersion;
     return obj;
   }
+}
 
-  #remove(info: KindInfo, key: string, old: Stored<KObject>): Stored<KObject> {
-    this.#rv += 1;
-    this.#bucket(info.kind).delete(key);
-    this.#strategies.release(old);
-    const last = deepFreeze({ ...old, metadata: { ...old.metadata, resourceVersion: String(this.#rv) } }) as Stored<KObject>;
-    this.#markDirty(info.kind, key, null);
-    this.#emit({ type: 'DELETED', object: last, old });
-    return last;
-  }
-
-  #markDirty(kind: string, key: string, obj: Stored<KObject> | null): void {
-    // serialised lazily at flush time: repeated writes to one key cost one JSON.stringify
-    this.#dirty.set(`${kind}/${key}`, obj);
-    this.#scheduleFlush();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushing) return;
-    this.#flushing = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(async () => {
-        const dirty = this.#dirty;
-        this.#dirty = new Map();
-        const puts: Array<[string, string]> = [];
-        const dels: string[] = [];
-        for (const [k, v] of dirty) {
-          if (v === null) dels.push(k);
-          else puts.push([k, JSON.stringify(v)]);
-        }
-        await this.#persistence.write({ rv: this.#rv, puts, dels });
-      })
-      .catch((err: unknown) => this.#log.error({ err }, 'persisting the store failed; state is kept in memory'))
-      .finally(() => {
-        this.#flushing = undefined;
-        if (this.#dirty.size) this.#scheduleFlush();
-      });
-  }
-
-  #emit(ev: WatchEvent): void {
-    this.#history.push(ev);
-    if (this.#history.length > this.#historySize) this.#history.splice(0, this.#history.length - this.#historySize);
-    this.#queue.push(ev);
-    if (this.#delivering) return;
-    this.#delivering = true;
-    try {
-      for (let i = 0; i < this.#queue.length; i++) {
-        const e = this.#queue[i];
-        for (const w of this.#watchers) {
-          if (w.backlog) w.backlog.push(e);
-          else this.#deliverTo(w, e);
-        }
-      }
-    } finally {
-      this.#queue = [];
-      this.#delivering = false;
-    }
-  }
-
-  #deliverTo(w: Watcher, ev: WatchEvent): void {
-    if (w.stopped) return;
-    if (w.kind !== '*' && w.kind !== ev.object.kind) return;
-    if (w.namespace && ev.object.metadata.namespace !== w.namespace) return;
-    let out = ev;
-    if ((w.labels && w.labels.length) || (w.fields && w.fields.length)) {
-      const sel = (o: KObject | undefined): boolean =>
-        o !== undefined &&
-        (!w.labels || matches(w.labels, o.metadata?.labels)) &&
-        (!w.fields || fieldsMatch(w.fields, o));
-      const now = sel(ev.object);
-      const before = ev.type === 'MODIFIED' ? sel(ev.old) : now;
-      if (!now && !before) return;
-      if (ev.type === 'MODIFIED' && now !== before) out = { ...ev, type: now ? 'ADDED' : 'DELETED' };
-    }
-    try {
-      w.fn(out);
-    } catch (err) {
-      this.#log.error({ err, kind: ev.object.kind }, 'a watch handler threw; it must not');
-    }
-  }
+/** An object without its resourceVersion, to tell a no-op update. */
+function specAndMeta(o: KObject): unknown {
+  return { ...o, metadata: { ...o.metadata, resourceVersion: '' } };
 }

@@ -154,6 +154,20 @@ export class ServiceAllocations {
     return [];
   }
 
+  /** Releases what `prev` holds and `cur` does not (an update observed, or a write undone). */
+  releaseUnheld(prev: Service, cur: Service): void {
+    const ip = prev.spec?.clusterIP;
+    if (ip && ip !== 'None' && ip !== cur.spec?.clusterIP) this.#ips.release(ip);
+    const keep = new Set((cur.spec?.ports ?? []).map((p) => p.nodePort).filter(Boolean));
+    for (const p of prev.spec?.ports ?? []) if (p.nodePort && !keep.has(p.nodePort)) this.#release(p.nodePort);
+  }
+
+  /** Marks an address or port as held by someone this registry has not heard of yet (another writer). */
+  markTaken(what: { ip?: string; nodePort?: number; owner: string }): void {
+    if (what.ip && this.#ips.contains(what.ip)) this.#ips.allocate(what.ip);
+    if (what.nodePort && this.#ports.allocate(what.nodePort) === 'ok') this.#portOwner.set(what.nodePort, what.owner);
+  }
+
   /** Releases what a deleted Service held. */
   release(svc: Service): void {
     const ip = svc.spec?.clusterIP;

@@ -1,4 +1,6 @@
 import type { Endpoints, Job, KObject, Mutable, Namespace, Pod, Secret, Service } from '../api/types.js';
+import { keyOf } from '../api/types.js';
+import type { WatchEvent } from './types.js';
 import type { FieldError } from '../api/field.js';
 import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
@@ -28,9 +30,50 @@ export class Strategies {
     this.services = new ServiceAllocations({ serviceCidr: opts.serviceCidr, nodePortRange: opts.nodePortRange });
   }
 
-  /** Re-registers allocations held by an object loaded from the backend. */
-  restore(key: string, obj: KObject): void {
-    if (obj.kind === 'Service') this.services.restore(key, obj as Service);
+  /** Kinds whose objects hold allocation records (`allocationRecords`). */
+  readonly allocatingKinds: readonly string[] = ['Service'];
+
+  /**
+   * The allocation records an object holds, record key → owner (`Service/ns/name`): written and
+   * removed in the same storage commit as the object, so two writers (two daemons on one
+   * Redis) can never hold one ClusterIP, nodePort or load-balancer address.
+   */
+  allocationRecords(obj: KObject): Map<string, string> {
+    const out = new Map<string, string>();
+    if (obj.kind !== 'Service') return out;
+    const svc = obj as Service;
+    const owner = `Service/${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`;
+    const ip = svc.spec?.clusterIP;
+    if (ip && ip !== 'None') out.set(`~ip/${ip}`, owner);
+    for (const p of svc.spec?.ports ?? []) if (p.nodePort) out.set(`~port/${p.nodePort}`, owner);
+    for (const i of svc.status?.loadBalancer?.ingress ?? []) if (i.ip) out.set(`~lb/${i.ip}`, owner);
+    return out;
+  }
+
+  /** Follows every committed change: the local allocators' view of what is held. */
+  observe(ev: WatchEvent): void {
+    if (ev.object.kind !== 'Service') return;
+    const key = keyOf(ev.object);
+    if (ev.type === 'DELETED') this.services.release((ev.old ?? ev.object) as Service);
+    else {
+      if (ev.old) this.services.releaseUnheld(ev.old as Service, ev.object as Service);
+      this.services.restore(key, ev.object as Service);
+    }
+  }
+
+  /** An allocation record seen in storage (or found taken by a failed commit): held by someone. */
+  observeRecord(key: string, owner: string | undefined): void {
+    if (owner === undefined) return;
+    const ownerKey = owner.split('/').slice(1).filter(Boolean).join('/');
+    if (key.startsWith('~ip/')) this.services.markTaken({ ip: key.slice(4), owner: ownerKey });
+    else if (key.startsWith('~port/')) this.services.markTaken({ nodePort: Number(key.slice(6)), owner: ownerKey });
+  }
+
+  /** A write that allocated for `obj` over `old` did not commit: back to what `old` holds. */
+  resync(obj: KObject, old: KObject): void {
+    if (obj.kind !== 'Service') return;
+    this.services.releaseUnheld(obj as Service, old as Service);
+    this.services.restore(keyOf(old), old as Service);
   }
 
   /** Defaults (and fills what a create starts with). */

@@ -18,12 +18,20 @@ export interface ListOptions {
   labelSelector?: string | Selector;
   /** `spec.nodeName=n1,status.phase!=Failed` */
   fieldSelector?: string;
+  /** at most this many items (a page); the result's `next` resumes after the last */
+  limit?: number;
+  /** resume after this position (a previous page's `next`) */
+  after?: string;
 }
 
 export interface ListResult<T extends KObject> {
   items: Stored<T>[];
   /** the store's resourceVersion when the list was taken: watch from it to miss nothing */
   resourceVersion: string;
+  /** set when `limit` cut the list: pass it as `after` for the next page */
+  next?: string;
+  /** how many objects follow the page (only for lists no selector filtered) */
+  remaining?: number;
 }
 
 export interface WatchOptions extends ListOptions {
@@ -101,6 +109,15 @@ export interface Store {
     opts?: WriteOptions,
   ): Promise<Stored<T> | undefined>;
 
-  /** Watch one kind (`'*'` for every kind). Throws Expired when `resourceVersion` is too old. */
-  watch<T extends KObject>(kind: string, opts: WatchOptions, onEvent: (ev: WatchEvent<T>) => void): Watch;
+  /**
+   * Watch one kind (`'*'` for every kind). Throws Expired when `resourceVersion` is too old.
+   * `onError` (optional) is told when the watch ends without `stop()`: list again and watch
+   * from the new list's resourceVersion, as client-go's reflector does.
+   */
+  watch<T extends KObject>(
+    kind: string,
+    opts: WatchOptions,
+    onEvent: (ev: WatchEvent<T>) => void,
+    onError?: (err: Error) => void,
+  ): Watch;
 }
