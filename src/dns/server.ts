@@ -32,7 +32,7 @@ import { DROP, errorReply, nameToWire, parseQuery } from './wire.js';
 import type { Edns, Query } from './wire.js';
 import { RCODE, TYPE } from './records.js';
 import { ipBytes, isLoopback } from './ip.js';
-import { type UvUdp, udpHandle, uvError } from '../util/uv.js';
+import { type DataPath, type DataPathPreference, type UvUdp, chooseDataPath, udpHandle, uvError } from '../util/uv.js';
 import type { SendReply } from './answer-cache.js';
 import { type ConnectionStats, DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
@@ -53,6 +53,8 @@ export interface DnsOptions {
   tcpMaxConnections?: number;
   /** idle DNS/TCP connections are destroyed after this long (default 10 s) */
   tcpIdleTimeoutMs?: number;
+  /** the UDP hot path on Node's libuv handle (`uv`, where it loads cleanly) or dgram's API (util/uv.ts); default `auto` */
+  dataPath?: DataPathPreference;
 }
 
 /** Cluster DNS: serves the zone from the Service, Endpoints and Pod informers over UDP and TCP. */
@@ -104,6 +106,7 @@ export class DnsServer {
       cached: (query, send) => this.#responder.replyCached(query, send),
       tcpIdleTimeoutMs: o.tcpIdleTimeoutMs,
       tcpMaxConnections: o.tcpMaxConnections,
+      dataPath: chooseDataPath(o.dataPath ?? 'auto').path,
     });
     if (!isLoopback(o.address)) this.#log.warn({ address: o.address }, 'DNS bound to a non-loopback address: other machines can query it');
   }
@@ -172,6 +175,8 @@ export interface BindingOptions {
   tcpIdleTimeoutMs?: number;
   /** open TCP connections at most; over it a new one is closed at once */
   tcpMaxConnections?: number;
+  /** `uv`: plain queries are answered on the UDP socket's libuv handle; `net`: through dgram; default: `chooseDataPath('auto')` */
+  dataPath?: DataPath;
 }
 
 type Send = (response: Buffer) => unknown;
@@ -269,7 +274,7 @@ export class Dns2Binding {
   }
 
   #wire(udp: FastUdpServer, tcp: net.Server): void {
-    const raw = udpHandle(udp);
+    const raw = (this.#o.dataPath ?? chooseDataPath('auto').path) === 'uv' ? udpHandle(udp) : undefined;
     const cached = this.#o.cached;
     const log = this.#log;
     /** the cache path first (answer-cache.ts); a throw there must not take the daemon down */

@@ -3,9 +3,11 @@ import type { InformerFactory } from '../../store/informer.js';
 import { ProxyConfig } from './config.js';
 import { type EndpointStats, type ListenerError, type ListenerInfo, Proxier, type SyncObserver } from './proxier.js';
 import { ProxyWorkers } from './workers.js';
+import { type DataPathChoice, type DataPathPreference, chooseDataPath } from '../../util/uv.js';
 
 export type { EndpointStats, ListenerError, ListenerInfo, SyncEvent, SyncObserver } from './proxier.js';
 export type { ListenerCounters, PortalKind, Protocol } from './portal.js';
+export type { DataPath, DataPathChoice, DataPathPreference } from '../../util/uv.js';
 export { MetricsServer, type MetricsServerOptions, proxyMetrics } from './metrics.js';
 export type { BalancedEndpoint } from './round-robin.js';
 
@@ -29,6 +31,11 @@ export interface ProxyOptions {
    * over more cores (see workers.ts for what changes: round robin is per process).
    */
   processes?: number;
+  /**
+   * `auto` (default): Node's libuv handles where they load cleanly, else `node:net`; `net` forces
+   * the portable path, `uv` requires the fast one (util/uv.ts `chooseDataPath`). Logged once.
+   */
+  dataPath?: DataPathPreference;
   /** the sum of the connection caps in force (DNS/TCP, API, /metrics): descriptors listeners never take (util/fd-budget.ts) */
   connectionCaps?: number;
 }
@@ -47,6 +54,8 @@ export class Proxy {
   readonly #proxier: Proxier;
   readonly #config: ProxyConfig;
   readonly #workers: ProxyWorkers | undefined;
+  /** the TCP data path in use, and why */
+  readonly dataPath: DataPathChoice;
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -56,14 +65,17 @@ export class Proxy {
     if (dialTimeoutsMs.some((t) => !(t > 0))) throw new Error('dialTimeoutsMs: every timeout must be a positive number of ms');
     const udpIdleTimeoutMs = o.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS;
     if (!(udpIdleTimeoutMs > 0)) throw new Error('udpIdleTimeoutMs must be a positive number of ms');
+    this.dataPath = chooseDataPath(o.dataPath ?? 'auto');
+    log.info({ dataPath: this.dataPath.path, reason: this.dataPath.reason }, `proxy data path: ${this.dataPath.path}`);
     const processes = o.processes ?? 1;
     if (!Number.isInteger(processes) || processes < 1) throw new Error('processes must be a whole number ≥ 1');
-    this.#workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs }) : undefined;
+    this.#workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs, dataPath: this.dataPath.path }) : undefined;
     this.#proxier = new Proxier({
       log,
       nodeAddresses: [...new Set(o.nodeAddresses)],
       udpIdleTimeoutMs,
       dialTimeoutsMs,
+      dataPath: this.dataPath.path,
       retryIntervalMs: o.bindRetryIntervalMs ?? 5000,
       onListenerError: o.onListenerError,
       onListenerRecovered: o.onListenerRecovered,

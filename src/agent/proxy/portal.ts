@@ -56,6 +56,17 @@ export interface Listener {
   sourceRanges: SourceRanges | undefined;
 }
 
+/** A TCP listener on either data path (tcp.ts: `uv`, tcp-net.ts: `net`). */
+export interface TcpPortalListener extends Listener {
+  /**
+   * Binds and listens, or, given `shared` (the listening socket another process bound and passed
+   * over IPC: a raw handle on the `uv` path, a `net.Server` on the `net` path), accepts on it too.
+   */
+  open(shared?: object): Promise<void>;
+  /** the listening socket while open, to pass to worker processes */
+  readonly handle: object | undefined;
+}
+
 export function servicePortKey(svc: string, portName: string): string {
   return `${svc}:${portName}`;
 }

@@ -14,6 +14,7 @@ import {
   addCounters,
   type PortalSpec,
   type Protocol,
+  type TcpPortalListener,
   bindErrorMessage,
   hostPort,
   portalId,
@@ -23,6 +24,8 @@ import {
 import { RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
+import { NetTcpListener } from './tcp-net.js';
+import type { DataPath } from '../../util/uv.js';
 import { UdpListener } from './udp.js';
 import type { ProxyWorkers } from './workers.js';
 
@@ -31,6 +34,8 @@ export interface ProxierOptions {
   nodeAddresses: readonly string[];
   udpIdleTimeoutMs: number;
   dialTimeoutsMs: readonly number[];
+  /** which TCP listener serves portals (util/uv.ts `chooseDataPath`) */
+  dataPath: DataPath;
   /** failed listeners are retried this often (and on every change of their Service) */
   retryIntervalMs: number;
   onListenerError?(svc: string, address: string, port: number, err: Error): void;
@@ -621,7 +626,7 @@ export class Proxier implements ProxyHandler {
   #share(p: Portal): void {
     const workers = this.#o.workers;
     const l = p.listener;
-    if (!workers || !(l instanceof TcpListener) || !l.handle) return;
+    if (!workers || !l || !isTcp(l) || !l.handle) return;
     const b = this.#balancers.get(p.spec.servicePort);
     if (!b || b.sticky) return;
     workers.share(p.spec, l.handle, b.endpoints, p.ranges?.ranges);
@@ -630,7 +635,7 @@ export class Proxier implements ProxyHandler {
   async #reshare(key: string): Promise<void> {
     const workers = this.#o.workers!;
     for (const p of this.#portals.get(key)?.values() ?? []) {
-      if (!(p.listener instanceof TcpListener)) continue;
+      if (!p.listener || !isTcp(p.listener)) continue;
       const sticky = this.#balancers.get(p.spec.servicePort)?.sticky ?? false;
       if (sticky && workers.isShared(p.spec.id)) await workers.unshare(p.spec.id);
       else if (!sticky && !workers.isShared(p.spec.id)) this.#share(p);
@@ -662,9 +667,10 @@ export class Proxier implements ProxyHandler {
     const balancer = this.#balancers.get(spec.servicePort);
     if (!balancer) return false;
     const log = this.#log;
+    const TcpImpl = this.#o.dataPath === 'uv' ? TcpListener : NetTcpListener;
     const l: Listener =
       spec.protocol === 'TCP'
-        ? new TcpListener({
+        ? new TcpImpl({
             spec,
             balancer,
             dialTimeoutsMs: this.#o.dialTimeoutsMs,
@@ -714,4 +720,8 @@ export class Proxier implements ProxyHandler {
     }
     return true;
   }
+}
+
+function isTcp(l: Listener): l is TcpPortalListener {
+  return l.spec.protocol === 'TCP';
 }

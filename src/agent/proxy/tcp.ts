@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { BalancedEndpoint, RoundRobin } from './round-robin.js';
 import type { SourceRanges } from './source-ranges.js';
-import { type Listener, type ListenerCounters, type PortalSpec, hostPort, newCounters } from './portal.js';
-import { LAST_WRITE_ASYNC, READ, UV_EOF, type UvReq, type UvTcp, streamState, uv, uvError } from '../../util/uv.js';
+import { type Listener, type ListenerCounters, type PortalSpec, type TcpPortalListener, hostPort, newCounters } from './portal.js';
+import { type Bindings, type UvReq, type UvTcp, uvBindings, uvError } from '../../util/uv.js';
 
 export interface TcpListenerOptions {
   spec: PortalSpec;
@@ -11,7 +11,7 @@ export interface TcpListenerOptions {
   dialTimeoutsMs: readonly number[];
   log: Logger;
   /** called once when a closed listener's last connection has ended */
-  onDrained?(l: TcpListener): void;
+  onDrained?(l: Listener): void;
   /** clients outside these ranges are reset at once */
   sourceRanges?: SourceRanges;
 }
@@ -23,8 +23,30 @@ const INHERITS_NODELAY = process.platform === 'linux';
 /** accept failures (EMFILE, ...) are logged at most this often per listener */
 const ACCEPT_ERROR_LOG_MS = 1000;
 
+/*
+ * The bindings and what the hot path reads of them, set by the first `TcpListener` (after
+ * `chooseDataPath` picked `uv`; nothing here touches `process.binding` at import).
+ */
+let uv: Bindings['tcp'] & Pick<Bindings['stream'], 'WriteWrap' | 'ShutdownWrap'>;
+let streamState: Int32Array;
+let READ = 0;
+let LAST_WRITE_ASYNC = 0;
+let UV_EOF = -4095;
+
+function initUv(): void {
+  if (streamState) return;
+  const b = uvBindings();
+  uv = { TCP: b.tcp.TCP, TCPConnectWrap: b.tcp.TCPConnectWrap, constants: b.tcp.constants, WriteWrap: b.stream.WriteWrap, ShutdownWrap: b.stream.ShutdownWrap };
+  streamState = b.stream.streamBaseState;
+  READ = b.stream.kReadBytesOrError;
+  LAST_WRITE_ASYNC = b.stream.kLastWriteWasAsync;
+  UV_EOF = b.UV_EOF;
+  writeReq = newWriteReq();
+}
+
 /**
- * A real TCP listener on one portal. Each accepted connection waits, not read, until a backend
+ * A real TCP listener on one portal, on the `uv` data path (util/uv.ts; tcp-net.ts is the `net`
+ * one, with the same behaviour). Each accepted connection waits, not read, until a backend
  * has answered, then is spliced both ways with half-close propagation:
  *
  * ```
@@ -48,7 +70,7 @@ const ACCEPT_ERROR_LOG_MS = 1000;
  * by one sweep per listener, the client address is read only when affinity or source ranges
  * need it, and nothing is logged per connection above `trace`.
  */
-export class TcpListener implements Listener {
+export class TcpListener implements TcpPortalListener {
   readonly spec: PortalSpec;
   readonly counters: ListenerCounters = newCounters();
   readonly balancer: RoundRobin;
@@ -60,12 +82,13 @@ export class TcpListener implements Listener {
   /** connections waiting for their backend's answer, checked by `#sweep` */
   readonly #dialing = new Set<TcpConn>();
   #sweeper: NodeJS.Timeout | undefined;
-  readonly #onDrained: ((l: TcpListener) => void) | undefined;
+  readonly #onDrained: ((l: Listener) => void) | undefined;
   #closed = false;
   #drainedReported = false;
   #acceptErrorLoggedAt = 0;
 
   constructor(o: TcpListenerOptions) {
+    initUv();
     this.spec = o.spec;
     this.balancer = o.balancer;
     this.dialTimeoutsMs = o.dialTimeoutsMs.length ? o.dialTimeoutsMs : [250];
@@ -433,7 +456,7 @@ const OWN_MAX = 128;
 let owned = 0;
 const pool: Buffer[] = [];
 /** the request object for the next write; replaced only when a write stays pending */
-let writeReq = newWriteReq();
+let writeReq: WriteReq;
 
 function newWriteReq(): WriteReq {
   const req = new uv.WriteWrap() as WriteReq;

@@ -4,7 +4,7 @@
  * with its own round-robin position per service port. It has no store and no informers: the
  * proxy tells it the endpoints and source ranges, and it reports its totals back.
  *
- *   node --import tsx src/agent/proxy/worker.ts --dial-timeouts 250,500,1000,2000 --log-level info
+ *   node --import tsx src/agent/proxy/worker.ts --dial-timeouts 250,500,1000,2000 --log-level info --data-path uv
  *
  * It exits when the proxy asks (`stop`) or when the IPC channel closes (the proxy died), ending
  * its connections either way.
@@ -14,7 +14,9 @@ import { type PortalSpec, withLive } from './portal.js';
 import { type Endpoint, RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
-import type { UvTcp } from '../../util/uv.js';
+import { NetTcpListener } from './tcp-net.js';
+import type { TcpPortalListener } from './portal.js';
+import { chooseDataPath } from '../../util/uv.js';
 import type { FromWorker, ToWorker, WorkerEndpointStats, WorkerListenerStats } from './worker-messages.js';
 
 /** totals go to the proxy this often, when they changed */
@@ -30,6 +32,8 @@ function arg(name: string): string | undefined {
 }
 
 const dialTimeoutsMs = (arg('dial-timeouts') ?? '250,500,1000,2000').split(',').map(Number);
+// the proxy's path, so the sockets it passes are of the kind this process expects
+const TcpImpl = chooseDataPath(arg('data-path') === 'uv' ? 'uv' : 'net').path === 'uv' ? TcpListener : NetTcpListener;
 // one JSON line per record, logged again by the proxy (which knows whether to pretty-print)
 const log = pino({ level: arg('log-level') ?? 'info', base: { worker: process.pid } }, { write: (line: string) => send({ t: 'log', line }) });
 
@@ -41,16 +45,16 @@ interface Balancer {
 
 const balancers = new Map<string, Balancer>();
 /** open listeners by portal id */
-const listeners = new Map<string, TcpListener>();
+const listeners = new Map<string, TcpPortalListener>();
 /** closed listeners whose connections still drain */
-const draining = new Set<TcpListener>();
+const draining = new Set<TcpPortalListener>();
 
-function release(l: TcpListener): void {
+function release(l: TcpPortalListener): void {
   const b = balancers.get(l.spec.servicePort);
   if (b && --b.refs === 0) balancers.delete(l.spec.servicePort);
 }
 
-async function listen(spec: PortalSpec, endpoints: Endpoint[], ranges: readonly string[] | undefined, handle: UvTcp | undefined): Promise<void> {
+async function listen(spec: PortalSpec, endpoints: Endpoint[], ranges: readonly string[] | undefined, handle: object | undefined): Promise<void> {
   if (!handle) {
     log.warn({ svc: spec.svc, portal: spec.id }, 'listen message came without its socket');
     return;
@@ -59,14 +63,14 @@ async function listen(spec: PortalSpec, endpoints: Endpoint[], ranges: readonly 
   if (!b) balancers.set(spec.servicePort, (b = { rr: new RoundRobin(), refs: 0 }));
   b.rr.setEndpoints(endpoints);
   b.refs++;
-  const l = new TcpListener({
+  const l: TcpPortalListener = new TcpImpl({
     spec,
     balancer: b.rr,
     dialTimeoutsMs,
     log,
     sourceRanges: ranges ? new SourceRanges(ranges) : undefined,
     onDrained: (x) => {
-      if (draining.delete(x)) release(x);
+      if (draining.delete(x as TcpPortalListener)) release(x as TcpPortalListener);
     },
   });
   try {
@@ -92,7 +96,7 @@ async function close(id: string): Promise<WorkerListenerStats | undefined> {
   return final;
 }
 
-function totals(l: TcpListener): WorkerListenerStats {
+function totals(l: TcpPortalListener): WorkerListenerStats {
   return { id: l.spec.id, active: l.active, counters: withLive(l) };
 }
 
@@ -127,7 +131,7 @@ statsTimer.unref();
 async function handle(m: ToWorker, h: unknown): Promise<void> {
   switch (m.t) {
     case 'listen':
-      return listen(m.spec, m.endpoints, m.ranges, h as UvTcp | undefined);
+      return listen(m.spec, m.endpoints, m.ranges, (h ?? undefined) as object | undefined);
     case 'endpoints':
       balancers.get(m.servicePort)?.rr.setEndpoints(m.endpoints);
       return;

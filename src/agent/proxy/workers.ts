@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { type ListenerCounters, type PortalSpec, addCounters, newCounters } from './portal.js';
 import type { Endpoint } from './round-robin.js';
-import type { UvTcp } from '../../util/uv.js';
+import type { DataPath } from '../../util/uv.js';
 import type { FromWorker, ToWorker, WorkerEndpointStats, WorkerListenerStats } from './worker-messages.js';
 
 type EndpointTotals = Omit<WorkerEndpointStats, 'servicePort' | 'id'>;
@@ -38,13 +38,16 @@ export interface ProxyWorkersOptions {
   count: number;
   log: Logger;
   dialTimeoutsMs: readonly number[];
+  /** the workers use the proxy's data path: the sockets passed are of its kind */
+  dataPath: DataPath;
   /** a worker that answers no `close`/`stop` within this is killed; default 3000 */
   ackTimeoutMs?: number;
 }
 
 interface Shared {
   spec: PortalSpec;
-  handle: UvTcp;
+  /** a raw libuv handle (`uv` path) or a `net.Server` (`net` path) */
+  handle: object;
   ranges?: readonly string[];
 }
 
@@ -106,7 +109,7 @@ export class ProxyWorkers {
   }
 
   /** Workers accept on this listening socket too, from now until `unshare`. */
-  share(spec: PortalSpec, handle: UvTcp, endpoints: readonly Endpoint[], ranges?: readonly string[]): void {
+  share(spec: PortalSpec, handle: object, endpoints: readonly Endpoint[], ranges?: readonly string[]): void {
     if (this.#stopped || this.#shared.has(spec.id)) return;
     const s: Shared = { spec, handle, ranges };
     this.#shared.set(spec.id, s);
@@ -228,7 +231,7 @@ export class ProxyWorkers {
     const entry = fileURLToPath(new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url));
     let child: ChildProcess;
     try {
-      child = fork(entry, ['--dial-timeouts', this.#o.dialTimeoutsMs.join(','), '--log-level', this.#log.level], {
+      child = fork(entry, ['--dial-timeouts', this.#o.dialTimeoutsMs.join(','), '--log-level', this.#log.level, '--data-path', this.#o.dataPath], {
         execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
         serialization: 'json',

@@ -1,0 +1,299 @@
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { BalancedEndpoint, RoundRobin } from './round-robin.js';
+import type { SourceRanges } from './source-ranges.js';
+import { type Listener, type ListenerCounters, type PortalSpec, type TcpPortalListener, hostPort, newCounters } from './portal.js';
+import type { TcpListenerOptions } from './tcp.js';
+
+/** accept failures (EMFILE, ...) are logged at most this often per listener */
+const ACCEPT_ERROR_LOG_MS = 1000;
+
+/**
+ * A real TCP listener on one portal on the `net` data path: `node:net` only, no Node internals
+ * (util/uv.ts), so it runs wherever Node runs — under the permission model, with
+ * `--pending-deprecation`/`--throw-deprecation`, on a Node whose bindings changed. Its behaviour
+ * is tcp.ts's (the `uv` path): each accepted connection is paused (not read) until a backend has
+ * answered, dials retry the next endpoint with growing timeouts (affinity bypassed after a
+ * failure), then both ways are piped with half-close propagation (a FIN on one side ends only the
+ * other side's write; an error or reset on one side resets the other). `close()` stops accepting
+ * and leaves open connections to drain; `destroy()` ends them.
+ *
+ * `pipe` gives backpressure (a side is paused while the other's write buffer is full) and sends
+ * the FIN once the buffered bytes are written.
+ */
+export class NetTcpListener implements TcpPortalListener {
+  readonly spec: PortalSpec;
+  readonly counters: ListenerCounters = newCounters();
+  readonly balancer: RoundRobin;
+  readonly dialTimeoutsMs: readonly number[];
+  readonly log: Logger;
+  sourceRanges: SourceRanges | undefined;
+  #server: net.Server | undefined;
+  readonly #conns = new Set<NetConn>();
+  readonly #onDrained: ((l: Listener) => void) | undefined;
+  #closed = false;
+  #drainedReported = false;
+  #acceptErrorLoggedAt = 0;
+
+  constructor(o: TcpListenerOptions) {
+    this.spec = o.spec;
+    this.balancer = o.balancer;
+    this.dialTimeoutsMs = o.dialTimeoutsMs.length ? o.dialTimeoutsMs : [250];
+    this.log = o.log;
+    this.#onDrained = o.onDrained;
+    this.sourceRanges = o.sourceRanges;
+  }
+
+  get active(): number {
+    return this.#conns.size;
+  }
+
+  liveBytes(): { bytesIn: number; bytesOut: number } {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const c of this.#conns) {
+      bytesIn += c.bytesIn;
+      bytesOut += c.bytesOut;
+    }
+    return { bytesIn, bytesOut };
+  }
+
+  /**
+   * Binds and listens on the portal, or, given `shared` (a listening `net.Server` another process
+   * bound and passed over IPC, see workers.ts), accepts from that socket too.
+   */
+  async open(shared?: object): Promise<void> {
+    const server = shared instanceof net.Server ? shared : net.createServer();
+    // read per connection (net's own option fields); a passed server was made by Node with the defaults
+    Object.assign(server, { allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+    if (!shared) {
+      const { address, port } = this.spec;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: address, port, backlog: 4096, exclusive: true, ipv6Only: address.includes(':') }, () => {
+            server.removeListener('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        this.#closed = true;
+        server.close();
+        throw err;
+      }
+    }
+    server.on('connection', this.#onConnection);
+    server.on('error', this.#onAcceptError);
+    this.#server = server;
+  }
+
+  /** the listening server while open (to pass to worker processes) */
+  get handle(): net.Server | undefined {
+    return this.#server;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeServer();
+    this.#maybeDrained();
+  }
+
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    this.#closeServer();
+    const conns = [...this.#conns];
+    for (const c of conns) c.end(true);
+    await Promise.all(conns.map((c) => c.closed));
+  }
+
+  #closeServer(): void {
+    const s = this.#server;
+    if (!s) return;
+    this.#server = undefined;
+    s.removeListener('connection', this.#onConnection);
+    s.close();
+  }
+
+  readonly #onConnection = (client: net.Socket): void => {
+    client.on('error', noop);
+    if (this.#closed) {
+      client.destroy();
+      return;
+    }
+    if (this.sourceRanges && !this.sourceRanges.allows(client.remoteAddress ?? '')) {
+      // loadBalancerSourceRanges: a prompt, visible refusal rather than a silent drop
+      this.counters.denied++;
+      this.log.trace({ svc: this.spec.svc }, 'source not in loadBalancerSourceRanges: reset');
+      reset(client);
+      return;
+    }
+    this.counters.accepted++;
+    const c = new NetConn(this, client);
+    this.#conns.add(c);
+    c.dial();
+  };
+
+  readonly #onAcceptError = (err: Error): void => {
+    const now = Date.now();
+    if (now - this.#acceptErrorLoggedAt < ACCEPT_ERROR_LOG_MS) return;
+    this.#acceptErrorLoggedAt = now;
+    // the listener keeps listening; EMFILE: the process is out of file descriptors
+    this.log.warn({ svc: this.spec.svc, err }, 'accept failed');
+  };
+
+  /** @internal */
+  connEnded(c: NetConn): void {
+    this.#conns.delete(c);
+    this.counters.bytesIn += c.bytesIn;
+    this.counters.bytesOut += c.bytesOut;
+    this.#maybeDrained();
+  }
+
+  #maybeDrained(): void {
+    if (this.#closed && this.#conns.size === 0 && !this.#drainedReported) {
+      this.#drainedReported = true;
+      this.#onDrained?.(this);
+    }
+  }
+}
+
+/** One proxied connection: dial with retries, then pipe both ways. */
+class NetConn {
+  readonly #l: NetTcpListener;
+  readonly #client: net.Socket;
+  #backend: net.Socket | undefined;
+  #ep: BalancedEndpoint | undefined;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #spliced = false;
+  #closing = false;
+  #open = 1;
+  #ended = false;
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  constructor(l: NetTcpListener, client: net.Socket) {
+    this.#l = l;
+    this.#client = client;
+    this.closed = new Promise((r) => (this.#resolveClosed = r));
+    client.once('close', () => this.#socketClosed());
+    client.on('error', this.#onError);
+  }
+
+  /** client → backend */
+  get bytesIn(): number {
+    return this.#spliced ? this.#client.bytesRead : 0;
+  }
+
+  /** backend → client */
+  get bytesOut(): number {
+    return this.#spliced ? (this.#backend?.bytesRead ?? 0) : 0;
+  }
+
+  dial(): void {
+    const l = this.#l;
+    // after a failed dial, affinity is bypassed so a dead pinned backend is replaced
+    const ep = l.balancer.next(l.balancer.sticky ? (this.#client.remoteAddress ?? '') : '', this.#attempt > 0);
+    if (!ep) {
+      l.counters.failed++;
+      l.log.trace({ svc: l.spec.svc, portal: l.spec.id }, 'no endpoints: connection reset');
+      this.end(true);
+      return;
+    }
+    this.#ep = ep;
+    const b = net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });
+    this.#backend = b;
+    this.#open++;
+    b.once('close', () => this.#socketClosed());
+    b.once('connect', () => this.#splice(b));
+    b.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.#spliced) this.#onError();
+      else this.#dialFailed(b, err.code ?? err.message);
+    });
+    this.#timer = setTimeout(() => this.#dialFailed(b, 'dial timeout'), l.dialTimeoutsMs[this.#attempt]!);
+  }
+
+  #dialFailed(b: net.Socket, why: string): void {
+    if (b !== this.#backend || this.#spliced || this.#closing) return;
+    clearTimeout(this.#timer);
+    const l = this.#l;
+    const ep = this.#ep!;
+    ep.failed++;
+    l.log.trace({ svc: l.spec.svc, endpoint: ep.id, err: why }, 'dial failed');
+    this.#backend = undefined;
+    b.on('error', noop);
+    b.destroy();
+    this.#attempt++;
+    if (this.#attempt < l.dialTimeoutsMs.length) {
+      this.dial();
+      return;
+    }
+    l.counters.failed++;
+    l.log.debug(
+      { svc: l.spec.svc, portal: hostPort(l.spec.address, l.spec.port), attempts: this.#attempt },
+      'every endpoint dial failed: connection closed',
+    );
+    this.end(true);
+  }
+
+  #splice(b: net.Socket): void {
+    if (b !== this.#backend || this.#closing) return;
+    clearTimeout(this.#timer);
+    this.#spliced = true;
+    this.#ep!.connections++;
+    // each side's EOF ends the other's write side once what was read is written (half-close)
+    this.#client.pipe(b);
+    b.pipe(this.#client);
+  }
+
+  readonly #onError = (): void => this.end(true);
+
+  /** ends the connection: both sockets destroyed, with RST where possible when `abort` */
+  end(abort: boolean): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearTimeout(this.#timer);
+    const b = this.#backend;
+    if (b) {
+      b.on('error', noop);
+      if (abort && !b.connecting) reset(b);
+      else b.destroy();
+    }
+    if (abort) reset(this.#client);
+    else this.#client.destroy();
+  }
+
+  /**
+   * A socket closed. Without an error (handled by `end`) that means both its directions are done,
+   * so the other socket has its FIN queued behind its pending writes and closes by itself.
+   */
+  #socketClosed(): void {
+    if (--this.#open === 0) this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#closing = true;
+    clearTimeout(this.#timer);
+    if (this.#spliced) {
+      this.#ep!.bytesIn += this.bytesIn;
+      this.#ep!.bytesOut += this.bytesOut;
+    }
+    this.#l.connEnded(this);
+    this.#resolveClosed();
+  }
+}
+
+function noop(): void {}
+
+/**
+ * Close with RST (a prompt, visible failure for the peer). A socket whose write side was ended
+ * (a FIN sent, or queued) is destroyed plainly: libuv refuses to reset a shut-down handle.
+ */
+function reset(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (s.writableEnded || s.connecting) s.destroy();
+  else s.resetAndDestroy();
+}
