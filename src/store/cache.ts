@@ -321,9 +321,23 @@ export class WatchCache {
     // records newer than `rv` are possible (a backend that cannot list atomically): the feed
     // from `rv` then repeats their changes, and #apply skips what a record already reflects
     this.#rv = Math.max(this.#rv, rv);
-    // what happened before the relist is no longer replayable
+    // what happened before the relist is no longer replayable: watchers that can list again are
+    // ended with 410 (as the apiserver's cacher does); the others are told the difference
     this.#history = [];
     this.#historyFrom = this.#rv;
+    if (diff) {
+      const gone = new ApiError('Expired', `the watch cache was re-listed at resourceVersion ${this.#rv}: list again`);
+      for (const w of [...this.#watchers]) {
+        if (!w.onError) continue;
+        w.stopped = true;
+        this.#watchers.delete(w);
+        try {
+          w.onError(gone);
+        } catch (err) {
+          this.#log.error({ err }, 'a watch error handler threw; it must not');
+        }
+      }
+    }
     for (const ev of events) this.#emit(ev);
     if (!diff) for (const kc of this.#kinds.values()) for (const o of kc.objects.values()) this.#onEvent?.({ type: 'ADDED', object: o });
     this.#follow(rv);

@@ -26,7 +26,10 @@ export class Informer<T extends KObject = KObject> {
   readonly #handlers: InformerHandlers<T>[] = [];
   #watch: Watch | undefined;
   #synced = false;
+  #stopped = false;
   #starting: Promise<void> | undefined;
+  /** how many times the watch ended and the informer listed again */
+  relists = 0;
 
   constructor(store: Store, kind: string, opts: ListOptions = {}) {
     this.#store = store;
@@ -72,17 +75,60 @@ export class Informer<T extends KObject = KObject> {
   }
 
   stop(): void {
+    this.#stopped = true;
     this.#watch?.stop();
     this.#watch = undefined;
   }
 
   async #run(): Promise<void> {
-    const { items, resourceVersion } = await this.#store.list<T>(this.kind, this.#opts);
-    for (const o of items) this.#cache.set(keyOf(o), o);
-    this.#watch = this.#store.watch<T>(this.kind, { ...this.#opts, resourceVersion }, (ev) => this.#onEvent(ev));
+    await this.#listAndWatch();
     for (const h of this.#handlers) for (const o of this.#cache.values()) h.onAdd?.(o);
     this.#synced = true;
     for (const h of this.#handlers) h.onSynced?.();
+  }
+
+  /**
+   * client-go's reflector: list, then watch from the list's resourceVersion; when the watch
+   * ends (410 Expired: the history moved past us), list again, tell the handlers the
+   * difference as ordinary adds, updates and deletes, and watch from there.
+   */
+  async #listAndWatch(): Promise<void> {
+    const { items, resourceVersion } = await this.#store.list<T>(this.kind, this.#opts);
+    if (this.#stopped) return;
+    const fresh = new Map<string, Stored<T>>();
+    for (const o of items) fresh.set(keyOf(o), o);
+    if (this.#synced) {
+      for (const [k, old] of this.#cache) {
+        if (fresh.has(k)) continue;
+        this.#cache.delete(k);
+        for (const h of this.#handlers) h.onDelete?.(old);
+      }
+      for (const [k, o] of fresh) {
+        const old = this.#cache.get(k);
+        this.#cache.set(k, o);
+        if (old?.metadata.resourceVersion === o.metadata.resourceVersion) continue;
+        for (const h of this.#handlers) {
+          if (old) h.onUpdate?.(old, o);
+          else h.onAdd?.(o);
+        }
+      }
+    } else {
+      for (const [k, o] of fresh) this.#cache.set(k, o);
+    }
+    this.#watch = this.#store.watch<T>(
+      this.kind,
+      { ...this.#opts, resourceVersion },
+      (ev) => this.#onEvent(ev),
+      () => {
+        this.#watch = undefined;
+        if (this.#stopped) return;
+        this.relists++;
+        this.#listAndWatch().catch(() => {
+          // the store is unreachable: try again shortly
+          if (!this.#stopped) setTimeout(() => void this.#listAndWatch().catch(() => undefined), 1000).unref();
+        });
+      },
+    );
   }
 
   #onEvent(ev: WatchEvent<T>): void {
