@@ -155,6 +155,9 @@ export class Daemon {
         stopGraceMs: o.stopGraceMs,
         maxPods: o.maxPods,
         startRate: o.podStartRate,
+        // a mount namespace per container where the kernel allows one; KUBELOOP_MOUNT_NAMESPACES=off forces the fallback
+        mountNamespaces: process.env.KUBELOOP_MOUNT_NAMESPACES !== 'off',
+        clusterDomain: o.clusterDomain,
         extraEnv: {
           ...(this.#dns ? { KUBELOOP_DNS: `${dnsHost}:${this.#dns.port}` } : {}),
           KUBELOOP_CLUSTER_DOMAIN: o.clusterDomain,

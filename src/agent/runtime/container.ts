@@ -11,7 +11,9 @@ import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
 import { type Exit, GroupProcess } from './process.js';
 import { sandboxFor } from './sandbox.js';
 import { timestamp } from './status.js';
-import { containerVolumes } from './volumes.js';
+import { commandInMounts, writePodFiles, writeSetup } from './container-mounts.js';
+import type { ObjectLookup } from './volume-sources.js';
+import { containerVolumes, volumeEnvName } from './volumes.js';
 
 /** how often a container waiting for its volumes (an unbound claim) looks again */
 const VOLUME_RETRY_MS = 250;
@@ -33,6 +35,15 @@ export interface ContainerDeps {
   stateDir: string;
   claim(namespace: string, name: string): PersistentVolumeClaim | undefined;
   events: EventRecorder;
+  /** ConfigMaps and Secrets for volumes (informer caches) */
+  objects: ObjectLookup;
+  /** false: no mount namespaces even where the kernel allows them (KUBELOOP_MOUNT_NAMESPACES=off) */
+  mountNamespaces: boolean;
+  clusterDomain: string;
+  /** the kube-dns Service's ClusterIP now, if any */
+  dnsServiceIP(): string | undefined;
+  /** the node's /etc/resolv.conf, read at start */
+  hostResolv: string;
 }
 
 /** What a container needs from its pod. */
@@ -49,6 +60,11 @@ export interface ContainerHost {
   onTerminated?(exitCode: number): void;
   /** the container runs and its startup probe (if any) passed */
   onStarted?(): void;
+  /**
+   * some of the container's mounts are not at their mountPath (no mount namespace, or a path
+   * that cannot be made): `why` names them and the fallback; called at each start
+   */
+  onMountsElsewhere?(why: string | undefined): void;
 }
 
 /**
@@ -175,6 +191,25 @@ export class ContainerRunner {
     }
     this.#entry = resolved.entry;
     const pod = this.#host.pod();
+    const podDir = this.#host.logDir;
+    const vols = await containerVolumes(pod, this.spec, { stateDir: this.#deps.stateDir, podDir, claim: this.#deps.claim, objects: this.#deps.objects });
+    if (this.#stopping) return;
+    if (!vols.ok) {
+      if (this.#state.waiting?.message !== vols.message) {
+        this.#log.info({ message: vols.message }, 'waiting for volumes');
+        this.#deps.events.event(pod, 'Warning', 'FailedMount', `MountVolume.SetUp failed: ${vols.message}`);
+      }
+      this.#setState({ waiting: { reason: 'ContainerCreating', message: vols.message } });
+      this.#timer = setTimeout(() => this.start(), VOLUME_RETRY_MS);
+      return;
+    }
+    // detected once per state dir; the first wait also ends what a killed daemon left running
+    const { sandbox, mountProblem } = await sandboxFor(this.#deps.stateDir, this.#host.log, { mounts: this.#deps.mountNamespaces });
+    if (this.#stopping) return;
+    const inNs = sandbox.mounts;
+    // the volume variables are there for `$(VAR)` in env, command and args; a container's own env of the same name wins
+    const volEnv: Record<string, string> = { ...vols.env };
+    if (inNs) for (const m of vols.mounts) volEnv[volumeEnvName(m.name)] = m.mountPath;
     let env: Record<string, string>;
     try {
       env = await containerEnv({
@@ -185,7 +220,7 @@ export class ContainerRunner {
         nodeName: this.#deps.nodeName,
         services: this.#deps.services(),
         base: this.#deps.baseEnv,
-        extra: this.#deps.extraEnv,
+        extra: { ...this.#deps.extraEnv, ...volEnv },
         sources: this.#deps.sources,
       });
     } catch (err) {
@@ -198,25 +233,45 @@ export class ContainerRunner {
     }
     if (this.#stopping) return;
     this.#deps.backoff.reset(`${this.#key}/config`);
-    const vols = containerVolumes(pod, this.spec, { stateDir: this.#deps.stateDir, podDir: this.#host.logDir, claim: this.#deps.claim });
-    if (!vols.ok) {
-      if (this.#state.waiting?.message !== vols.message) {
-        this.#log.info({ message: vols.message }, 'waiting for volumes');
-        this.#deps.events.event(pod, 'Warning', 'FailedMount', `MountVolume.SetUp failed: ${vols.message}`);
-      }
-      this.#setState({ waiting: { reason: 'ContainerCreating', message: vols.message } });
-      this.#timer = setTimeout(() => this.start(), VOLUME_RETRY_MS);
-      return;
-    }
-    // the volume variables are kubeloop's; a container's own env of the same name wins
-    for (const [k, v] of Object.entries(vols.env)) if (!(k in env)) env[k] = v;
     const argv = resolved.argv.map((a) => expand(a, env));
-    const cwd = this.spec.workingDir || vols.cwd || this.#deps.workingDir;
-    const logFile = path.join(this.#host.logDir, this.spec.name, `${this.#restartCount}.log`);
-    // detected once per state dir; the first wait also ends what a killed daemon left running
-    const sandbox = await sandboxFor(this.#deps.stateDir, this.#host.log);
-    if (this.#stopping) return;
-    const proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox });
+    const logFile = path.join(podDir, this.spec.name, `${this.#restartCount}.log`);
+    let cwd = this.spec.workingDir || vols.cwd || this.#deps.workingDir;
+    let setup: string | undefined;
+    let commandCwd: string | false | undefined;
+    if (inNs) {
+      try {
+        const etc = pod.spec?.hostNetwork
+          ? undefined
+          : await writePodFiles(podDir, {
+              pod,
+              podIP: this.#host.podIP(),
+              clusterDomain: this.#deps.clusterDomain,
+              nameserver: this.#deps.dnsServiceIP(),
+              hostResolv: this.#deps.hostResolv,
+            });
+        const firstDir = vols.mounts.find((m) => m.source === vols.cwd)?.mountPath;
+        const inside = this.spec.workingDir || firstDir || this.#deps.workingDir;
+        const s = await writeSetup({ containerDir: path.dirname(logFile), mounts: vols.mounts, etc, cwd: inside, env, execPrefix: sandbox.execPrefix });
+        setup = s.script;
+        this.#host.onMountsElsewhere?.(s.skipped.length ? `not at their paths: ${s.skipped.join('; ')}` : undefined);
+        const mountPaths = vols.mounts.map((m) => m.mountPath);
+        commandCwd = argv[0] !== undefined && commandInMounts(argv[0], env.PATH, mountPaths) ? false : this.spec.workingDir ? false : cwd;
+        cwd = path.dirname(logFile);
+      } catch (err) {
+        const message = `cannot prepare the pod's mounts: ${(err as Error).message}`;
+        this.#log.warn({ err }, message);
+        this.#setState({ waiting: { reason: 'ContainerCreating', message } });
+        this.#timer = setTimeout(() => this.start(), VOLUME_RETRY_MS);
+        return;
+      }
+    } else if (vols.mounts.length || !pod.spec?.hostNetwork) {
+      const names = vols.mounts.map((m) => `${m.mountPath} (${volumeEnvName(m.name)}=${m.source})`);
+      this.#host.onMountsElsewhere?.(
+        `no mount namespace (${mountProblem ?? 'not available'}): ${names.length ? `volumes not at their mountPath: ${names.join(', ')}; ` : ''}` +
+          'the pod uses the host\'s /etc/resolv.conf, so Service names resolve only through $(<SVC>_SERVICE_HOST) or host DNS routing (README)',
+      );
+    }
+    const proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox, setup, ...(commandCwd !== undefined ? { commandCwd } : {}) });
     const startedAtMs = Date.now();
     this.#proc = proc;
     this.#logFile = logFile;

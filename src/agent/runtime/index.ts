@@ -47,6 +47,13 @@ export interface RuntimeOptions {
   maxPods?: number;
   /** pods started per second (bursts of as many); further pods wait in order; default 20 */
   startRate?: number;
+  /**
+   * false: no mount namespace per container even where the kernel allows one (volumes only as
+   * KUBELOOP_VOLUME_<NAME>, the host's resolv.conf); default true
+   */
+  mountNamespaces?: boolean;
+  /** the cluster domain for pods' resolv.conf search list and hosts; default cluster.local */
+  clusterDomain?: string;
 }
 
 /** the pod status reason of a pod waiting for the node's start rate */
@@ -75,6 +82,9 @@ export class PodRuntime {
   readonly #events: EventRecorder;
   readonly #endpoints: Informer<Endpoints>;
   readonly #claims: Informer<PersistentVolumeClaim>;
+  readonly #configMaps: Informer<ConfigMap>;
+  readonly #secrets: Informer<Secret>;
+  #hostResolv = '';
   /** bounds process forks: a Deployment of thousands starts a few dozen pods a second, not all at once */
   readonly #startRate: TokenBucket;
   /** workers waiting for a start token, oldest first */
@@ -97,6 +107,8 @@ export class PodRuntime {
     this.#podsDir = path.join(o.stateDir, 'pods');
     this.#endpoints = o.informers.for<Endpoints>('Endpoints');
     this.#claims = o.informers.for<PersistentVolumeClaim>('PersistentVolumeClaim');
+    this.#configMaps = o.informers.for<ConfigMap>('ConfigMap');
+    this.#secrets = o.informers.for<Secret>('Secret');
     this.#gate = new EndpointsGate(this.#endpoints);
     this.#events = new EventRecorder({ store: o.store, log: this.#log, component: 'kubelet', host: o.nodeName });
     this.#startRate = new TokenBucket({ ratePerSecond: o.startRate ?? 20 });
@@ -123,7 +135,13 @@ export class PodRuntime {
       onUpdate: (_old, p) => this.#synced && this.#safely(p, () => this.#sync(p)),
       onDelete: (p) => this.#synced && this.#safely(p, () => this.#gone(p)),
     });
-    await Promise.all([pods.start(), services.start(), this.#endpoints.start(), this.#claims.start()]);
+    // projected volumes follow their ConfigMaps and Secrets (the kubelet's periodic sync, here at once)
+    for (const [kind, inf] of [['ConfigMap', this.#configMaps], ['Secret', this.#secrets]] as const) {
+      const changed = (obj: ConfigMap | Secret) => this.#synced && this.#sourceChanged(kind, obj.metadata?.namespace ?? 'default', obj.metadata?.name ?? '');
+      inf.addHandler({ onAdd: changed, onUpdate: (_old, cur) => changed(cur), onDelete: () => undefined });
+    }
+    this.#hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    await Promise.all([pods.start(), services.start(), this.#endpoints.start(), this.#claims.start(), this.#configMaps.start(), this.#secrets.start()]);
     if (this.#stopped) return;
     const mine = pods.list().filter((p) => this.#isMine(p));
     await this.#gcLogs(new Set(pods.list().map((p) => p.metadata.uid)));
@@ -184,6 +202,13 @@ export class PodRuntime {
   /** pids (= process group ids) of every running container process, for diagnostics and tests */
   pids(): number[] {
     return [...this.#workers.values()].flatMap((w) => w.pids());
+  }
+
+  /** a ConfigMap or Secret was written: rewrite the volumes of this node's pods that project it */
+  #sourceChanged(kind: 'ConfigMap' | 'Secret', namespace: string, name: string): void {
+    for (const w of this.#workers.values()) {
+      if (w.pod.metadata.namespace === namespace) w.sourceChanged(`${kind}/${name}`);
+    }
   }
 
   #isMine(p: Pod): boolean {
@@ -339,6 +364,17 @@ export class PodRuntime {
       claim: (ns: string, name: string) => this.#claims.get(ns, name),
       events: this.#events,
       gate: this.#gate,
+      objects: {
+        configMap: (ns: string, name: string) => this.#configMaps.get(ns, name),
+        secret: (ns: string, name: string) => this.#secrets.get(ns, name),
+      },
+      mountNamespaces: o.mountNamespaces ?? true,
+      clusterDomain: o.clusterDomain ?? 'cluster.local',
+      dnsServiceIP: () => {
+        const ip = services.get('kube-system', 'kube-dns')?.spec?.clusterIP;
+        return ip && ip !== 'None' ? ip : undefined;
+      },
+      hostResolv: this.#hostResolv,
       sources: {
         configMap: (ns: string, name: string) => o.store.tryGet<ConfigMap>('ConfigMap', ns, name),
         secret: (ns: string, name: string) => o.store.tryGet<Secret>('Secret', ns, name),

@@ -1,5 +1,6 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js';
 import { isApiError } from '../../api/errors.js';
@@ -8,7 +9,11 @@ import type { Store } from '../../store/types.js';
 import { type ContainerDeps, type ContainerHost, ContainerRunner } from './container.js';
 import type { EndpointsGate } from './endpoints-gate.js';
 import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from './status.js';
-import { emptyDirRoot } from './volumes.js';
+import { sourcesOf } from './volume-sources.js';
+import { emptyDirRoot, writeProjected } from './volumes.js';
+
+/** kubeloop's pod condition saying whether every mount is at its mountPath */
+export const MOUNTS_CONDITION = 'kubeloop.dev/VolumeMountsAtPaths';
 
 export interface PodDeps extends ContainerDeps {
   store: Store;
@@ -57,6 +62,13 @@ export class PodWorker {
   #initWait: ((ok: boolean) => void) | undefined;
   #dirty = false;
   #writing: Promise<void> | undefined;
+  /** why mounts are not at their paths (undefined: they are); the Warning is sent once */
+  #mountsElsewhere: string | undefined;
+  #mountsChecked = false;
+  #mountWarned = false;
+  /** projected volumes being rewritten; one more pass queued while one runs */
+  #refreshing: Promise<void> | undefined;
+  #refreshAgain = false;
 
   constructor(deps: PodDeps, pod: Stored<Pod>) {
     this.#deps = deps;
@@ -125,7 +137,10 @@ export class PodWorker {
   /** A newer version of the pod from the store. */
   update(pod: Stored<Pod>): void {
     const oldGrace = this.#pod.metadata.deletionGracePeriodSeconds;
+    const oldMeta = this.#pod.metadata;
     this.#pod = pod;
+    // downwardAPI volumes follow labels and annotations
+    if (!isDeepStrictEqual(oldMeta.labels, pod.metadata.labels) || !isDeepStrictEqual(oldMeta.annotations, pod.metadata.annotations)) this.#refreshVolumes();
     if (!pod.metadata.deletionTimestamp) return;
     if (!this.#terminating) {
       void this.terminate();
@@ -133,6 +148,44 @@ export class PodWorker {
       // deleted again with a shorter grace period: shorten the wait
       void this.#stopContainers((pod.metadata.deletionGracePeriodSeconds ?? 0) * 1000);
     }
+  }
+
+  /** a ConfigMap or Secret of the pod's namespace changed (`ConfigMap/<name>`) */
+  sourceChanged(source: string): void {
+    if (this.#halted || !this.#main.length) return;
+    if ((this.#pod.spec?.volumes ?? []).some((v) => sourcesOf(v).includes(source))) this.#refreshVolumes();
+  }
+
+  /** rewrites every projected volume (the atomic writer writes only what changed) */
+  #refreshVolumes(): void {
+    if (this.#refreshing) {
+      this.#refreshAgain = true;
+      return;
+    }
+    this.#refreshing = (async () => {
+      do {
+        this.#refreshAgain = false;
+        const ctx = {
+          stateDir: this.#deps.stateDir,
+          podDir: path.join(this.#deps.podsDir, `${this.#pod.metadata.namespace}_${this.#pod.metadata.name}_${this.uid}`),
+          claim: this.#deps.claim,
+          objects: this.#deps.objects,
+        };
+        for (const v of this.#pod.spec?.volumes ?? []) {
+          if (this.#halted) return;
+          // only volumes already set up: a container waiting for its source writes it when it starts
+          if (!(await stat(path.join(emptyDirRoot(ctx.podDir), v.name, '..data')).catch(() => undefined))) continue;
+          try {
+            const problem = await writeProjected(this.#pod, v.name, ctx);
+            if (problem) this.#log.warn({ volume: v.name, problem }, 'volume not updated: its source is missing; the old content stays');
+          } catch (err) {
+            this.#log.warn({ err, volume: v.name }, 'cannot update volume');
+          }
+        }
+      } while (this.#refreshAgain && !this.#halted);
+    })().finally(() => {
+      this.#refreshing = undefined;
+    });
   }
 
   /**
@@ -215,7 +268,21 @@ export class PodWorker {
       restartPolicy,
       log: this.#log,
       onChange: () => this.#requestStatus(),
+      onMountsElsewhere: (why) => this.#onMountsElsewhere(why),
     };
+  }
+
+  /** one Warning event per pod, and a condition while it holds */
+  #onMountsElsewhere(why: string | undefined): void {
+    const changed = !this.#mountsChecked || why !== this.#mountsElsewhere;
+    this.#mountsChecked = true;
+    this.#mountsElsewhere = why;
+    if (why && !this.#mountWarned) {
+      this.#mountWarned = true;
+      this.#log.warn({ why }, 'mounts not at their paths');
+      this.#deps.events.event(this.#pod, 'Warning', 'MountsNotAtPaths', why);
+    }
+    if (changed) this.#requestStatus();
   }
 
   #allocateIP(): boolean {
@@ -285,6 +352,15 @@ export class PodWorker {
       containers: this.#main.map((c) => c.status()),
       initialized: this.#initialized || this.#init.length === 0,
       terminating: !!this.#terminating,
+      ...(this.#mountsChecked
+        ? {
+            extra: [
+              this.#mountsElsewhere
+                ? { type: MOUNTS_CONDITION, ok: false, reason: 'MountsNotAtPaths', message: this.#mountsElsewhere }
+                : { type: MOUNTS_CONDITION, ok: true },
+            ],
+          }
+        : {}),
     };
   }
 

@@ -14,6 +14,13 @@ export interface ProcessSpec {
   logFile: string;
   /** how the process is tied to the daemon's life (sandbox.ts); default: not at all */
   sandbox?: Sandbox;
+  /** a mount sandbox's setup script (mount-script.ts), run by pid 1 before the program */
+  setup?: string;
+  /**
+   * the cwd to check `argv[0]` against before spawning a wrapper (default `cwd`); false: do not
+   * check (the command is only where the setup script mounts it)
+   */
+  commandCwd?: string | false;
 }
 
 export interface Exit {
@@ -64,16 +71,16 @@ export class GroupProcess {
     }
     const cmd = spec.argv[0];
     const sandbox = spec.sandbox;
-    if (sandbox && sandbox.kind !== 'none' && cmd !== undefined) {
+    if (sandbox && sandbox.kind !== 'none' && cmd !== undefined && spec.commandCwd !== false) {
       // the wrapper always starts: find out now what execvp would have said
-      const problem = commandProblem(cmd, spec.env.PATH, spec.cwd);
+      const problem = commandProblem(cmd, spec.env.PATH, spec.commandCwd ?? spec.cwd);
       if (problem) {
         closeSync(fd);
         const e = Object.assign(new Error(problem), { code: problem });
         return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd, e) }));
       }
     }
-    const [file, ...fileArgs] = sandbox ? sandbox.wrap(spec.argv, path.dirname(spec.logFile)) : spec.argv;
+    const [file, ...fileArgs] = sandbox ? sandbox.wrap(spec.argv, path.dirname(spec.logFile), spec.setup) : spec.argv;
     let child;
     try {
       // fd 3 is a lifeline: its other end closes when the daemon dies, however it dies, so the

@@ -27,10 +27,28 @@ import type { Logger } from 'pino';
  */
 export type SandboxKind = 'pidns' | 'pdeathsig' | 'none';
 
+/**
+ * With `mounts`, the `pidns` sandbox also unshares a mount namespace (propagation private, so
+ * nothing mounted inside is seen outside) and pid 1 first runs a setup script
+ * (`env -i /bin/sh <script> flock … argv`, see mount-script.ts) that mounts the pod's volumes
+ * and then execs flock, which stays pid 1 as without mounts:
+ *
+ *   root:   unshare --mount --propagation private --pid --fork --kill-child
+ *   others: unshare --user --map-root-user --mount … (root inside: mount(8) and overlayfs work),
+ *           and the script execs `unshare --user --map-user=<uid> --map-group=<gid>` so the
+ *           program runs as its own uid again (`execPrefix`)
+ */
 export interface Sandbox {
   readonly kind: SandboxKind;
-  /** the program to spawn and its arguments for a container's argv; `lockDir` must exist */
-  wrap(argv: readonly string[], lockDir: string): string[];
+  /** each container gets its own mount namespace and runs a setup script (`setup` of `wrap`) */
+  readonly mounts: boolean;
+  /** what the setup script execs the program through (non-root: a nested user namespace) */
+  readonly execPrefix: readonly string[];
+  /**
+   * the program to spawn and its arguments for a container's argv; `lockDir` must exist;
+   * `setup`: the setup script's file (mount sandboxes only)
+   */
+  wrap(argv: readonly string[], lockDir: string, setup?: string): string[];
 }
 
 const BIN_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
@@ -38,7 +56,7 @@ const BIN_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
 /** `pid 1 of its namespace` marker: the pids a wrapped `sh -c 'echo $$'` prints */
 const PROBE_SCRIPT = 'echo $$';
 
-const NONE: Sandbox = { kind: 'none', wrap: (argv) => [...argv] };
+const NONE: Sandbox = { kind: 'none', mounts: false, execPrefix: [], wrap: (argv) => [...argv] };
 
 // sync: used by detectSandbox only, once per state dir before any pod starts (sandboxFor)
 function findBin(name: string): string | undefined {
@@ -66,16 +84,26 @@ function run(file: string, args: string[], cwd: string): Promise<{ ok: boolean; 
  * Finds the strongest mechanism this machine allows by running it once (in `probeDir`, which
  * must exist). Never rejects. The warning names what is missing.
  */
-export async function detectSandbox(probeDir: string): Promise<{ sandbox: Sandbox; problem?: string }> {
+export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = {}): Promise<{ sandbox: Sandbox; problem?: string; mountProblem?: string }> {
   if (process.platform !== 'linux') return { sandbox: NONE, problem: 'PID namespaces and parent-death signals need Linux' };
   const setpriv = findBin('setpriv');
   const unshare = findBin('unshare');
   const flock = findBin('flock');
   const sh = findBin('sh');
   if (!setpriv) return { sandbox: NONE, problem: 'setpriv (util-linux) is not installed' };
-  const pdeathsig: Sandbox = { kind: 'pdeathsig', wrap: (argv) => [setpriv, '--pdeathsig', 'KILL', '--', ...argv] };
+  const pdeathsig: Sandbox = { kind: 'pdeathsig', mounts: false, execPrefix: [], wrap: (argv) => [setpriv, '--pdeathsig', 'KILL', '--', ...argv] };
   if (!unshare || !flock || !sh) {
-    return { sandbox: pdeathsig, problem: `${['unshare', 'flock', 'sh'].filter((b) => !findBin(b)).join(', ')} not installed` };
+    return {
+      sandbox: pdeathsig,
+      problem: `${['unshare', 'flock', 'sh'].filter((b) => !findBin(b)).join(', ')} not installed`,
+      mountProblem: 'unshare, flock or sh (util-linux, dash) is not installed',
+    };
+  }
+  let mountProblem: string | undefined = o.mounts === false ? 'turned off (KUBELOOP_MOUNT_NAMESPACES=off)' : undefined;
+  if (!mountProblem) {
+    const m = await detectMounts({ setpriv, unshare, flock, sh, probeDir });
+    if ('sandbox' in m) return { sandbox: m.sandbox };
+    mountProblem = m.problem;
   }
   // root can unshare a PID namespace alone; others need a user namespace mapping only themselves
   // (the processes keep their uid, gid and file access; other ids show as nobody inside)
@@ -89,28 +117,81 @@ export async function detectSandbox(probeDir: string): Promise<{ sandbox: Sandbo
     ];
     const [file, ...args] = wrap([sh, '-c', PROBE_SCRIPT], probeDir);
     const r = await run(file, args, probeDir);
-    if (r.ok && r.out.trim() === '2') return { sandbox: { kind: 'pidns', wrap } };
+    if (r.ok && r.out.trim() === '2') return { sandbox: { kind: 'pidns', mounts: false, execPrefix: [], wrap }, mountProblem };
     problem = r.err || `a PID namespace test printed "${r.out.trim()}"`;
   }
-  return { sandbox: pdeathsig, problem: `cannot create PID namespaces (${problem}); unprivileged users need user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)` };
+  return {
+    sandbox: pdeathsig,
+    problem: `cannot create PID namespaces (${problem}); unprivileged users need user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)`,
+    mountProblem,
+  };
 }
 
-const detected = new Map<string, Promise<Sandbox>>();
+/**
+ * Tries a PID + mount namespace whose pid 1 mounts a tmpfs and binds over it, as a pod's setup
+ * script does (root: CAP_SYS_ADMIN of the host; others: a user namespace mapping them to root).
+ */
+async function detectMounts(b: { setpriv: string; unshare: string; flock: string; sh: string; probeDir: string }): Promise<{ sandbox: Sandbox } | { problem: string }> {
+  const env = findBin('env');
+  const mount = findBin('mount');
+  if (!env || !mount) return { problem: 'mount or env is not installed' };
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const root = uid === 0;
+  const ns = root ? [] : ['--user', '--map-root-user'];
+  const execPrefix = root ? [] : [b.unshare, '--user', `--map-user=${uid}`, `--map-group=${gid}`, '--'];
+  const wrap = (argv: readonly string[], lockDir: string, setup?: string): string[] => [
+    b.setpriv, '--pdeathsig', 'KILL', '--',
+    b.unshare, ...ns, '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
+    ...(setup ? [env, '-i', b.sh, setup] : [...execPrefix]),
+    b.flock, '--shared', '--close', '--', lockDir, ...argv,
+  ];
+  // the probe: pid 1 mounts a tmpfs over the probe dir and binds it, then runs `echo $$` as pid 2
+  const script = [
+    `mount -t tmpfs kubeloop-probe "$PROBE" || exit 1`,
+    `mkdir "$PROBE/a" "$PROBE/b" && mount --bind "$PROBE/a" "$PROBE/b" && mount -o remount,bind,ro "$PROBE/b" || exit 1`,
+    `exec ${execPrefix.join(' ')} "$@"`,
+  ].join('\n');
+  const [file, ...args] = [
+    b.setpriv, '--pdeathsig', 'KILL', '--',
+    b.unshare, ...ns, '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
+    env, '-i', `PROBE=${b.probeDir}`, b.sh, '-c', script, 'sh',
+    b.flock, '--shared', '--close', '--', b.probeDir, b.sh, '-c', 'echo $$; grep -c " kubeloop-probe " /proc/self/mountinfo',
+  ];
+  const r = await run(file, args, b.probeDir);
+  // a small pid (inside its own PID namespace: the mounts took a few) and the tmpfs seen inside
+  const [pid, count] = r.out.trim().split('\n').map(Number);
+  if (r.ok && pid! > 1 && pid! < 64 && count! >= 1) return { sandbox: { kind: 'pidns', mounts: true, execPrefix, wrap } };
+  return {
+    problem: `cannot mount inside a mount namespace (${r.err || `the test printed "${r.out.trim()}"`}); ${root ? 'root needs CAP_SYS_ADMIN' : 'unprivileged users need user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)'}`,
+  };
+}
+
+/** the sandbox of a state dir and, when pods get no mount namespace, why */
+export interface SandboxInfo {
+  sandbox: Sandbox;
+  mountProblem?: string;
+}
+
+const detected = new Map<string, Promise<SandboxInfo>>();
 
 /**
  * The sandbox of the runtime with this state dir, detected once; the first call also ends what
  * a killed daemon of this state dir left running (see `endLeftovers`), so nothing starts before
  * that is done. Logs one line: the mechanism, or a warning naming what is missing.
+ * `mounts: false` turns mount namespaces off (the first call of a state dir decides).
  */
-export function sandboxFor(stateDir: string, log: Logger): Promise<Sandbox> {
+export function sandboxFor(stateDir: string, log: Logger, o: { mounts?: boolean } = {}): Promise<SandboxInfo> {
   let p = detected.get(stateDir);
   if (!p) {
     p = (async () => {
-      const [{ sandbox, problem }, ended] = await Promise.all([detectSandbox(stateDir), endLeftovers(stateDir)]);
+      const [{ sandbox, problem, mountProblem }, ended] = await Promise.all([detectSandbox(stateDir, o), endLeftovers(stateDir)]);
       if (ended.length) log.warn({ pids: ended }, `ended ${ended.length} process(es) a previous daemon of this state dir left running`);
       if (sandbox.kind === 'pidns') log.info('pod processes run in a PID namespace per container: none outlives the daemon');
       else log.warn(`pod processes can outlive a killed daemon (${sandbox.kind === 'pdeathsig' ? 'only each container\'s first process is tied to it' : 'nothing ties them to it'}): ${problem}`);
-      return sandbox;
+      if (sandbox.mounts) log.info('each container runs in its own mount namespace: volumes at their mountPath, the pod\'s /etc/resolv.conf and /etc/hosts');
+      else log.warn(`pods get no mount namespace: volumes are given as KUBELOOP_VOLUME_<NAME> only (${mountProblem})`);
+      return { sandbox, ...(mountProblem ? { mountProblem } : {}) };
     })();
     detected.set(stateDir, p);
   }

@@ -19,6 +19,8 @@ export interface PodView {
   initialized: boolean;
   /** the pod is being deleted: not Ready, whatever its containers say */
   terminating: boolean;
+  /** node-agent conditions of kubeloop's own (e.g. VolumeMountsAtPaths) */
+  extra?: readonly { type: string; ok: boolean; reason?: string; message?: string }[];
 }
 
 /**
@@ -90,6 +92,7 @@ export function buildPodStatus(v: PodView, prev: PodStatus | undefined, now = ti
       : condition('Ready', containersReady, containersReady ? undefined : notReadyReason, containersReady ? undefined : notReadyMessage),
     condition('ContainersReady', containersReady, containersReady ? undefined : notReadyReason, containersReady ? undefined : notReadyMessage),
     condition('PodScheduled', true),
+    ...(v.extra ?? []).map((c) => condition(c.type, c.ok, c.reason, c.message)),
   ];
   for (const c of conds) {
     const old = prev?.conditions?.find((o) => o.type === c.type);

@@ -1,6 +1,8 @@
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Container, PersistentVolumeClaim, Pod } from '../../api/types.js';
+import { writeAtomic } from './atomic-writer.js';
+import { type ObjectLookup, isProjected, project } from './volume-sources.js';
 
 /**
  * Where a pod's volumes live on this machine. Without containers a `mountPath` cannot be
@@ -12,9 +14,13 @@ import type { Container, PersistentVolumeClaim, Pod } from '../../api/types.js';
  * | `persistentVolumeClaim` | `<stateDir>/volumes/<namespace>/<claim>/` (kept until the claim is deleted) |
  * | `emptyDir` | `<stateDir>/pods/<ns>_<pod>_<uid>/_volumes/<volume>/` (removed with the pod) |
  * | `hostPath` | the path itself (made for `DirectoryOrCreate`) |
+ * | `configMap`, `secret`, `downwardAPI`, `projected` | `<podDir>/_volumes/<volume>/`, the kubelet's atomic writer layout (atomic-writer.ts), rewritten when its sources change |
  *
- * For each `volumeMounts[]` entry the container gets `KUBELOOP_VOLUME_<NAME>=<dir>` (the mount's
- * name upper-cased, `-` and `.` → `_`), with `subPath` appended when given.
+ * (`_volumes`, not `volumes`: a pod's dir also holds a log dir per container name, and a
+ * container may be called `volumes`.) With a mount namespace each mount is bound at its
+ * `mountPath` (mount-script.ts); either way the container gets `KUBELOOP_VOLUME_<NAME>` (the
+ * mount's name upper-cased, `-` and `.` → `_`): the `mountPath` where the volume is mounted
+ * there, else the host directory (with `subPath` appended when given).
  */
 export interface VolumeContext {
   /** absolute state dir of the node agent */
@@ -22,11 +28,36 @@ export interface VolumeContext {
   /** `${stateDir}/pods/<ns>_<name>_<uid>` */
   podDir: string;
   claim(namespace: string, name: string): PersistentVolumeClaim | undefined;
+  /** ConfigMaps and Secrets for projected volumes */
+  objects: ObjectLookup;
+}
+
+/** one `volumeMounts[]` entry, resolved on this machine */
+export interface ResolvedMount {
+  name: string;
+  /** host path (a volume's dir, or the file/dir a `subPath` names in it) */
+  source: string;
+  mountPath: string;
+  readOnly: boolean;
 }
 
 export type VolumeResult =
-  | { ok: true; env: Record<string, string>; cwd: string | undefined }
+  | { ok: true; env: Record<string, string>; cwd: string | undefined; mounts: ResolvedMount[] }
   | { ok: false; message: string };
+
+/**
+ * Writes (or rewrites) a configMap/secret/downwardAPI/projected volume of the pod; resolves to
+ * the problem when its source is missing (nothing is written then: the old content stays, as
+ * the kubelet keeps a volume whose ConfigMap was deleted).
+ */
+export async function writeProjected(pod: Pod, volumeName: string, ctx: VolumeContext): Promise<string | undefined> {
+  const v = pod.spec?.volumes?.find((x) => x.name === volumeName);
+  if (!v || !isProjected(v)) return undefined;
+  const p = project(pod, v, ctx.objects);
+  if (!p.ok) return p.message;
+  await writeAtomic(path.join(emptyDirRoot(ctx.podDir), v.name), p.files);
+  return undefined;
+}
 
 export const volumeEnvName = (name: string): string => `KUBELOOP_VOLUME_${name.toUpperCase().replace(/[-.]/g, '_')}`;
 
@@ -45,10 +76,11 @@ export function emptyDirRoot(podDir: string): string {
  * container waits in ContainerCreating with that message, as a pod whose volume cannot be
  * mounted does.
  */
-export function containerVolumes(pod: Pod, container: Container, ctx: VolumeContext): VolumeResult {
+export async function containerVolumes(pod: Pod, container: Container, ctx: VolumeContext): Promise<VolumeResult> {
   const ns = pod.metadata?.namespace ?? 'default';
   const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
   const env: Record<string, string> = {};
+  const mounts: ResolvedMount[] = [];
   let cwd: string | undefined;
   for (const m of container.volumeMounts ?? []) {
     const v = volumes.get(m.name);
@@ -73,8 +105,29 @@ export function containerVolumes(pod: Pod, container: Container, ctx: VolumeCont
           return { ok: false, message: `hostPath type check failed: ${dir} is not a ${type === 'Directory' ? 'directory' : 'file'}` };
         }
       }
+    } else if (isProjected(v)) {
+      let problem: string | undefined;
+      try {
+        problem = await writeProjected(pod, v.name, ctx);
+      } catch (err) {
+        problem = `cannot write volume "${v.name}": ${(err as Error).message}`;
+      }
+      if (problem) return { ok: false, message: problem };
+      dir = path.join(emptyDirRoot(ctx.podDir), v.name);
+      if (m.subPath) {
+        // a key of the volume: the file it names now (updates do not reach a subPath, as upstream)
+        const p = path.join(dir, m.subPath);
+        if (!statOf(p)) return { ok: false, message: `volume "${v.name}" has no "${m.subPath}" (subPath of mount ${m.mountPath})` };
+        mounts.push({ name: m.name, source: p, mountPath: m.mountPath, readOnly: true });
+        env[volumeEnvName(m.name)] = p;
+        continue;
+      }
+      mounts.push({ name: m.name, source: dir, mountPath: m.mountPath, readOnly: true });
+      env[volumeEnvName(m.name)] = dir;
+      cwd ??= dir;
+      continue;
     } else {
-      // configMap, secret, projected, downwardAPI...: nothing on disk to hand over (yet)
+      // image, ephemeral, csi...: nothing on disk to hand over
       continue;
     }
     if (m.subPath) dir = path.join(dir, m.subPath);
@@ -89,9 +142,10 @@ export function containerVolumes(pod: Pod, container: Container, ctx: VolumeCont
       }
     }
     env[volumeEnvName(m.name)] = dir;
+    mounts.push({ name: m.name, source: dir, mountPath: m.mountPath, readOnly: !!m.readOnly });
     if (cwd === undefined && !isHostFile && statOf(dir)?.isDirectory()) cwd = dir;
   }
-  return { ok: true, env, cwd };
+  return { ok: true, env, cwd, mounts };
 }
 
 function statOf(p: string) {

@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** One bind mount a container gets inside its mount namespace. */
+export interface BindMount {
+  /** host path: a volume's directory, a file in it (subPath), or the pod's hosts/resolv.conf */
+  source: string;
+  /** where the process sees it */
+  target: string;
+  readOnly: boolean;
+  file: boolean;
+  /**
+   * the nearest existing ancestor of a target that does not exist on this machine: an overlay
+   * (upper layer in the namespace's private tmpfs) is put on it so the mount point can be made
+   * without touching the host's filesystem
+   */
+  overlayOn?: string;
+}
+
+export interface MountScript {
+  /** host dir where the namespace's private tmpfs goes (made by the caller, owner-only) */
+  scratch: string;
+  mounts: readonly BindMount[];
+  /** the overlays' parents and, for each, the mount points below it (re-attached on top) */
+  overlays: ReadonlyMap<string, readonly string[]>;
+  /** the process's working directory, as the process sees it */
+  cwd: string;
+  env: Readonly<Record<string, string>>;
+  /** run before the program (the nested user namespace that gives a non-root daemon its own uid back) */
+  execPrefix: readonly string[];
+}
+
+/** names dash keeps in its environment; others go through env(1) */
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The `sh` script that pid 1 of a container's namespaces runs before the program (run as
+ * `env -i /bin/sh <script> <program argv>`): mounts a private tmpfs, pins each source there,
+ * overlays parents of mount points that do not exist, binds every volume (read-only where
+ * asked), then restores the container's exact environment and execs the program. It removes
+ * itself first (it holds the environment, secrets included). Any failed mount ends it with
+ * exit code 125 and one `kubeloop:` line in the container's log.
+ */
+export function mountScript(s: MountScript): string {
+  const L: string[] = [
+    'rm -f "$0"',
+    'fail() { echo "kubeloop: $*" >&2; exit 125; }',
+    `mount -t tmpfs -o mode=0700,size=16m kubeloop-pod ${q(s.scratch)} || fail "cannot mount a tmpfs in the pod's mount namespace"`,
+    `cd ${q(s.scratch)} || fail "cannot enter the pod's scratch dir"`,
+    'mkdir src ovl pin',
+  ];
+  // 1. every source pinned first: overlays below may hide its host path
+  s.mounts.forEach((m, i) => {
+    L.push(m.file ? `: > src/${i}` : `mkdir src/${i}`);
+    L.push(`mount --bind ${q(m.source)} src/${i} || fail ${q(`cannot bind ${m.source}`)}`);
+  });
+  // 2. overlays (paths relative to the scratch dir: kernel lookups from the cwd, no canonicalizing)
+  let o = 0;
+  for (const [parent, below] of s.overlays) {
+    L.push(`mkdir -p ovl/${o}/u ovl/${o}/w pin/${o}`);
+    below.forEach((b, j) => L.push(`mkdir pin/${o}/${j} && mount --rbind ${q(b)} pin/${o}/${j} || fail ${q(`cannot keep the mount ${b}`)}`));
+    L.push(
+      `mount -c -t overlay kubeloop-overlay -o ${q(`lowerdir=${parent},upperdir=ovl/${o}/u,workdir=ovl/${o}/w`)} ${q(parent)} || fail ${q(`cannot overlay ${parent} to make mount points below it (overlayfs)`)}`,
+    );
+    below.forEach((b, j) => L.push(`mount -c --rbind pin/${o}/${j} ${q(b)} || fail ${q(`cannot restore the mount ${b}`)}`));
+    o++;
+  }
+  // 3. the mounts at their paths
+  s.mounts.forEach((m, i) => {
+    if (m.overlayOn) {
+      L.push(m.file ? `mkdir -p ${q(path.dirname(m.target))} && { [ -e ${q(m.target)} ] || : > ${q(m.target)}; }` : `mkdir -p ${q(m.target)}`);
+    }
+    L.push(`mount -c --bind src/${i} ${q(m.target)} || fail ${q(`cannot mount at ${m.target}`)}`);
+    if (m.readOnly) L.push(`mount -o remount,bind,ro ${q(m.target)} || fail ${q(`cannot make ${m.target} read-only`)}`);
+  });
+  L.push(`cd ${q(s.cwd)} || fail ${q(`workingDir ${s.cwd} does not exist in the pod`)}`);
+  // 4. the container's environment, exactly: dash adds PWD/OLDPWD and drops names it cannot hold
+  const odd: string[] = [];
+  L.push('unset PWD OLDPWD');
+  for (const [k, v] of Object.entries(s.env)) {
+    if (SHELL_NAME.test(k)) L.push(`export ${k}=${q(v)}`);
+    else odd.push(`${k}=${v}`);
+  }
+  const env = odd.length ? ['/usr/bin/env', ...odd.map(q)] : [];
+  L.push(`exec ${[...s.execPrefix.map(q), ...env].join(' ')} "$@"`);
+  return L.join('\n') + '\n';
+}
+
+/**
+ * Mount points strictly below `dir` that are not below another of them (from
+ * /proc/self/mountinfo: the namespace starts as a copy of the daemon's).
+ */
+export async function mountsBelow(dir: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const points = [...new Set(text.split('\n').map((l) => unescapeMount(l.split(' ')[4] ?? '')).filter((p) => p.startsWith(prefix)))].sort();
+  const top: string[] = [];
+  for (const p of points) if (!top.some((t) => p.startsWith(`${t}/`))) top.push(p);
+  return top;
+}
+
+const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
