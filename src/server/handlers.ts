@@ -245,29 +245,59 @@ export class Handlers {
 
   async #list(c: Call): Promise<void> {
     const info = c.resource.info;
-    const { items: all, resourceVersion } = await this.#listAll(c);
-    // paging: `continue` is the key to resume after, with the list's resourceVersion
-    let start = 0;
+    // paging: `continue` carries the list's resourceVersion and the position to resume after;
+    // the store serves a page from its sorted cache, so every page costs the page, not the kind
+    let after: string | undefined;
+    let tokenRv: string | undefined;
     const cont = c.query.get('continue');
     if (cont) {
-      let token: { rv?: string; after?: string };
+      let token: { rv?: unknown; after?: unknown };
       try {
-        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8')) as { rv?: string; after?: string };
+        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8')) as { rv?: unknown; after?: unknown };
       } catch {
         throw badRequest('continue key is not valid: illegal base64 data');
       }
-      const after = token.after ?? '';
-      start = all.findIndex((o) => keyString(o) > after);
-      if (start < 0) start = all.length;
+      if (typeof token !== 'object' || token === null || typeof token.after !== 'string') {
+        throw badRequest('continue key is not valid: pass the metadata.continue of the previous page unchanged');
+      }
+      after = token.after;
+      tokenRv = typeof token.rv === 'string' ? token.rv : undefined;
     }
     const limit = intParam(c.query, 'limit') ?? 0;
-    let items = all.slice(start);
-    const meta: Rec = { resourceVersion };
-    if (Number.isInteger(limit) && limit > 0 && items.length > limit) {
-      items = items.slice(0, limit);
-      meta.continue = Buffer.from(JSON.stringify({ rv: resourceVersion, after: keyString(items[items.length - 1]) })).toString('base64url');
-      meta.remainingItemCount = all.length - start - limit;
+    const paged = Number.isInteger(limit) && limit > 0;
+    let items: Stored<KObject>[];
+    let resourceVersion: string;
+    const meta: Rec = {};
+    if (info.kind === 'EndpointSlice') {
+      const all = await this.#listAll(c);
+      resourceVersion = all.resourceVersion;
+      let start = 0;
+      if (after !== undefined) {
+        start = all.items.findIndex((o) => sliceKey(o) > after!);
+        if (start < 0) start = all.items.length;
+      }
+      items = all.items.slice(start);
+      if (paged && items.length > limit) {
+        items = items.slice(0, limit);
+        meta.continue = continueToken(tokenRv ?? resourceVersion, sliceKey(items[items.length - 1]));
+        meta.remainingItemCount = all.items.length - start - limit;
+      }
+    } else {
+      const res = await this.#d.store.list(info.kind, {
+        namespace: c.route.namespace,
+        labelSelector: c.query.get('labelSelector') ?? undefined,
+        fieldSelector: c.query.get('fieldSelector') ?? undefined,
+        ...(paged ? { limit } : {}),
+        ...(after !== undefined ? { after } : {}),
+      });
+      items = res.items as Stored<KObject>[];
+      resourceVersion = res.resourceVersion;
+      if (res.next !== undefined) {
+        meta.continue = continueToken(tokenRv ?? resourceVersion, res.next);
+        if (res.remaining !== undefined) meta.remainingItemCount = res.remaining;
+      }
     }
+    meta.resourceVersion = tokenRv ?? resourceVersion;
     const tv = tableVersion(c.req.headers.accept);
     if (tv) {
       sendJson(c.res, 200, toTable(info.kind, items, { includeObject: this.#includeObject(c), version: tv }, meta), `application/json;as=Table;v=${tv};g=meta.k8s.io`);
@@ -624,7 +654,9 @@ export class Handlers {
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-const keyString = (o: Stored<KObject>): string => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+/** the store's page order and position: namespace, then name */
+const sliceKey = (o: Stored<KObject>): string => `${o.metadata.namespace ?? ''}\u0000${o.metadata.name}`;
+const continueToken = (rv: string, after: string): string => Buffer.from(JSON.stringify({ rv, after })).toString('base64url');
 const versionOf = (o: Rec): string => {
   const av = String(o.apiVersion ?? '');
   return av.includes('/') ? av.split('/')[1] : av;
