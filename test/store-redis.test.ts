@@ -258,3 +258,132 @@ t.test('bad input to commit is refused, nothing written', async (t) => {
   t.ok((await s.commit([{ op: 'create', key, value }])).ok);
   t.same(await s.get(key), { key, value, rv: 1 });
 });
+
+t.test('redis-server killed: every op fails fast with ServiceUnavailable; restarted: the watch resumes, nothing lost or twice', async (t) => {
+  const srv = await startRedisServer({ appendonly: true });
+  t.teardown(() => srv.close());
+  const s = await RedisStorage.open({ url: srv.url, log: quiet, commandTimeoutMs: 1000, watchOutageMs: 30_000 });
+  t.teardown(() => s.close());
+  const got: number[] = [];
+  const errors: Error[] = [];
+  const w = s.watch(0, (b) => got.push(b.rv), (e) => errors.push(e));
+  t.teardown(() => w.stop());
+  for (let i = 0; i < 20; i++) t.ok((await s.commit([{ op: 'create', key: `ConfigMap/default/c${i}`, value: `v${i}` }])).ok);
+  await waitFor(() => got.length === 20, { what: 'the first 20 batches' });
+
+  await srv.stop('SIGKILL');
+  const t0 = performance.now();
+  const results = await Promise.allSettled([
+    s.get('ConfigMap/default/c0'),
+    s.list('ConfigMap/'),
+    s.currentRv(),
+    ...Array.from({ length: 20 }, (_, i) => s.commit([{ op: 'create', key: `ConfigMap/default/down${i}`, value: 'x' }])),
+  ]);
+  const ms = performance.now() - t0;
+  t.comment(`23 ops against a killed redis-server all failed in ${ms.toFixed(1)} ms`);
+  for (const r of results) {
+    t.equal(r.status, 'rejected');
+    const err = (r as PromiseRejectedResult).reason;
+    t.ok(isApiError(err, 'ServiceUnavailable'), String(err));
+    t.match(err.message, `the store (redis at redis://127.0.0.1:${srv.port}) is unreachable: `);
+    t.equal(err.details.retryAfterSeconds, 1);
+  }
+
+  await srv.restart();
+  await waitFor(async () => (await s.commit([{ op: 'create', key: 'ConfigMap/default/after0', value: 'a' }])).ok, {
+    what: 'a commit after the restart',
+    timeoutMs: 10_000,
+    intervalMs: 100,
+  });
+  for (let i = 1; i < 10; i++) t.ok((await s.commit([{ op: 'create', key: `ConfigMap/default/after${i}`, value: 'a' }])).ok);
+  const last = await s.currentRv();
+  t.equal(last, 30, 'the 20 acknowledged commits survived the crash; none of the failed ones was applied');
+  await waitFor(() => got.length === 30, { what: 'the watch to resume', timeoutMs: 10_000 });
+  t.same(got, Array.from({ length: 30 }, (_, i) => i + 1), 'every rv once, in order, across the outage');
+  t.same(errors, []);
+  t.equal((await s.get('ConfigMap/default/c19'))?.value, 'v19');
+  t.equal(await s.get('ConfigMap/default/down0'), undefined);
+});
+
+t.test('redis-server restarted without its data: watches end with Expired (they must relist)', async (t) => {
+  const srv = await startRedisServer({ appendonly: false });
+  t.teardown(() => srv.close());
+  const s = await RedisStorage.open({ url: srv.url, log: quiet, commandTimeoutMs: 1000 });
+  t.teardown(() => s.close());
+  const got: number[] = [];
+  const err = new Promise<Error>((resolve) => s.watch(0, (b) => got.push(b.rv), resolve));
+  for (let i = 0; i < 3; i++) await s.commit([{ op: 'create', key: `ConfigMap/default/c${i}`, value: 'x' }]);
+  await waitFor(() => got.length === 3);
+  await srv.stop('SIGKILL');
+  await srv.restart();
+  const e = await err;
+  t.ok(isApiError(e, 'Expired'), e.message);
+  t.match(e.message, /too old resource version: 3 \(the store restarted at 0\)/);
+});
+
+t.test('a commit whose reply is lost fails with ServiceUnavailable and is not re-sent: the retry finds it applied', async (t) => {
+  const srv = await startRedisServer();
+  t.teardown(() => srv.close());
+  const s = await RedisStorage.open({ url: srv.url, log: quiet, commandTimeoutMs: 300 });
+  t.teardown(() => s.close());
+  const pid = srv.pid();
+  process.kill(pid, 'SIGSTOP');
+  let stopped = true;
+  t.teardown(() => {
+    if (stopped) process.kill(pid, 'SIGCONT');
+  });
+  const key = 'ConfigMap/default/once';
+  const pending = s.commit([{ op: 'create', key, value: 'x' }]);
+  await t.rejects(pending, { name: 'ApiError', reason: 'ServiceUnavailable', message: /timed out/i });
+  process.kill(pid, 'SIGCONT');
+  stopped = false;
+  // Redis ran the script when it woke up: the commit was applied once, its reply came too late
+  await waitFor(async () => (await s.get(key)) !== undefined, { what: 'the ambiguous commit to show' });
+  const retry = await s.commit([{ op: 'create', key, value: 'x' }]);
+  t.same(retry, { ok: false, index: 0, current: { key, value: 'x', rv: 1 } }, 'the retried create finds it (AlreadyExists), no duplicate');
+  t.equal(await s.currentRv(), 1, 'one revision: nothing was re-sent');
+});
+
+t.test('unreachable at open: ServiceUnavailable at once, naming the redacted URL', async (t) => {
+  const srv = await startRedisServer();
+  const url = `redis://:hunter2-secret@127.0.0.1:${srv.port}`;
+  await srv.close();
+  const c = capture();
+  const t0 = performance.now();
+  const err = await RedisStorage.open({ url, log: c.log }).catch((e: Error) => e);
+  t.comment(`open against a closed port failed in ${(performance.now() - t0).toFixed(1)} ms`);
+  t.ok(isApiError(err, 'ServiceUnavailable'), String(err));
+  t.match((err as Error).message, `the store (redis at redis://:***@127.0.0.1:${srv.port}) is unreachable: `);
+  t.notMatch((err as Error).message, /hunter2/);
+  t.notMatch(c.text(), /hunter2/);
+});
+
+t.test('a password (URL or option) is used and never logged or shown', async (t) => {
+  const pw = 'Pw-never-show-9f3b';
+  const srv = await startRedisServer({ password: pw });
+  t.teardown(() => srv.close());
+  const c = capture();
+  const viaUrl = await RedisStorage.open({ url: `redis://:${pw}@127.0.0.1:${srv.port}/1`, log: c.log, commandTimeoutMs: 500 });
+  t.teardown(() => viaUrl.close());
+  t.ok((await viaUrl.commit([{ op: 'create', key: 'Secret/default/s', value: 'v' }])).ok);
+  const viaOption = await RedisStorage.open({ url: `redis://127.0.0.1:${srv.port}/1`, password: pw, log: c.log });
+  t.teardown(() => viaOption.close());
+  t.equal((await viaOption.get('Secret/default/s'))?.value, 'v', 'the same database, authenticated by the option');
+
+  const wrong = await RedisStorage.open({ url: `redis://:wrong-${pw}@127.0.0.1:${srv.port}`, log: c.log }).catch((e: Error) => e);
+  t.ok(isApiError(wrong, 'ServiceUnavailable'), String(wrong));
+  t.match((wrong as Error).message, /refused the credentials: .*set the password in the URL or \$KUBELOOP_REDIS_PASSWORD/);
+  const none = await RedisStorage.open({ url: `redis://127.0.0.1:${srv.port}`, log: c.log }).catch((e: Error) => e);
+  t.match((none as Error).message, /refused the credentials/);
+
+  await srv.stop('SIGKILL');
+  const down = await viaUrl.get('Secret/default/s').catch((e: Error) => e);
+  t.ok(isApiError(down, 'ServiceUnavailable'));
+  t.match((down as Error).message, `redis at redis://:***@127.0.0.1:${srv.port}/1`);
+  // let ioredis try (and log) a few reconnects
+  await waitFor(() => /redis connection error/.test(c.text()), { what: 'a logged connection error' });
+  for (const text of [c.text(), (wrong as Error).message, (none as Error).message, (down as Error).message]) {
+    t.notMatch(text, new RegExp(pw), 'the password appears nowhere');
+  }
+  t.match(c.text(), /redis store opened/, 'the log was captured (the check above looked at something)');
+});

@@ -17,6 +17,8 @@ export interface RedisServer {
   /** SIGKILL (a crash) or SIGTERM (a clean shutdown); resolves when the process is gone */
   stop(signal?: NodeJS.Signals): Promise<void>;
   restart(): Promise<void>;
+  /** the running server's pid (for SIGSTOP/SIGCONT) */
+  pid(): number;
   /** stop and remove the dir */
   close(): Promise<void>;
 }
@@ -92,6 +94,10 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Redi
     dir,
     stop,
     restart: start,
+    pid: () => {
+      if (!proc?.pid) throw new Error('redis-server is not running');
+      return proc.pid;
+    },
     close: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });

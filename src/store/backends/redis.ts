@@ -118,25 +118,25 @@ export class RedisStorage implements Storage {
     const cmd = new Redis(base);
     // a blocking XREAD outlasts commandTimeout by design; give it its block time plus a margin
     const reader = new Redis({ ...base, commandTimeout: (o.watchBlockMs ?? 5_000) + commandTimeout, connectionName: 'kubeloop-watch' });
-    let lastError = '';
+    const s = new RedisStorage({ ...o, log }, target, cmd, reader);
+    let lastError: Error | undefined;
     for (const c of [cmd, reader]) {
       c.on('error', (err: Error) => {
         // ioredis reports every failed reconnect; one line per distinct problem is enough
-        if (err.message !== lastError) log.warn({ err: err.message }, 'redis connection error');
-        lastError = err.message;
+        if (err.message !== lastError?.message) log.warn({ err: s.#unavailable(err).message }, 'redis connection error');
+        lastError = err;
       });
     }
-    const s = new RedisStorage({ ...o, log }, target, cmd, reader);
     try {
-      await cmd.connect();
+      await Promise.all([cmd.connect(), reader.connect()]);
       await cmd.ping();
     } catch (err) {
       cmd.disconnect();
       reader.disconnect();
-      throw s.#unavailable(err);
+      // a refused AUTH surfaces as an 'error' event; connect() only says the connection closed
+      const refused = lastError && /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(lastError.message);
+      throw s.#unavailable(refused ? lastError : err);
     }
-    // the reader connects in the background; its first XREAD waits on the ready state
-    reader.connect().catch(() => undefined);
     log.info({ maxLen: s.#maxLen }, 'redis store opened');
     return s;
   }
