@@ -4,11 +4,12 @@ import { fileURLToPath } from 'node:url';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { DaemonSet, Deployment, Endpoints, Pod, ReplicaSet, Service, StatefulSet, Stored } from '../api/types.js';
-import { type ClosableStore, createEmbeddedStore } from '../store/embedded.js';
+import { type ClosableStore, createEmbeddedStore, createStore } from '../store/embedded.js';
 import { InformerFactory } from '../store/informer.js';
 import { EventRecorder } from '../store/events.js';
 import { ControllerManager } from '../controllers/index.js';
-import { DEFAULT_IMAGE_TABLE, PodRuntime, loadImageTable } from '../agent/runtime/index.js';
+import { DEFAULT_IMAGE_TABLE, PodRuntime } from '../agent/runtime/index.js';
+import { ImageCatalog } from '../agent/runtime/image-catalog.js';
 import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
@@ -84,17 +85,27 @@ export class Daemon {
     this.#lock(o.stateDir);
     const nofile = await raiseNofile(this.#log);
     const budget = connectionBudget(o, nofile?.soft, this.#log);
-    const images = loadImageTable(DEFAULT_IMAGE_TABLE);
+    // the shipped table, then --images tables over it; re-read when they change
+    const images = await ImageCatalog.open({ files: [DEFAULT_IMAGE_TABLE, ...o.images], log: this.#log });
+    this.#started.push({ name: 'image tables', stop: () => images.close() });
 
-    const store = await createEmbeddedStore({
+    const storeOptions = {
       serviceCidr: o.serviceCidr,
       podCidr: o.podCidr,
       nodePortRange: o.nodePortRange,
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
       hostAddresses: [...new Set([...nodeLayout(o).map((n) => n.ip), splitHostPort(o.apiAddr)[0], splitHostPort(o.dnsAddr)[0]])],
-      stateDir: o.stateDir,
       log: this.#log,
-    });
+    };
+    let store: ClosableStore;
+    if (o.store === 'embedded' || o.store === '') {
+      store = await createEmbeddedStore({ ...storeOptions, stateDir: o.stateDir });
+    } else {
+      // loaded only when asked for: ioredis is not needed by the embedded store
+      const { RedisStorage } = await import('../store/backends/redis.js');
+      const storage = await RedisStorage.open({ url: o.store, password: o.storePassword || undefined, log: this.#log });
+      store = await createStore(storage, storeOptions);
+    }
     this.#store = store;
     this.#started.push({ name: 'store', stop: () => store.close() });
 

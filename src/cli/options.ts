@@ -3,12 +3,19 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
+import { parseRedisUrl } from '../store/backends/redis-url.js';
 import { API_HANDSHAKE_TIMEOUT_MS, DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
 export interface Options {
   files: readonly string[];
+  /** image tables of one's own, over config/images/images.yaml (later ones win); re-read when they change */
+  images: readonly string[];
   stateDir: string;
+  /** `embedded` (the default: in process, journaled to the state dir) or `redis://…` / `rediss://…` */
+  store: string;
+  /** the Redis password when the --store URL has none: $KUBELOOP_REDIS_PASSWORD, never a flag */
+  storePassword: string;
   serviceCidr: string;
   podCidr: string;
   nodePortRange: string;
@@ -75,7 +82,9 @@ interface FlagSpec {
 /** The flags, in help order. Each maps to one option; the config file uses the same keys. */
 export const FLAGS: readonly FlagSpec[] = [
   { name: 'filename', short: 'f', key: 'files', kind: 'list', arg: 'FILE|DIR', help: 'manifest file or directory (.yaml/.yml/.json, not recursive) to apply at start; repeatable' },
+  { name: 'images', key: 'images', kind: 'list', arg: 'FILE', help: 'an image table of your own (the format of config/images/images.yaml), over the shipped one; repeatable, later ones win; re-read when it changes' },
   { name: 'state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'where the store snapshot and pod logs live' },
+  { name: 'store', key: 'store', kind: 'string', arg: 'embedded|URL', help: "where objects live: 'embedded' (in process, journaled to --state-dir) or a Redis server, redis://[user:pass@]HOST:PORT[/DB] or rediss:// (TLS); several daemons on one Redis are one cluster. The password may come from $KUBELOOP_REDIS_PASSWORD instead" },
   { name: 'service-cidr', key: 'serviceCidr', kind: 'string', arg: 'CIDR', help: 'ClusterIP range, inside 127.0.0.0/8' },
   { name: 'pod-cidr', key: 'podCidr', kind: 'string', arg: 'CIDR', help: 'pod IP range, inside 127.0.0.0/8, not overlapping --service-cidr' },
   { name: 'service-node-port-range', key: 'nodePortRange', kind: 'string', arg: 'MIN-MAX', help: 'nodePort range (kube-apiserver flag)' },
@@ -112,7 +121,10 @@ export const FLAGS: readonly FlagSpec[] = [
 
 export const DEFAULTS: Readonly<Options> = Object.freeze({
   files: [],
+  images: [],
   stateDir: '.kubeloop',
+  store: 'embedded',
+  storePassword: '',
   serviceCidr: '127.96.0.0/12',
   podCidr: '127.244.0.0/16',
   nodePortRange: '30000-32767',
@@ -339,6 +351,13 @@ export function nodeLayout(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'p
 /** Validates the whole result at once; every problem is reported, naming its flag. */
 export function validate(o: Options): string[] {
   const problems: string[] = [];
+  if (o.store !== 'embedded' && o.store !== '') {
+    try {
+      parseRedisUrl(o.store, o.storePassword || undefined);
+    } catch (e) {
+      problems.push(`--store: ${(e as Error).message}`);
+    }
+  }
   const svc = checkLoopbackCidr('service-cidr', o.serviceCidr, problems);
   const pod = checkLoopbackCidr('pod-cidr', o.podCidr, problems);
   let layout: NodeLayout[] = [];
@@ -444,6 +463,7 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const fromFile = config ? readConfigFile(resolve(cwd, config), problems) : {};
   const envState = env.KUBELOOP_STATE_DIR ? { stateDir: env.KUBELOOP_STATE_DIR } : {};
   const merged: Options = { ...DEFAULTS, ...envState, ...fromFile, ...values };
+  merged.storePassword = env.KUBELOOP_REDIS_PASSWORD ?? '';
   merged.apiToken = readApiToken(merged.apiTokenFile ? resolve(cwd, merged.apiTokenFile) : '', env, problems);
   if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
     // several nodes: NodePorts open on each node's IP, as kube-proxy on every node does
@@ -459,6 +479,7 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
     ...merged,
     stateDir: resolve(cwd, merged.stateDir),
     files: Object.freeze(merged.files.map((f) => resolve(cwd, f))),
+    images: Object.freeze(merged.images.map((f) => resolve(cwd, f))),
     nodePortAddresses: Object.freeze([...merged.nodePortAddresses]),
   });
 }

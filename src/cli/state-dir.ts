@@ -14,7 +14,9 @@ import { PID_FILE } from './pid-file.js';
  * puts a symlink there) could swap the CA or the snapshot under a root daemon, which a chmod by
  * root does not prevent. pki/'s files are checked too (`checkOwnedPaths`).
  */
-const TRUSTED = ['pki', 'kubeconfig', 'store.json', 'pods', 'volumes', PID_FILE];
+const TRUSTED = ['pki', 'kubeconfig', 'store.json', 'snapshot.json', 'pods', 'volumes', PID_FILE];
+/** the embedded store's journal segments (`journal-<rv>.log`) */
+const JOURNAL = /^journal-\d+\.log$/;
 
 async function userName(uid: number): Promise<string> {
   try {
@@ -55,6 +57,13 @@ export async function checkOwnedPaths(paths: readonly string[], stateDir: string
 /** The state dir, what it holds that the daemon trusts, and pki/'s files: owned by this user, no symlinks. */
 export async function checkStateDirOwner(dir: string): Promise<void> {
   await checkOwnedPaths([dir, ...TRUSTED.map((n) => join(dir, n))], dir);
+  let top: string[] = [];
+  try {
+    top = await readdir(dir);
+  } catch {
+    // no state dir yet
+  }
+  await checkOwnedPaths(top.filter((n) => JOURNAL.test(n)).map((n) => join(dir, n)), dir);
   let names: string[] = [];
   try {
     names = await readdir(join(dir, 'pki'));
