@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { Container } from '../../api/types.js';
 
 /** Where the built-in image programs live (`src/images/<name>.mjs`). */
@@ -29,10 +29,16 @@ export interface ImageEntry {
 }
 
 export interface ImageTable {
-  /** the file it was loaded from, for messages */
+  /** the file it was loaded from (of several: the one to add entries to), for messages */
   readonly file: string;
   /** normalised reference → entry */
   readonly entries: ReadonlyMap<string, ImageEntry>;
+  /** every file the entries come from, in order (a later one overrides an earlier); default `[file]` */
+  readonly files?: readonly string[];
+  /** tables that could not be (re-)read, one line each naming the file, the line and what is used instead */
+  readonly problems?: readonly string[];
+  /** calls `listener` after the tables changed (re-read from disk); returns the unsubscribe */
+  onChange?(listener: () => void): () => void;
 }
 
 /**
@@ -65,17 +71,30 @@ export function loadImageTable(file: string): ImageTable {
   } catch (e) {
     throw new Error(`cannot read image table ${file}: ${(e as Error).message}`);
   }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new Error(`image table ${file} is not valid YAML: ${(e as Error).message}`);
+  return parseImageTableText(text, file);
+}
+
+/**
+ * Parses an image table's text; problems name `file:line` (the line of the entry they concern),
+ * so an edit that breaks the table points at itself.
+ */
+export function parseImageTableText(text: string, file: string): ImageTable {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const at = lineCounter.linePos(e.pos[0]);
+    throw new Error(`image table ${file}:${at.line}:${at.col} is not valid YAML: ${e.message.split('\n')[0]}`);
   }
-  return parseImageTable(doc, file);
+  const lineOf = (key: string): number | undefined => {
+    const node = doc.getIn(['images', key], true) as { range?: [number, number, number] } | undefined;
+    return node?.range ? lineCounter.linePos(node.range[0]).line : undefined;
+  };
+  return parseImageTable(doc.toJS({ maxAliasCount: 100 }), file, lineOf);
 }
 
 /** Builds a table from a parsed document (`{ images: { name: entry } }`). */
-export function parseImageTable(doc: unknown, file: string): ImageTable {
+export function parseImageTable(doc: unknown, file: string, lineOf: (key: string) => number | undefined = () => undefined): ImageTable {
   const problems: string[] = [];
   const entries = new Map<string, ImageEntry>();
   const images = (doc as { images?: unknown } | null)?.images;
@@ -83,7 +102,8 @@ export function parseImageTable(doc: unknown, file: string): ImageTable {
     throw new Error(`image table ${file}: expected a mapping under "images:" (image name → { builtin | command, args, mode, aliases })`);
   }
   for (const [key, raw] of Object.entries(images as Record<string, unknown>)) {
-    const where = `images.${key}`;
+    const line = lineOf(key);
+    const where = `${line ? `line ${line}: ` : ''}images.${key}`;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
       problems.push(`${where}: expected a mapping with "builtin" or "command"`);
       continue;
@@ -169,12 +189,16 @@ export function resolveContainer(table: ImageTable, c: Container): Resolved {
   }
   const entry = table.entries.get(normaliseImage(image));
   if (!entry) {
+    const files = table.files ?? [table.file];
+    const read = files.length > 1 ? `the image tables ${files.join(', ')}` : `the image table ${files[0]}`;
+    const reread = table.onChange ? ' (the tables are re-read when they change, and this container then starts)' : '';
+    const problems = table.problems?.length ? `; ${table.problems.join('; ')}` : '';
     return {
       ok: false,
       reason: 'ErrImageNeverPull',
       message:
-        `image "${image}" is not in the image table ${table.file} and the container has no command: ` +
-        `add "${normaliseImage(image)}" to ${table.file} or give the container a command`,
+        `image "${image}" is not in ${read} and the container has no command: ` +
+        `add "${normaliseImage(image)}" to ${table.file}${reread} or give the container a command${problems}`,
     };
   }
   if (entry.mode === 'cmd' && args?.length) return { ok: true, argv: [...args], entry };
