@@ -2,7 +2,8 @@
 /**
  * Built-in image `static` (stands in for nginx, httpd, caddy): an HTTP server on every declared
  * TCP containerPort (80 when none). It serves a small index page naming the pod, or the files
- * under `$KUBELOOP_STATIC_ROOT` when that is set (`/dir/` serves `dir/index.html`).
+ * under `$KUBELOOP_STATIC_ROOT` when that is set, else under nginx's `/usr/share/nginx/html` (or
+ * httpd's, caddy's root) when a volume is mounted there (`/dir/` serves `dir/index.html`).
  */
 import http from 'node:http';
 import fs from 'node:fs';
@@ -10,7 +11,21 @@ import path from 'node:path';
 import { pod, podLine, tcpPorts, listen, exitOnSignal } from './lib.mjs';
 
 const IMAGE = 'static';
-const root = process.env.KUBELOOP_STATIC_ROOT ? path.resolve(process.env.KUBELOOP_STATIC_ROOT) : undefined;
+/** the web roots of the images this stands in for: served when a volume is mounted there (the pod's mount namespace) */
+const WEB_ROOTS = ['/usr/share/nginx/html', '/usr/local/apache2/htdocs', '/usr/share/caddy'];
+const root = process.env.KUBELOOP_STATIC_ROOT ? path.resolve(process.env.KUBELOOP_STATIC_ROOT) : mountedWebRoot();
+
+/** @returns {string | undefined} */
+function mountedWebRoot() {
+  let info = '';
+  try {
+    info = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const points = new Set(info.split('\n').map((l) => l.split(' ')[4]));
+  return WEB_ROOTS.find((r) => points.has(r));
+}
 const ports = tcpPorts.length ? tcpPorts : [80];
 
 /** @type {Record<string, string>} */

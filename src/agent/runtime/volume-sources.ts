@@ -14,7 +14,11 @@ export interface ObjectLookup {
  */
 export type Projection = { ok: true; files: Map<string, VolumeFile> } | { ok: false; message: string };
 
-/** upstream's defaults: 0644 for every kind; kubeloop keeps secrets owner-only (0600) by default */
+/**
+ * upstream's defaults: 0644 for every kind (the API writes it into defaultMode); kubeloop keeps
+ * secret volumes owner-only: a secret volume's defaultMode of 0644 (the defaulted value, which
+ * an explicit 0644 cannot be told from) gives 0600 files; any other defaultMode is used as given
+ */
 const CONFIGMAP_MODE = 0o644;
 const SECRET_MODE = 0o600;
 const DOWNWARD_MODE = 0o644;
@@ -54,7 +58,7 @@ export function project(pod: Pod, v: Volume, objects: ObjectLookup): Projection 
   } else if (v.secret) {
     problem = fromKeys({
       kind: 'secret', name: v.secret.secretName ?? '', data: secretData(objects.secret(ns, v.secret.secretName ?? '')),
-      items: v.secret.items, optional: v.secret.optional, mode: v.secret.defaultMode ?? SECRET_MODE, add, field: `volume "${v.name}"`,
+      items: v.secret.items, optional: v.secret.optional, mode: v.secret.defaultMode === undefined || v.secret.defaultMode === 0o644 ? SECRET_MODE : v.secret.defaultMode, add, field: `volume "${v.name}"`,
     });
   } else if (v.downwardAPI) {
     const mode = v.downwardAPI.defaultMode ?? DOWNWARD_MODE;

@@ -119,11 +119,11 @@ export async function containerVolumes(pod: Pod, container: Container, ctx: Volu
         const p = path.join(dir, m.subPath);
         if (!statOf(p)) return { ok: false, message: `volume "${v.name}" has no "${m.subPath}" (subPath of mount ${m.mountPath})` };
         mounts.push({ name: m.name, source: p, mountPath: m.mountPath, readOnly: true });
-        env[volumeEnvName(m.name)] = p;
+        env[volumeEnvName(m.name)] ??= p;
         continue;
       }
       mounts.push({ name: m.name, source: dir, mountPath: m.mountPath, readOnly: true });
-      env[volumeEnvName(m.name)] = dir;
+      env[volumeEnvName(m.name)] ??= dir;
       cwd ??= dir;
       continue;
     } else {
@@ -141,7 +141,8 @@ export async function containerVolumes(pod: Pod, container: Container, ctx: Volu
         return { ok: false, message: `cannot make the directory of volume "${m.name}" (${dir}): ${(err as Error).message}` };
       }
     }
-    env[volumeEnvName(m.name)] = dir;
+    // a volume mounted twice: the variable names its first mount
+    env[volumeEnvName(m.name)] ??= dir;
     mounts.push({ name: m.name, source: dir, mountPath: m.mountPath, readOnly: !!m.readOnly });
     if (cwd === undefined && !isHostFile && statOf(dir)?.isDirectory()) cwd = dir;
   }
