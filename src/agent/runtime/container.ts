@@ -95,6 +95,8 @@ export class ContainerRunner {
   /** the current run's preStop hook, once started */
   #preStop: Promise<void> | undefined;
   readonly #hookAbort = new AbortController();
+  /** unsubscribes from image table changes (while waiting in ErrImageNeverPull) */
+  #offImages: (() => void) | undefined;
 
   constructor(deps: ContainerDeps, host: ContainerHost, spec: Container, o: { restartCount?: number; waiting?: string } = {}) {
     this.spec = spec;
@@ -152,6 +154,7 @@ export class ContainerRunner {
       this.#deps.events.event(this.#host.pod(), 'Normal', 'Killing', `Stopping container ${this.spec.name}`, this.#fieldPath);
     }
     this.#stopping = true;
+    this.#offImages?.();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#prober?.stop();
@@ -187,7 +190,9 @@ export class ContainerRunner {
       this.#log.warn({ reason: resolved.reason }, resolved.message);
       this.#deps.events.event(this.#host.pod(), 'Warning', resolved.reason, resolved.message, this.#fieldPath);
       this.#setState({ waiting: { reason: resolved.reason, message: resolved.message } });
-      return; // the image table does not change while we run: nothing to retry
+      // the image tables are re-read when they change (image-catalog.ts): try again then
+      if (resolved.reason === 'ErrImageNeverPull') this.#retryOnImagesChange();
+      return;
     }
     this.#entry = resolved.entry;
     const pod = this.#host.pod();
@@ -364,6 +369,15 @@ export class ContainerRunner {
     } else {
       this.#restart(finishedAtMs);
     }
+  }
+
+  #retryOnImagesChange(): void {
+    this.#offImages?.();
+    this.#offImages = this.#deps.images.onChange?.(() => {
+      this.#offImages?.();
+      this.#offImages = undefined;
+      if (!this.#stopping) this.start();
+    });
   }
 
   #restart(finishedAtMs: number): void {
