@@ -13,6 +13,7 @@ import { sandboxFor } from './sandbox.js';
 import { timestamp } from './status.js';
 import { commandInMounts, writePodFiles, writeSetup } from './container-mounts.js';
 import type { ObjectLookup } from './volume-sources.js';
+import { addressInUseHint } from './address-in-use.js';
 import { containerVolumes, volumeEnvName } from './volumes.js';
 
 /** how often a container waiting for its volumes (an unbound claim) looks again */
@@ -317,11 +318,12 @@ export class ContainerRunner {
       prober.start();
     }
     const exit = await proc.exited;
-    const fallback =
-      !exit.startError && exit.exitCode !== 0 && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && this.#logFile
-        ? await logTail(this.#logFile)
-        : undefined;
-    this.#onExit(exit, startedAtMs, fallback);
+    const failed = !exit.startError && exit.exitCode !== 0 && this.#logFile;
+    const fallback = failed && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' ? await logTail(this.#logFile!) : undefined;
+    // container code binds all interfaces; here pods share the host's network (address-in-use.ts)
+    const inUse = failed && !this.#stopping ? addressInUseHint(await logTail(this.#logFile!), this.#host.podIP()) : undefined;
+    if (inUse) this.#deps.events.event(this.#host.pod(), 'Warning', 'AddressInUse', inUse, this.#fieldPath);
+    this.#onExit(exit, startedAtMs, inUse && fallback ? `${inUse}\n${fallback}` : (inUse ?? fallback));
   }
 
   /** `fallback`: the log's tail, when the container failed under FallbackToLogsOnError */
