@@ -89,7 +89,7 @@ t.test('volumes at their mountPath', async (t) => {
   const last = (text: string, key: string) => text.split('\n').filter((l) => l.startsWith(`${key}=`)).at(-1) ?? '';
   const out = await waitFor(async () => {
     const l = await logs('c1');
-    return l.includes('ENVVOL=') && l;
+    return l.includes('ENVVOL=') ? l : undefined;
   }, { timeoutMs: 20_000, what: 'c1 prints' });
 
   t.equal(last(out, 'INDEX'), 'INDEX=hello v1', 'a configMap key at its mountPath');
