@@ -99,8 +99,9 @@ t.test('a named targetPort resolves per pod: different container ports make diff
 
   const e = await waitFor(async () => {
     const x = await ep(store, 'named');
-    return x?.subsets?.length === 3 ? x : undefined;
-  }, { what: 'three subsets' });
+    // all three pods in: the controller may sync between the status writes
+    return x?.subsets?.length === 3 && JSON.stringify(x.subsets).includes(`"${ipZ}"`) ? x : undefined;
+  }, { what: 'three subsets with every pod' });
   const byIps = new Map(e.subsets!.map((s) => [ips(s.addresses).join(), s.ports]));
   t.same(byIps.get(ipX), [{ name: 'web', port: 8080, protocol: 'TCP' }], 'x: web → 8080 only');
   t.same(byIps.get(ipY), [{ name: 'web', port: 9090, protocol: 'TCP' }], 'y: web → 9090 only');
