@@ -71,8 +71,6 @@ interface Journal {
 
 /** mset in chunks of this many records; mget/list and snapshot chunks likewise */
 const CHUNK = 1000;
-/** trim the history in steps, not a splice per commit */
-const HISTORY_SLACK = 1024;
 
 /**
  * The default backend: the keyspace in an in-process `ioredis-mock`, made durable by an
@@ -107,7 +105,9 @@ export class EmbeddedStorage implements Storage {
   readonly #index = new Map<string, number>();
   /** key → rv of its latest write that is not durable yet */
   readonly #pending = new Map<string, number>();
-  readonly #history: ChangeBatch[] = [];
+  /** the retained batches are `#history[#historyHead..]` (a queue without a splice per commit) */
+  #history: ChangeBatch[] = [];
+  #historyHead = 0;
   readonly #watchers = new Set<Watcher>();
   readonly #stats: EmbeddedStats = { commits: 0, fsyncs: 0, batches: 0, snapshots: 0 };
   #queue: Pending[] = [];
@@ -214,11 +214,11 @@ export class EmbeddedStorage implements Storage {
     if (this.#fatal) return fail(this.#fatal);
     if (this.#closed) return fail(closedError());
     const h = this.#history;
-    const oldest = h.length ? h[0].rv : this.#durableRv + 1;
+    const oldest = h.length > this.#historyHead ? h[this.#historyHead].rv : this.#durableRv + 1;
     if (fromRv < oldest - 1 && fromRv < this.#durableRv) {
       return fail(new ApiError('Expired', `too old resource version: ${fromRv} (${oldest - 1})`));
     }
-    let lo = 0;
+    let lo = this.#historyHead;
     let hi = h.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
@@ -366,7 +366,11 @@ export class EmbeddedStorage implements Storage {
     }
     this.#durableRv = batch[batch.length - 1].rv;
     for (const b of batches) this.#history.push(b);
-    if (this.#history.length > this.#historySize + HISTORY_SLACK) this.#history.splice(0, this.#history.length - this.#historySize);
+    this.#historyHead = Math.max(this.#historyHead, this.#history.length - this.#historySize);
+    if (this.#historyHead >= 1024 && this.#historyHead * 2 >= this.#history.length) {
+      this.#history = this.#history.slice(this.#historyHead);
+      this.#historyHead = 0;
+    }
     this.#stats.commits += batch.length;
     for (const p of batch) p.resolve({ ok: true, rv: p.rv });
     if (this.#durableWaiters.length) {
