@@ -4,7 +4,7 @@
  * leaves nothing behind.
  */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,10 +32,10 @@ t.test('a restart after SIGKILL ends the pods the killed daemon left', async (t)
     const p = podProcesses(PREFIX).filter((x) => x.podName === 'sleeper');
     return p.length ? p : undefined;
   }, { timeoutMs: 10_000 });
-  // the snapshot trails writes by a second: wait until it holds the running container
+  // the store is durable once a write is acknowledged: wait until the journal holds the running container
   await waitFor(() => {
     try {
-      return readFileSync(join(stateDir, 'store.json'), 'utf8').includes('kubeloop://');
+      return readdirSync(stateDir).some((f) => /^(journal-\d+\.log|snapshot\.json)$/.test(f) && readFileSync(join(stateDir, f), 'utf8').includes('kubeloop://'));
     } catch {
       return false;
     }
