@@ -109,8 +109,8 @@ export class ServiceWarnings {
         reason: 'EndpointsNotLocal',
         message:
           `endpoint addresses ${[...off].sort().join(', ')} are not on this machine: kubeloop's proxy never sends traffic ` +
-          'off the machine, so they get no connections (point the Endpoints at a process on 127.0.0.0/8, ' +
-          'which needs the daemon flag --allow-loopback-endpoints)',
+          'off the machine, so they get no connections (point the Endpoints at a process on this machine: a pod IP or a ' +
+          "node address such as 127.0.0.1 works as is, other 127.0.0.0/8 addresses need the daemon flag --allow-loopback-endpoints)",
       });
     }
     return out;
