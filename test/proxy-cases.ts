@@ -16,7 +16,7 @@ import {
   whoAnswers,
 } from './proxy-helpers.js';
 import type { Harness, Tap } from './proxy-helpers.js';
-import type { DataPathPreference } from '../src/agent/proxy/index.js';
+import { type DataPathPreference, proxyMetrics } from '../src/agent/proxy/index.js';
 
 export interface ProxyCasesOptions {
   dataPath: DataPathPreference;
@@ -67,6 +67,13 @@ export function proxyCases(o: ProxyCasesOptions): void {
     const nodePort = svc.spec!.ports![0]!.nodePort!;
     if (dataPath !== 'auto') t.equal(h.proxy.dataPath.path, dataPath, `the ${dataPath} data path serves`);
     t.equal(h.lines.filter((l) => /^proxy data path: /.test(String(l.msg))).length, 1, 'the data path is logged once, with its reason');
+    const pm = proxyMetrics(h.proxy, { processMetrics: false });
+    const text = await pm.registry.metrics();
+    pm.stop();
+    const used = h.proxy.dataPath.path;
+    const other = used === 'uv' ? 'net' : 'uv';
+    t.match(text, new RegExp(`^kubeloop_proxy_data_path\\{path="${used}"\\} 1$`, 'm'), `/metrics: kubeloop_proxy_data_path{path="${used}"} 1`);
+    t.match(text, new RegExp(`^kubeloop_proxy_data_path\\{path="${other}"\\} 0$`, 'm'), `/metrics: kubeloop_proxy_data_path{path="${other}"} 0`);
 
     const ls = h.proxy.listeners().map((l) => `${l.kind} ${l.svc}:${l.port} ${l.protocol} ${l.address}:${l.portNumber}`);
     t.same(ls.sort(), [`clusterIP default/web:http TCP ${ip}:8080`, `nodePort default/web:http TCP ${NODE}:${nodePort}`]);

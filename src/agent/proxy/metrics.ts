@@ -20,6 +20,7 @@ import type { Proxy } from './index.js';
  * | `kubeloop_proxy_connections_total` … `_bytes_total` | per listener (Service, port name, protocol, address, kind) |
  * | `kubeloop_proxy_listener_processes` | per listener: processes accepting on it (the daemon + proxy workers, as of their last report) |
  * | `kubeloop_proxy_endpoint_connections_total` … | per endpoint of a service port: the per-pod distribution |
+ * | `kubeloop_proxy_data_path{path}` | 1 for the TCP data path in use (`uv`: Node's libuv handles, `net`: `node:net`), 0 for the other |
  *
  * plus the standard `process_*` / `nodejs_*` figures. Counters are read from the proxy when
  * scraped: nothing is added to the connection path.
@@ -38,6 +39,13 @@ export function proxyMetrics(proxy: Proxy, o: { registry?: Registry; processMetr
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384],
     registers,
   });
+  const dataPath = new Gauge({
+    name: 'kubeloop_proxy_data_path',
+    help: "The proxy's TCP data path: 1 for the one in use (uv: Node's libuv handles; net: node:net), chosen once at start",
+    labelNames: ['path'],
+    registers,
+  });
+  for (const path of ['uv', 'net'] as const) dataPath.set({ path }, proxy.dataPath.path === path ? 1 : 0);
   const lastSync = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
     help: 'The last time proxy rules were successfully synced',
