@@ -91,7 +91,7 @@ t.test('owner-only state and a second user who can do nothing', async (t) => {
     spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: 'shell', command: ['sh', '-c', 'echo pod-says-hello; exec sleep 600'] }] },
   });
   await waitFor(async () => (await api.request('GET', '/api/v1/namespaces/default/pods/talker/log')).body.includes('pod-says-hello'), { what: 'the pod log', timeoutMs: 20_000 });
-  await waitFor(() => readFileSync(join(stateDir, 'store.json'), 'utf8').includes('Secret/default/db'), { what: 'the snapshot with the Secret', timeoutMs: 10_000 });
+  await waitFor(() => readdirSync(stateDir).some((f) => /^journal-\d+\.log$/.test(f) && readFileSync(join(stateDir, f), 'utf8').includes('Secret/default/db')), { what: 'the journal with the Secret', timeoutMs: 10_000 });
   await waitFor(() => lstatSync(join(stateDir, 'volumes', 'default', 'data'), { throwIfNoEntry: false }), { what: 'the claim directory' });
 
   await t.test('every dir under the state dir is 0700, every file 0600', async (t) => {
@@ -99,9 +99,14 @@ t.test('owner-only state and a second user who can do nothing', async (t) => {
     const logs = all.filter((m) => m.path.endsWith('.log') && m.path.startsWith('/pods/default_talker_'));
     t.ok(logs.length > 0, 'the pod log is there');
     t.ok(all.some((m) => m.path === '/pki/ca.key'), 'the CA key is there');
-    t.ok(all.some((m) => m.path === '/store.json'), 'the snapshot is there');
+    t.ok(all.some((m) => /^\/journal-\d+\.log$/.test(m.path)), 'the journal is there');
     t.ok(all.some((m) => m.path === '/volumes/default/data' && m.dir), 'the claim directory is there');
-    const wrong = all.filter((m) => m.mode !== (m.dir ? 0o700 : 0o600)).map((m) => `${m.path} ${m.mode.toString(8)}`);
+    // a pod's own files (its /etc/hosts, resolv.conf, volume files) keep the modes a pod sees in a
+    // container (0644 as the kubelet writes them); their pod's 0700 dir keeps other users out
+    const podFile = (m: { path: string; dir: boolean }): boolean => !m.dir && /^\/pods\/[^/]+\/(_etc|_volumes)\//.test(m.path);
+    const wrong = all
+      .filter((m) => (podFile(m) ? (m.mode & 0o022) !== 0 : m.mode !== (m.dir ? 0o700 : 0o600)))
+      .map((m) => `${m.path} ${m.mode.toString(8)}`);
     t.same(wrong, [], 'no path with other modes');
   });
 
@@ -111,7 +116,8 @@ t.test('owner-only state and a second user who can do nothing', async (t) => {
     const as = (cmd: string, ...args: string[]) => run('setpriv', [`--reuid=${who.uid}`, `--regid=${who.gid}`, '--clear-groups', '--', cmd, ...args]);
     t.equal((await as('id', '-u')).stdout.trim(), String(who.uid), `commands run as ${who.name}`);
     const log = modes(stateDir).find((m) => m.path.endsWith('.log') && m.path.startsWith('/pods/default_talker_'))!.path;
-    for (const p of ['', '/store.json', '/kubeconfig', '/pki/ca.key', '/pki/admin.key', log, '/pods/old.log', '/volumes/default/data']) {
+    const journal = modes(stateDir).find((m) => /^\/journal-\d+\.log$/.test(m.path))!.path;
+    for (const p of ['', journal, '/kubeconfig', '/pki/ca.key', '/pki/admin.key', log, '/pods/old.log', '/volumes/default/data']) {
       const r = p === '' || p.startsWith('/volumes') ? await as('ls', join(stateDir, p)) : await as('cat', join(stateDir, p));
       t.not(r.code, 0, `${who.name} cannot read ${p || 'the state dir'}`);
       t.match(r.stderr, /Permission denied/, p || 'the state dir');

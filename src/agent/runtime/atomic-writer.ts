@@ -23,7 +23,7 @@ const DATA_TMP = '..data_tmp';
  * whether anything was written.
  */
 export async function writeAtomic(dir: string, files: ReadonlyMap<string, VolumeFile>): Promise<boolean> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const current = await readlink(path.join(dir, DATA)).catch(() => undefined);
   if (current && (await sameContent(path.join(dir, current), files))) {
     await linkTopLevel(dir, files); // a previous write may have stopped before the links
@@ -31,10 +31,10 @@ export async function writeAtomic(dir: string, files: ReadonlyMap<string, Volume
   }
   const version = versionName();
   const vdir = path.join(dir, version);
-  await mkdir(vdir, { mode: 0o755 });
+  await mkdir(vdir, { mode: 0o700 });
   for (const [rel, f] of files) {
     const p = path.join(vdir, rel);
-    await mkdir(path.dirname(p), { recursive: true, mode: 0o755 });
+    await mkdir(path.dirname(p), { recursive: true, mode: 0o700 });
     await writeFile(p, f.data, { mode: f.mode });
     await chmod(p, f.mode); // the umask does not narrow it
   }

@@ -18,7 +18,7 @@ export interface PodFilesInput {
 /** Writes the pod's `_etc/resolv.conf` and `_etc/hosts`; resolves to their paths. */
 export async function writePodFiles(podDir: string, i: PodFilesInput): Promise<{ resolv: string; hosts: string }> {
   const dir = path.join(podDir, '_etc');
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const resolv = path.join(dir, 'resolv.conf');
   const hosts = path.join(dir, 'hosts');
   await writeFile(resolv, resolvConf({ pod: i.pod, clusterDomain: i.clusterDomain, nameserver: i.nameserver, hostResolv: i.hostResolv }), { mode: 0o644 });
