@@ -139,6 +139,7 @@ export class Daemon {
       upstream: o.dnsUpstream || undefined,
       tcpMaxConnections: budget.dnsTcpConnections,
       tcpIdleTimeoutMs: o.dnsTcpIdleTimeoutMs,
+      dataPath: o.dataPath,
     });
     try {
       await dns.start();
@@ -187,6 +188,7 @@ export class Daemon {
       nodeAddresses: [...o.nodePortAddresses],
       udpIdleTimeoutMs: o.udpTimeoutMs,
       processes: o.proxyProcesses,
+      dataPath: o.dataPath,
       onListenerError: (svc, _address, _port, err) => this.#listenerFailed(svc, err),
       // the caps of the components that run: listeners leave them free (util/fd-budget.ts)
       connectionCaps: (this.#dns ? budget.dnsTcpConnections : 0) + budget.apiConnections + (o.metricsAddr ? budget.metricsConnections : 0),

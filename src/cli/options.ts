@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
 import { parsePortRange } from '../util/allocator.js';
 import { parseRedisUrl } from '../store/backends/redis-url.js';
+import { DATA_PATH_PREFERENCES, type DataPathPreference, chooseDataPath } from '../util/uv.js';
 import { API_HANDSHAKE_TIMEOUT_MS, DEFAULT_FD_BUDGET, DNS_TCP_IDLE_TIMEOUT_MS } from '../util/fd-budget.js';
 
 /** Every option of `kubeloop up`, resolved once (defaults → config file → flags), validated, frozen. */
@@ -32,6 +33,8 @@ export interface Options {
   udpTimeoutMs: number;
   /** processes accepting on TCP portals (the daemon + workers); see agent/proxy/workers.ts */
   proxyProcesses: number;
+  /** the proxy's TCP and DNS's UDP data path: auto, uv (Node's libuv handles) or net (node:net); util/uv.ts */
+  dataPath: DataPathPreference;
   dnsAddr: string;
   clusterDomain: string;
   dnsTtl: number;
@@ -97,6 +100,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'nodes', key: 'nodes', kind: 'int', arg: 'N', help: 'simulated nodes (1-64): node-1..node-N at --node-ip, then the next /24 (127.0.1.1, 127.0.2.1, ...), each with an equal slice of --pod-cidr; NodePorts open on every node IP unless --nodeport-addresses is given' },
   { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
   { name: 'proxy-processes', key: 'proxyProcesses', kind: 'int', arg: 'N', help: 'processes accepting on TCP Service ports (1-64): more spread a load test over more cores; round robin is then per process, and ClientIP-affinity and UDP ports stay in the daemon' },
+  { name: 'data-path', key: 'dataPath', kind: 'string', arg: 'auto|uv|net', help: "how Service traffic is carried: uv (Node's libuv handles, fastest), net (node:net, works everywhere), auto: uv where it loads without a warning or a permission error, else net; also $KUBELOOP_DATA_PATH" },
   { name: 'dns-addr', key: 'dnsAddr', kind: 'string', arg: 'IP:PORT', help: 'cluster DNS, UDP and TCP' },
   { name: 'cluster-domain', key: 'clusterDomain', kind: 'string', arg: 'DOMAIN', help: 'DNS zone of Services and pods' },
   { name: 'dns-ttl', key: 'dnsTtl', kind: 'int', arg: 'SECONDS', help: 'TTL of DNS answers' },
@@ -138,6 +142,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   logLevel: 'info',
   udpTimeoutMs: 250,
   proxyProcesses: 1,
+  dataPath: 'auto',
   dnsAddr: '127.0.0.1:1053',
   clusterDomain: 'cluster.local',
   dnsTtl: 5,
@@ -351,6 +356,15 @@ export function nodeLayout(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'p
 /** Validates the whole result at once; every problem is reported, naming its flag. */
 export function validate(o: Options): string[] {
   const problems: string[] = [];
+  if (!DATA_PATH_PREFERENCES.includes(o.dataPath)) {
+    problems.push(`--data-path ${o.dataPath}: give auto, uv or net (or set KUBELOOP_DATA_PATH to one of them)`);
+  } else if (o.dataPath === 'uv') {
+    try {
+      chooseDataPath('uv');
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
   if (o.store !== 'embedded' && o.store !== '') {
     try {
       parseRedisUrl(o.store, o.storePassword || undefined);
@@ -462,7 +476,8 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const { values, config, problems } = parseFlags(argv);
   const fromFile = config ? readConfigFile(resolve(cwd, config), problems) : {};
   const envState = env.KUBELOOP_STATE_DIR ? { stateDir: env.KUBELOOP_STATE_DIR } : {};
-  const merged: Options = { ...DEFAULTS, ...envState, ...fromFile, ...values };
+  const envDataPath = env.KUBELOOP_DATA_PATH ? { dataPath: env.KUBELOOP_DATA_PATH as DataPathPreference } : {};
+  const merged: Options = { ...DEFAULTS, ...envState, ...envDataPath, ...fromFile, ...values };
   merged.storePassword = env.KUBELOOP_REDIS_PASSWORD ?? '';
   merged.apiToken = readApiToken(merged.apiTokenFile ? resolve(cwd, merged.apiTokenFile) : '', env, problems);
   if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
@@ -508,7 +523,7 @@ export function helpText(): string {
   }
   lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
   lines.push(`${'  -h, --help'.padEnd(44)} this text`);
-  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
+  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_DATA_PATH the default --data-path; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
   lines.push(
     '',
     'Descriptors (one RLIMIT_NOFILE for the whole daemon; the soft limit is raised to the hard one at start):',
