@@ -29,6 +29,7 @@ export type {
 export type { Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision } from 'kubernetes-types/apps/v1.js';
 export type { Job, CronJob } from 'kubernetes-types/batch/v1.js';
 export type { EndpointSlice } from 'kubernetes-types/discovery/v1.js';
+export type { Lease, LeaseSpec } from 'kubernetes-types/coordination/v1.js';
 
 /** Any API object. Objects handed out by the store are deep-frozen: clone before changing. */
 export interface KObject {
@@ -105,6 +106,7 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   k('Job', 'batch/v1', 'jobs', { categories: ['all'], hasStatus: true }),
   k('CronJob', 'batch/v1', 'cronjobs', { shortNames: ['cj'], categories: ['all'], hasStatus: true }),
   k('EndpointSlice', 'discovery.k8s.io/v1', 'endpointslices'),
+  k('Lease', 'coordination.k8s.io/v1', 'leases'),
 ]);
 
 const BY_KIND = new Map(KINDS.map((i) => [i.kind, i]));

@@ -33,6 +33,7 @@ const GROUP_PKG: Record<string, string> = {
   apps: 'io.k8s.api.apps.v1',
   batch: 'io.k8s.api.batch.v1',
   'discovery.k8s.io': 'io.k8s.api.discovery.v1',
+  'coordination.k8s.io': 'io.k8s.api.coordination.v1',
   autoscaling: 'io.k8s.api.autoscaling.v1',
 };
 

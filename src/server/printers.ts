@@ -12,6 +12,7 @@ import type {
   Event,
   Job,
   KObject,
+  Lease,
   Namespace,
   Node,
   PersistentVolumeClaim,
@@ -468,6 +469,15 @@ const pvcPrinter: Printer = {
   },
 };
 
+/** upstream `leaseColumnDefinitions`: Name, Holder, Age */
+const leasePrinter: Printer = {
+  columns: [col('Name'), col('Holder'), col('Age')],
+  cells(o, now) {
+    const l = o as Lease;
+    return [l.metadata?.name ?? '', l.spec?.holderIdentity ?? '', age(o, now)];
+  },
+};
+
 const defaultPrinter: Printer = {
   columns: [col('Name'), col('Age')],
   cells: (o, now) => [o.metadata?.name ?? '', age(o, now)],
@@ -491,6 +501,7 @@ const PRINTERS: Record<string, Printer> = {
   ConfigMap: configMapPrinter,
   Secret: secretPrinter,
   PersistentVolumeClaim: pvcPrinter,
+  Lease: leasePrinter,
 };
 
 export function printerFor(kind: string): Printer {

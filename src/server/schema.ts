@@ -54,6 +54,7 @@ export const KIND_CLASSES: Readonly<Record<string, string>> = Object.freeze({
   Job: 'V1Job',
   CronJob: 'V1CronJob',
   EndpointSlice: 'V1EndpointSlice',
+  Lease: 'V1Lease',
   Scale: 'V1Scale',
   DeleteOptions: 'V1DeleteOptions',
 });

@@ -9,6 +9,7 @@ import { type NameFn, nameIsDNSLabel, nameIsDNSSubdomain } from '../names.js';
 import { type KObject, kindInfo } from '../types.js';
 import { validateConfigMap, validateConfigMapUpdate, validateSecret, validateSecretUpdate } from './config.js';
 import { validateEndpoints, validateEndpointsUpdate } from './endpoints.js';
+import { validateLease } from './lease.js';
 import { type Rec, isRec, validateObjectMeta, validateObjectMetaUpdate } from './meta.js';
 import { validatePod, validatePodUpdate } from './pod.js';
 import { validateService, validateServiceUpdate } from './service.js';
@@ -70,6 +71,8 @@ export function validateObject(obj: KObject, old?: KObject, opts: ValidateOption
       return prev ? validateConfigMapUpdate(o, prev) : validateConfigMap(o);
     case 'Secret':
       return prev ? validateSecretUpdate(o, prev) : validateSecret(o);
+    case 'Lease':
+      return prev ? [...validateObjectMetaUpdate(o.metadata, prev.metadata, path('metadata')), ...validateLease(o)] : validateLease(o);
   }
   const workload = WORKLOADS[kind];
   if (workload) {
