@@ -18,6 +18,7 @@ import { nthAddress, parseCidr } from '../util/cidr.js';
 import { type ApplyResult, applyManifests, expandPaths, readManifests } from './manifests.js';
 import { renderTable, serviceRows } from './table.js';
 import { ensureObjects, systemObjects } from './system-objects.js';
+import { port53Fix, probePort53 } from './port53.js';
 import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
 import { connectionMetrics } from './connection-metrics.js';
@@ -50,6 +51,7 @@ export class Daemon {
   readonly #started: Component[] = [];
   #stopping: Promise<void> | undefined;
   #lockFile: string | undefined;
+  #clusterDnsProblem: string | undefined;
 
   constructor(opts: Readonly<Options>, log: Logger) {
     this.opts = opts;
@@ -68,6 +70,11 @@ export class Daemon {
   /** the API's URL, once started */
   get apiUrl(): string | undefined {
     return this.#api?.url;
+  }
+
+  /** why pods do not get the cluster DNS as their nameserver, with the fix (port 53 not bindable) */
+  get clusterDnsProblem(): string | undefined {
+    return this.#clusterDnsProblem;
   }
 
   /** the proxy's Prometheus endpoint, once started (unset with --metrics-addr '') */
@@ -239,6 +246,11 @@ export class Daemon {
       this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }
 
+    // kube-dns gets a ClusterIP (the pods' nameserver) only where port 53 can be bound there;
+    // otherwise it stays headless, pods keep the host's resolv.conf, and `up` prints the fix
+    const dnsClusterIP = nthAddress(parseCidr(o.serviceCidr), 10);
+    const port53 = this.#dns ? await probePort53(dnsClusterIP) : undefined;
+    this.#clusterDnsProblem = port53 && !port53.ok ? port53Fix(dnsClusterIP, port53.reason) : undefined;
     await ensureObjects(
       store,
       systemObjects({
@@ -248,7 +260,7 @@ export class Daemon {
         apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
         dnsHost: this.#dns ? dnsHost : undefined,
         dnsPort: this.#dns?.port,
-        dnsClusterIP: nthAddress(parseCidr(o.serviceCidr), 10),
+        dnsClusterIP: port53?.ok ? dnsClusterIP : 'None',
       }),
     );
   }

@@ -134,6 +134,7 @@ async function up(argv: readonly string[]): Promise<number> {
   console.log(daemon.table());
   console.log('');
   printListenerErrors(daemon.listenerErrors());
+  if (daemon.clusterDnsProblem) console.log(daemon.clusterDnsProblem);
   if (!settled) console.log(`(some pods were not ready after ${opts.readyTimeoutMs} ms; their endpoints join as they become ready)`);
   const dns = daemon.dnsPort ? `${opts.dnsAddr.slice(0, opts.dnsAddr.lastIndexOf(':'))} -p ${daemon.dnsPort}` : undefined;
   if (daemon.apiUrl) console.log(`API:   ${daemon.apiUrl}    export KUBECONFIG=${daemon.kubeconfigPath}`);

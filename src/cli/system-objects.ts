@@ -9,8 +9,10 @@ import type { Store } from '../store/types.js';
  * (6443 by default: 443 would need privilege). kube-dns is a ClusterIP Service on port 53, as in
  * every cluster: the proxy listens on `<its ClusterIP>:53` (UDP and TCP) and forwards to the DNS
  * server's real address, so that address is a `nameserver` line a pod's resolv.conf can hold.
- * Where port 53 cannot be bound, that listener fails like any privileged port (the start-up table
- * names the fix) and the server answers on --dns-addr still.
+ * Where port 53 cannot be bound (`dnsClusterIP: 'None'`), kube-dns is headless instead: DNS
+ * answers its name with the server's address and its SRV records with the real port, pods keep
+ * the host's resolv.conf (a nameserver that does not answer would stall every lookup), and `up`
+ * prints the fix (cli/port53.ts).
  */
 export function systemObjects(o: {
   apiHost?: string;
@@ -18,7 +20,7 @@ export function systemObjects(o: {
   apiClusterIP?: string;
   dnsHost?: string;
   dnsPort?: number;
-  /** kube-dns's preferred ClusterIP (upstream's convention: the 10th address of the range) */
+  /** kube-dns's preferred ClusterIP (upstream's convention: the 10th address of the range); 'None': headless */
   dnsClusterIP?: string;
 }): KObject[] {
   const out: KObject[] = [];
