@@ -1,10 +1,10 @@
-import type { Endpoints, Job, KObject, Mutable, Namespace, Pod, Secret, Service } from '../api/types.js';
+import type { Endpoints, Job, KObject, Mutable, Namespace, Node, Pod, Secret, Service } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { WatchEvent } from './types.js';
 import type { FieldError } from '../api/field.js';
 import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
-import { type Cidr, cidrContains } from '../util/cidr.js';
+import { type Cidr, cidrContains, parseCidr } from '../util/cidr.js';
 import { ServiceAllocations } from './service-allocation.js';
 
 export interface StrategyOptions {
@@ -24,6 +24,7 @@ export interface StrategyOptions {
 export class Strategies {
   readonly services: ServiceAllocations;
   readonly #opts: StrategyOptions;
+  readonly #nodes = new Map<string, { cidrs: Cidr[]; addresses: string[] }>();
 
   constructor(opts: StrategyOptions) {
     this.#opts = opts;
@@ -52,6 +53,7 @@ export class Strategies {
 
   /** Follows every committed change: the local allocators' view of what is held. */
   observe(ev: WatchEvent): void {
+    if (ev.object.kind === 'Node') return this.#observeNode(ev);
     if (ev.object.kind !== 'Service') return;
     const key = keyOf(ev.object);
     if (ev.type === 'DELETED') this.services.release((ev.old ?? ev.object) as Service);
@@ -59,6 +61,28 @@ export class Strategies {
       if (ev.old) this.services.releaseUnheld(ev.old as Service, ev.object as Service);
       this.services.restore(key, ev.object as Service);
     }
+  }
+
+  /**
+   * Every node's pod CIDR and addresses (several daemons on one storage each run their own
+   * nodes): Endpoints may point at any node's pods or host-network servers, not only this one's.
+   */
+  #observeNode(ev: WatchEvent): void {
+    const name = ev.object.metadata.name;
+    if (ev.type === 'DELETED') {
+      this.#nodes.delete(name);
+      return;
+    }
+    const n = ev.object as Node;
+    const cidrs: Cidr[] = [];
+    for (const c of n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : [])) {
+      try {
+        cidrs.push(parseCidr(c));
+      } catch {
+        // not ours to judge here: validation of the Node said so
+      }
+    }
+    this.#nodes.set(name, { cidrs, addresses: (n.status?.addresses ?? []).map((a) => a.address) });
   }
 
   /** An allocation record seen in storage (or found taken by a failed commit): held by someone. */
@@ -97,10 +121,22 @@ export class Strategies {
       // pod IPs are loopback addresses here: those are fine in Endpoints, other loopback ones are not
       return errs.filter(
         (e: FieldError) =>
-          !(isLoopbackComplaint(e) && clusterAddressAt(obj as Endpoints, e.field, this.#opts.podCidr, this.#opts.hostAddresses ?? [])),
+          !(isLoopbackComplaint(e) && clusterAddressAt(obj as Endpoints, e.field, this.#podCidrs(), this.#hostAddresses())),
       );
     }
     return errs;
+  }
+
+  #podCidrs(): Cidr[] {
+    const out = [this.#opts.podCidr];
+    for (const n of this.#nodes.values()) out.push(...n.cidrs);
+    return out;
+  }
+
+  #hostAddresses(): string[] {
+    const out = [...(this.#opts.hostAddresses ?? [])];
+    for (const n of this.#nodes.values()) out.push(...n.addresses);
+    return out;
   }
 
   /** Allocation for a write; returns field errors and changes nothing when it fails. */
@@ -118,11 +154,11 @@ const isLoopbackComplaint = (e: FieldError): boolean =>
   e.type === 'FieldValueInvalid' && /loopback/.test(e.detail ?? '') && e.field.endsWith('.ip');
 
 /** Is the address a complaint points at a pod IP or a node address (loopback by design here)? */
-function clusterAddressAt(ep: Endpoints, field: string, podCidr: Cidr, hosts: readonly string[]): boolean {
+function clusterAddressAt(ep: Endpoints, field: string, podCidrs: readonly Cidr[], hosts: readonly string[]): boolean {
   const m = /^subsets\[(\d+)\]\.(addresses|notReadyAddresses)\[(\d+)\]\.ip$/.exec(field);
   if (!m) return false;
   const addr = ep.subsets?.[Number(m[1])]?.[m[2] as 'addresses' | 'notReadyAddresses']?.[Number(m[3])];
-  return addr !== undefined && (cidrContains(podCidr, addr.ip) || hosts.includes(addr.ip));
+  return addr !== undefined && (podCidrs.some((c) => cidrContains(c, addr.ip)) || hosts.includes(addr.ip));
 }
 
 /**
