@@ -19,7 +19,7 @@ import { applyMergePatch } from './patch/merge-patch.js';
 import type { StrategicMerge } from './patch/strategic.js';
 import { type Resource, type Verb, groupVersionString } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
-import { intParam } from './query-params.js';
+import { boolParam, intParam } from './query-params.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import { errorWithCauses } from './status.js';
@@ -77,7 +77,7 @@ export function patchType(header: string | undefined): string {
  * takes GET, PUT (update), PATCH and DELETE; a subresource GET, PUT and PATCH.
  */
 export function requestVerb(method: string, route: ResourceRoute, namespaced: boolean, query: URLSearchParams): Verb | undefined {
-  const watch = route.watchPath || query.get('watch') === 'true' || query.get('watch') === '1';
+  const watch = route.watchPath || boolParam(query, 'watch') === true;
   if (route.watchPath && method !== 'GET') return undefined;
   if (route.subresource) return SUBRESOURCE_METHODS.get(method);
   if (route.name === undefined) {
@@ -328,8 +328,8 @@ export class Handlers {
     await serveWatch(c.req, c.res, src, {
       resourceVersion: c.query.get('resourceVersion') ?? undefined,
       timeoutSeconds: timeout,
-      allowBookmarks: c.query.get('allowWatchBookmarks') === 'true',
-      sendInitialEvents: c.query.get('sendInitialEvents') === 'true',
+      allowBookmarks: boolParam(c.query, 'allowWatchBookmarks') ?? false,
+      sendInitialEvents: boolParam(c.query, 'sendInitialEvents') ?? false,
       table: tv ? { version: tv, includeObject: this.#includeObject(c) } : undefined,
       log: this.#d.log,
     });
@@ -498,7 +498,7 @@ export class Handlers {
       throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${c.route.name})`);
     }
     meta.name = c.route.name;
-    const force = c.query.get('force') === 'true';
+    const force = boolParam(c.query, 'force') ?? false;
     const dry = dryRun(c.query);
     const cls = KIND_CLASSES[info.kind];
     for (let attempt = 0; ; attempt++) {
@@ -545,7 +545,7 @@ export class Handlers {
     if (policy !== undefined && !['Foreground', 'Background', 'Orphan'].includes(policy)) {
       throw badRequest(`propagationPolicy: Unsupported value: "${policy}": supported values: "Foreground", "Background", "Orphan"`);
     }
-    const orphan = q.get('orphanDependents') ?? (o.orphanDependents as boolean | undefined);
+    const orphan = boolParam(q, 'orphanDependents') ?? (o.orphanDependents as boolean | undefined);
     const grace = intParam(q, 'gracePeriodSeconds') ?? (o.gracePeriodSeconds as number | undefined);
     const bodyDry = Array.isArray(o.dryRun) && (o.dryRun as unknown[]).includes('All');
     const pre = isObj(o.preconditions) ? (o.preconditions as DeleteOptions['preconditions']) : undefined;
@@ -553,7 +553,7 @@ export class Handlers {
       dryRun: dryRun(q) || bodyDry,
       ...(grace !== undefined && grace !== null ? { gracePeriodSeconds: Number(grace) } : {}),
       ...(pre ? { preconditions: pre } : {}),
-      propagationPolicy: policy ?? (orphan === true || orphan === 'true' ? 'Orphan' : undefined),
+      propagationPolicy: policy ?? (orphan === true ? 'Orphan' : undefined),
     };
   }
 
@@ -594,6 +594,15 @@ export class Handlers {
     if (sub === 'log') {
       await serveLogs(c.req, c.res, { store: this.#d.store, stateDir: this.#d.stateDir }, c.route.namespace ?? 'default', name, parseLogQuery(c.query));
       return;
+    }
+    if (sub === 'exec' || sub === 'attach' || sub === 'portforward') {
+      // the upgraded requests never get here: index.ts hands them to the node agent (agent-forward.ts)
+      throw badRequest(`Upgrade request required: pods/${sub} streams over WebSockets (v5.channel.k8s.io, v4.channel.k8s.io${sub === 'portforward' ? ', v2.portforward.k8s.io' : ''}); use kubectl ${sub === 'portforward' ? 'port-forward' : sub}`);
+    }
+    if (sub === 'ephemeralcontainers') {
+      if (verb === 'get') return this.#get(c);
+      // a Status with details (kubectl debug dereferences them on a 404)
+      throw new ApiError('Forbidden', `pods "${name}" is forbidden: kubeloop does not run ephemeral containers; use kubectl exec -it ${name} -- sh to get a shell in the pod's environment`, { kind: 'pods', name });
     }
     if (sub === 'status') {
       if (verb === 'get') return this.#get(c);

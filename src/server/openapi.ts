@@ -243,7 +243,8 @@ function* names(t: TypeRef): Generator<string> {
 const cap = (s: string): string => s[0].toUpperCase() + s.slice(1);
 
 function subresourcesWithSchema(r: Resource) {
-  return r.subresources.filter((s) => s.name !== 'log');
+  // streams (logs, exec, attach, port-forward) have no object body to describe
+  return r.subresources.filter((s) => !['log', 'exec', 'attach', 'portforward'].includes(s.name));
 }
 
 export const openApiKey = (group: string, version: string): string =>

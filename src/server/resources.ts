@@ -10,7 +10,7 @@ import { KINDS, type KindInfo } from '../api/types.js';
 export type Verb = 'create' | 'delete' | 'deletecollection' | 'get' | 'list' | 'patch' | 'update' | 'watch';
 
 export interface Subresource {
-  name: 'status' | 'scale' | 'log';
+  name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers';
   /** the kind a request on it returns */
   kind: string;
   group: string;
@@ -49,7 +49,14 @@ function resourceFor(info: KindInfo): Resource {
   if (SCALABLE.has(info.kind)) {
     subs.push({ name: 'scale', kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: SUBRESOURCE_VERBS });
   }
-  if (info.kind === 'Pod') subs.push({ name: 'log', kind: 'Pod', group: '', version: 'v1', verbs: ['get'] });
+  if (info.kind === 'Pod') {
+    subs.push({ name: 'log', kind: 'Pod', group: '', version: 'v1', verbs: ['get'] });
+    // streamed by the pod's node agent endpoint (server/agent-forward.ts), as upstream declares them
+    subs.push({ name: 'exec', kind: 'PodExecOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
+    subs.push({ name: 'attach', kind: 'PodAttachOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
+    subs.push({ name: 'portforward', kind: 'PodPortForwardOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
+    subs.push({ name: 'ephemeralcontainers', kind: 'Pod', group: '', version: 'v1', verbs: SUBRESOURCE_VERBS });
+  }
   return { info, subresources: subs, verbs: VERBS_OF_KIND[info.kind] ?? ALL_VERBS };
 }
 
