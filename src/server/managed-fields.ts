@@ -40,9 +40,30 @@ const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 const keyOfPath = (p: FieldPath): string => JSON.stringify(p);
 
+/**
+ * The OpenAPI defaults of list-map key fields: the only key with one is the ports lists'
+ * `protocol` (`port`+`protocol`, `containerPort`+`protocol`), default TCP. As
+ * structured-merge-diff does, an item that omits a defaulted key is keyed by the default, so an
+ * applied `{port: 80}` is the live `{port: 80, protocol: TCP}` and not a second item.
+ */
+const MAP_KEY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({ protocol: 'TCP' });
+
+/** the value of key field `k` of a list-map item, its default when absent */
+const keyValue = (item: Rec, k: string): unknown => item[k] ?? MAP_KEY_DEFAULTS[k];
+
+/** does list-map item `x` have the key values `keys` (a `k:` path element, or another item's keys)? */
+const hasKeys = (x: unknown, keys: Rec | readonly string[], other?: Rec): boolean =>
+  isObj(x) &&
+  (Array.isArray(keys)
+    ? (keys as readonly string[]).every((k) => isDeepStrictEqual(keyValue(x, k), keyValue(other!, k)))
+    : Object.entries(keys).every(([k, kv]) => isDeepStrictEqual(keyValue(x, k), kv)));
+
 function sortedKeysJson(item: Rec, keys: readonly string[]): string {
   const o: Rec = {};
-  for (const k of [...keys].sort()) if (item[k] !== undefined) o[k] = item[k];
+  for (const k of [...keys].sort()) {
+    const v = keyValue(item, k);
+    if (v !== undefined) o[k] = v;
+  }
   return JSON.stringify(o);
 }
 
@@ -119,7 +140,7 @@ export class FieldManager {
       if (el.startsWith('f:')) cur = isObj(cur) ? cur[el.slice(2)] : undefined;
       else if (el.startsWith('k:')) {
         const keys = JSON.parse(el.slice(2)) as Rec;
-        cur = Array.isArray(cur) ? cur.find((x) => isObj(x) && Object.entries(keys).every(([k, kv]) => isDeepStrictEqual(x[k], kv))) : undefined;
+        cur = Array.isArray(cur) ? cur.find((x) => hasKeys(x, keys)) : undefined;
       } else if (el.startsWith('v:')) {
         const val = JSON.parse(el.slice(2));
         cur = Array.isArray(cur) && cur.some((x) => isDeepStrictEqual(x, val)) ? val : undefined;
@@ -144,7 +165,7 @@ export class FieldManager {
         const match = el.startsWith('k:')
           ? (() => {
               const keys = JSON.parse(el.slice(2)) as Rec;
-              return (x: unknown) => isObj(x) && Object.entries(keys).every(([k, kv]) => isDeepStrictEqual(x[k], kv));
+              return (x: unknown) => hasKeys(x, keys);
             })()
           : (x: unknown) => isDeepStrictEqual(x, JSON.parse(el.slice(2)));
         const idx = cur.findIndex(match);
@@ -253,7 +274,7 @@ export class FieldManager {
         if (lm.listType === 'map' && lm.mapKeys && Array.isArray(lv) && cv.every(isObj)) {
           const out = lv.map((x) => x);
           for (const item of cv as Rec[]) {
-            const idx = out.findIndex((x) => isObj(x) && lm.mapKeys!.every((mk) => isDeepStrictEqual(x[mk], item[mk])));
+            const idx = out.findIndex((x) => hasKeys(x, lm.mapKeys!, item));
             if (idx >= 0) this.#mergeApply(out[idx] as Rec, item, itemType, itemType?.k === 'object' ? itemType.name : undefined);
             else out.push(structuredClone(item));
           }

@@ -14,3 +14,24 @@ export function intParam(q: URLSearchParams, name: string): number | undefined {
   }
   return Number(v);
 }
+
+/** the spellings Go's `strconv.ParseBool` accepts, as kube-apiserver decodes boolean parameters */
+const BOOLS: ReadonlyMap<string, boolean> = new Map([
+  ...['1', 't', 'T', 'TRUE', 'true', 'True'].map((s) => [s, true] as const),
+  ...['0', 'f', 'F', 'FALSE', 'false', 'False'].map((s) => [s, false] as const),
+]);
+
+/**
+ * The boolean value of `name` as upstream parses it (Go's `strconv.ParseBool`: `1 t T TRUE true
+ * True` and `0 f F FALSE false False`), `undefined` when absent or empty; any other spelling is a
+ * BadRequest naming the parameter. The Python client sends `watch=True`.
+ */
+export function boolParam(q: URLSearchParams, name: string): boolean | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  const b = BOOLS.get(v);
+  if (b === undefined) {
+    throw badRequest(`invalid value ${JSON.stringify(v)} for query parameter ${name}: must be a boolean (true, false, 1, 0, t, f, True, False, TRUE, FALSE)`);
+  }
+  return b;
+}
