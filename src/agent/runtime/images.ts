@@ -84,7 +84,7 @@ export function parseImageTableText(text: string, file: string): ImageTable {
   if (doc.errors.length) {
     const e = doc.errors[0];
     const at = lineCounter.linePos(e.pos[0]);
-    throw new Error(`image table ${file}:${at.line}:${at.col} is not valid YAML: ${e.message.split('\n')[0]}`);
+    throw new Error(`image table ${file} is not valid YAML at line ${at.line}, column ${at.col}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
   }
   const lineOf = (key: string): number | undefined => {
     const node = doc.getIn(['images', key], true) as { range?: [number, number, number] } | undefined;
