@@ -7,9 +7,18 @@
  *   node --import tsx bench/proxy-ab.ts --variant old=/tmp/proxy-copy --variant new=src/agent/proxy
  *        [--rounds 3] [--seconds 4] [--only http,conn,bulk,rate] [--cpu-prof DIR]
  *
- * `--variant name=dir:N` runs that variant with N processes (its workers.ts, as `--proxy-processes N`).
+ * `--variant name=dir:N` runs that variant with N processes (its workers.ts, as `--proxy-processes N`);
+ * `--variant name=dir:N:net` (or `:uv`) on that data path (util/uv.ts; as `--data-path`).
+ * `--out FILE` also writes the figures as FILE.json and a table as FILE.md.
+ *
+ * The data-path comparison in the README (bench/results/data-path.md):
+ *
+ *   node --import tsx bench/proxy-ab.ts --variant uv=src/agent/proxy:1:uv --variant net=src/agent/proxy:1:net \
+ *        --only http,conn,bulk --rounds 5 --out bench/results/data-path
  */
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT, cpuSeconds, cpuTimes, startHaproxy, waitListening } from './contenders.js';
@@ -32,12 +41,19 @@ async function serve(argv: string[]): Promise<void> {
   const host = arg('host');
   const backends = arg('backends').split(',');
   const { default: pino } = await import('pino');
-  const { TcpListener } = (await import(pathToFileURL(`${dir}/tcp.ts`).href)) as typeof import('../src/agent/proxy/tcp.js');
+  const path = arg('data-path');
+  // a variant from before the net path has tcp.ts only (and loads its bindings itself)
+  let { TcpListener } = (await import(pathToFileURL(`${dir}/tcp.ts`).href)) as typeof import('../src/agent/proxy/tcp.js');
+  const uvts = (await import(pathToFileURL(`${dir}/../../util/uv.ts`).href)) as Partial<typeof import('../src/util/uv.js')>;
+  const chosen = uvts.chooseDataPath?.(path === 'uv' || path === 'net' ? path : 'auto').path;
+  if (chosen) {
+    if (chosen === 'net') TcpListener = ((await import(pathToFileURL(`${dir}/tcp-net.ts`).href)) as typeof import('../src/agent/proxy/tcp-net.js')).NetTcpListener as unknown as typeof TcpListener;
+  }
   const { RoundRobin } = (await import(pathToFileURL(`${dir}/round-robin.ts`).href)) as typeof import('../src/agent/proxy/round-robin.js');
   const log = pino({ level: 'silent' });
   const listeners: Array<{ destroy(): Promise<void> }> = [];
   const { ProxyWorkers } = (await import(pathToFileURL(`${dir}/workers.ts`).href)) as typeof import('../src/agent/proxy/workers.js');
-  const workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs: [250, 500, 1000, 2000] }) : undefined;
+  const workers = processes > 1 ? new ProxyWorkers({ count: processes - 1, log, dialTimeoutsMs: [250, 500, 1000, 2000], dataPath: chosen ?? 'uv' }) : undefined;
   workers?.start();
   for (const [name, port] of [['http', 8080], ['raw', 9000]] as const) {
     const balancer = new RoundRobin();
@@ -71,13 +87,13 @@ async function serve(argv: string[]): Promise<void> {
 }
 
 async function startVariant(name: string, spec: string, host: string, profDir?: string): Promise<Target> {
-  const [dir, processes = '1'] = spec.split(':');
+  const [dir, processes = '1', path = ''] = spec.split(':');
   const p = spawn(
     process.execPath,
     [
       ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}/${name}`] : []),
       '--import', 'tsx', resolve(ROOT, 'bench', 'proxy-ab.ts'),
-      'serve', '--impl', dir!, '--processes', processes, '--host', host, '--backends', BACKENDS.join(','),
+      'serve', '--impl', dir!, '--processes', processes, '--host', host, '--backends', BACKENDS.join(','), '--data-path', path || 'default',
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -106,6 +122,7 @@ async function main(): Promise<void> {
   let seconds = 4;
   let only = ['http', 'conn', 'bulk', 'rate'];
   let profDir: string | undefined;
+  let out: string | undefined;
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1]!;
     if (argv[i] === '--variant') variants.push(v.split('=', 2) as [string, string]);
@@ -113,6 +130,7 @@ async function main(): Promise<void> {
     else if (argv[i] === '--seconds') seconds = Number(v);
     else if (argv[i] === '--only') only = v.split(',');
     else if (argv[i] === '--cpu-prof') profDir = resolve(v);
+    else if (argv[i] === '--out') out = resolve(v);
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   if (!variants.length) variants.push(['current', 'src/agent/proxy']);
@@ -163,6 +181,7 @@ async function main(): Promise<void> {
       }
       console.error(`round ${r + 1}/${rounds}`);
     }
+    if (out) report(out, { rounds, seconds, variants, res, cpu });
     for (const [fig, byT] of Object.entries(res)) {
       const unit = fig === 'rate' ? 'cores' : fig.startsWith('bulk') ? 'cpu-ms/GB' : 'cpu-µs/op';
       const parts = Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))} (${fmt(median(cpu[fig]![n]!))} ${unit}, ${fmt(100 * median(sys[fig]![n]!), 2)}% sys)`);
@@ -177,6 +196,47 @@ async function main(): Promise<void> {
     for (const s of stops.reverse()) await s().catch(() => undefined);
     for (const c of children) c.kill('SIGKILL');
   }
+}
+
+const FIGURES: Record<string, { what: string; unit: string }> = {
+  http: { what: 'keep-alive HTTP (wrk, 2 threads × 50 connections)', unit: 'req/s' },
+  conn: { what: 'new connection per request (wrk, `Connection: close`)', unit: 'conn/s' },
+  bulk1: { what: 'bulk, one stream', unit: 'Gbit/s' },
+  bulk8: { what: 'bulk, 8 streams', unit: 'Gbit/s' },
+  rate: { what: 'p99 at 3,000 req/s', unit: 'ms' },
+};
+
+/** FILE.json (every sample) and FILE.md (medians, and each variant over the first and over HAProxy) */
+function report(
+  file: string,
+  r: { rounds: number; seconds: number; variants: Array<[string, string]>; res: Record<string, Record<string, number[]>>; cpu: Record<string, Record<string, number[]>> },
+): void {
+  const at = new Date().toISOString();
+  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
+  writeFileSync(`${file}.json`, `${JSON.stringify({ at, machine, ...r }, null, 1)}\n`);
+  const [base, ...others] = r.variants.map(([n]) => n);
+  const lines = [
+    `# Proxy data paths (${at.slice(0, 10)})`,
+    '',
+    `${machine}; ${r.rounds} interleaved rounds of ${r.seconds} s (HAProxy, then each variant); medians, ratios are medians of per-round ratios.`,
+    `Variants: ${r.variants.map(([n, d]) => `\`${n}\` = ${d}`).join(', ')}. \`bench/proxy-ab.ts\` (see its header for the command).`,
+    '',
+    `| figure | ${[...r.variants.map(([n]) => n), 'haproxy'].join(' | ')} | ${others.map((n) => `${n} / ${base}`).join(' | ')} | ${[base, ...others].map((n) => `${n} / haproxy`).join(' | ')} |`,
+    `|---|${'---|'.repeat(r.variants.length + 1 + others.length + r.variants.length)}`,
+  ];
+  for (const [fig, byT] of Object.entries(r.res)) {
+    const f = FIGURES[fig] ?? { what: fig, unit: '' };
+    const cell = (n: string) => (byT[n] ? `${fmt(median(byT[n]!))} ${f.unit}` : '–');
+    const ratio = (a: string, b: string) => (byT[a] && byT[b] ? fmt(pairedRatio(byT[a]!, byT[b]!)) : '–');
+    lines.push(
+      `| ${f.what} | ${[...r.variants.map(([n]) => cell(n)), cell('haproxy')].join(' | ')} | ${others.map((n) => ratio(n, base!)).join(' | ')} | ${[base!, ...others].map((n) => ratio(n, 'haproxy')).join(' | ')} |`,
+    );
+  }
+  lines.push('', 'CPU per unit of work (µs per request or connection, ms per GB), medians:', '');
+  for (const [fig, byT] of Object.entries(r.cpu)) {
+    lines.push(`- ${FIGURES[fig]?.what ?? fig}: ${Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))}`).join(' · ')}`);
+  }
+  writeFileSync(`${file}.md`, `${lines.join('\n')}\n`);
 }
 
 await main();
