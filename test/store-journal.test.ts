@@ -103,7 +103,7 @@ t.test('acknowledged writes survive SIGKILL of the writer, 10 times over, and rv
   let lastUpd: WriterRun['lastUpd'];
   for (let i = 0; i < 10; i++) {
     // kill points spread over a run; snapshots every 40 commits so kills land mid-snapshot too
-    const run = await runWriter(t, dir, `k${i}`, { writers: 8, snapshotEvery: 40, killAfter: 30 + ((i * 97) % 260) });
+    const run = await runWriter(t, dir, `k${i}`, { writers: 8, snapshotEvery: 40, killAfter: 20 + ((i * 97) % 180) });
     for (const [k, rv] of run.acks) all.set(k, rv);
     lastUpd = run.lastUpd ?? lastUpd;
     const s = await EmbeddedStorage.open({ dir });
@@ -122,7 +122,7 @@ t.test('acknowledged writes survive SIGKILL of the writer, 10 times over, and rv
     }
     await s.close();
   }
-  t.ok(all.size >= 300, `${all.size} acknowledged creates over 10 kills`);
+  t.ok(all.size >= 200, `${all.size} acknowledged creates over 10 kills`);
 });
 
 /** a journal of 20 single-record commits left by a killed writer (no final snapshot) */

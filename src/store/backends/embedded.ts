@@ -5,7 +5,7 @@ import RedisMock from 'ioredis-mock';
 import pino, { type Logger } from 'pino';
 import { ApiError } from '../../api/errors.js';
 import type { Change, ChangeBatch, CommitResult, Storage, StorageOp, StorageWatch, StoredRecord } from '../storage.js';
-import { encodeRecord, scanSegment } from './journal-format.js';
+import { MAX_RECORD, encodeRecord, scanSegment } from './journal-format.js';
 import {
   type Keyspace,
   LEGACY,
@@ -192,16 +192,22 @@ export class EmbeddedStorage implements Storage {
       if (!ok) return this.#conflict(i, op.key);
       local.set(op.key, op.op === 'delete' ? undefined : WRITTEN);
     }
-    const rv = ++this.#rv;
+    const rv = this.#rv + 1;
+    let record: Buffer | undefined;
+    if (this.#dir) {
+      record = encodeRecord({ rv, ops: ops.map((op) => ({ key: op.key, value: op.op === 'delete' ? undefined : op.value })) });
+      if (record.length > MAX_RECORD) {
+        return Promise.reject(new ApiError('RequestEntityTooLarge', `a storage commit of ${record.length} bytes is over the journal's ${MAX_RECORD}-byte record limit`));
+      }
+    }
+    this.#rv = rv;
     for (const op of ops) {
       if (op.op === 'delete') this.#index.delete(op.key);
       else this.#index.set(op.key, rv);
       this.#pending.set(op.key, rv);
     }
     return new Promise<CommitResult>((resolve, reject) => {
-      const p: Pending = { rv, ops, resolve, reject };
-      if (this.#dir) p.record = encodeRecord({ rv, ops: ops.map((op) => ({ key: op.key, value: op.op === 'delete' ? undefined : op.value })) });
-      this.#queue.push(p);
+      this.#queue.push({ rv, ops, record, resolve, reject });
       this.#kick();
     });
   }
@@ -409,9 +415,10 @@ export class EmbeddedStorage implements Storage {
     if (w.draining) return;
     w.draining = true;
     queueMicrotask(() => {
+      let i = 0;
       try {
-        while (!w.stopped && w.queue.length) {
-          const b = w.queue.shift()!;
+        while (!w.stopped && i < w.queue.length) {
+          const b = w.queue[i++];
           try {
             w.onBatch(b);
           } catch (err) {
@@ -419,6 +426,7 @@ export class EmbeddedStorage implements Storage {
           }
         }
       } finally {
+        w.queue.splice(0, i);
         w.draining = false;
         if (w.queue.length && !w.stopped) this.#scheduleDrain(w);
       }

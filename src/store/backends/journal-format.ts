@@ -27,8 +27,10 @@ const VERSION = 1;
 const HEADER = 8;
 /** version + rv + nops */
 const MIN_PAYLOAD = 1 + 6 + 4;
-/** no single transaction is this big; a larger length is damage */
-const MAX_PAYLOAD = 1 << 30;
+/** no single transaction is this big (commits over it are refused); a larger length is damage */
+const MAX_PAYLOAD = 256 * 1024 * 1024;
+/** the largest whole record, header included */
+export const MAX_RECORD = HEADER + MAX_PAYLOAD;
 const PUT = 1;
 const DEL = 2;
 
