@@ -23,7 +23,8 @@ import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
 import { connectionMetrics } from './connection-metrics.js';
 import { type FdBudget, fitBudget } from '../util/fd-budget.js';
-import { ensurePki } from './pki.js';
+import { AGENT_CLIENT_USER, ensurePki } from './pki.js';
+import { AgentEndpoint } from '../agent/endpoint/index.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
@@ -157,11 +158,37 @@ export class Daemon {
       this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
     }
 
+    const [apiHost, apiPort] = splitHostPort(o.apiAddr);
+    const hosts = apiHosts(o, apiHost);
+    // the CA and certificates come first (a failure here stops the start): the node agents'
+    // endpoints serve with them, and only the API server's certificate may use those
+    const pki = await ensurePki({ dir: join(o.stateDir, 'pki'), hosts, agentHosts: nodeLayout(o).map((n) => n.ip), log: this.#log });
+
     // one node agent per simulated node (--nodes), each with its IP and pod CIDR slice; stopped together
     const runtimes: PodRuntime[] = [];
+    const endpoints: AgentEndpoint[] = [];
     this.#started.push({ name: 'pod runtimes', stop: async () => void (await Promise.all(runtimes.map((r) => r.stop()))) });
+    this.#started.push({ name: 'node agent endpoints', stop: async () => void (await Promise.all(endpoints.map((e) => e.stop()))) });
     for (const node of nodeLayout(o)) {
-      const runtime = new PodRuntime({
+      let runtime: PodRuntime | undefined;
+      // the kubelet's port: logs, exec, attach, port-forward of this node's pods (an ephemeral port, in the Node's status)
+      const endpoint = new AgentEndpoint({
+        store,
+        log: this.#log.child({ node: node.name }),
+        address: node.ip,
+        port: 0,
+        tls: { cert: pki.agentCert, key: pki.agentKey, ca: pki.ca },
+        clientUser: AGENT_CLIENT_USER,
+        stateDir: o.stateDir,
+        execTarget: (uid, container) => runtime?.execTarget(uid, container),
+      });
+      try {
+        await endpoint.start();
+        endpoints.push(endpoint);
+      } catch (err) {
+        this.#log.error({ err, node: node.name }, `${(err as Error).message}: kubectl logs, exec and port-forward will not work for pods on ${node.name}`);
+      }
+      runtime = new PodRuntime({
         store,
         informers,
         log: this.#log,
@@ -174,6 +201,7 @@ export class Daemon {
         stopGraceMs: o.stopGraceMs,
         maxPods: o.maxPods,
         startRate: o.podStartRate,
+        endpointPort: endpoint.port,
         // a mount namespace per container where the kernel allows one; KUBELOOP_MOUNT_NAMESPACES=off forces the fallback
         mountNamespaces: process.env.KUBELOOP_MOUNT_NAMESPACES !== 'off',
         clusterDomain: o.clusterDomain,
@@ -219,10 +247,6 @@ export class Daemon {
       }
     }
 
-    const [apiHost, apiPort] = splitHostPort(o.apiAddr);
-    const hosts = apiHosts(o, apiHost);
-    // the CA and certificates are made before the API can listen: a failure here stops the start
-    const pki = o.insecurePlainHttpLoopback ? undefined : await ensurePki({ dir: join(o.stateDir, 'pki'), hosts, log: this.#log });
     const api = new ApiServer({
       store,
       informers,
@@ -230,7 +254,8 @@ export class Daemon {
       address: apiHost,
       port: apiPort,
       token: o.apiToken || undefined,
-      tls: pki && { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca },
+      tls: o.insecurePlainHttpLoopback ? undefined : { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca },
+      agentTls: { ca: pki.ca, cert: pki.agentClientCert, key: pki.agentClientKey },
       insecurePlainHttp: o.insecurePlainHttpLoopback,
       hosts,
       maxConnections: budget.apiConnections,
@@ -241,7 +266,7 @@ export class Daemon {
       await api.start();
       this.#api = api;
       this.#started.push({ name: 'api', stop: () => api.stop() });
-      await writePrivate(this.kubeconfigPath, kubeconfigYaml({ server: api.url, ca: pki?.ca, clientCert: pki?.clientCert, clientKey: pki?.clientKey, token: o.apiToken || undefined }));
+      await writePrivate(this.kubeconfigPath, kubeconfigYaml({ server: api.url, ...(o.insecurePlainHttpLoopback ? {} : { ca: pki.ca, clientCert: pki.clientCert, clientKey: pki.clientKey }), token: o.apiToken || undefined }));
     } catch (err) {
       this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }

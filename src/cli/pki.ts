@@ -28,6 +28,8 @@ const RENEW_BEFORE_MS = 30 * DAY;
 
 export const ADMIN_USER = 'kubeloop-admin';
 export const ADMIN_GROUP = 'system:masters';
+/** the API server's identity towards the node agents, as upstream's apiserver-kubelet-client */
+export const AGENT_CLIENT_USER = 'kube-apiserver-kubelet-client';
 
 export interface Pki {
   /** PEM of the cluster CA: what clients trust and what client certificates are checked against */
@@ -36,6 +38,15 @@ export interface Pki {
   serverKey: string;
   clientCert: string;
   clientKey: string;
+  /**
+   * the node agents' endpoint (the kubelet's port): its serving certificate (SANs: the node
+   * addresses) and the one client certificate it accepts, the API server's (CN
+   * AGENT_CLIENT_USER), so nothing else on the machine can exec into a pod through it
+   */
+  agentCert: string;
+  agentKey: string;
+  agentClientCert: string;
+  agentClientKey: string;
   dir: string;
 }
 
@@ -44,6 +55,8 @@ export interface PkiOptions {
   dir: string;
   /** SANs of the serving certificate: IPs and DNS names, in any order */
   hosts: readonly string[];
+  /** SANs of the node agents' serving certificate (the node addresses); default `hosts` */
+  agentHosts?: readonly string[];
   log: Logger;
 }
 
@@ -54,6 +67,10 @@ const FILES = {
   serverKey: 'apiserver.key',
   clientCert: 'admin.crt',
   clientKey: 'admin.key',
+  agentCert: 'kubelet.crt',
+  agentKey: 'kubelet.key',
+  agentClientCert: 'apiserver-kubelet-client.crt',
+  agentClientKey: 'apiserver-kubelet-client.key',
 } as const;
 
 async function readIfThere(file: string): Promise<string | undefined> {
@@ -206,5 +223,34 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
     await writePrivate(f('clientCert'), clientCert);
     log.info({ user: ADMIN_USER }, 'made the admin client certificate');
   }
-  return { ca: caCert, serverCert: serverCert!, serverKey: serverKey!, clientCert: clientCert!, clientKey: clientKey!, dir };
+
+  const agentHosts = sortedSans(o.agentHosts ?? o.hosts);
+  let agentCert = await read('agentCert');
+  let agentKey = await read('agentKey');
+  if (!(usable(agentCert, agentKey, caNode) && sansOf(new NodeX509(agentCert!)).join() === agentHosts.join())) {
+    ({ cert: agentCert, key: agentKey } = await leaf({ signer, subject: 'CN=kubeloop-node-agent', days: LEAF_DAYS, usage: 'server', hosts: agentHosts }));
+    await writePrivate(f('agentKey'), agentKey);
+    await writePrivate(f('agentCert'), agentCert);
+    log.info({ sans: agentHosts }, 'made the node agent serving certificate');
+  }
+  let agentClientCert = await read('agentClientCert');
+  let agentClientKey = await read('agentClientKey');
+  if (!usable(agentClientCert, agentClientKey, caNode)) {
+    ({ cert: agentClientCert, key: agentClientKey } = await leaf({ signer, subject: `CN=${AGENT_CLIENT_USER}`, days: LEAF_DAYS, usage: 'client' }));
+    await writePrivate(f('agentClientKey'), agentClientKey);
+    await writePrivate(f('agentClientCert'), agentClientCert);
+    log.info({ user: AGENT_CLIENT_USER }, 'made the API server\'s client certificate for the node agents');
+  }
+  return {
+    ca: caCert,
+    serverCert: serverCert!,
+    serverKey: serverKey!,
+    clientCert: clientCert!,
+    clientKey: clientKey!,
+    agentCert: agentCert!,
+    agentKey: agentKey!,
+    agentClientCert: agentClientCert!,
+    agentClientKey: agentClientKey!,
+    dir,
+  };
 }

@@ -12,7 +12,7 @@ import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
 import { checkDepth } from './body-limits.js';
 import { decodeObject, discardBody, inputMediaType, parseText, readBody, sendJson, unsupportedMediaType, warningHeaders } from './http.js';
-import { parseLogQuery, serveLogs } from './logs.js';
+import type { AgentForwarder } from './agent-forward.js';
 import type { FieldManager } from './managed-fields.js';
 import { applyJsonPatch } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/merge-patch.js';
@@ -33,7 +33,8 @@ export interface HandlerDeps {
   fields: FieldManager;
   smp: StrategicMerge;
   slices: SliceView;
-  stateDir: string;
+  /** pods/log goes to the pod's node agent endpoint */
+  agents: AgentForwarder;
   log: Logger;
 }
 
@@ -592,7 +593,7 @@ export class Handlers {
     const sub = c.route.subresource;
     const name = c.route.name!;
     if (sub === 'log') {
-      await serveLogs(c.req, c.res, { store: this.#d.store, stateDir: this.#d.stateDir }, c.route.namespace ?? 'default', name, parseLogQuery(c.query));
+      await this.#d.agents.logs(c.req, c.res, c.route.namespace ?? 'default', name, c.query);
       return;
     }
     if (sub === 'exec' || sub === 'attach' || sub === 'portforward') {

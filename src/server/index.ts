@@ -17,7 +17,8 @@ import type { Service } from '../api/types.js';
 import type { InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { API_HANDSHAKE_TIMEOUT_MS, type ConnectionStats, DEFAULT_FD_BUDGET, apiUnauthenticatedCap } from '../util/fd-budget.js';
-import { authenticate, checkAuthenticated, checkHost, checkOrigin } from './auth.js';
+import { AgentForwarder, type AgentClientTls } from './agent-forward.js';
+import { authenticate, checkAuthenticated, checkHost, checkOrigin, hostOf } from './auth.js';
 import {
   AGGREGATED_V2,
   AGGREGATED_V2BETA1,
@@ -39,7 +40,7 @@ import { findResource } from './resources.js';
 import { parseResourcePath, requestPath } from './route.js';
 import { Schemas } from './schema.js';
 import { SliceView } from './slices.js';
-import { failure, pathNotFound } from './status.js';
+import { type StatusBody, failure, pathNotFound, toStatus } from './status.js';
 
 export { kubeconfigYaml } from './kubeconfig.js';
 
@@ -73,8 +74,10 @@ export interface ApiServerOptions {
    * `logs -f`) are not limited.
    */
   handshakeTimeoutMs?: number;
-  /** pod logs live under `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
-  stateDir: string;
+  /** no longer read: pod logs, exec, attach and port-forward are the node agents' (agent-forward.ts) */
+  stateDir?: string;
+  /** the API server's credential towards the node agent endpoints, and the CA their certificates are signed by */
+  agentTls?: AgentClientTls;
 }
 
 export function isLoopback(address: string): boolean {
@@ -93,6 +96,7 @@ export class ApiServer {
   readonly #schemas = new Schemas();
   readonly #openapi: OpenApi;
   readonly #handlers: Handlers;
+  readonly #agents: AgentForwarder;
   readonly #sockets = new Set<Socket>();
   readonly #connections = { open: 0, rejected: 0, cap: DEFAULT_FD_BUDGET.apiConnections };
   /** accepted TCP connections not yet authenticated, oldest first (see util/fd-budget.ts) */
@@ -111,13 +115,14 @@ export class ApiServer {
     this.#log = o.log.child({ component: 'api' });
     this.#hosts = new Set(['localhost', '127.0.0.1', '::1', this.#o.address, ...(o.hosts ?? [])].map((h) => h.toLowerCase()));
     this.#openapi = new OpenApi(this.#schemas);
+    this.#agents = new AgentForwarder({ store: o.store, tls: o.agentTls });
     this.#handlers = new Handlers({
       store: o.store,
       schemas: this.#schemas,
       fields: new FieldManager(this.#schemas),
       smp: new StrategicMerge(this.#schemas),
       slices: new SliceView(o.store, o.informers.for<Service>('Service')),
-      stateDir: o.stateDir,
+      agents: this.#agents,
       log: this.#log,
     });
   }
@@ -157,6 +162,7 @@ export class ApiServer {
       s.on('close', () => this.#sockets.delete(s));
     });
     server.keepAliveTimeout = 30_000;
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#upgrade(req, socket, head));
     this.#capConnections(server, !!tls, t);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
@@ -295,6 +301,41 @@ export class ApiServer {
       const st = sendError(res, err, { resource: resource.info.plural, group: resource.info.group });
       if (st.code >= 500) this.#log.error({ err, method: req.method, path: c.target }, 'request failed');
       else this.#log.trace({ code: st.code, reason: st.reason, method: req.method, path: c.target }, st.message ?? '');
+    }
+  }
+
+  /**
+   * An upgrade (WebSocket) request: authenticated as any request (Host, credential; an Origin
+   * only when it is the API's own, as WebSocket clients such as the Python client send it), then
+   * `pods/exec`, `attach` and `portforward` go to the pod's node agent; anything else is refused.
+   */
+  async #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const refuse = (st: StatusBody): void => {
+      const body = JSON.stringify(st);
+      socket.end(`HTTP/1.1 ${st.code} ${st.reason ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    try {
+      const raw = req.url ?? '/';
+      const q = raw.indexOf('?');
+      const target = q >= 0 ? raw.slice(0, q) : raw;
+      const query = new URLSearchParams(q >= 0 ? raw.slice(q + 1) : '');
+      const credentials = { token: this.#o.token, required: !!this.#o.tls || !!this.#o.token };
+      const origin = req.headers.origin;
+      const sameOrigin = origin !== undefined && this.#hosts.has(hostOf(origin.replace(/^[a-z]+:\/\//i, '').split('/')[0] ?? ''));
+      const refused = checkHost(req, this.#hosts) ?? (sameOrigin ? undefined : checkOrigin(req)) ?? checkAuthenticated(req, credentials, target);
+      if (refused) return refuse(refused);
+      this.#authenticated(req.socket);
+      const route = parseResourcePath(requestPath(target));
+      const sub = route?.subresource;
+      if (!route || route.group !== '' || route.resource !== 'pods' || !route.name || (sub !== 'exec' && sub !== 'attach' && sub !== 'portforward')) {
+        return refuse(pathNotFound());
+      }
+      await this.#agents.upgrade(req, socket, head, sub, route.namespace ?? 'default', route.name, query);
+    } catch (err) {
+      const st = toStatus(err);
+      if (st.code >= 500) this.#log.warn({ err, path: req.url }, 'stream not forwarded');
+      refuse(st);
     }
   }
 

@@ -16,10 +16,12 @@ const LAYERS: Record<string, readonly string[]> = {
   controllers: ['store', 'api', 'util'],
   'agent/runtime': ['store', 'api', 'util'],
   'agent/proxy': ['store', 'api', 'util'],
+  // the kubelet's endpoint serves the runtime's pods (exec needs their processes, logs their files)
+  'agent/endpoint': ['store', 'api', 'util', 'agent/runtime'],
   dns: ['store', 'api', 'util'],
   server: ['store', 'api', 'util'],
   images: [],
-  cli: ['api', 'util', 'store', 'controllers', 'agent/runtime', 'agent/proxy', 'dns', 'server'],
+  cli: ['api', 'util', 'store', 'controllers', 'agent/runtime', 'agent/proxy', 'agent/endpoint', 'dns', 'server'],
 };
 
 const layerOf = (file: string): string => {

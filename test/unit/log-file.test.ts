@@ -1,5 +1,5 @@
 /**
- * server/log-file.ts against a plain reference: for seeded random files (empty lines, lines
+ * agent/endpoint/log-file.ts against a plain reference: for seeded random files (empty lines, lines
  * longer than the chunk, with and without a final newline) and chunk sizes down to one byte,
  * tailOffset finds where `tail -n k` starts, copyRange copies exactly the range through a
  * small buffer pool, and LineStamper stamps each line once however the chunks fall.
@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { BufferPool, type ChunkSink, LineStamper, copyRange, tailOffset } from '../../src/server/log-file.js';
+import { BufferPool, type ChunkSink, LineStamper, copyRange, tailOffset } from '../../src/agent/endpoint/log-file.js';
 
 /** mulberry32: a fixed seed gives the same files every run */
 function prng(seed: number): () => number {

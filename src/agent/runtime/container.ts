@@ -9,7 +9,7 @@ import { type ImageEntry, type ImageTable, resolveContainer } from './images.js'
 import type { EventRecorder } from '../../store/events.js';
 import { ContainerProber, type ProbeTarget, runHook } from './probe.js';
 import { type Exit, GroupProcess } from './process.js';
-import { sandboxFor } from './sandbox.js';
+import { type Sandbox, sandboxFor } from './sandbox.js';
 import { timestamp } from './status.js';
 import { commandInMounts, writePodFiles, writeSetup } from './container-mounts.js';
 import type { ObjectLookup } from './volume-sources.js';
@@ -45,6 +45,21 @@ export interface ContainerDeps {
   dnsServiceIP(): string | undefined;
   /** the node's /etc/resolv.conf, read at start */
   hostResolv: string;
+}
+
+/**
+ * What `kubectl exec` needs to run a command as this container runs: its environment, its
+ * working dir as the container sees it, the sandbox it runs in, and the group leader's pid
+ * (the sandbox's `unshare`, or the program itself without one), whose namespaces exec joins.
+ */
+export interface ExecTarget {
+  pid: number;
+  env: Readonly<Record<string, string>>;
+  /** the working dir inside the container's mount namespace (or on the host without one) */
+  cwd: string;
+  sandbox: Sandbox;
+  /** the container's log file (attach follows it) */
+  logFile: string;
 }
 
 /** What a container needs from its pod. */
@@ -93,6 +108,8 @@ export class ContainerRunner {
   /** the current run's log file and probe target (env, cwd) */
   #logFile: string | undefined;
   #target: ProbeTarget | undefined;
+  /** what exec needs, while the current run's process runs */
+  #exec: Omit<ExecTarget, 'pid'> | undefined;
   /** the current run's preStop hook, once started */
   #preStop: Promise<void> | undefined;
   readonly #hookAbort = new AbortController();
@@ -115,6 +132,12 @@ export class ContainerRunner {
   /** the group leader's pid while it runs */
   get pid(): number | undefined {
     return this.#proc?.running ? this.#proc.pid : undefined;
+  }
+
+  /** how to run a command as this container runs; undefined while it does not run */
+  execTarget(): ExecTarget | undefined {
+    const pid = this.pid;
+    return pid !== undefined && this.#exec ? { ...this.#exec, pid } : undefined;
   }
 
   get #fieldPath(): string {
@@ -244,6 +267,7 @@ export class ContainerRunner {
     let cwd = this.spec.workingDir || vols.cwd || this.#deps.workingDir;
     let setup: string | undefined;
     let commandCwd: string | false | undefined;
+    let execCwd = cwd;
     if (inNs) {
       try {
         const etc = pod.spec?.hostNetwork
@@ -257,6 +281,7 @@ export class ContainerRunner {
             });
         const firstDir = vols.mounts.find((m) => m.source === vols.cwd)?.mountPath;
         const inside = this.spec.workingDir || firstDir || this.#deps.workingDir;
+        execCwd = inside;
         const s = await writeSetup({ containerDir: path.dirname(logFile), mounts: vols.mounts, etc, cwd: inside, env, execPrefix: sandbox.execPrefix });
         setup = s.script;
         this.#host.onMountsElsewhere?.(s.skipped.length ? `not at their paths: ${s.skipped.join('; ')}` : undefined);
@@ -283,6 +308,7 @@ export class ContainerRunner {
     this.#logFile = logFile;
     this.#preStop = undefined;
     this.#target = { podIP: this.#host.podIP(), container: this.spec, env, cwd, sandbox, lockDir: path.dirname(logFile) };
+    this.#exec = { env, cwd: execCwd, sandbox, logFile };
     if (proc.pid !== undefined) {
       this.#containerID = `kubeloop://${proc.pid}`;
       this.#log.info({ pid: proc.pid, restartCount: this.#restartCount, argv0: argv[0] }, 'container started');

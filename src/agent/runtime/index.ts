@@ -13,12 +13,15 @@ import type { Informer, InformerFactory } from '../../store/informer.js';
 import { EndpointsGate } from './endpoints-gate.js';
 import { EventRecorder } from '../../store/events.js';
 import type { ImageTable } from './images.js';
-import { registerNode, setNodeStatus } from './node.js';
+import { type NodeInfoOptions, registerNode, setNodeStatus } from './node.js';
+import type { ExecTarget } from './container.js';
 import { type PodDeps, PodWorker } from './pod.js';
 
 export { loadImageTable, normaliseImage, DEFAULT_IMAGE_TABLE, type ImageTable, type ImageEntry } from './images.js';
 export { claimDir, volumeEnvName } from './volumes.js';
 export { PROXY_SETTLE_MS } from './endpoints-gate.js';
+export type { ExecTarget } from './container.js';
+export type { Sandbox } from './sandbox.js';
 
 export interface RuntimeOptions {
   store: Store;
@@ -52,6 +55,8 @@ export interface RuntimeOptions {
    * KUBELOOP_VOLUME_<NAME>, the host's resolv.conf); default true
    */
   mountNamespaces?: boolean;
+  /** the node agent endpoint's port, published in the Node's status (the API server forwards exec, logs… there) */
+  endpointPort?: number;
   /** the cluster domain for pods' resolv.conf search list and hosts; default cluster.local */
   clusterDomain?: string;
 }
@@ -123,7 +128,7 @@ export class PodRuntime {
   async #start(): Promise<void> {
     const o = this.#o;
     try {
-      await registerNode(o.store, { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr, maxPods: o.maxPods });
+      await registerNode(o.store, this.#nodeInfo());
     } catch (err) {
       // pods run without it; `kubectl get nodes` will miss this node
       this.#log.error({ err }, `cannot register Node ${o.nodeName}: ${(err as Error).message}`);
@@ -190,13 +195,23 @@ export class PodRuntime {
       this.#workers.clear();
       await this.#events.close();
       try {
-        await setNodeStatus(this.#o.store, { nodeName: this.#o.nodeName, nodeIP: this.#o.nodeIP, podCidr: this.#o.podCidr, maxPods: this.#o.maxPods }, false);
+        await setNodeStatus(this.#o.store, this.#nodeInfo(), false);
       } catch (err) {
         this.#log.debug({ err }, 'cannot mark the node not ready');
       }
       this.#log.info('pod runtime stopped');
     })();
     return this.#stopping;
+  }
+
+  #nodeInfo(): NodeInfoOptions {
+    const o = this.#o;
+    return { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr, maxPods: o.maxPods, endpointPort: o.endpointPort };
+  }
+
+  /** the running container `container` of the pod with this uid on this node (exec, attach) */
+  execTarget(uid: string, container: string): ExecTarget | undefined {
+    return this.#workers.get(uid)?.execTarget(container);
   }
 
   /** pids (= process group ids) of every running container process, for diagnostics and tests */

@@ -10,6 +10,8 @@ export interface NodeInfoOptions {
   podCidr: string;
   /** pods this node accepts (capacity.pods) */
   maxPods?: number;
+  /** the node agent endpoint's port (status.daemonEndpoints.kubeletEndpoint.Port); 0: none */
+  endpointPort?: number;
 }
 
 const KUBELET_VERSION = 'v1.30.0-kubeloop';
@@ -58,7 +60,7 @@ function nodeStatus(o: NodeInfoOptions, ready: boolean): NodeStatus {
         ? cond('Ready', true, 'KubeletReady', 'kubelet is posting ready status')
         : cond('Ready', false, 'KubeletNotReady', 'the kubeloop node agent is stopped'),
     ],
-    daemonEndpoints: { kubeletEndpoint: { Port: 0 } },
+    daemonEndpoints: { kubeletEndpoint: { Port: o.endpointPort ?? 0 } },
     nodeInfo: {
       machineID: MACHINE_ID,
       systemUUID: '',

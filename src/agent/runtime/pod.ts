@@ -6,7 +6,7 @@ import type { ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js
 import { isApiError } from '../../api/errors.js';
 import type { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
-import { type ContainerDeps, type ContainerHost, ContainerRunner } from './container.js';
+import { type ContainerDeps, type ContainerHost, ContainerRunner, type ExecTarget } from './container.js';
 import type { EndpointsGate } from './endpoints-gate.js';
 import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from './status.js';
 import { sourcesOf } from './volume-sources.js';
@@ -80,6 +80,11 @@ export class PodWorker {
 
   get pod(): Stored<Pod> {
     return this.#pod;
+  }
+
+  /** the running container of this name (init containers included), for exec and attach */
+  execTarget(container: string): ExecTarget | undefined {
+    return [...this.#init, ...this.#main].find((c) => c.name === container)?.execTarget();
   }
 
   /** pids of the running container processes (each is its group's id) */

@@ -13,10 +13,10 @@ import { type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { ApiError, badRequest, invalidObject } from '../api/errors.js';
-import { type FieldError, invalid } from '../api/field.js';
-import type { Pod, Stored } from '../api/types.js';
-import type { Store } from '../store/types.js';
+import { ApiError, badRequest, invalidObject } from '../../api/errors.js';
+import { type FieldError, invalid } from '../../api/field.js';
+import type { Pod, Stored } from '../../api/types.js';
+import type { Store } from '../../store/types.js';
 import { BufferPool, type ChunkSink, LineStamper, copyRange, stamp, tailOffset } from './log-file.js';
 
 export interface LogQuery {
@@ -57,7 +57,7 @@ function validateLogQuery(q: LogQuery, name: string): void {
   if (causes.length) throw invalidObject('PodLogOptions', name, causes);
 }
 
-function pickContainer(pod: Stored<Pod>, wanted: string | undefined): string {
+export function pickContainer(pod: Stored<Pod>, wanted: string | undefined): string {
   const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
   if (wanted) {
     if (!all.includes(wanted)) throw badRequest(`container ${wanted} is not valid for pod ${pod.metadata.name}`);

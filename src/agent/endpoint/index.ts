@@ -1,0 +1,222 @@
+/**
+ * The node agent endpoint (the kubelet's port): this node's pods' logs, exec, attach and
+ * port-forward, served to the API server only. HTTPS on the node's address; the TLS handshake
+ * needs a client certificate signed by the cluster CA, and every request must come from the
+ * API server's own certificate (CN `clientUser`): an admin kubeconfig or any other local user
+ * gets nothing here, and the API server authenticates users before it forwards.
+ *
+ *   GET  /containerLogs/{namespace}/{pod}?container=…&follow=…        (pods/log's query)
+ *   GET  /exec/{namespace}/{pod}?container=…&command=…&stdin=…&tty=…   WebSocket: v5/v4.channel.k8s.io
+ *   GET  /attach/{namespace}/{pod}?container=…                         WebSocket: v5/v4.channel.k8s.io
+ *   GET  /portForward/{namespace}/{pod}?ports=…                        WebSocket: v4.channel.k8s.io
+ *
+ * Errors are Kubernetes `Status` bodies, passed through by the API server as they are.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Server, createServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { ApiError, badRequest } from '../../api/errors.js';
+import type { Pod, Stored } from '../../api/types.js';
+import type { Store } from '../../store/types.js';
+import type { ExecTarget } from '../runtime/index.js';
+import { CHANNEL_PROTOCOLS, pickProtocol } from './channels.js';
+import { parseLogQuery, pickContainer, serveLogs } from './logs.js';
+import { parsePorts, servePortForward } from './portforward.js';
+import { serveAttach, serveExec } from './streams.js';
+
+export interface AgentEndpointOptions {
+  store: Store;
+  log: Logger;
+  /** the node's address */
+  address: string;
+  /** 0: any free port (published in the Node's status) */
+  port: number;
+  /** serving certificate and key, and the CA client certificates must be signed by */
+  tls: { cert: string; key: string; ca: string };
+  /** the one client certificate CN accepted: the API server's */
+  clientUser: string;
+  stateDir: string;
+  /** this node's running container of a pod (uid) by name */
+  execTarget(uid: string, container: string): ExecTarget | undefined;
+}
+
+type Verb = 'containerLogs' | 'exec' | 'attach' | 'portForward';
+
+const PORTFORWARD_PROTOCOLS = ['v4.channel.k8s.io', 'channel.k8s.io'];
+
+const truthy = (q: URLSearchParams, k: string): boolean => ['true', '1', 't', 'True', 'TRUE', 'T'].includes(q.get(k) ?? '');
+
+export class AgentEndpoint {
+  readonly #o: AgentEndpointOptions;
+  readonly #log: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #sockets = new Set<Duplex>();
+  #server: Server | undefined;
+  #port = 0;
+  #stopping: Promise<void> | undefined;
+
+  constructor(o: AgentEndpointOptions) {
+    this.#o = o;
+    this.#log = o.log.child({ component: 'agent-endpoint' });
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: 16 << 20,
+      handleProtocols: (offered, req) => pickProtocol(offered, req.url?.startsWith('/portForward/') ? PORTFORWARD_PROTOCOLS : CHANNEL_PROTOCOLS),
+    });
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  async start(): Promise<void> {
+    const { tls, address, port } = this.#o;
+    const server = createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (req, res) => {
+      void this.#request(req, res);
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
+    server.on('secureConnection', (s: TLSSocket) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+    server.on('tlsClientError', (err) => this.#log.debug({ err }, 'refused a connection without the API server\'s certificate'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(`cannot serve the node agent endpoint on ${address}:${port}: ${err.code === 'EADDRINUSE' ? 'the address is in use — pass --agent-port with a free port' : err.message}`)),
+      );
+      server.listen({ host: address, port }, () => resolve());
+    });
+    server.on('error', (err) => this.#log.error({ err }, 'node agent endpoint error'));
+    this.#server = server;
+    const a = server.address();
+    this.#port = typeof a === 'object' && a ? a.port : port;
+    this.#log.info({ address, port: this.#port }, 'node agent endpoint listening');
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      const server = this.#server;
+      for (const c of this.#wss.clients) c.terminate();
+      this.#wss.close();
+      if (!server) return;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of this.#sockets) s.destroy();
+      });
+    })();
+    return this.#stopping;
+  }
+
+  /** the API server's certificate, or the Status refusing the request */
+  #refusal(req: IncomingMessage): ApiError | undefined {
+    const s = req.socket as TLSSocket;
+    const cn = s.authorized ? s.getPeerCertificate()?.subject?.CN : undefined;
+    if (cn === this.#o.clientUser) return undefined;
+    return new ApiError('Forbidden', `the node agent endpoint serves the API server only (user "${String(cn ?? '')}" refused): go through the Kubernetes API (kubectl logs/exec/port-forward)`);
+  }
+
+  /** verb, namespace, pod from `/{verb}/{ns}/{pod}` */
+  #route(req: IncomingMessage): { verb: Verb; namespace: string; name: string; query: URLSearchParams } {
+    const url = new URL(req.url ?? '/', 'https://agent');
+    const m = /^\/(containerLogs|exec|attach|portForward)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
+    if (!m) throw new ApiError('NotFound', `the node agent endpoint has no ${url.pathname}`);
+    return { verb: m[1] as Verb, namespace: decodeURIComponent(m[2]), name: decodeURIComponent(m[3]), query: url.searchParams };
+  }
+
+  async #request(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const refused = this.#refusal(req);
+      if (refused) throw refused;
+      const r = this.#route(req);
+      if (r.verb !== 'containerLogs') throw badRequest(`Upgrade request required: ${r.verb} streams over WebSockets`);
+      await serveLogs(req, res, { store: this.#o.store, stateDir: this.#o.stateDir }, r.namespace, r.name, parseLogQuery(r.query));
+    } catch (err) {
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      const e = err instanceof ApiError ? err : new ApiError('InternalError', (err as Error).message);
+      if (e.code >= 500) this.#log.error({ err }, 'agent request failed');
+      res.writeHead(e.code, { 'Content-Type': 'application/json' }).end(JSON.stringify(statusOf(e)));
+    }
+  }
+
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    let job: (ws: import('ws').WebSocket) => Promise<void> | void;
+    try {
+      const refused = this.#refusal(req);
+      if (refused) throw refused;
+      const r = this.#route(req);
+      if (r.verb === 'containerLogs') throw badRequest('containerLogs is a plain GET, not an upgrade');
+      const pod = await this.#o.store.get<Pod>('Pod', r.namespace, r.name);
+      if (r.verb === 'portForward') {
+        const ip = pod.status?.podIP;
+        if (!ip) throw badRequest(`pod ${r.name} has no IP yet (phase ${pod.status?.phase ?? 'Pending'}): wait until it runs`);
+        const ports = parsePortsOrBad(r.query);
+        job = (ws) => servePortForward(ws, ip, ports);
+      } else {
+        const container = pickContainer(pod, r.query.get('container') ?? undefined);
+        const target = this.#o.execTarget(pod.metadata.uid, container);
+        if (!target) throw badRequest(`container ${container} is not running in pod ${r.name} (phase ${pod.status?.phase ?? 'Pending'}): wait until it runs`);
+        const o = { stdin: truthy(r.query, 'stdin'), stdout: truthy(r.query, 'stdout'), stderr: truthy(r.query, 'stderr'), tty: truthy(r.query, 'tty') };
+        if (r.verb === 'exec') {
+          const command = r.query.getAll('command');
+          if (!command.length) throw badRequest('command: Required value: give the command to run (kubectl exec POD -- COMMAND)');
+          job = (ws) => serveExec(ws, target, command, o, this.#log);
+        } else {
+          job = (ws) => serveAttach(ws, target, o, () => this.#o.execTarget(pod.metadata.uid, container)?.pid === target.pid);
+        }
+      }
+      this.#log.debug({ verb: r.verb, pod: `${r.namespace}/${r.name}` }, 'stream');
+    } catch (err) {
+      const e = err instanceof ApiError ? err : new ApiError('InternalError', (err as Error).message);
+      refuseUpgrade(socket, e);
+      return;
+    }
+    if (!req.headers['sec-websocket-key']) {
+      refuseUpgrade(socket, badRequest(`unsupported upgrade "${String(req.headers.upgrade)}": kubeloop streams over WebSockets only (kubectl ≥ 1.30 for exec/attach/cp; SPDY clients are not served)`));
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => {});
+      void Promise.resolve(job(ws)).catch((err: unknown) => {
+        this.#log.warn({ err }, 'stream failed');
+        ws.terminate();
+      });
+    });
+  }
+}
+
+function parsePortsOrBad(q: URLSearchParams): number[] {
+  try {
+    return parsePorts(q);
+  } catch (e) {
+    throw badRequest((e as Error).message);
+  }
+}
+
+function statusOf(e: ApiError): Record<string, unknown> {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: e.message,
+    reason: e.reason,
+    ...(e.details.name || e.details.kind ? { details: { name: e.details.name, kind: e.details.kind } } : {}),
+    code: e.code,
+  };
+}
+
+/** a refused upgrade: an HTTP reply with a Status body on the raw socket, then closed */
+function refuseUpgrade(socket: Duplex, e: ApiError): void {
+  const body = JSON.stringify(statusOf(e));
+  socket.end(`HTTP/1.1 ${e.code} ${e.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

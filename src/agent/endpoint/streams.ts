@@ -1,0 +1,86 @@
+/**
+ * exec and attach on an accepted channel WebSocket (channels.ts): wires the command's (or the
+ * container log's) bytes to the channels and reports the end on the error channel.
+ */
+import { spawn } from 'node:child_process';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { ExecTarget } from '../runtime/index.js';
+import { ERROR, type Resize, STDERR, STDOUT, exitStatus, failureStatus, readChannels, send } from './channels.js';
+import { startExec } from './exec.js';
+
+export interface StreamOptions {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+/** Streams until the command ends or the client leaves; never rejects. */
+export async function serveExec(ws: WebSocket, t: ExecTarget, command: readonly string[], o: StreamOptions, log: Logger): Promise<void> {
+  // a resize may come before the process does: the first one sizes the pty
+  let size: Resize | undefined;
+  let proc: Awaited<ReturnType<typeof startExec>> | undefined;
+  const pendingIn: Buffer[] = [];
+  let inEnded = false;
+  readChannels(ws, {
+    stdin: (b) => (proc ? proc.stdin.write(b) : pendingIn.push(b)),
+    stdinEnd: () => {
+      inEnded = true;
+      proc?.stdin.end();
+    },
+    resize: (r) => {
+      size = r;
+      proc?.resize(r.width, r.height);
+    },
+  });
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  // let the client's first resize in before the pty is made (kubectl sends it at once)
+  if (o.tty) await Promise.race([new Promise((r) => setTimeout(r, 20)), closed]);
+  try {
+    proc = await startExec(t, command, { tty: o.tty, size });
+  } catch (err) {
+    send(ws, ERROR, JSON.stringify(failureStatus(`cannot exec in the container: ${(err as Error).message}`)));
+    ws.close(1000);
+    return;
+  }
+  const p = proc;
+  for (const b of pendingIn) p.stdin.write(b);
+  if (inEnded || !o.stdin) p.stdin.end();
+  p.child.stdout!.on('data', (b: Buffer) => o.stdout && send(ws, STDOUT, b));
+  p.child.stderr!.on('data', (b: Buffer) => (o.tty ? send(ws, STDOUT, b) : o.stderr && send(ws, STDERR, b)));
+  const gone = closed.then(() => p.kill());
+  try {
+    const code = await Promise.race([p.exited, closed.then(() => undefined)]);
+    if (code === undefined) return;
+    log.debug({ command: command[0], code }, 'exec ended');
+    send(ws, ERROR, JSON.stringify(exitStatus(code, command)));
+  } catch (err) {
+    send(ws, ERROR, JSON.stringify(failureStatus(`cannot exec in the container: ${(err as Error).message}`)));
+  }
+  ws.close(1000);
+  void gone;
+}
+
+/**
+ * attach: what the runtime captures of the container is its output, in its log file; it is
+ * followed from now on (as `attach` shows new output). The container's stdin is not a pipe
+ * the runtime keeps, so stdin is not attached: said once on stderr.
+ */
+export async function serveAttach(ws: WebSocket, t: ExecTarget, o: StreamOptions, running: () => boolean): Promise<void> {
+  readChannels(ws, { stdin: () => {}, stdinEnd: () => {}, resize: () => {} });
+  if (o.stdin) send(ws, o.tty ? STDOUT : STDERR, 'kubeloop: attach shows the container\'s output; its stdin is not attached (use kubectl exec -it for a shell)\n');
+  const tail = spawn('tail', ['-c', '0', '-F', t.logFile], { stdio: ['ignore', 'pipe', 'ignore'] });
+  tail.stdout.on('data', (b: Buffer) => send(ws, STDOUT, b));
+  const check = setInterval(() => {
+    if (running()) return;
+    clearInterval(check);
+    setTimeout(() => {
+      send(ws, ERROR, JSON.stringify(exitStatus(0, [])));
+      ws.close(1000);
+    }, 300);
+  }, 250);
+  await new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  clearInterval(check);
+  tail.kill('SIGKILL');
+}
