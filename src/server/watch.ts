@@ -33,6 +33,27 @@ export interface WatchOptions {
   log: Logger;
 }
 
+/**
+ * The JSON of each stored object, made once however many watchers send it (apiserver's
+ * `cachingObject`): the store hands every watcher the same deep-frozen object, so its text
+ * cannot change and is keyed on the object itself, dropped with it. Objects that are not frozen
+ * (built per request) are encoded each time.
+ */
+const encoded = new WeakMap<object, string>();
+
+export function encodeObject(obj: unknown): string {
+  if (obj === null || typeof obj !== 'object' || !Object.isFrozen(obj)) return JSON.stringify(obj);
+  let text = encoded.get(obj);
+  if (text === undefined) {
+    text = JSON.stringify(obj);
+    encoded.set(obj, text);
+  }
+  return text;
+}
+
+/** One watch line, byte for byte `JSON.stringify({ type, object })` + newline. */
+export const watchLine = (type: string, object: unknown): string => `{"type":${JSON.stringify(type)},"object":${encodeObject(object)}}\n`;
+
 export async function serveWatch(req: IncomingMessage, res: ServerResponse, src: WatchSource, o: WatchOptions): Promise<void> {
   let first = true;
   let closed = false;
@@ -54,7 +75,7 @@ export async function serveWatch(req: IncomingMessage, res: ServerResponse, src:
 
   const send = (type: string, object: unknown) => {
     if (closed) return;
-    res.write(`${JSON.stringify({ type, object })}\n`);
+    res.write(watchLine(type, object));
   };
   const sendObject = (type: string, obj: KObject) => {
     if (o.table && type !== 'BOOKMARK' && type !== 'ERROR') {
