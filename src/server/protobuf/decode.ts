@@ -4,15 +4,23 @@
  * Wire format: the magic `k8s\0`, then a runtime.Unknown whose typeMeta names the object and
  * whose `raw` is the object's message. Decoding uses protobufjs against schema.ts.
  */
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
 import { ApiError } from '../../api/errors.js';
 import { K8S_PROTO, POINTER_FIELDS, PROTO_KINDS } from './schema.js';
 
 const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]);
 
+// protobufjs is not needed to start (kubectl sends JSON): it loads in the background two seconds
+// after this module, or at once (synchronously, once) if a protobuf body comes before that
+let pb: typeof protobuf | undefined;
+setTimeout(() => {
+  import('protobufjs').then((m) => (pb ??= m.default), () => undefined);
+}, 2000).unref();
 let root: protobuf.Root | undefined;
 function types(): protobuf.Root {
-  root ??= protobuf.parse(K8S_PROTO, { keepCase: true }).root;
+  pb ??= createRequire(import.meta.url)('protobufjs') as typeof protobuf;
+  root ??= pb.parse(K8S_PROTO, { keepCase: true }).root;
   return root;
 }
 
@@ -77,7 +85,7 @@ function toJson(v: unknown, type: protobuf.Type | undefined): unknown {
   const out: Rec = {};
   for (const [k, raw] of Object.entries(v)) {
     const field = type.fields[k];
-    const sub = field?.resolve().resolvedType instanceof protobuf.Type ? (field.resolvedType as protobuf.Type) : undefined;
+    const sub = field?.resolve().resolvedType instanceof pb!.Type ? (field.resolvedType as protobuf.Type) : undefined;
     let val: unknown;
     if (field?.map) {
       const entries = Object.entries(raw as Rec).map(([mk, mv]) => [mk, sub ? toJson(mv, sub) : mv] as const);
