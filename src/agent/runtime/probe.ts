@@ -350,10 +350,12 @@ export class ContainerProber {
     };
     this.#after(timing.initialDelaySeconds * 1000, () => void tick());
     if (kind === 'readiness' && timing.successThreshold === 1) {
-      // Until the first success, readiness is also peeked at 50 ms, 100 ms, 200 ms, … (below
+      // Until the first success, readiness is also peeked at 50 ms, then every 100 ms for the
+      // first 3 s (where a program's start-up usually ends), then at doubling intervals (below
       // periodSeconds), so a pod joins its Endpoints as soon as it serves instead of a whole
       // period later. Peek failures are neither counted nor reported: the regular ticks do that.
       let delay = 50;
+      let elapsed = 0;
       const peek = async (): Promise<void> => {
         if (result || this.#stopped) return;
         if (this.#started) {
@@ -367,8 +369,9 @@ export class ContainerProber {
             return;
           }
         }
-        delay *= 2;
-        if (delay < timing.periodSeconds * 1000) this.#after(delay, () => void peek());
+        elapsed += delay;
+        delay = elapsed < 3000 ? 100 : delay * 2;
+        if (elapsed + delay < timing.periodSeconds * 1000) this.#after(delay, () => void peek());
       };
       this.#after(timing.initialDelaySeconds * 1000 + delay, () => void peek());
     }
