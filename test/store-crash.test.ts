@@ -105,6 +105,10 @@ t.test('acknowledged writes survive SIGKILL', async (t) => {
     if (d) await d.stop('SIGKILL'); // also removes the state dir
     await rm(stateDir, { recursive: true, force: true });
   });
+  // a file that times out skips teardowns: the daemon must not outlive this process anyway
+  const killOnExit = (): void => void (d && d.proc.exitCode === null && d.proc.kill('SIGKILL'));
+  process.once('exit', killOnExit);
+  t.teardown(() => void process.removeListener('exit', killOnExit));
   const restart = async (): Promise<ApiClient> => {
     d = await startDaemon(ARGS, { stateDir, timeoutMs: 60_000 });
     return daemonApi(d, { kubectlCacheDir: join(stateDir, 'kubectl-cache') });
