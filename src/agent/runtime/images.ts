@@ -87,8 +87,10 @@ export function parseImageTableText(text: string, file: string): ImageTable {
     throw new Error(`image table ${file} is not valid YAML at line ${at.line}, column ${at.col}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
   }
   const lineOf = (key: string): number | undefined => {
-    const node = doc.getIn(['images', key], true) as { range?: [number, number, number] } | undefined;
-    return node?.range ? lineCounter.linePos(node.range[0]).line : undefined;
+    // the line of the entry's key (`  postgres:`), where an editor would look
+    const images = doc.get('images', true) as { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> } | undefined;
+    const range = images?.items?.find((p) => String(p.key?.value) === key)?.key?.range;
+    return range ? lineCounter.linePos(range[0]).line : undefined;
   };
   return parseImageTable(doc.toJS({ maxAliasCount: 100 }), file, lineOf);
 }
