@@ -13,7 +13,7 @@
  * was; one made by `--map-current-user` keeps the uid (`--preserve-credentials`).
  *
  * With a tty the command gets a pseudo-terminal from a small Python helper (Node has no pty):
- * `pty.fork()` makes the terminal its controlling tty, and window sizes arrive on fd 3 as
+ * `os.openpty()`, the command started on its slave side through `setsid -c` (its controlling tty), and window sizes arrive on fd 3 as
  * `cols rows` lines, set with TIOCSWINSZ — so resizes work, which `script(1)` cannot do (it
  * copies the size of a terminal it does not have here).
  */
@@ -24,21 +24,23 @@ import type { ExecTarget } from '../runtime/index.js';
 
 const NSENTER = '/usr/bin/nsenter';
 const PYTHON = '/usr/bin/python3';
+const SETSID = '/usr/bin/setsid';
 
 /**
  * The pty helper: argv = cols rows command…; copies 0 → pty and pty → 1, applies `cols rows`
  * lines from fd 3, exits with the command's exit code (128 + n for a signal, as a shell reports).
  */
 const PTY_HELPER = String.raw`
-import fcntl, os, pty, select, signal, struct, sys, termios
+import fcntl, os, select, signal, struct, subprocess, sys, termios
 cols, rows, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as e:
-        os.write(2, ('exec: "%s": %s\r\n' % (argv[0], e.strerror)).encode())
-        os._exit(127)
+fd, slave = os.openpty()
+try:
+    child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+except OSError as e:
+    sys.stderr.write('exec: "%s": %s\n' % (argv[0], e.strerror))
+    sys.exit(127)
+os.close(slave)
+pid = child.pid
 def size(c, r):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', r, c, 0, 0))
 size(cols, rows)
@@ -60,7 +62,7 @@ while True:
         if not data:
             src.remove(fd)
             if status is None:
-                status = os.waitpid(pid, 0)[1]
+                status = child.wait()
             break
         os.write(1, data)
     if 0 in ready:
@@ -83,8 +85,8 @@ while True:
             except (ValueError, OSError):
                 pass
 if status is None:
-    status = os.waitpid(pid, 0)[1]
-sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    status = child.wait()
+sys.exit(status if status >= 0 else 128 - status)
 `;
 
 const nsId = async (file: string): Promise<string | undefined> => readlink(file).catch(() => undefined);
@@ -134,7 +136,10 @@ export interface ExecProcess {
 export async function startExec(t: ExecTarget, argv: readonly string[], o: { tty: boolean; size?: { width: number; height: number } }): Promise<ExecProcess> {
   if (!argv.length) throw new Error('command: Required value: give the command to run after --');
   const { prefix, setsCwd } = await enterPrefix(t);
-  const cmd = [...prefix, ...argv];
+  // with a tty, setsid -c makes the command a session leader with the pty as its controlling
+  // terminal from inside the PID namespace (a session made outside it, by the helper, would have
+  // a process group the shell cannot see: dash fails to hand the terminal back when it exits)
+  const cmd = [...prefix, ...(o.tty ? [SETSID, '-c', '--'] : []), ...argv];
   const [file, args] = o.tty
     ? [PYTHON, ['-I', '-c', PTY_HELPER, String(o.size?.width ?? 80), String(o.size?.height ?? 24), ...cmd]]
     : [cmd[0], cmd.slice(1)];
