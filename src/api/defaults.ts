@@ -5,6 +5,7 @@
  * expressed without an allocator (`normalizeClusterIPs`, IP family fields, and on update
  * `prepareServiceUpdate`). `metadata.namespace` is the store's business, not defaulted here.
  */
+import { kindDecl } from './kinds/index.js';
 import type { KObject } from './types.js';
 
 type Rec = Record<string, unknown>;
@@ -33,7 +34,7 @@ export function externallyAccessible(spec: Rec): boolean {
 // ---------------------------------------------------------------------------------------------
 // Service
 
-function defaultService(svc: Rec): void {
+export function defaultService(svc: Rec): void {
   const spec = child(svc, 'spec');
   if (!spec) return;
   if (absent(spec.sessionAffinity) || spec.sessionAffinity === '') spec.sessionAffinity = 'None';
@@ -170,9 +171,10 @@ export function prepareServiceUpdate(svc: KObject, old: KObject): void {
   }
 }
 
-/** Update-time preparation by kind (currently Services only); call after `applyDefaults`, before validating. */
+/** Update-time preparation by kind (the kind's declared `prepareUpdate`); call after `applyDefaults`, before validating. */
 export function prepareUpdate(obj: KObject, old: KObject): void {
-  if (obj.kind === 'Service' && old.kind === 'Service') prepareServiceUpdate(obj, old);
+  if (obj.kind !== old.kind) return;
+  kindDecl(obj.kind ?? '')?.prepareUpdate?.(obj as Rec, old as Rec);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ function defaultPodTemplate(tpl: unknown): void {
   if (spec) defaultPodSpec(spec);
 }
 
-function defaultPod(pod: Rec): void {
+export function defaultPod(pod: Rec): void {
   const spec = child(pod, 'spec');
   if (!spec) return;
   // SetDefaults_Pod (pods only, not templates): requests default to limits; service links on
@@ -291,7 +293,7 @@ const templateLabelsOf = (spec: Rec): Rec | undefined => {
   return isRec(tpl) && isRec(tpl.metadata) && isRec(tpl.metadata.labels) ? tpl.metadata.labels : undefined;
 };
 
-function defaultDeployment(d: Rec): void {
+export function defaultDeployment(d: Rec): void {
   const spec = child(d, 'spec');
   if (!spec) return;
   defaultReplicas(spec);
@@ -311,14 +313,14 @@ function defaultDeployment(d: Rec): void {
   defaultPodTemplate(spec.template);
 }
 
-function defaultReplicaSet(rs: Rec): void {
+export function defaultReplicaSet(rs: Rec): void {
   const spec = child(rs, 'spec');
   if (!spec) return;
   defaultReplicas(spec);
   defaultPodTemplate(spec.template);
 }
 
-function defaultReplicationController(rc: Rec): void {
+export function defaultReplicationController(rc: Rec): void {
   const spec = child(rc, 'spec');
   if (!spec) return;
   const labels = templateLabelsOf(spec);
@@ -331,7 +333,7 @@ function defaultReplicationController(rc: Rec): void {
   defaultPodTemplate(spec.template);
 }
 
-function defaultStatefulSet(ss: Rec): void {
+export function defaultStatefulSet(ss: Rec): void {
   const spec = child(ss, 'spec');
   if (!spec) return;
   if (absent(spec.podManagementPolicy) || spec.podManagementPolicy === '') spec.podManagementPolicy = 'OrderedReady';
@@ -353,7 +355,7 @@ function defaultStatefulSet(ss: Rec): void {
   defaultPodTemplate(spec.template);
 }
 
-function defaultDaemonSet(ds: Rec): void {
+export function defaultDaemonSet(ds: Rec): void {
   const spec = child(ds, 'spec');
   if (!spec) return;
   const us = child(spec, 'updateStrategy');
@@ -375,7 +377,7 @@ function defaultJobSpec(spec: Rec): void {
   defaultPodTemplate(spec.template);
 }
 
-function defaultJob(job: Rec): void {
+export function defaultJob(job: Rec): void {
   const spec = child(job, 'spec');
   if (!spec) return;
   if (absent(spec.completions) && absent(spec.parallelism)) {
@@ -393,7 +395,7 @@ function defaultJob(job: Rec): void {
   defaultJobSpec(spec);
 }
 
-function defaultCronJob(cj: Rec): void {
+export function defaultCronJob(cj: Rec): void {
   const spec = child(cj, 'spec');
   if (!spec) return;
   if (absent(spec.concurrencyPolicy) || spec.concurrencyPolicy === '') spec.concurrencyPolicy = 'Allow';
@@ -404,14 +406,14 @@ function defaultCronJob(cj: Rec): void {
   if (jt && isRec(jt.spec)) defaultJobSpec(jt.spec);
 }
 
-function defaultEndpoints(ep: Rec): void {
+export function defaultEndpoints(ep: Rec): void {
   for (const ss of recs(ep.subsets)) {
     for (const port of recs(ss.ports)) if (absent(port.protocol) || port.protocol === '') port.protocol = 'TCP';
   }
 }
 
 /** `SetDefaults_Namespace`: every named namespace carries the `kubernetes.io/metadata.name` label. */
-function defaultNamespace(ns: Rec): void {
+export function defaultNamespace(ns: Rec): void {
   const meta = child(ns, 'metadata');
   if (!meta || typeof meta.name !== 'string' || meta.name === '') return;
   const labels = child(meta, 'labels');
@@ -419,32 +421,17 @@ function defaultNamespace(ns: Rec): void {
 }
 
 /** SetDefaults_Secret: an untyped Secret is `Opaque` (`kubectl create secret generic` sends none). */
-function defaultSecret(o: Rec): void {
+export function defaultSecret(o: Rec): void {
   if (o.type === undefined || o.type === '') o.type = 'Opaque';
 }
 
-const BY_KIND: Record<string, (o: Rec) => void> = {
-  Secret: defaultSecret,
-  Service: defaultService,
-  Endpoints: defaultEndpoints,
-  Pod: defaultPod,
-  Deployment: defaultDeployment,
-  ReplicaSet: defaultReplicaSet,
-  ReplicationController: defaultReplicationController,
-  StatefulSet: defaultStatefulSet,
-  DaemonSet: defaultDaemonSet,
-  Job: defaultJob,
-  CronJob: defaultCronJob,
-  Namespace: defaultNamespace,
-};
-
 /**
  * Applies upstream's defaults for `obj.kind` in place (the object must be mutable: clone what the
- * store handed out). Unknown kinds are left alone. Never throws on malformed input: fields of the
- * wrong shape are skipped and left for validation to report.
+ * store handed out): the kind's declared defaulter (api/kinds/). Unknown kinds are left alone.
+ * Never throws on malformed input: fields of the wrong shape are skipped and left for
+ * validation to report.
  */
 export function applyDefaults(obj: KObject): void {
   if (!isRec(obj)) return;
-  const fn = BY_KIND[typeof obj.kind === 'string' ? obj.kind : ''];
-  if (fn) fn(obj as Rec);
+  kindDecl(typeof obj.kind === 'string' ? obj.kind : '')?.defaults?.(obj as Rec);
 }

@@ -1,4 +1,6 @@
 import type { ObjectMeta } from 'kubernetes-types/meta/v1.js';
+import type { KindInfo } from './kind.js';
+import { STORED_KINDS } from './kinds/index.js';
 
 export type { ObjectMeta, OwnerReference, LabelSelector, Condition } from 'kubernetes-types/meta/v1.js';
 export type {
@@ -45,69 +47,10 @@ export type Stored<T extends KObject> = T & {
   metadata: ObjectMeta & { name: string; resourceVersion: string; uid: string; creationTimestamp: string };
 };
 
-export interface KindInfo {
-  kind: string;
-  /** `v1` or `group/version` */
-  apiVersion: string;
-  group: string;
-  version: string;
-  /** lower-case plural resource name, as in URLs and error messages */
-  plural: string;
-  singular: string;
-  namespaced: boolean;
-  shortNames: readonly string[];
-  categories: readonly string[];
-  /** has a `/status` subresource: status is not changed by a main-resource update */
-  hasStatus: boolean;
-}
+export type { KindInfo } from './kind.js';
 
-const k = (
-  kind: string,
-  apiVersion: string,
-  plural: string,
-  opts: Partial<Pick<KindInfo, 'namespaced' | 'shortNames' | 'categories' | 'hasStatus'>> = {},
-): KindInfo => {
-  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
-  return Object.freeze({
-    kind,
-    apiVersion,
-    group,
-    version,
-    plural,
-    singular: kind.toLowerCase(),
-    namespaced: opts.namespaced ?? true,
-    shortNames: Object.freeze(opts.shortNames ?? []),
-    categories: Object.freeze(opts.categories ?? []),
-    hasStatus: opts.hasStatus ?? false,
-  });
-};
-
-/** Every kind kubeloop stores. Adding a kind here makes it storable; behaviour lives elsewhere. */
-export const KINDS: readonly KindInfo[] = Object.freeze([
-  k('Namespace', 'v1', 'namespaces', { namespaced: false, shortNames: ['ns'], hasStatus: true }),
-  k('Node', 'v1', 'nodes', { namespaced: false, shortNames: ['no'], hasStatus: true }),
-  k('Pod', 'v1', 'pods', { shortNames: ['po'], categories: ['all'], hasStatus: true }),
-  k('Service', 'v1', 'services', { shortNames: ['svc'], categories: ['all'], hasStatus: true }),
-  k('Endpoints', 'v1', 'endpoints', { shortNames: ['ep'] }),
-  k('Event', 'v1', 'events', { shortNames: ['ev'] }),
-  k('ConfigMap', 'v1', 'configmaps', { shortNames: ['cm'] }),
-  k('Secret', 'v1', 'secrets'),
-  k('PersistentVolumeClaim', 'v1', 'persistentvolumeclaims', { shortNames: ['pvc'], hasStatus: true }),
-  k('ReplicationController', 'v1', 'replicationcontrollers', {
-    shortNames: ['rc'],
-    categories: ['all'],
-    hasStatus: true,
-  }),
-  k('Deployment', 'apps/v1', 'deployments', { shortNames: ['deploy'], categories: ['all'], hasStatus: true }),
-  k('ReplicaSet', 'apps/v1', 'replicasets', { shortNames: ['rs'], categories: ['all'], hasStatus: true }),
-  k('StatefulSet', 'apps/v1', 'statefulsets', { shortNames: ['sts'], categories: ['all'], hasStatus: true }),
-  k('DaemonSet', 'apps/v1', 'daemonsets', { shortNames: ['ds'], categories: ['all'], hasStatus: true }),
-  k('ControllerRevision', 'apps/v1', 'controllerrevisions'),
-  k('Job', 'batch/v1', 'jobs', { categories: ['all'], hasStatus: true }),
-  k('CronJob', 'batch/v1', 'cronjobs', { shortNames: ['cj'], categories: ['all'], hasStatus: true }),
-  k('EndpointSlice', 'discovery.k8s.io/v1', 'endpointslices'),
-  k('Lease', 'coordination.k8s.io/v1', 'leases'),
-]);
+/** Every kind kubeloop stores, from the kinds' declarations (api/kinds/index.ts). */
+export const KINDS: readonly KindInfo[] = STORED_KINDS;
 
 const BY_KIND = new Map(KINDS.map((i) => [i.kind, i]));
 

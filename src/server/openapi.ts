@@ -28,14 +28,8 @@ const META_CLASSES = new Set([
   'V1Condition',
 ]);
 
-const GROUP_PKG: Record<string, string> = {
-  '': 'io.k8s.api.core.v1',
-  apps: 'io.k8s.api.apps.v1',
-  batch: 'io.k8s.api.batch.v1',
-  'discovery.k8s.io': 'io.k8s.api.discovery.v1',
-  'coordination.k8s.io': 'io.k8s.api.coordination.v1',
-  autoscaling: 'io.k8s.api.autoscaling.v1',
-};
+/** the OpenAPI definitions' package of a group's models: `io.k8s.api.<first label of the group, core for "">.<version>` */
+const groupPackage = (group: string, version: string): string => `io.k8s.api.${group ? group.split('.')[0] : 'core'}.${version}`;
 
 const stripPrefix = (cls: string): string => cls.replace(/^(CoreV1|DiscoveryV1|V1)/, '');
 
@@ -76,19 +70,19 @@ export class OpenApi {
   /** Definition names like upstream's: `io.k8s.api.core.v1.Service`. */
   #assignNames(): void {
     const byKind = Object.entries(KIND_CLASSES);
-    const groupOfKind = (kind: string): string => {
+    const groupOfKind = (kind: string): { group: string; version: string } => {
       for (const r of GROUP_VERSIONS) {
-        if (resourcesOf(r.group, r.version).some((x) => x.info.kind === kind)) return r.group;
+        if (resourcesOf(r.group, r.version).some((x) => x.info.kind === kind)) return r;
       }
-      return kind === 'Scale' ? 'autoscaling' : '';
+      return kind === 'Scale' ? { group: 'autoscaling', version: 'v1' } : { group: '', version: 'v1' };
     };
     for (const [kind, cls] of byKind) {
-      const group = groupOfKind(kind);
+      const { group, version } = groupOfKind(kind);
       const queue = [cls];
       while (queue.length) {
         const c = queue.shift()!;
         if (this.#defNames.has(c)) continue;
-        const pkg = META_CLASSES.has(c) ? 'io.k8s.apimachinery.pkg.apis.meta.v1' : GROUP_PKG[group] ?? 'io.k8s.api.core.v1';
+        const pkg = META_CLASSES.has(c) ? 'io.k8s.apimachinery.pkg.apis.meta.v1' : groupPackage(group, version);
         this.#defNames.set(c, `${pkg}.${stripPrefix(c)}`);
         for (const t of this.#schemas.type(c)?.fields.values() ?? []) {
           for (const n of names(t)) if (!this.#defNames.has(n)) queue.push(n);

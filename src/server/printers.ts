@@ -12,7 +12,6 @@ import type {
   Event,
   Job,
   KObject,
-  Lease,
   Namespace,
   Node,
   PersistentVolumeClaim,
@@ -23,6 +22,8 @@ import type {
   Service,
   StatefulSet,
 } from '../api/types.js';
+import type { DeclaredColumn } from '../api/kind.js';
+import { KIND_DECLS } from '../api/kinds/index.js';
 import { format as formatSelector, fromLabelSelector } from '../api/labels.js';
 
 export interface Column {
@@ -469,15 +470,6 @@ const pvcPrinter: Printer = {
   },
 };
 
-/** upstream `leaseColumnDefinitions`: Name, Holder, Age */
-const leasePrinter: Printer = {
-  columns: [col('Name'), col('Holder'), col('Age')],
-  cells(o, now) {
-    const l = o as Lease;
-    return [l.metadata?.name ?? '', l.spec?.holderIdentity ?? '', age(o, now)];
-  },
-};
-
 const defaultPrinter: Printer = {
   columns: [col('Name'), col('Age')],
   cells: (o, now) => [o.metadata?.name ?? '', age(o, now)],
@@ -501,9 +493,19 @@ const PRINTERS: Record<string, Printer> = {
   ConfigMap: configMapPrinter,
   Secret: secretPrinter,
   PersistentVolumeClaim: pvcPrinter,
-  Lease: leasePrinter,
 };
 
+/** Name, the kind's declared columns (api/kinds/), Age: as kubectl prints a CRD's additionalPrinterColumns. */
+function declaredPrinter(columns: readonly DeclaredColumn[]): Printer {
+  return {
+    columns: [col('Name'), ...columns.map((c) => ({ ...col(c.name, c.priority ?? 0, c.type ?? 'string'), ...(c.description ? { description: c.description } : {}) })), col('Age')],
+    cells: (o, now) => [o.metadata?.name ?? '', ...columns.map((c) => c.value(o as Record<string, unknown>)), age(o, now)],
+  };
+}
+
+const DECLARED: ReadonlyMap<string, Printer> = new Map(KIND_DECLS.filter((d) => d.columns).map((d) => [d.info.kind, declaredPrinter(d.columns!)]));
+
+/** The hand-written printer of the kind (upstream's pkg/printers), else its declared columns, else Name and Age. */
 export function printerFor(kind: string): Printer {
-  return PRINTERS[kind] ?? defaultPrinter;
+  return PRINTERS[kind] ?? DECLARED.get(kind) ?? defaultPrinter;
 }

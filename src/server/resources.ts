@@ -4,10 +4,10 @@
  * discovery advertises and the only ones the handlers accept (handlers.ts `requestVerb`):
  * any other is upstream's 405.
  */
-import { KINDS, type KindInfo } from '../api/types.js';
+import type { KindDecl, KindInfo, Verb } from '../api/kind.js';
+import { KIND_DECLS } from '../api/kinds/index.js';
 
-/** The verbs of upstream's RequestInfo for resource requests kubeloop serves. */
-export type Verb = 'create' | 'delete' | 'deletecollection' | 'get' | 'list' | 'patch' | 'update' | 'watch';
+export type { Verb } from '../api/kind.js';
 
 export interface Subresource {
   name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers';
@@ -27,21 +27,14 @@ export interface Resource {
 /** every verb, in discovery's (sorted) order */
 export const ALL_VERBS: readonly Verb[] = Object.freeze(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
 
-/**
- * Upstream's verbs where they are not all eight (`kubectl api-resources -o wide` against a
- * 1.32 cluster): the namespace registry implements no DeleteCollection, so one request cannot
- * delete every namespace.
- */
-const VERBS_OF_KIND: Readonly<Record<string, readonly Verb[]>> = Object.freeze({
-  Namespace: Object.freeze(['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] as Verb[]),
-});
-
 const SUBRESOURCE_VERBS: readonly Verb[] = Object.freeze(['get', 'patch', 'update']);
 
-/** Kinds with a `/scale` subresource. */
-export const SCALABLE = new Set(['Deployment', 'ReplicaSet', 'StatefulSet', 'ReplicationController']);
+/** Kinds with a `/scale` subresource (their declarations' `scale`). */
+export const SCALABLE: ReadonlySet<string> = new Set(KIND_DECLS.filter((d) => d.scale).map((d) => d.info.kind));
 
-function resourceFor(info: KindInfo): Resource {
+/** A kind's resource from its declaration: verbs (all eight unless declared), status and scale subresources, the pod's streams. */
+function resourceFor(decl: KindDecl): Resource {
+  const info = decl.info;
   const subs: Subresource[] = [];
   if (info.hasStatus) {
     subs.push({ name: 'status', kind: info.kind, group: info.group, version: info.version, verbs: SUBRESOURCE_VERBS });
@@ -57,10 +50,10 @@ function resourceFor(info: KindInfo): Resource {
     subs.push({ name: 'portforward', kind: 'PodPortForwardOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'ephemeralcontainers', kind: 'Pod', group: '', version: 'v1', verbs: SUBRESOURCE_VERBS });
   }
-  return { info, subresources: subs, verbs: VERBS_OF_KIND[info.kind] ?? ALL_VERBS };
+  return { info, subresources: subs, verbs: decl.verbs ?? ALL_VERBS };
 }
 
-export const RESOURCES: readonly Resource[] = Object.freeze(KINDS.map(resourceFor));
+export const RESOURCES: readonly Resource[] = Object.freeze(KIND_DECLS.map(resourceFor));
 
 /** Group versions in discovery order; autoscaling/v1 carries only the Scale kind of subresources. */
 export const GROUP_VERSIONS: readonly { group: string; version: string }[] = Object.freeze(

@@ -1,7 +1,8 @@
 /**
- * The `/scale` subresource (autoscaling/v1 Scale) of Deployments, ReplicaSets, StatefulSets and
- * ReplicationControllers: `kubectl scale` PATCHes it with a merge patch.
+ * The `/scale` subresource (autoscaling/v1 Scale) of the kinds that declare `scale` (Deployments,
+ * ReplicaSets, StatefulSets, ReplicationControllers): `kubectl scale` PATCHes it with a merge patch.
  */
+import { kindDecl } from '../api/kinds/index.js';
 import { format, fromLabelSelector, fromMap } from '../api/labels.js';
 import type { KObject, LabelSelector, Stored } from '../api/types.js';
 
@@ -24,7 +25,7 @@ export function toScale(obj: Stored<KObject>): Scale {
   const selector =
     sel === undefined
       ? undefined
-      : obj.kind === 'ReplicationController'
+      : kindDecl(obj.kind)?.scale?.selector === 'map'
         ? format(fromMap(sel as Record<string, string>))
         : format(fromLabelSelector(sel as LabelSelector));
   return {

@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { KIND_DECLS } from '../api/kinds/index.js';
 
 export type TypeRef =
   | { k: 'scalar'; t: 'string' | 'number' | 'boolean' | 'date' | 'intorstring' | 'any'; format: string }
@@ -35,26 +36,9 @@ export interface ListMeta {
   mapKeys?: readonly string[];
 }
 
-/** The kinds served, by kind, to their model class. */
+/** The kinds served, by kind, to their model class (their declarations' `model`), and the classes of subresource kinds. */
 export const KIND_CLASSES: Readonly<Record<string, string>> = Object.freeze({
-  Namespace: 'V1Namespace',
-  Node: 'V1Node',
-  Pod: 'V1Pod',
-  Service: 'V1Service',
-  Endpoints: 'V1Endpoints',
-  Event: 'CoreV1Event',
-  ConfigMap: 'V1ConfigMap',
-  Secret: 'V1Secret',
-  PersistentVolumeClaim: 'V1PersistentVolumeClaim',
-  ReplicationController: 'V1ReplicationController',
-  Deployment: 'V1Deployment',
-  ReplicaSet: 'V1ReplicaSet',
-  StatefulSet: 'V1StatefulSet',
-  DaemonSet: 'V1DaemonSet',
-  Job: 'V1Job',
-  CronJob: 'V1CronJob',
-  EndpointSlice: 'V1EndpointSlice',
-  Lease: 'V1Lease',
+  ...Object.fromEntries(KIND_DECLS.filter((d) => d.model).map((d) => [d.info.kind, d.model!])),
   Scale: 'V1Scale',
   DeleteOptions: 'V1DeleteOptions',
 });
