@@ -2,6 +2,7 @@ import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { killGroup } from './process.js';
+import { sandboxFor } from './sandbox.js';
 import { isApiError } from '../../api/errors.js';
 import type { ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, Stored } from '../../api/types.js';
 import { Backoff } from '../../util/backoff.js';
@@ -127,6 +128,10 @@ export class PodRuntime {
 
   async #start(): Promise<void> {
     const o = this.#o;
+    // the sandbox check (and the end of a killed daemon's leftovers) runs while the node
+    // registers and the informers sync, not in front of the first container (detected once;
+    // containers await the same promise)
+    sandboxFor(o.stateDir, this.#log, { mounts: o.mountNamespaces ?? true }).catch(() => undefined);
     try {
       await registerNode(o.store, this.#nodeInfo());
     } catch (err) {
