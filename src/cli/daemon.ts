@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,7 @@ import { type ClosableStore, createEmbeddedStore, createStore } from '../store/e
 import { InformerFactory } from '../store/informer.js';
 import { EventRecorder } from '../store/events.js';
 import { ControllerManager } from '../controllers/index.js';
+import { LeaderElector } from '../controllers/leader.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime } from '../agent/runtime/index.js';
 import { ImageCatalog } from '../agent/runtime/image-catalog.js';
 import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
@@ -123,17 +125,41 @@ export class Daemon {
     for (const kind of ['Service', 'Endpoints', 'Pod', 'Node', 'ReplicaSet', 'Deployment', 'StatefulSet', 'DaemonSet']) informers.for(kind);
     await informers.start();
 
-    const controllers = new ControllerManager({
-      store,
-      informers,
-      log: this.#log,
-      podCidr: o.podCidr,
-      allowLoopbackEndpoints: o.allowLoopbackEndpoints,
-      lbPool: o.disableLoadBalancer ? '' : o.lbPool,
-      stateDir: o.stateDir,
-    });
-    await controllers.start();
-    this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
+    const newControllers = (): ControllerManager =>
+      new ControllerManager({
+        store,
+        informers,
+        log: this.#log,
+        podCidr: o.podCidr,
+        allowLoopbackEndpoints: o.allowLoopbackEndpoints,
+        lbPool: o.disableLoadBalancer ? '' : o.lbPool,
+        stateDir: o.stateDir,
+      });
+    if (store.backend === 'embedded') {
+      // the state dir's lock makes this daemon the only one on its store: no election needed
+      const controllers = newControllers();
+      await controllers.start();
+      this.#started.push({ name: 'controllers', stop: () => controllers.stop() });
+    } else {
+      // several daemons on one store: controllers run on the Lease holder only. The identity is
+      // stable per host and state dir, so a restarted daemon takes its own lease back at once.
+      let controllers: ControllerManager | undefined;
+      const elector = new LeaderElector({
+        store,
+        log: this.#log,
+        identity: `${hostname()}_${createHash('sha256').update(o.stateDir).digest('hex').slice(0, 12)}`,
+        onStartedLeading: async () => {
+          controllers = newControllers();
+          await controllers.start();
+        },
+        onStoppedLeading: async () => {
+          await controllers?.stop();
+          controllers = undefined;
+        },
+      });
+      elector.start();
+      this.#started.push({ name: 'leader election', stop: () => elector.stop() });
+    }
 
     const [dnsHost, dnsPort] = splitHostPort(o.dnsAddr);
     // DNS first: pods are told where it really listens (--dns-addr may say port 0)
