@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -363,4 +363,19 @@ t.test('a journal write error fails that commit and every later one; acknowledge
   t.equal((await s2.get('ConfigMap/f/k5'))?.value, '5', 'acknowledged writes are there after a restart');
   t.equal(await s2.get('ConfigMap/f/k6'), undefined);
   t.ok((await s2.currentRv()) >= 5);
+});
+
+t.test('a new journal segment that cannot be started is logged; writes go on in the current one', async (t) => {
+  const dir = tempDir(t);
+  const { log, lines } = capture();
+  const s = await EmbeddedStorage.open({ dir, snapshotEvery: 3, log });
+  // rotation after 3 commits would open journal-3.log: a directory there makes that fail (EISDIR)
+  mkdirSync(join(dir, 'journal-3.log'));
+  for (let i = 1; i <= 8; i++) t.same(await s.commit([{ op: 'create', key: `ConfigMap/r/k${i}`, value: String(i) }]), { ok: true, rv: i });
+  t.ok(lines.some((l) => l.level === 50 && String(l.msg).includes('cannot start a new journal segment') && l.file === join(dir, 'journal-3.log')), 'the failure is logged with the file');
+  await waitFor(() => s.stats().snapshots >= 1, { what: 'a snapshot at the next rotation (journal-6.log)' });
+  rmdirSync(join(dir, 'journal-3.log'));
+  await s.close();
+  const s2 = await openStore(t, { dir });
+  t.same((await s2.list('ConfigMap/r/')).records.map((r) => r.rv).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8], 'every write is there after a restart');
 });

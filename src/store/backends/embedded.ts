@@ -296,7 +296,9 @@ export class EmbeddedStorage implements Storage {
   #kick(): void {
     if (this.#flushing) return;
     // one turn of the loop lets the commits of the same tick join the first batch
-    this.#flushing = new Promise<void>((r) => setImmediate(r)).then(() => this.#flushLoop());
+    this.#flushing = new Promise<void>((r) => setImmediate(r))
+      .then(() => this.#flushLoop())
+      .catch((e: unknown) => this.#die(e as Error, []));
   }
 
   async #flushLoop(): Promise<void> {
@@ -312,14 +314,7 @@ export class EmbeddedStorage implements Storage {
           return;
         }
         this.#acknowledge(batch);
-        if (this.#journal && !this.#snapshotting && !this.#closed && this.#dueForSnapshot()) {
-          try {
-            await this.#rotate();
-          } catch (e) {
-            this.#die(e as Error, []);
-            return;
-          }
-        }
+        if (this.#journal && !this.#snapshotting && !this.#closed && this.#dueForSnapshot()) await this.#rotate();
       }
     } finally {
       this.#flushing = undefined;
@@ -447,12 +442,18 @@ export class EmbeddedStorage implements Storage {
     const start = this.#durableRv;
     const old = this.#journal!;
     const segment: Segment = { name: segmentName(start), path: join(dir, segmentName(start)), start };
-    const fh = await open(segment.path, 'a', 0o600);
+    let fh: FileHandle | undefined;
     try {
+      fh = await open(segment.path, 'a', 0o600);
       if (this.#fsync) await fsyncDir(dir);
-    } catch (e) {
-      await fh.close().catch(() => undefined);
-      throw e;
+    } catch (err) {
+      // the old segment is whole and open: keep appending there, try again after as many records
+      await fh?.close().catch(() => undefined);
+      if (fh) await unlinkIfPresent(segment.path).catch(() => undefined);
+      old.records = 0;
+      old.bytes = 0;
+      this.#log.error({ err, file: segment.path }, 'cannot start a new journal segment; the current one goes on growing');
+      return;
     }
     this.#journal = { fh, segment, records: 0, bytes: 0 };
     await old.fh.close().catch((err: unknown) => this.#log.warn({ err, file: old.segment.path }, 'closing a journal segment failed'));
