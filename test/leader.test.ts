@@ -4,9 +4,8 @@
  * kind through the API with the real kubectl.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
@@ -17,8 +16,7 @@ import { RedisStorage } from '../src/store/backends/redis.js';
 import { type ClosableStore, createEmbeddedStore, createStore } from '../src/store/embedded.js';
 import { InformerFactory } from '../src/store/informer.js';
 import type { Store } from '../src/store/types.js';
-import { type ApiClient, daemonApi, testPki } from './helpers/api.js';
-import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
+import { testPki } from './helpers/api.js';
 import { startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -206,47 +204,4 @@ t.test('the Lease kind through the API: kubectl get leases -A, and bad specs ref
   t.match(r.stderr, /spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0/);
   t.match(r.stderr, /spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0/);
   t.equal(await store.tryGet('Lease', 'default', 'mine'), undefined, 'nothing stored');
-});
-
-t.test('two daemons on one redis-server: controllers run on the Lease holder; stopping it hands them to the other', async (t) => {
-  const redis = await startRedisServer();
-  t.teardown(() => redis.close());
-  const common = ['--store', redis.url, '--service-cidr', '127.176.0.0/16', '--lb-pool', '127.186.0.0/16', '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0', '--log-level', 'warn'];
-  const daemons: RunningDaemon[] = [];
-  t.teardown(async () => {
-    for (const d of daemons) await d.stop();
-  });
-  daemons.push(await startDaemon([...common, '--node-name', 'lead-a', '--node-ip', '127.0.59.1', '--nodeport-addresses', '127.0.59.1', '--pod-cidr', '127.189.0.0/17']));
-  daemons.push(await startDaemon([...common, '--node-name', 'lead-b', '--node-ip', '127.0.59.2', '--nodeport-addresses', '127.0.59.2', '--pod-cidr', '127.189.128.0/17']));
-  const apis = await Promise.all(daemons.map((d) => daemonApi(d)));
-  // the daemon's identity: host and a hash of its state dir
-  const ids = daemons.map((d) => `${hostname()}_${createHash('sha256').update(d.stateDir).digest('hex').slice(0, 12)}`);
-  const holder = async (api: ApiClient): Promise<string | undefined> =>
-    (await api.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${LEASE_NAMESPACE}/leases/${LEASE_NAME}`)).json<Lease>().spec?.holderIdentity;
-  const first = await waitFor(async () => {
-    const h = await holder(apis[1]);
-    return h && ids.includes(h) ? h : undefined;
-  }, { what: 'a lease holder', timeoutMs: 15_000 });
-  const leader = ids.indexOf(first);
-  const standby = 1 - leader;
-  const deployment = (name: string) => ({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name },
-    spec: { replicas: 0, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'kubeloop/echo' }] } } },
-  });
-  /** the ReplicaSets the deployment controller made for `name` */
-  const replicaSets = async (api: ApiClient, name: string): Promise<number> =>
-    (await api.request('GET', `/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3D${name}`)).json<{ items: unknown[] }>().items.length;
-  t.equal((await apis[standby].request('POST', '/apis/apps/v1/namespaces/default/deployments', { body: deployment('before') })).status, 201);
-  await waitFor(async () => (await replicaSets(apis[standby], 'before')) === 1, { what: 'the leader\'s deployment controller', timeoutMs: 15_000 });
-
-  await daemons[leader].stop();
-  // released on a graceful stop: the standby takes over without waiting out the 15 s lease
-  await waitFor(async () => (await holder(apis[standby])) === ids[standby], { what: 'the standby to take the lease', timeoutMs: 10_000 });
-  t.equal((await apis[standby].request('POST', '/apis/apps/v1/namespaces/default/deployments', { body: deployment('after') })).status, 201);
-  await waitFor(async () => (await replicaSets(apis[standby], 'after')) === 1, { what: 'the new leader\'s deployment controller', timeoutMs: 15_000 });
-  const lease = (await apis[standby].request('GET', `/apis/coordination.k8s.io/v1/namespaces/${LEASE_NAMESPACE}/leases/${LEASE_NAME}`)).json<Lease>();
-  t.equal(lease.spec?.leaseTransitions, 1);
-  t.equal(lease.spec?.leaseDurationSeconds, 15);
 });

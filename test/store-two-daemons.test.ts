@@ -5,7 +5,9 @@
  * daemons creating Services at once never share a ClusterIP or nodePort.
  */
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import https from 'node:https';
+import { hostname } from 'node:os';
 import { type ApiClient, daemonApi } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { startRedisServer } from './helpers/redis-server.js';
@@ -91,6 +93,38 @@ t.test('two daemons, one Redis, one cluster', async (t) => {
     t.equal(svcs.length, N);
     t.equal(new Set(svcs.map((s) => s.spec.clusterIP)).size, N, 'distinct ClusterIPs');
     t.equal(new Set(svcs.map((s) => s.spec.ports[0].nodePort)).size, N, 'distinct nodePorts');
+  });
+  await t.test('controllers run on the Lease holder only; stopping it hands them to the other daemon', async (t) => {
+    const apis = [a, b];
+    // a daemon's identity: its host and a hash of its state dir
+    const ids = daemons.map((d) => `${hostname()}_${createHash('sha256').update(d.stateDir).digest('hex').slice(0, 12)}`);
+    const leasePath = '/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kubeloop-controller-manager';
+    type Lease = { spec?: { holderIdentity?: string; leaseTransitions?: number } };
+    const holder = async (api: ApiClient): Promise<string | undefined> => (await api.request('GET', leasePath)).json<Lease>().spec?.holderIdentity;
+    const first = await waitFor(async () => {
+      const h = await holder(b);
+      return h && ids.includes(h) ? h : undefined;
+    }, { what: 'a lease holder', timeoutMs: 15_000 });
+    const leader = ids.indexOf(first);
+    const standby = 1 - leader;
+    const deployment = (name: string) => ({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name },
+      spec: { replicas: 0, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'kubeloop/echo' }] } } },
+    });
+    /** the ReplicaSets a deployment controller made for `name` */
+    const replicaSets = async (api: ApiClient, name: string): Promise<number> =>
+      (await api.request('GET', `/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3D${name}`)).json<{ items: unknown[] }>().items.length;
+    t.equal((await apis[standby].request('POST', '/apis/apps/v1/namespaces/default/deployments', { body: deployment('before') })).status, 201);
+    await waitFor(async () => (await replicaSets(apis[standby], 'before')) === 1, { what: "the leader's deployment controller", timeoutMs: 15_000 });
+
+    await daemons[leader].stop();
+    // released on a graceful stop: the standby takes over without waiting out the 15 s lease
+    await waitFor(async () => (await holder(apis[standby])) === ids[standby], { what: 'the standby to take the lease', timeoutMs: 10_000 });
+    t.equal((await apis[standby].request('POST', '/apis/apps/v1/namespaces/default/deployments', { body: deployment('after') })).status, 201);
+    await waitFor(async () => (await replicaSets(apis[standby], 'after')) === 1, { what: "the new leader's deployment controller", timeoutMs: 15_000 });
+    t.equal((await apis[standby].request('GET', leasePath)).json<Lease>().spec?.leaseTransitions, 1);
   });
 });
 
