@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { ApiError } from '../src/api/errors.js';
 import { EmbeddedStorage, type EmbeddedStorageOptions } from '../src/store/backends/embedded.js';
+import { writeSnapshot } from '../src/store/backends/journal-files.js';
+import { encodeRecord } from '../src/store/backends/journal-format.js';
 import type { ChangeBatch } from '../src/store/storage.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -378,4 +380,32 @@ t.test('a new journal segment that cannot be started is logged; writes go on in 
   await s.close();
   const s2 = await openStore(t, { dir });
   t.same((await s2.list('ConfigMap/r/')).records.map((r) => r.rv).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8], 'every write is there after a restart');
+});
+
+t.test('replay over a fuzzy snapshot (records newer than its rv) and a stale segment converges', async (t) => {
+  const dir = tempDir(t);
+  const rec = (rv: number, key: string, value?: string) => encodeRecord({ rv, ops: [{ key, value }] });
+  // history: K created@1, updated@2, deleted@3, created@4; J created@5, deleted@6; L created@7
+  writeFileSync(join(dir, 'journal-0.log'), Buffer.concat([rec(1, 'K//k', 'k1'), rec(2, 'K//k', 'k2')]), { mode: 0o600 });
+  writeFileSync(join(dir, 'journal-2.log'), Buffer.concat([rec(3, 'K//k'), rec(4, 'K//k', 'k4'), rec(5, 'J//j', 'j5'), rec(6, 'J//j'), rec(7, 'L//l', 'l7')]), { mode: 0o600 });
+  // a snapshot started at rv 2 that read K after its re-create and J before its delete; the
+  // crash came before journal-0.log (wholly ≤ 2) was deleted
+  await writeSnapshot({
+    dir,
+    rv: 2,
+    fsync: false,
+    chunks: (async function* () {
+      yield [['K//k', 4, 'k4'], ['J//j', 5, 'j5']] as Array<[string, number, string]>;
+    })(),
+  });
+  const s = await openStore(t, { dir });
+  t.same(
+    (await s.list('')).records.sort((a, b) => a.key.localeCompare(b.key)),
+    [
+      { key: 'K//k', rv: 4, value: 'k4' },
+      { key: 'L//l', rv: 7, value: 'l7' },
+    ],
+    'K at its re-create, J deleted, L created',
+  );
+  t.equal(await s.currentRv(), 7);
 });
