@@ -72,6 +72,12 @@ export interface KindDecl {
   columns?: readonly DeclaredColumn[];
   /** has `/scale` (autoscaling/v1 Scale): where the replica count and the selector are */
   scale?: { selector: 'labelSelector' | 'map' };
+  /**
+   * proto2 message definitions of the kind (package `k8s`, the top message named as the kind,
+   * upstream's field numbers; shared messages such as ObjectMeta are defined by the server), for
+   * the protobuf bodies kubectl's typed clients send (`kubectl create serviceaccount`, `auth can-i`)
+   */
+  protobuf?: string;
   /** the verbs served when not all eight (upstream registries without e.g. DeleteCollection) */
   verbs?: readonly Verb[];
   /** a create-only "virtual" kind (SelfSubjectAccessReview): answered by the server, never stored */

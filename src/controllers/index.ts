@@ -14,6 +14,7 @@ import { JobController } from './job.js';
 import { PvcController } from './pvc.js';
 import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
+import { ServiceAccountController } from './service-account.js';
 import { TokenBucket } from '../util/token-bucket.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
@@ -82,6 +83,7 @@ export class ControllerManager {
       new ReplicaSetController({ ...base, events: rcEvents, legacy: true, podCreates }),
       new DeploymentController({ ...base, events: deployEvents }),
       new GarbageCollector(base),
+      new ServiceAccountController(base),
     ];
     const svcEvents = recorder('service-controller');
     this.#recorders.push(svcEvents);

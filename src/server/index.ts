@@ -37,6 +37,7 @@ import { FieldManager } from './managed-fields.js';
 import { OpenApi } from './openapi.js';
 import { StrategicMerge } from './patch/strategic.js';
 import { findResource } from './resources.js';
+import { serveReview } from './reviews.js';
 import { parseResourcePath, requestPath } from './route.js';
 import { Schemas } from './schema.js';
 import { SliceView } from './slices.js';
@@ -291,7 +292,8 @@ export class ApiServer {
       return;
     }
     try {
-      await this.#handlers.handle({ req, res, query: c.query, route, resource });
+      if (resource.virtual) await serveReview(req, res, route, resource.info, authenticate(req, { token: this.#o.token }));
+      else await this.#handlers.handle({ req, res, query: c.query, route, resource });
     } catch (err) {
       if (res.headersSent) {
         this.#log.debug({ err }, 'request failed after the reply started');

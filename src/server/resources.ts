@@ -22,6 +22,8 @@ export interface Resource {
   info: KindInfo;
   subresources: readonly Subresource[];
   verbs: readonly Verb[];
+  /** answered by the server, never stored (the review kinds: reviews.ts) */
+  virtual?: boolean;
 }
 
 /** every verb, in discovery's (sorted) order */
@@ -50,7 +52,7 @@ function resourceFor(decl: KindDecl): Resource {
     subs.push({ name: 'portforward', kind: 'PodPortForwardOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'ephemeralcontainers', kind: 'Pod', group: '', version: 'v1', verbs: SUBRESOURCE_VERBS });
   }
-  return { info, subresources: subs, verbs: decl.verbs ?? ALL_VERBS };
+  return { info, subresources: subs, verbs: decl.verbs ?? ALL_VERBS, ...(decl.virtual ? { virtual: true } : {}) };
 }
 
 export const RESOURCES: readonly Resource[] = Object.freeze(KIND_DECLS.map(resourceFor));

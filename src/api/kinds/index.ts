@@ -8,7 +8,11 @@ import { daemonSet, deployment, controllerRevision, replicaSet, statefulSet } fr
 import { cronJob, job } from './batch.js';
 import { configMap, endpoints, event, namespace, node, persistentVolumeClaim, pod, replicationController, secret, service } from './core.js';
 import { endpointSlice } from './endpoint-slice.js';
+import { ingress } from './ingress.js';
 import { lease } from './lease.js';
+import { podDisruptionBudget } from './pod-disruption-budget.js';
+import { selfSubjectAccessReview, selfSubjectReview } from './reviews.js';
+import { serviceAccount } from './service-account.js';
 
 /** in discovery order */
 export const KIND_DECLS: readonly KindDecl[] = Object.freeze([
@@ -20,6 +24,7 @@ export const KIND_DECLS: readonly KindDecl[] = Object.freeze([
   event,
   configMap,
   secret,
+  serviceAccount,
   persistentVolumeClaim,
   replicationController,
   deployment,
@@ -31,6 +36,10 @@ export const KIND_DECLS: readonly KindDecl[] = Object.freeze([
   cronJob,
   endpointSlice,
   lease,
+  ingress,
+  podDisruptionBudget,
+  selfSubjectAccessReview,
+  selfSubjectReview,
 ]);
 
 const BY_KIND = new Map(KIND_DECLS.map((d) => [d.info.kind, d]));

@@ -9,7 +9,9 @@
  * - a field named `_inline_<x>` is an embedded Go struct: its fields belong to the parent;
  * - `Time`, `IntOrString` and `Quantity` become their JSON forms.
  */
-export const K8S_PROTO = `
+import { KIND_DECLS } from '../../api/kinds/index.js';
+
+const BASE_PROTO = `
 syntax = "proto2";
 package k8s;
 
@@ -412,8 +414,12 @@ message JobTemplateSpec {
 }
 `;
 
-/** `apiVersion/kind` → message name, for the objects decode.ts accepts as protobuf. */
+/** The messages above, then the ones the kinds declare (api/kinds/ `protobuf`). */
+export const K8S_PROTO = BASE_PROTO + KIND_DECLS.map((d) => d.protobuf ?? '').join('');
+
+/** `apiVersion/kind` → message name, for the objects decode.ts accepts as protobuf: the kinds above and every kind that declares its messages. */
 export const PROTO_KINDS: Readonly<Record<string, string>> = Object.freeze({
+  ...Object.fromEntries(KIND_DECLS.filter((d) => d.protobuf).map((d) => [`${d.info.apiVersion}/${d.info.kind}`, d.info.kind])),
   'v1/Namespace': 'Namespace',
   'v1/ConfigMap': 'ConfigMap',
   'v1/Secret': 'Secret',

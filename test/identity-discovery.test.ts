@@ -1,0 +1,115 @@
+/**
+ * issue 17 part 4 with the real kubectl 1.32, one daemon: `auth can-i` / `auth whoami`
+ * (SelfSubjectAccessReview, SelfSubjectReview), ServiceAccounts (a `default` per namespace, made
+ * again when deleted), Ingress and PodDisruptionBudget served with their columns and validation.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { type ApiClient, daemonApi } from './helpers/api.js';
+import { startDaemon } from './helpers/daemon.js';
+import { waitFor } from './helpers/wait.js';
+
+const ARGS = [
+  '--pod-cidr', '127.124.0.0/16',
+  '--service-cidr', '127.125.0.0/16',
+  '--lb-pool', '127.127.0.0/16',
+  '--node-ip', '127.0.124.1',
+  '--nodeport-addresses', '127.0.124.1',
+  '--api-addr', '127.0.0.1:0',
+  '--dns-addr', '127.0.0.1:0',
+  '--metrics-addr=',
+  '--log-level', 'warn',
+];
+
+const d = await startDaemon(ARGS);
+t.teardown(() => d.stop());
+const api: ApiClient = await daemonApi(d);
+const dir = await mkdtemp(join(tmpdir(), 'kubeloop-identity-'));
+t.teardown(() => rm(dir, { recursive: true, force: true }));
+
+const kubectl = async (...args: string[]): Promise<string> => {
+  const r = await api.kubectl(...args);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.code} ${r.stderr}`);
+  return r.stdout;
+};
+
+t.test('kubectl auth can-i and auth whoami', async (t) => {
+  t.equal((await api.kubectl('auth', 'can-i', 'create', 'deployments')).stdout.trim(), 'yes');
+  t.equal((await api.kubectl('auth', 'can-i', 'delete', 'pods', '-n', 'kube-system')).stdout.trim(), 'yes');
+  t.equal((await api.kubectl('auth', 'can-i', 'get', '/healthz')).stdout.trim(), 'yes', 'a non-resource URL');
+  const who = await kubectl('auth', 'whoami', '-o', 'json');
+  const info = (JSON.parse(who) as { status: { userInfo: { username: string; groups: string[] } } }).status.userInfo;
+  t.equal(info.username, 'kubeloop-admin', 'the client certificate CN');
+  t.same(info.groups, ['system:masters', 'system:authenticated'], 'its O, and system:authenticated');
+  // neither attribute set: a 422 naming the field, nothing stored
+  const bad = await api.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+    body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: {} },
+  });
+  t.equal(bad.status, 422);
+  t.match(bad.body, /spec\.resourceAttributes.*exactly one of nonResourceAttributes or resourceAttributes/);
+  t.equal((await api.request('GET', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews')).status, 405, 'create only');
+});
+
+t.test('ServiceAccounts: a default one per namespace, made again when deleted', async (t) => {
+  await waitFor(async () => (await api.kubectl('get', 'sa', 'default', '-n', 'default')).code === 0, { timeoutMs: 10_000, intervalMs: 200, what: 'default/default' });
+  await kubectl('create', 'namespace', 'team-a');
+  await waitFor(async () => (await api.kubectl('get', 'sa', 'default', '-n', 'team-a')).code === 0, { timeoutMs: 10_000, intervalMs: 200, what: 'team-a/default' });
+  const uid = await kubectl('get', 'sa', 'default', '-n', 'team-a', '-o', 'jsonpath={.metadata.uid}');
+  await kubectl('delete', 'sa', 'default', '-n', 'team-a');
+  await waitFor(async () => {
+    const r = await api.kubectl('get', 'sa', 'default', '-n', 'team-a', '-o', 'jsonpath={.metadata.uid}');
+    return r.code === 0 && r.stdout !== uid;
+  }, { timeoutMs: 10_000, intervalMs: 200, what: 'a new team-a/default' });
+  await kubectl('create', 'serviceaccount', 'builder', '-n', 'team-a');
+  const table = await kubectl('get', 'sa', '-n', 'team-a');
+  t.match(table, /^NAME\s+SECRETS\s+AGE$/m);
+  t.match(table, /^builder\s+0\s+\S+$/m);
+  t.match(table, /^default\s+0\s+\S+$/m);
+});
+
+const INGRESS = `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: web }
+spec:
+  ingressClassName: nginx
+  rules:
+    - host: web.example.test
+      http:
+        paths:
+          - { path: /, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }
+`;
+const PDB = `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: { name: web }
+spec:
+  minAvailable: 1
+  selector: { matchLabels: { app: web } }
+`;
+
+t.test('Ingress and PodDisruptionBudget: served, printed, validated', async (t) => {
+  await writeFile(join(dir, 'ing.yaml'), INGRESS);
+  await writeFile(join(dir, 'pdb.yaml'), PDB);
+  await kubectl('apply', '-f', join(dir, 'ing.yaml'), '-f', join(dir, 'pdb.yaml'));
+  t.match(await kubectl('get', 'ingress'), /^web\s+nginx\s+web\.example\.test\s+80\s+\S+$/m);
+  t.match(await kubectl('get', 'ing', 'web', '-o', 'jsonpath={.spec.rules[0].http.paths[0].backend.service.name}'), /^web$/);
+  t.match(await kubectl('get', 'pdb'), /^web\s+1\s+N\/A\s+0\s+\S+$/m);
+  // bad input: refused with the field and nothing changes
+  const badPdb = PDB.replace('name: web }', 'name: both }').replace('minAvailable: 1', 'minAvailable: 1\n  maxUnavailable: "150%"');
+  await writeFile(join(dir, 'bad-pdb.yaml'), badPdb);
+  const r = await api.kubectl('apply', '-f', join(dir, 'bad-pdb.yaml'));
+  t.not(r.code, 0);
+  t.match(r.stderr, /minAvailable and maxUnavailable cannot be both set/);
+  t.match(r.stderr, /spec\.maxUnavailable.*must not be greater than 100%/);
+  const badIng = INGRESS.replace('name: web }', 'name: bad }').replace('pathType: Prefix', 'pathType: Glob');
+  await writeFile(join(dir, 'bad-ing.yaml'), badIng);
+  const ri = await api.kubectl('apply', '-f', join(dir, 'bad-ing.yaml'));
+  t.not(ri.code, 0);
+  t.match(ri.stderr, /spec\.rules\[0\]\.http\.paths\[0\]\.pathType: Unsupported value: "Glob"/);
+  t.equal((await api.kubectl('get', 'pdb', 'both')).code, 1, 'the invalid PDB was not stored');
+  const res = await kubectl('api-resources', '--no-headers');
+  for (const row of [/^serviceaccounts\s+sa\s+v1\s+true\s+ServiceAccount$/m, /^ingresses\s+ing\s+networking\.k8s\.io\/v1\s+true\s+Ingress$/m, /^poddisruptionbudgets\s+pdb\s+policy\/v1\s+true\s+PodDisruptionBudget$/m, /^selfsubjectreviews\s+authentication\.k8s\.io\/v1\s+false\s+SelfSubjectReview$/m]) {
+    t.match(res, row);
+  }
+});
