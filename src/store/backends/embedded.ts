@@ -81,6 +81,7 @@ const CHUNK = 1000;
  *   flush loop: take the whole queue ─► one write + one fdatasync ─► apply to the mock
  *               ─► resolve those commits ─► feed watchers ─► (maybe rotate + snapshot)
  *
+ * The mock holds each record as `<key>` → `"<rv> <value>"` (one MGET serves list and snapshot).
  * Commits arriving while a batch is being synced wait for the next one. `#index` (key → rv,
  * including queued commits) is what conditions are checked against, so a commit is
  * linearized at its call; the mock and every read see only durable batches. A journal write
@@ -518,6 +519,7 @@ export class EmbeddedStorage implements Storage {
     for (const r of space.values()) rv = Math.max(rv, r.rv);
     const snapRv = snap?.rv ?? 0;
     const lostAfter = snap ? `the snapshot of revision ${snap.rv}, taken ${snap.time}; later writes are lost` : 'there is no snapshot: the store starts empty';
+    let tailRecords = 0;
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i];
       const last = i === segments.length - 1;
@@ -539,6 +541,7 @@ export class EmbeddedStorage implements Storage {
         );
         await truncate(seg.path, scan.goodBytes);
       }
+      tailRecords = scan.records.length;
       let n = 0;
       for (const rec of scan.records) {
         if (rec.rv <= snapRv) continue;
@@ -569,7 +572,8 @@ export class EmbeddedStorage implements Storage {
       await fh.close();
       throw e;
     });
-    this.#journal = { fh, segment, records: 0, bytes: (await fh.stat()).size };
+    // a long tail segment is snapshotted after the first batch rather than after snapshotEvery more
+    this.#journal = { fh, segment, records: tail ? tailRecords : 0, bytes: (await fh.stat()).size };
     this.#log.info({ dir, rv, records: space.size, segments: segments.length, snapshot: snap?.rv }, 'store replayed');
   }
 
