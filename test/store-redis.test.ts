@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { isApiError } from '../src/api/errors.js';
 import { EmbeddedStorage } from '../src/store/backends/embedded.js';
@@ -140,6 +141,13 @@ t.test('list pages through more records than one chunk, and never uses KEYS', as
   t.equal((await s.list('Pod/ns1/')).records.length, 401);
   t.ok((await s.list('Pod/ns1/')).records.every((r) => r.key.startsWith('Pod/ns1/')));
   t.equal(all.rv, await s.currentRv());
+  // the server's own counters: lists went through the index, never KEYS or SCAN
+  const raw = new Redis({ host: '127.0.0.1', port: server.port, lazyConnect: true });
+  t.teardown(() => raw.disconnect());
+  await raw.connect();
+  const stats = await raw.info('commandstats');
+  t.match(stats, /cmdstat_zrangebylex:calls=\d+/, 'the index was read');
+  t.notMatch(stats, /cmdstat_(keys|scan):/, 'no KEYS, no SCAN');
 });
 
 t.test('two instances, 1,000 racing CAS updates of one key: every acknowledged one applied, none lost', async (t) => {
