@@ -98,7 +98,7 @@ t.test('discovery and OpenAPI', async (t) => {
   t.equal(r.json.kind, 'APIVersions');
   r = await req(f, 'GET', '/apis', undefined, { Accept: agg });
   const groups = (r.json.items as { metadata: { name: string } }[]).map((g) => g.metadata.name);
-  t.same(groups, ['apps', 'batch', 'discovery.k8s.io', 'coordination.k8s.io', 'autoscaling']);
+  t.same(groups, ['apps', 'batch', 'discovery.k8s.io', 'coordination.k8s.io', 'networking.k8s.io', 'policy', 'authorization.k8s.io', 'authentication.k8s.io', 'autoscaling']);
   r = await req(f, 'GET', '/apis/apps/v1');
   const scale = (r.json.resources as { name: string; group?: string; kind: string }[]).find((x) => x.name === 'deployments/scale');
   t.same(scale, { name: 'deployments/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
