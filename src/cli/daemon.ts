@@ -183,6 +183,14 @@ export class Daemon {
       // DNS is one component among several: the rest keeps working without it
       this.#log.error({ err, addr: o.dnsAddr }, `cannot serve DNS on ${o.dnsAddr}: ${(err as Error).message} — pass --dns-addr with a free port`);
     }
+    // kube-dns before the node agents start pods (their resolv.conf names its ClusterIP); it gets
+    // one only where port 53 can be bound there, else it stays headless, pods keep the host's
+    // resolv.conf, and `up` prints the fix
+    const dnsClusterIP = nthAddress(parseCidr(o.serviceCidr), 10);
+    const port53 = this.#dns ? await probePort53(dnsClusterIP) : undefined;
+    this.#clusterDnsProblem = port53 && !port53.ok ? port53Fix(dnsClusterIP, port53.reason) : undefined;
+    const dnsObjects = { dnsHost: this.#dns ? dnsHost : undefined, dnsPort: this.#dns?.port, dnsClusterIP: port53?.ok ? dnsClusterIP : 'None' };
+    await ensureObjects(store, systemObjects(dnsObjects));
 
     const [apiHost, apiPort] = splitHostPort(o.apiAddr);
     const hosts = apiHosts(o, apiHost);
@@ -297,11 +305,6 @@ export class Daemon {
       this.#log.error({ err, addr: o.apiAddr }, `cannot serve the API on ${o.apiAddr}: ${(err as Error).message} — pass --api-addr with a free port`);
     }
 
-    // kube-dns gets a ClusterIP (the pods' nameserver) only where port 53 can be bound there;
-    // otherwise it stays headless, pods keep the host's resolv.conf, and `up` prints the fix
-    const dnsClusterIP = nthAddress(parseCidr(o.serviceCidr), 10);
-    const port53 = this.#dns ? await probePort53(dnsClusterIP) : undefined;
-    this.#clusterDnsProblem = port53 && !port53.ok ? port53Fix(dnsClusterIP, port53.reason) : undefined;
     await ensureObjects(
       store,
       systemObjects({
@@ -309,9 +312,7 @@ export class Daemon {
         apiHost: this.#api ? (apiHost === '0.0.0.0' || apiHost === '::' ? o.nodeIP : apiHost) : undefined,
         apiPort: this.#api ? Number(new URL(this.#api.url).port) : undefined,
         apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
-        dnsHost: this.#dns ? dnsHost : undefined,
-        dnsPort: this.#dns?.port,
-        dnsClusterIP: port53?.ok ? dnsClusterIP : 'None',
+        ...dnsObjects,
       }),
     );
   }

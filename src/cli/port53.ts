@@ -3,8 +3,8 @@ import { createSocket } from 'node:dgram';
 /**
  * Whether this process may bind port 53 (root, CAP_NET_BIND_SERVICE, or
  * net.ipv4.ip_unprivileged_port_start ≤ 53), tried on `ip` over UDP and closed at once.
- * Only a refusal for lack of privilege counts: EADDRINUSE is most likely our own proxy's
- * listener from the last start (the proxy opens kube-dns before this is asked).
+ * Only a refusal for lack of privilege counts: another process holding the port (EADDRINUSE)
+ * is the proxy listener's to report, with its own fix, as for any Service port.
  */
 export function probePort53(ip: string): Promise<{ ok: true } | { ok: false; reason: string }> {
   return new Promise((resolve) => {
