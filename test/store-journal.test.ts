@@ -17,6 +17,8 @@ import { encodeRecord } from '../src/store/backends/journal-format.js';
 import type { ChangeBatch } from '../src/store/storage.js';
 import { waitFor } from './helpers/wait.js';
 
+/** the file's tap: owns what outlives one case */
+const root: Tap = t;
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'journal-writer.ts');
 
 const tempDir = (t: Tap): string => {
@@ -127,12 +129,21 @@ t.test('acknowledged writes survive SIGKILL of the writer, 10 times over, and rv
   t.ok(all.size >= 200, `${all.size} acknowledged creates over 10 kills`);
 });
 
-/** a journal of 20 single-record commits left by a killed writer (no final snapshot) */
+/**
+ * A journal of 40 single-record commits (20 creates, 20 updates) left by a killed writer, with
+ * no final snapshot: made once (root-level teardown), each caller gets its own copy.
+ */
+let pristine: Promise<{ dir: string; run: WriterRun }> | undefined;
 async function killedJournal(t: Tap): Promise<{ dir: string; run: WriterRun }> {
-  const dir = tempDir(t);
-  const run = await runWriter(t, dir, 'x', { writers: 1, snapshotEvery: 1_000_000, killAfter: 1_000_000, limit: 20 });
+  pristine ??= (async () => {
+    const dir = tempDir(root);
+    return { dir, run: await runWriter(root, dir, 'x', { writers: 1, snapshotEvery: 1_000_000, killAfter: 1_000_000, limit: 20 }) };
+  })();
+  const { dir: src, run } = await pristine;
   t.ok(run.done, 'the writer finished its 20 writes before it was killed');
-  t.same(segments(dir), ['journal-0.log'], 'one journal segment, no snapshot');
+  t.same(segments(src), ['journal-0.log'], 'one journal segment, no snapshot');
+  const dir = tempDir(t);
+  cpSync(src, dir, { recursive: true });
   return { dir, run };
 }
 
