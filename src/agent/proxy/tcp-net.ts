@@ -5,6 +5,8 @@ import type { SourceRanges } from './source-ranges.js';
 import { type Listener, type ListenerCounters, type PortalSpec, type TcpPortalListener, hostPort, newCounters } from './portal.js';
 import type { TcpListenerOptions } from './tcp.js';
 
+/** how often dials are checked against their deadline (the timeouts are 250 ms and up) */
+const DIAL_SWEEP_MS = 25;
 /** accept failures (EMFILE, ...) are logged at most this often per listener */
 const ACCEPT_ERROR_LOG_MS = 1000;
 
@@ -14,13 +16,14 @@ const ACCEPT_ERROR_LOG_MS = 1000;
  * `--pending-deprecation`/`--throw-deprecation`, on a Node whose bindings changed. Its behaviour
  * is tcp.ts's (the `uv` path): each accepted connection is paused (not read) until a backend has
  * answered, dials retry the next endpoint with growing timeouts (affinity bypassed after a
- * failure), then both ways are piped with half-close propagation (a FIN on one side ends only the
+ * failure), then both ways are forwarded with half-close propagation (a FIN on one side ends only the
  * other side's write; an error or reset on one side resets the other). `close()` stops accepting
  * and leaves open connections to drain; `destroy()` ends them.
  *
- * Client → backend is a `pipe` (backpressure: the client is paused while the backend's write
- * buffer is full; the FIN follows the buffered bytes); backend → client reads into a shared
- * buffer (see READ_BUF) with the same backpressure and FIN handling.
+ * Client → backend forwards each 'data' chunk (backpressure: the client is paused while the
+ * backend's write buffer is full; the FIN follows the buffered bytes); backend → client reads
+ * into a shared buffer (see READ_BUF) with the same backpressure and FIN handling. Dial deadlines
+ * are checked by one sweep per listener, as in tcp.ts.
  */
 export class NetTcpListener implements TcpPortalListener {
   readonly spec: PortalSpec;
@@ -32,6 +35,9 @@ export class NetTcpListener implements TcpPortalListener {
   #server: net.Server | undefined;
   readonly #conns = new Set<NetConn>();
   readonly #onDrained: ((l: Listener) => void) | undefined;
+  /** connections waiting for their backend's answer, checked by `#sweep` */
+  readonly #dialing = new Set<NetConn>();
+  #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
   #drainedReported = false;
   #acceptErrorLoggedAt = 0;
@@ -106,6 +112,7 @@ export class NetTcpListener implements TcpPortalListener {
     const conns = [...this.#conns];
     for (const c of conns) c.end(true);
     await Promise.all(conns.map((c) => c.closed));
+    this.#stopSweep();
   }
 
   #closeServer(): void {
@@ -144,8 +151,35 @@ export class NetTcpListener implements TcpPortalListener {
   };
 
   /** @internal */
+  dialStarted(c: NetConn): void {
+    this.#dialing.add(c);
+    if (!this.#sweeper) {
+      // the sockets being dialled keep the process alive; the sweep itself does not
+      this.#sweeper = setInterval(this.#sweep, DIAL_SWEEP_MS);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** @internal */
+  dialEnded(c: NetConn): void {
+    this.#dialing.delete(c);
+  }
+
+  readonly #sweep = (): void => {
+    if (this.#dialing.size === 0) return this.#stopSweep();
+    const now = Date.now();
+    for (const c of this.#dialing) if (now >= c.deadline) c.dialTimedOut();
+  };
+
+  #stopSweep(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+
+  /** @internal */
   connEnded(c: NetConn): void {
     this.#conns.delete(c);
+    this.#dialing.delete(c);
     this.counters.bytesIn += c.bytesIn;
     this.counters.bytesOut += c.bytesOut;
     this.#maybeDrained();
@@ -154,19 +188,21 @@ export class NetTcpListener implements TcpPortalListener {
   #maybeDrained(): void {
     if (this.#closed && this.#conns.size === 0 && !this.#drainedReported) {
       this.#drainedReported = true;
+      this.#stopSweep();
       this.#onDrained?.(this);
     }
   }
 }
 
-/** One proxied connection: dial with retries, then pipe both ways. */
+/** One proxied connection: dial with retries, then forward both ways. */
 class NetConn {
   readonly #l: NetTcpListener;
   readonly #client: net.Socket;
   #backend: net.Socket | undefined;
   #ep: BalancedEndpoint | undefined;
   #attempt = 0;
-  #timer: NodeJS.Timeout | undefined;
+  /** Date.now() after which the current dial has failed */
+  deadline = 0;
   #spliced = false;
   #closing = false;
   #open = 1;
@@ -219,12 +255,18 @@ class NetConn {
       if (this.#spliced) this.#onError();
       else this.#dialFailed(b, err.code ?? err.message);
     });
-    this.#timer = setTimeout(() => this.#dialFailed(b, 'dial timeout'), l.dialTimeoutsMs[this.#attempt]!);
+    this.deadline = Date.now() + l.dialTimeoutsMs[this.#attempt]!;
+    l.dialStarted(this);
+  }
+
+  /** the current dial is past its deadline (the listener's sweep) */
+  dialTimedOut(): void {
+    if (this.#backend) this.#dialFailed(this.#backend, 'dial timeout');
   }
 
   #dialFailed(b: net.Socket, why: string): void {
     if (b !== this.#backend || this.#spliced || this.#closing) return;
-    clearTimeout(this.#timer);
+    this.#l.dialEnded(this);
     const l = this.#l;
     const ep = this.#ep!;
     ep.failed++;
@@ -247,13 +289,21 @@ class NetConn {
 
   #splice(b: net.Socket): void {
     if (b !== this.#backend || this.#closing) return;
-    clearTimeout(this.#timer);
+    this.#l.dialEnded(this);
     this.#spliced = true;
     this.#ep!.connections++;
-    // each side's EOF ends the other's write side once what was read is written (half-close)
-    this.#client.pipe(b);
-    b.once('end', () => this.#client.end());
-    this.#client.on('drain', () => b.resume());
+    // each side's EOF ends the other's write side once what was read is written (half-close);
+    // a full write buffer pauses the side that fills it until it drains
+    const c = this.#client;
+    c.on('data', (d: Buffer) => {
+      if (!b.write(d)) c.pause();
+    });
+    b.on('drain', () => c.resume());
+    c.on('drain', () => b.resume());
+    c.once('end', () => b.end());
+    b.once('end', () => c.end());
+    // accepted paused (pauseOnConnect): read from now on
+    c.resume();
   }
 
   /**
@@ -275,7 +325,7 @@ class NetConn {
   end(abort: boolean): void {
     if (this.#closing) return;
     this.#closing = true;
-    clearTimeout(this.#timer);
+    this.#l.dialEnded(this);
     const b = this.#backend;
     if (b) {
       b.on('error', noop);
@@ -298,7 +348,7 @@ class NetConn {
     if (this.#ended) return;
     this.#ended = true;
     this.#closing = true;
-    clearTimeout(this.#timer);
+    this.#l.dialEnded(this);
     if (this.#spliced) {
       this.#ep!.bytesIn += this.bytesIn;
       this.#ep!.bytesOut += this.bytesOut;
