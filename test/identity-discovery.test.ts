@@ -1,14 +1,16 @@
 /**
  * issue 17 part 4 with the real kubectl 1.32, one daemon: `auth can-i` / `auth whoami`
  * (SelfSubjectAccessReview, SelfSubjectReview), ServiceAccounts (a `default` per namespace, made
- * again when deleted), Ingress and PodDisruptionBudget served with their columns and validation.
+ * again when deleted), Ingress and PodDisruptionBudget served with their columns and validation,
+ * `kubectl proxy` through services/proxy and pods/proxy.
  */
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { type ApiClient, daemonApi } from './helpers/api.js';
-import { startDaemon } from './helpers/daemon.js';
+import { WEB_ECHO_MANIFEST, startDaemon } from './helpers/daemon.js';
 import { waitFor } from './helpers/wait.js';
 
 const ARGS = [
@@ -112,4 +114,45 @@ t.test('Ingress and PodDisruptionBudget: served, printed, validated', async (t) 
   for (const row of [/^serviceaccounts\s+sa\s+v1\s+true\s+ServiceAccount$/m, /^ingresses\s+ing\s+networking\.k8s\.io\/v1\s+true\s+Ingress$/m, /^poddisruptionbudgets\s+pdb\s+policy\/v1\s+true\s+PodDisruptionBudget$/m, /^selfsubjectreviews\s+authentication\.k8s\.io\/v1\s+false\s+SelfSubjectReview$/m]) {
     t.match(res, row);
   }
+});
+
+t.test('kubectl proxy: services/proxy and pods/proxy stream to the cluster\'s own endpoints', async (t) => {
+  await writeFile(join(dir, 'web.yaml'), WEB_ECHO_MANIFEST);
+  await kubectl('apply', '-f', join(dir, 'web.yaml'));
+  await waitFor(async () => (await api.kubectl('get', 'endpoints', 'web', '-o', 'jsonpath={.subsets[0].addresses[0].ip}')).stdout !== '', { timeoutMs: 20_000, intervalMs: 200, what: 'a ready web endpoint' });
+  const pod = await kubectl('get', 'pods', '-l', 'app=web', '-o', 'jsonpath={.items[0].metadata.name}');
+
+  const proxy = spawn('kubectl', ['--kubeconfig', api.kubeconfig, 'proxy', '--port=0', '--address=127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => proxy.kill('SIGKILL'));
+  let said = '';
+  proxy.stdout.on('data', (c: Buffer) => (said += c.toString()));
+  const port = await waitFor(() => /Starting to serve on 127\.0\.0\.1:(\d+)/.exec(said)?.[1], { timeoutMs: 10_000, intervalMs: 50, what: 'kubectl proxy to listen' });
+  const curl = (path: string): Promise<{ code: number; out: string }> =>
+    new Promise((resolve) => {
+      execFile('curl', ['-sS', '-m', '10', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`], (err, stdout) => {
+        const i = stdout.lastIndexOf('\n');
+        resolve({ code: err ? -1 : Number(stdout.slice(i + 1)), out: stdout.slice(0, i) });
+      });
+    });
+
+  for (const path of ['/api/v1/namespaces/default/services/web:80/proxy/hello?x=1', '/api/v1/namespaces/default/services/http:web:80/proxy/hello?x=1', '/api/v1/namespaces/default/services/web/proxy/hello?x=1']) {
+    const r = await curl(path);
+    t.equal(r.code, 200, path);
+    t.match(r.out, new RegExp(`pod=${pod} namespace=default`), `${path}: answered by the pod`);
+    t.match(r.out, /GET \/hello\?x=1/, `${path}: the path after /proxy and the query reach the pod`);
+  }
+  const byPod = await curl(`/api/v1/namespaces/default/pods/${pod}:8080/proxy/from-pod`);
+  t.equal(byPod.code, 200);
+  t.match(byPod.out, /GET \/from-pod/);
+  const dns = await curl('/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy');
+  t.equal(dns.code, 503, 'kube-dns serves no HTTP: a Status, not a 404');
+  t.match(dns.out, /port dns of service \\?"kube-dns\\?" is UDP/);
+  const missing = await curl('/api/v1/namespaces/default/services/nope:80/proxy/');
+  t.equal(missing.code, 404);
+  t.match(missing.out, /services \\?"nope\\?" not found/);
+  const badPort = await curl('/api/v1/namespaces/default/services/web:9999/proxy/');
+  t.equal(badPort.code, 503);
+  t.match(badPort.out, /no service port \\?"9999\\?" found for service \\?"web\\?"/);
+  const res = await kubectl('get', '--raw', '/api/v1');
+  t.ok((JSON.parse(res) as { resources: { name: string }[] }).resources.some((r) => r.name === 'services/proxy'), 'services/proxy in discovery');
 });

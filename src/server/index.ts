@@ -37,6 +37,7 @@ import { FieldManager } from './managed-fields.js';
 import { OpenApi } from './openapi.js';
 import { StrategicMerge } from './patch/strategic.js';
 import { findResource } from './resources.js';
+import { serveProxy } from './proxy-subresource.js';
 import { serveReview } from './reviews.js';
 import { parseResourcePath, requestPath } from './route.js';
 import { Schemas } from './schema.js';
@@ -285,6 +286,17 @@ export class ApiServer {
     this.#log.trace({ method: req.method, path: c.target }, 'request');
     const path = requestPath(c.target);
     if (this.#serveFixed(req, res, path, c.query)) return;
+    if (path.includes('/proxy')) {
+      try {
+        const raw = req.url ?? '';
+        const q = raw.indexOf('?');
+        if (await serveProxy(req, res, this.#o.store, path, q >= 0 ? raw.slice(q) : '')) return;
+      } catch (err) {
+        if (res.headersSent) res.destroy();
+        else sendError(res, err, {});
+        return;
+      }
+    }
     const route = parseResourcePath(path);
     const resource = route && findResource(route.group, route.version, route.resource);
     if (!route || !resource) {

@@ -10,7 +10,7 @@ import { KIND_DECLS } from '../api/kinds/index.js';
 export type { Verb } from '../api/kind.js';
 
 export interface Subresource {
-  name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers';
+  name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers' | 'proxy';
   /** the kind a request on it returns */
   kind: string;
   group: string;
@@ -30,6 +30,7 @@ export interface Resource {
 export const ALL_VERBS: readonly Verb[] = Object.freeze(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
 
 const SUBRESOURCE_VERBS: readonly Verb[] = Object.freeze(['get', 'patch', 'update']);
+const PROXY_VERBS: readonly Verb[] = Object.freeze(['create', 'delete', 'get', 'patch', 'update']);
 
 /** Kinds with a `/scale` subresource (their declarations' `scale`). */
 export const SCALABLE: ReadonlySet<string> = new Set(KIND_DECLS.filter((d) => d.scale).map((d) => d.info.kind));
@@ -51,6 +52,10 @@ function resourceFor(decl: KindDecl): Resource {
     subs.push({ name: 'attach', kind: 'PodAttachOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'portforward', kind: 'PodPortForwardOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'ephemeralcontainers', kind: 'Pod', group: '', version: 'v1', verbs: SUBRESOURCE_VERBS });
+  }
+  // streamed to a pod or a service endpoint by the API server itself (proxy-subresource.ts)
+  if (info.kind === 'Pod' || info.kind === 'Service') {
+    subs.push({ name: 'proxy', kind: info.kind === 'Pod' ? 'PodProxyOptions' : 'ServiceProxyOptions', group: '', version: 'v1', verbs: PROXY_VERBS });
   }
   return { info, subresources: subs, verbs: decl.verbs ?? ALL_VERBS, ...(decl.virtual ? { virtual: true } : {}) };
 }
