@@ -10,8 +10,8 @@ const CHILD = join(ROOT, 'test', 'fixtures', 'data-path-child.ts');
 const TSX = import.meta.resolve('tsx');
 /** Node 20 spells the permission model --experimental-permission; 22.13+ --permission */
 const PERMISSION = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
-/** what the TypeScript loader needs under the permission model (it reads sources, runs its hooks in a worker) */
-const PERMITS = [PERMISSION, '--allow-fs-read=*', '--allow-worker'];
+/** what the TypeScript loader needs under the permission model (it reads sources, writes its cache, runs its hooks in a worker) */
+const PERMITS = [PERMISSION, '--allow-fs-read=*', '--allow-fs-write=*', '--allow-worker'];
 
 interface Run {
   code: number | null;
