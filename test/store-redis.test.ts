@@ -5,6 +5,9 @@
  * password never shown.
  */
 import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -13,6 +16,7 @@ import { EmbeddedStorage } from '../src/store/backends/embedded.js';
 import { RedisStorage, redactUrl } from '../src/store/backends/redis.js';
 import { parseRedisUrl } from '../src/store/backends/redis-url.js';
 import type { ChangeBatch, Storage, StorageOp } from '../src/store/storage.js';
+import { testPki } from './helpers/api.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -394,4 +398,31 @@ t.test('a password (URL or option) is used and never logged or shown', async (t)
     t.notMatch(text, new RegExp(pw), 'the password appears nowhere');
   }
   t.match(c.text(), /redis store opened/, 'the log was captured (the check above looked at something)');
+});
+
+t.test('rediss:// — TLS, the server certificate verified against the given CA', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-redis-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const pki = await testPki(dir);
+  const files = { certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'ca.crt') };
+  writeFileSync(files.certFile, pki.serverCert);
+  writeFileSync(files.keyFile, pki.serverKey, { mode: 0o600 });
+  writeFileSync(files.caFile, pki.ca);
+  const srv = await startRedisServer({ tls: files });
+  t.teardown(() => srv.close());
+  t.match(srv.url, /^rediss:\/\//);
+  const s = await RedisStorage.open({ url: srv.url, log: quiet, tlsCa: pki.ca });
+  t.teardown(() => s.close());
+  t.ok((await s.commit([{ op: 'create', key: 'ConfigMap/default/tls', value: 'v' }])).ok);
+  const seen: number[] = [];
+  const w = s.watch(0, (b) => seen.push(b.rv), (e) => t.fail(e.message));
+  t.teardown(() => w.stop());
+  await waitFor(() => seen.length === 1, { what: 'the watch over TLS' });
+  // without the CA the certificate is not trusted: refused, not silently accepted
+  const err = await RedisStorage.open({ url: srv.url, log: quiet, connectTimeoutMs: 2000 }).catch((e: Error) => e);
+  t.ok(isApiError(err, 'ServiceUnavailable'), String(err));
+  t.match((err as Error).message, /self.signed|unable to (get|verify)|certificate/i);
+  // and plain redis:// to a TLS port does not get through
+  const plain = await RedisStorage.open({ url: srv.url.replace('rediss:', 'redis:'), log: quiet, connectTimeoutMs: 1000, commandTimeoutMs: 1000 }).catch((e: Error) => e);
+  t.ok(isApiError(plain, 'ServiceUnavailable'), String(plain));
 });

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from './wait.js';
@@ -26,6 +27,8 @@ export interface RedisServer {
 export interface RedisServerOptions {
   appendonly?: boolean;
   password?: string;
+  /** PEM files: serve TLS only (`url` is then `rediss://`), clients are not asked for certificates */
+  tls?: { certFile: string; keyFile: string; caFile: string };
 }
 
 export function freePort(): Promise<number> {
@@ -58,12 +61,30 @@ function pings(port: number, password?: string): Promise<boolean> {
   });
 }
 
+/** the TLS port accepts a handshake (the certificate is not checked here: the test does that) */
+function tlsPings(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+    const done = (ok: boolean): void => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.setTimeout(500, () => done(false));
+    c.on('error', () => done(false));
+    c.on('secureConnect', () => c.write('PING\r\n'));
+    c.on('data', (d) => done(d.toString().includes('+PONG')));
+  });
+}
+
 export async function startRedisServer(o: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'kubeloop-redis-'));
   const port = await freePort();
   let proc: ChildProcess | undefined;
   const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
+    ...(o.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.certFile, '--tls-key-file', o.tls.keyFile, '--tls-ca-cert-file', o.tls.caFile, '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
+    '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', o.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec',
     ...(o.password ? ['--requirepass', o.password] : []),
   ];
@@ -74,7 +95,7 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Redi
     p.once('exit', () => (exited = true));
     await waitFor(async () => {
       if (exited) throw new Error('redis-server exited at start');
-      return pings(port, o.password);
+      return o.tls ? tlsPings(port) : pings(port, o.password);
     }, { what: `redis-server on 127.0.0.1:${port}`, intervalMs: 20 });
   };
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
@@ -90,7 +111,7 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Redi
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     dir,
     stop,
     restart: start,

@@ -10,6 +10,7 @@
  * with ServiceUnavailable and is not retried here; the client's retry then meets the
  * condition it set (a create finds the key, an update a newer rv), never a duplicate write.
  */
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ApiError } from '../../api/errors.js';
@@ -26,6 +27,11 @@ export interface RedisStorageOptions {
   log: Logger;
   /** used when the URL has none (the CLI passes `$KUBELOOP_REDIS_PASSWORD`) */
   password?: string;
+  /**
+   * `rediss://` only: PEM of the CA that signed the server's certificate, when it is not one the
+   * system trusts (Node's `NODE_EXTRA_CA_CERTS` works too). The certificate is always verified.
+   */
+  tlsCa?: string;
   /** key prefix; default `kubeloop:` (several clusters can share one Redis database) */
   keyPrefix?: string;
   /** change-stream entries kept for watch-from-revision (`XADD MAXLEN ~`); default 10,000 */
@@ -54,6 +60,15 @@ interface WithCommit {
 const LIST_CHUNK = 500;
 /** Hints waiting for the reader, at most (it takes them as it delivers). */
 const MAX_HINTS = 10_000;
+
+/**
+ * Disconnects without leaving a socket that can still emit an unhandled 'error' (a TLS peer's
+ * late alert after ioredis let go of the socket would crash the process).
+ */
+function quietDisconnect(r: Redis): void {
+  r.stream?.on('error', () => undefined);
+  r.disconnect();
+}
 
 export class RedisStorage implements Storage {
   readonly name = 'redis';
@@ -103,7 +118,8 @@ export class RedisStorage implements Storage {
       db: target.db,
       username: target.username,
       password: target.password,
-      ...(target.tls ? { tls: { servername: target.host } } : {}),
+      // SNI carries host names only (RFC 6066); the certificate is checked against the host either way
+      ...(target.tls ? { tls: { ...(isIP(target.host) ? {} : { servername: target.host }), ...(o.tlsCa ? { ca: o.tlsCa } : {}) } } : {}),
       lazyConnect: true,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
@@ -128,14 +144,16 @@ export class RedisStorage implements Storage {
       });
     }
     try {
-      await Promise.all([cmd.connect(), reader.connect()]);
+      // one after the other: a refused first connection leaves no second socket half-open
+      await cmd.connect();
       await cmd.ping();
+      await reader.connect();
     } catch (err) {
-      cmd.disconnect();
-      reader.disconnect();
-      // a refused AUTH surfaces as an 'error' event; connect() only says the connection closed
-      const refused = lastError && /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(lastError.message);
-      throw s.#unavailable(refused ? lastError : err);
+      quietDisconnect(cmd);
+      quietDisconnect(reader);
+      // the cause (a refused AUTH, an untrusted certificate) surfaces as an 'error' event;
+      // connect() itself only says that the connection closed
+      throw s.#unavailable(lastError ?? err);
     }
     log.info({ maxLen: s.#maxLen }, 'redis store opened');
     return s;
@@ -242,9 +260,9 @@ export class RedisStorage implements Storage {
   async close(): Promise<void> {
     this.#closed ??= (async () => {
       this.#feed.close();
-      this.#reader.disconnect();
+      quietDisconnect(this.#reader);
       // QUIT waits for the replies of commands already sent (every acknowledged commit is in Redis)
-      await this.#cmd.quit().catch(() => this.#cmd.disconnect());
+      await this.#cmd.quit().catch(() => quietDisconnect(this.#cmd));
       this.#log.info('redis store closed');
     })();
     return this.#closed;
