@@ -80,11 +80,12 @@ t.test('without the privilege to bind port 53, kube-dns stays headless, up says 
 
 t.test('kube-dns turns from headless to ClusterIP and back when the privilege comes and goes', async (t) => {
   const stateDir = await mkdtemp(join(tmpdir(), 'kubeloop-dns53-store-'));
-  const store = await createEmbeddedStore({ serviceCidr: '127.77.0.0/16', podCidr: '127.78.0.0/16', nodePortRange: '30000-32767', stateDir, hostAddresses: ['127.0.0.1'], log: pino({ level: 'silent' }) });
+  let store: Awaited<ReturnType<typeof createEmbeddedStore>> | undefined;
   t.teardown(async () => {
-    await store.close();
+    await store?.close();
     await rm(stateDir, { recursive: true, force: true });
   });
+  store = await createEmbeddedStore({ serviceCidr: '127.77.0.0/16', podCidr: '127.78.0.0/16', nodePortRange: '30000-32767', stateDir, hostAddresses: ['127.0.0.1'], log: pino({ level: 'silent' }) });
   const [oldSvc, oldEp] = systemObjects({ dnsHost: '127.0.0.1', dnsPort: 1053 });
   await store.create({ ...oldSvc, spec: { ...(oldSvc as Service).spec, type: undefined, clusterIP: 'None' } } as Service);
   await store.create(oldEp);

@@ -24,13 +24,12 @@ const DAEMON_FLAGS = ['--pod-cidr', '127.77.0.0/16', '--service-cidr', '127.78.0
 
 t.test('an --images table edited while the daemon runs', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'kubeloop-images-'));
+  // registered first: the dir goes even when the daemon does not come up
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const mine = join(dir, 'mine.yaml');
   await writeFile(mine, 'images:\n  other/tool:\n    command: [sleep, "60"]\n');
   const d = await startDaemon([...DAEMON_FLAGS, '--images', mine, '--log-level', 'info']);
-  t.teardown(async () => {
-    await d.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  t.teardown(() => d.stop());
   const api = await daemonApi(d);
   const pod = {
     apiVersion: 'v1',
