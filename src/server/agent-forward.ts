@@ -8,12 +8,12 @@
  * client certificate and checks the agent's serving certificate against the cluster CA.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ApiError, badRequest } from '../api/errors.js';
 import type { Node, Pod } from '../api/types.js';
 import type { Store } from '../store/types.js';
+import { relayAgentGet } from './agent-relay.js';
 
 export interface AgentClientTls {
   /** the CA the agents' serving certificates are signed by */
@@ -51,28 +51,11 @@ export class AgentForwarder {
     return { host, port, path: `/${AGENT_PATHS[sub]}/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}${qs ? `?${qs}` : ''}` };
   }
 
-  /** `pods/log`: the agent's reply (status, type, body) streamed to the user */
-  async logs(req: IncomingMessage, res: ServerResponse, namespace: string, name: string, query: URLSearchParams): Promise<void> {
+  /** `pods/log`: the agent's reply (status, type, body) streamed to the user (agent-relay.ts) */
+  async logs(_req: IncomingMessage, res: ServerResponse, namespace: string, name: string, query: URLSearchParams): Promise<void> {
     const t = await this.#target('log', namespace, name, query);
-    await new Promise<void>((resolve, reject) => {
-      const up = https.request({ host: t.host, port: t.port, path: t.path, method: 'GET', ...this.#tls, servername: undefined, agent: false }, (ar) => {
-        res.writeHead(ar.statusCode ?? 502, {
-          'Content-Type': ar.headers['content-type'] ?? 'text/plain',
-          'Cache-Control': 'no-cache, private',
-          ...(ar.headers['transfer-encoding'] ? { 'Transfer-Encoding': ar.headers['transfer-encoding'] } : {}),
-        });
-        res.flushHeaders?.();
-        ar.pipe(res);
-        ar.once('end', resolve);
-        ar.once('error', resolve);
-        res.once('close', () => {
-          up.destroy();
-          resolve();
-        });
-      });
-      up.on('error', (e) => reject(agentDown(t.host, t.port, e)));
-      req.once('close', () => !res.writableEnded && up.destroy());
-      up.end();
+    await relayAgentGet({ ...t, tls: this.#tls! }, res).catch((e: Error) => {
+      throw agentDown(t.host, t.port, e);
     });
   }
 

@@ -131,7 +131,9 @@ export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps:
     // lines already in the file carry its modification time (the files hold no per-line times)
     const stamper = q.timestamps ? new LineStamper(() => stamp(st.mtimeMs)) : undefined;
     const out = new Output(res, q.limitBytes, stamper);
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', ...(q.follow ? { 'Transfer-Encoding': 'chunked' } : {}) });
+    // no Content-Length: the body is chunked for HTTP/1.1 clients, and ends with the connection for
+    // HTTP/1.0 ones (the API server's relay, server/agent-relay.ts)
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private' });
     await copyRange(fh, from, size, out);
     if (!q.follow || q.previous || !out.open) {
       res.end();
