@@ -111,14 +111,9 @@ async function up(argv: readonly string[]): Promise<number> {
   const logger = await createLogger(opts.logLevel, tty);
   const log = logger.log;
   const daemon = new Daemon(opts, log);
-  installSignalHandlers(daemon, log);
+  const stopAsked = installSignalHandlers(daemon, log);
   // under npm (npm start, npx kubeloop) a signal to npm may end npm and its shell but not us
-  if (process.env.npm_command) {
-    watchParent(() => {
-      log.info({ ppid: process.ppid }, 'parent process (npm) exited: stopping');
-      process.kill(process.pid, 'SIGTERM');
-    });
-  }
+  if (process.env.npm_command) watchParent(() => stopAsked('parent process (npm) exited'));
   try {
     await daemon.start();
   } catch (e) {
@@ -176,7 +171,12 @@ function printListenerErrors(errors: ReadonlyArray<{ address: string; portNumber
   }
 }
 
-function installSignalHandlers(daemon: Daemon, log: Logger): void {
+/**
+ * Stop signals → a graceful stop (see signals.ts). Returns a function that asks for the same stop
+ * for another reason; it is a no-op once a stop is under way (Ctrl-C under npx reaches the daemon
+ * and ends its parent too: that must not count as a second signal, which exits at once).
+ */
+function installSignalHandlers(daemon: Daemon, log: Logger): (reason: string) => void {
   const state: SignalState = { repeated: false };
   const onSignal = (sig: NodeJS.Signals) => {
     const action = stopSignal(state, sig, Date.now());
@@ -200,4 +200,9 @@ function installSignalHandlers(daemon: Daemon, log: Logger): void {
   // "nothing crashes the daemon": a bug in one connection or handler is logged, not fatal
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (kept running)'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (kept running)'));
+  return (reason) => {
+    if (state.first) return log.info(`${reason}: already stopping`);
+    log.info(`${reason}: stopping`);
+    onSignal('SIGTERM');
+  };
 }
