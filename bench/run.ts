@@ -7,7 +7,7 @@
  *   node --import tsx bench/run.ts [--quick] [--rounds N] [--seconds S] [--only a,b] [--contenders a,b]
  *                                  [--out DIR] [--cpu-prof]
  *
- *   --only        any of: http, rate, conn, bulk, idle, programming, startup, dns
+ *   --only        any of: http, rate, conn, bulk, idle, programming, startup, dns, store
  *   --contenders  any of: kubeloop, kubeloop2, haproxy, nginx, direct (kubeloop is always started: its
  *                 pods are the backends; kubeloop2 is a second daemon with --proxy-processes 2 in
  *                 front of the same pods)
@@ -47,7 +47,7 @@ import { children, holdIdle, load, run, wrk } from './tools.js';
 
 const TSX = ['--import', 'tsx'];
 
-const PARTS = ['http', 'rate', 'conn', 'bulk', 'idle', 'programming', 'startup', 'dns'] as const;
+const PARTS = ['http', 'rate', 'conn', 'bulk', 'idle', 'programming', 'startup', 'dns', 'store'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Args {
@@ -552,6 +552,25 @@ async function main(): Promise<void> {
         });
       } catch (e) {
         const msg = `DNS: ${(e as Error).message.split('\n')[0]}`;
+        console.error(msg);
+        notes.push(`error: ${msg}`);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+
+    if (a.only.has('store')) {
+      log('store: writes/s per backend beside its ceiling, list latency, paged lists, watchers, two daemons on one Redis (bench/store.ts)');
+      const tmp = mkdtempSync(join(os.tmpdir(), 'kubeloop-bench-store-'));
+      try {
+        const out = await run(process.execPath, [...TSX, join(ROOT, 'bench', 'store.ts'), ...(a.quick ? ['--quick'] : []), '--out', tmp], 30 * 60_000);
+        process.stdout.write(out);
+        const s = JSON.parse(readFileSync(join(tmp, 'store.json'), 'utf8')) as { rows: Array<[string, string, string]>; errors: string[] };
+        raw.store = s;
+        for (const [what, value, reference] of s.rows) kubeloopOnly.push({ what, value, ...(reference ? { reference } : {}) });
+        for (const e of s.errors) notes.push(`store: ${e}`);
+      } catch (e) {
+        const msg = `store: ${(e as Error).message.split('\n')[0]}`;
         console.error(msg);
         notes.push(`error: ${msg}`);
       } finally {
