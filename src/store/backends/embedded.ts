@@ -69,8 +69,11 @@ interface Journal {
   bytes: number;
 }
 
-/** mset in chunks of this many records; mget/list and snapshot chunks likewise */
-const CHUNK = 1000;
+/**
+ * Records per MGET/MSET and per snapshot write: at ~1 KiB each a chunk is a few ms of work
+ * (JSON, CRC, copying), so a 50,000-record snapshot never holds the loop long.
+ */
+const CHUNK = 256;
 
 /**
  * The default backend: the keyspace in an in-process `ioredis-mock`, made durable by an
@@ -169,6 +172,7 @@ export class EmbeddedStorage implements Storage {
     for (const k of this.#index.keys()) if (k.startsWith(prefix)) keys.push(k);
     const records: StoredRecord[] = [];
     for (let i = 0; i < keys.length; i += CHUNK) {
+      if (i) await nextTurn();
       const chunk = keys.slice(i, i + CHUNK);
       const vals = await this.#mock.mget(...chunk);
       chunk.forEach((k, j) => {
@@ -552,18 +556,22 @@ export class EmbeddedStorage implements Storage {
           if (op.value === undefined) space.delete(op.key);
           else space.set(op.key, { rv: rec.rv, value: op.value });
         }
-        if (++n % 5000 === 0) await new Promise((r) => setImmediate(r));
+        if (++n % 5000 === 0) await nextTurn();
       }
     }
-    const entries = [...space];
-    for (let i = 0; i < entries.length; i += CHUNK) {
-      const flat: string[] = [];
-      for (const [k, r] of entries.slice(i, i + CHUNK)) {
-        flat.push(k, `${r.rv} ${r.value}`);
-        this.#index.set(k, r.rv);
+    let flat: string[] = [];
+    for (const [k, r] of space) {
+      flat.push(k, `${r.rv} ${r.value}`);
+      this.#index.set(k, r.rv);
+      if (flat.length >= 2 * CHUNK) {
+        await this.#mock.mset(...flat);
+        flat = [];
+        await nextTurn();
       }
-      await this.#mock.mset(...flat);
     }
+    if (flat.length) await this.#mock.mset(...flat);
+    const size = space.size;
+    space.clear();
     this.#rv = this.#durableRv = rv;
     const tail = segments.at(-1);
     const segment = tail ?? { name: segmentName(rv), path: join(dir, segmentName(rv)), start: rv };
@@ -574,7 +582,7 @@ export class EmbeddedStorage implements Storage {
     });
     // a long tail segment is snapshotted after the first batch rather than after snapshotEvery more
     this.#journal = { fh, segment, records: tail ? tailRecords : 0, bytes: (await fh.stat()).size };
-    this.#log.info({ dir, rv, records: space.size, segments: segments.length, snapshot: snap?.rv }, 'store replayed');
+    this.#log.info({ dir, rv, records: size, segments: segments.length, snapshot: snap?.rv }, 'store replayed');
   }
 
   async #migrate(dir: string): Promise<void> {
@@ -594,6 +602,12 @@ export class EmbeddedStorage implements Storage {
     this.#log.info({ file, rv, records: records.size }, `imported ${file} into the journaled store; it is kept as ${LEGACY}.migrated`);
   }
 }
+
+/**
+ * ioredis-mock answers in a microtask, so awaiting it never lets timers and sockets run: loops
+ * over many chunks step through the event loop with this.
+ */
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 function decode(key: string, stored: string | null): StoredRecord | undefined {
   if (stored === null) return undefined;
