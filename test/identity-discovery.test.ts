@@ -156,3 +156,17 @@ t.test('kubectl proxy: services/proxy and pods/proxy stream to the cluster\'s ow
   const res = await kubectl('get', '--raw', '/api/v1');
   t.ok((JSON.parse(res) as { resources: { name: string }[] }).resources.some((r) => r.name === 'services/proxy'), 'services/proxy in discovery');
 });
+
+t.test('kubectl explain: the upstream field descriptions (OpenAPI v3 from kubernetes-types)', async (t) => {
+  const spec = await kubectl('explain', 'deployment.spec');
+  t.match(spec, /KIND:\s+Deployment/);
+  t.match(spec, /DeploymentSpec is the specification of the desired behavior of the\s+Deployment\./);
+  t.match(spec, /replicas\s+<integer>\s+Number of desired pods\./);
+  t.match(spec, /template\s+<PodTemplateSpec> -required-\s+Template describes the pods that will be created\./);
+  t.notMatch(spec, /<no description>/);
+  const field = await kubectl('explain', 'pods.spec.containers.image');
+  t.match(field, /Container image name\./);
+  t.match(field, /FIELD: image <string>/);
+  const sa = await kubectl('explain', 'serviceaccount');
+  t.match(sa, /ServiceAccount binds together:/);
+});

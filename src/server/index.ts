@@ -293,7 +293,7 @@ export class ApiServer {
         if (await serveProxy(req, res, this.#o.store, path, q >= 0 ? raw.slice(q) : '')) return;
       } catch (err) {
         if (res.headersSent) res.destroy();
-        else sendError(res, err, {});
+        else sendError(res, err);
         return;
       }
     }
@@ -383,13 +383,18 @@ export class ApiServer {
         sendStatus(res, pathNotFound());
         return true;
       case '/openapi/v3':
-        sendJson(res, 200, this.#openapi.root());
+        void this.#openapi
+          .withDescriptions()
+          .then(() => sendJson(res, 200, this.#openapi.root()))
+          .catch((err: unknown) => sendError(res, err));
         return true;
     }
     if (p.startsWith('/openapi/v3/')) {
-      const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
-      if (doc === undefined) sendStatus(res, pathNotFound());
-      else sendJson(res, 200, doc, 'application/json', query.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
+      void this.#openapi.withDescriptions().then(() => {
+        const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
+        if (doc === undefined) sendStatus(res, pathNotFound());
+        else sendJson(res, 200, doc, 'application/json', query.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
+      }).catch((err: unknown) => sendError(res, err));
       return true;
     }
     let m = /^\/api\/([^/]+)$/.exec(p);

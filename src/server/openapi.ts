@@ -10,6 +10,7 @@
  * without OpenAPI v3), which know every merge key, instead of from these schemas.
  */
 import { createHash } from 'node:crypto';
+import { type Descriptions, describe, loadDescriptions } from './descriptions.js';
 import { GROUP_VERSIONS, type Resource, groupVersionString, resourcesOf } from './resources.js';
 import { KIND_CLASSES, type Schemas, type TypeRef, listMeta, retainKeys } from './schema.js';
 
@@ -37,9 +38,20 @@ export class OpenApi {
   readonly #schemas: Schemas;
   #docs: Map<string, { json: string; hash: string }> | undefined;
   #defNames = new Map<string, string>();
+  #descriptions: Descriptions | undefined;
 
   constructor(schemas: Schemas) {
     this.#schemas = schemas;
+  }
+
+  /**
+   * Resolves once the upstream descriptions are in the documents (read on the first call, kept
+   * after): the API awaits it before serving `/openapi/v3`, so every hash it hands out is final.
+   */
+  async withDescriptions(): Promise<void> {
+    if (this.#descriptions) return;
+    this.#descriptions = await loadDescriptions();
+    this.#docs = undefined;
   }
 
   /** `{"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=…"}, …}}` */
@@ -176,7 +188,10 @@ export class OpenApi {
         properties[f] = this.#schemaOf(tr, c, f);
         for (const n of names(tr)) if (!seen.has(n)) queue.push(n);
       }
-      const def: Record<string, unknown> = { type: 'object', properties };
+      const docs = this.#descriptions ? describe(this.#descriptions, this.#defNames.get(c) ?? c) : undefined;
+      if (docs) for (const [f, text] of docs.fields) if (properties[f]) (properties[f] as Record<string, unknown>).description = text;
+      const required = docs?.required.filter((f) => properties[f]) ?? [];
+      const def: Record<string, unknown> = { ...(docs?.description ? { description: docs.description } : {}), type: 'object', properties, ...(required.length ? { required } : {}) };
       const kind = Object.entries(KIND_CLASSES).find(([, v]) => v === c)?.[0];
       if (kind && t.fields.has('apiVersion')) {
         const r = GROUP_VERSIONS.map((gv) => resourcesOf(gv.group, gv.version).find((x) => x.info.kind === kind)).find(Boolean);
@@ -238,7 +253,7 @@ const cap = (s: string): string => s[0].toUpperCase() + s.slice(1);
 
 function subresourcesWithSchema(r: Resource) {
   // streams (logs, exec, attach, port-forward) have no object body to describe
-  return r.subresources.filter((s) => !['log', 'exec', 'attach', 'portforward'].includes(s.name));
+  return r.subresources.filter((s) => !['log', 'exec', 'attach', 'portforward', 'proxy'].includes(s.name));
 }
 
 export const openApiKey = (group: string, version: string): string =>
