@@ -6,15 +6,19 @@
  */
 import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { isApiError } from '../src/api/errors.js';
+import { ApiServer } from '../src/server/index.js';
 import { EmbeddedStorage } from '../src/store/backends/embedded.js';
 import { RedisStorage, redactUrl } from '../src/store/backends/redis.js';
 import { parseRedisUrl } from '../src/store/backends/redis-url.js';
+import { createStore } from '../src/store/embedded.js';
+import { InformerFactory } from '../src/store/informer.js';
 import type { ChangeBatch, Storage, StorageOp } from '../src/store/storage.js';
 import { testPki } from './helpers/api.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
@@ -425,4 +429,54 @@ t.test('rediss:// — TLS, the server certificate verified against the given CA'
   // and plain redis:// to a TLS port does not get through
   const plain = await RedisStorage.open({ url: srv.url.replace('rediss:', 'redis:'), log: quiet, connectTimeoutMs: 1000, commandTimeoutMs: 1000 }).catch((e: Error) => e);
   t.ok(isApiError(plain, 'ServiceUnavailable'), String(plain));
+});
+
+t.test('through the API: Redis away → a write is 503 with Retry-After and names the redacted store; back → it works', async (t) => {
+  const pw = 'Api-pw-never-shown';
+  const srv = await startRedisServer({ appendonly: true, password: pw });
+  t.teardown(() => srv.close());
+  const storage = await RedisStorage.open({ url: `redis://:${pw}@127.0.0.1:${srv.port}`, log: quiet, commandTimeoutMs: 500, watchOutageMs: 60_000 });
+  const store = await createStore(storage, { log: quiet });
+  const informers = new InformerFactory(store);
+  const dir = mkdtempSync(join(tmpdir(), 'kubeloop-redis-api-'));
+  const api = new ApiServer({ store, informers, log: quiet, address: '127.0.0.1', port: 0, stateDir: dir, insecurePlainHttp: true });
+  await api.start();
+  t.teardown(async () => {
+    await api.stop();
+    informers.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  /** one request per connection (no keep-alive left for the server's stop to wait on) */
+  const call = (method: string, path: string, body?: unknown): Promise<{ status: number; headers: http.IncomingHttpHeaders; json: () => any }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(`${api.url}${path}`, { method, agent: false, headers: { 'Content-Type': 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, json: () => JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  const post = (name: string) => call('POST', '/api/v1/namespaces/default/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { a: 'b' } });
+  t.equal((await post('up')).status, 201);
+  await srv.stop('SIGKILL');
+  const r = await post('down');
+  const body = r.json() as { reason: string; message: string; details?: { retryAfterSeconds?: number } };
+  t.equal(r.status, 503);
+  t.equal(r.headers['retry-after'], '1');
+  t.equal(body.reason, 'ServiceUnavailable');
+  t.equal(body.details?.retryAfterSeconds, 1);
+  t.match(body.message, `the store (redis at redis://:***@127.0.0.1:${srv.port}) is unreachable`);
+  t.notMatch(JSON.stringify(body), new RegExp(pw));
+  const t0 = performance.now();
+  await srv.restart();
+  const back = await waitFor(async () => {
+    const x = await post('back');
+    return x.status === 201 ? x : undefined;
+  }, { what: 'a create once Redis is back', timeoutMs: 10_000, intervalMs: 200 });
+  t.equal(back.status, 201);
+  t.comment(`writes accepted again ${(performance.now() - t0).toFixed(0)} ms after the restart began`);
+  const got = await call('GET', '/api/v1/namespaces/default/configmaps/up');
+  t.equal(got.status, 200, 'what was acknowledged before the crash is there');
 });
