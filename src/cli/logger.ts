@@ -1,16 +1,14 @@
-import { closeSync, fchmodSync, openSync } from 'node:fs';
+import { constants, fchmodSync, openSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export interface CliLogger {
   log: Logger;
   /**
    * From now on, log lines go to `file` (appended; made 0600 whatever the umask or its old
-   * mode) instead of the terminal. Used after `up` printed its table, so later events do not
+   * mode; a symlink is refused) instead of the terminal. Used after `up` printed its table, so later events do not
    * push the table off the screen.
    */
   divert(file: string): void;
-  /** closes a diverted file (lines written so far are on disk: writes are synchronous) */
-  close(): void;
 }
 
 /**
@@ -19,7 +17,6 @@ export interface CliLogger {
  */
 export async function createLogger(level: string, tty: boolean): Promise<CliLogger> {
   let sink: DestinationStream;
-  let fd: number | undefined;
   const pretty = tty ? (await import('pino-pretty')).default : undefined;
   const prettyTo = (destination: number, colorize: boolean): DestinationStream =>
     pretty!({ destination, sync: true, colorize, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
@@ -30,16 +27,10 @@ export async function createLogger(level: string, tty: boolean): Promise<CliLogg
   return {
     log,
     divert(file) {
-      const next = openSync(file, 'a', 0o600);
+      // never through a symlink someone left in the state dir
+      const next = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
       fchmodSync(next, 0o600);
       sink = pretty ? prettyTo(next, false) : pino.destination({ dest: next, sync: true });
-      fd = next;
-    },
-    close() {
-      if (fd === undefined) return;
-      sink = pino.destination({ dest: 2, sync: true });
-      closeSync(fd);
-      fd = undefined;
     },
   };
 }
