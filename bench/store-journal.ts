@@ -106,6 +106,10 @@ ${load0.toFixed(1)} at the start → ${os.loadavg()[0].toFixed(1)} at the end; $
 | disk: 1 KiB append + fdatasync per write, 1 writer | ${fmt(median(r.disk))} | ${fmt(pairedRatio(r.disk, r.fsync))}× |
 
 Commits per batch (per fdatasync) with fsync on: median ${fmt(median(r.batch))}. Goal: ≥ 5,000 acknowledged writes/s with fsync on.
+
+Per round (writes/s): journal+fsync ${r.fsync.map((x) => fmt(x)).join(' / ')}; journal ${r.nofsync.map((x) => fmt(x)).join(' / ')};
+memory ${r.memory.map((x) => fmt(x)).join(' / ')}; disk fsync ${r.disk.map((x) => fmt(x)).join(' / ')}. At this load the
+spread is wide: the ratios are medians of per-round ratios, the cells medians of rounds.
 `;
 console.log(`\n${md}`);
 if (out) writeFileSync(out, md);
