@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { startDaemon } from './helpers/daemon.js';
 import { daemonApi } from './helpers/api.js';
@@ -97,7 +97,9 @@ t.test('volumes at their mountPath', async (t) => {
   t.equal(last(out, 'SECRET'), 'SECRET=s3cret MODE=600 UNUSED=1', 'a secret file is 0600; items leave the other keys out');
   t.equal(last(out, 'SUB'), 'SUB=other v1 OPT=0', 'subPath of a file; an optional missing configMap is an empty volume');
   t.equal(last(out, 'LABELS'), 'LABELS=app="vol"', 'downwardAPI labels');
-  t.match(last(out, 'RESOLV'), /^RESOLV=nameserver 127\.\d+\.\d+\.\d+ search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local options ndots:5 $/, "the pod's resolv.conf");
+  t.match(last(out, 'RESOLV'), /^RESOLV=nameserver 127\.\d+\.\d+\.\d+ (nameserver \S+ ){0,2}search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local options ndots:5 $/, "the pod's resolv.conf: the cluster DNS first");
+  const hostServers = readFileSync('/etc/resolv.conf', 'utf8').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter(Boolean).slice(0, 2);
+  t.match(last(out, 'RESOLV'), new RegExp(`^RESOLV=nameserver \\S+ ${hostServers.map((n) => `nameserver ${n.replace(/\./g, '\\.')} `).join('')}search`), "then this machine's resolvers, for names outside the cluster");
   t.equal(last(out, 'HOSTS'), 'HOSTS=1', "the pod's hosts file names it");
   t.equal(last(out, 'ENVVOL'), 'ENVVOL=/usr/share/nginx/html EXPANDED=/usr/share/nginx/html/x $(KEPT)', '$(VAR) of a volume variable; $$ escapes');
   t.match(out, /RO=refused/, 'a readOnly mount refuses writes');

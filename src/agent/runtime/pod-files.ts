@@ -16,7 +16,12 @@ export function resolvConf(o: { pod: Pod; clusterDomain: string; nameserver: str
   }
   const ns = o.pod.metadata?.namespace ?? 'default';
   const d = o.clusterDomain;
-  const nameservers = [...(policy === 'None' ? [] : [o.nameserver!]), ...(cfg.nameservers ?? [])];
+  // after the cluster DNS, the node's own resolvers: the cluster DNS answers its zone (NXDOMAIN
+  // there is final) and refuses other names unless --dns-upstream, and glibc, Go and c-ares ask
+  // the next nameserver on REFUSED, so names outside the cluster resolve as on the host (the
+  // role of CoreDNS's `forward . /etc/resolv.conf`); glibc reads at most 3 nameservers
+  const hostServers = policy === 'None' ? [] : hostNameservers(o.hostResolv).filter((n) => n !== o.nameserver);
+  const nameservers = [...new Set([...(policy === 'None' ? [] : [o.nameserver!]), ...(cfg.nameservers ?? []), ...hostServers])].slice(0, 3);
   const searches = [...(policy === 'None' ? [] : [`${ns}.svc.${d}`, `svc.${d}`, d]), ...(cfg.searches ?? [])];
   const options = new Map<string, string | undefined>(policy === 'None' ? [] : [['ndots', '5']]);
   for (const opt of cfg.options ?? []) if (opt.name) options.set(opt.name, opt.value);
@@ -51,4 +56,14 @@ export function hostsFile(o: { pod: Pod; podIP: string; clusterDomain: string })
     for (const a of spec.hostAliases) if (a.ip && a.hostnames?.length) lines.push(`${a.ip}\t${a.hostnames.join('\t')}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** The `nameserver` addresses of a resolv.conf. */
+function hostNameservers(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (m) out.push(m[1]);
+  }
+  return out;
 }
