@@ -16,6 +16,8 @@ import { type ClosableStore, createEmbeddedStore } from '../src/store/embedded.j
 import { InformerFactory } from '../src/store/informer.js';
 import type { Pki } from '../src/cli/pki.js';
 import { inProcessApi, testPki } from './helpers/api.js';
+import { AgentEndpoint } from '../src/agent/endpoint/index.js';
+import { AGENT_CLIENT_USER } from '../src/cli/pki.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Fixture {
@@ -275,9 +277,34 @@ t.test('watch: resume, 410, Tables, bookmarks', async (t) => {
   t.pass('timeoutSeconds ends the stream');
 });
 
-t.test('pods/log', async (t) => {
-  const f = await setup(t);
-  const pod = await f.store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'echo' }] } });
+t.test('pods/log (served by the node agent endpoint, through the API server)', async (t) => {
+  let pki: Pki | undefined;
+  const inproc = await inProcessApi(t, {
+    dirPrefix: 'kubeloop-api-',
+    server: async (dir) => {
+      pki = await testPki(dir);
+      return { agentTls: { ca: pki.ca, cert: pki.agentClientCert, key: pki.agentClientKey } };
+    },
+  });
+  const f = { store: inproc.store, api: inproc.server, url: inproc.url, dir: inproc.dir, pki };
+  // the node agent of node n1: its endpoint on 127.0.0.1, published in the Node's status as the kubelet's
+  const endpoint = new AgentEndpoint({
+    store: f.store,
+    log: pino({ level: 'silent' }),
+    address: '127.0.0.1',
+    port: 0,
+    tls: { cert: pki!.agentCert, key: pki!.agentKey, ca: pki!.ca },
+    clientUser: AGENT_CLIENT_USER,
+    stateDir: f.dir,
+    execTarget: () => undefined,
+  });
+  await endpoint.start();
+  t.teardown(() => endpoint.stop());
+  await f.store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
+  await f.store.mutate('Node', undefined, 'n1', (n) => {
+    (n as { status?: unknown }).status = { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }], daemonEndpoints: { kubeletEndpoint: { Port: endpoint.port } } };
+  }, { subresource: 'status' });
+  const pod = await f.store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'echo' }] } });
   const dir = join(f.dir, 'pods', `default_p_${pod.metadata.uid}`, 'c');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, '0.log'), 'first run\n');
