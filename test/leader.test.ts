@@ -156,9 +156,9 @@ t.test('several daemons on one redis-server: one leads; the store going away sto
   await waitFor(async () => (await lease(other))?.spec?.holderIdentity === first.id, { what: 'the lease on the other daemon' });
 
   await srv.stop('SIGKILL');
+  const killed = Date.now();
   await waitFor(() => !a.elector.isLeader && !b.elector.isLeader && first.spans[0].to !== undefined, { what: 'the leader to step down', timeoutMs: 5000 });
-  const down = Date.now();
-  t.ok(first.spans[0].to! - down <= 0, 'stepped down while the store was away');
+  t.comment(`the leader stepped down ${first.spans[0].to! - killed} ms after redis-server was killed (renew deadline ${FAST.renewDeadlineMs} ms)`);
   await srv.restart();
   await waitFor(() => a.elector.isLeader || b.elector.isLeader, { what: 'a leader after the restart', timeoutMs: 10_000 });
   t.ok(noOverlap(a, b), 'never two leaders at once');
