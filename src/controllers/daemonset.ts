@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { isApiError } from '../api/errors.js';
 import type { ControllerRevision, DaemonSet, Mutable, Node, Pod, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
@@ -7,9 +6,9 @@ import type { Store } from '../store/types.js';
 import { claimPods } from './claim.js';
 import { scaledValue } from './deployment-util.js';
 import type { EventRecorder } from '../store/events.js';
-import { Expectations } from './expectations.js';
+import { PodControl } from './pod-control.js';
 import { CONTROLLER_REVISION_HASH, History } from './history.js';
-import { canonicalJson, generateName } from './names.js';
+import { canonicalJson } from './names.js';
 import { NamespaceIndex, dependentHandlers, ownersToSync } from './ns-index.js';
 import { specUnfitFor } from './node-fit.js';
 import { mergeStatus } from './status.js';
@@ -63,11 +62,12 @@ export class DaemonSetController {
   readonly #setsByNs: NamespaceIndex<DaemonSet>;
   readonly #podsByNs: NamespaceIndex<Pod>;
   readonly #history: History;
-  readonly #expectations = new Expectations();
+  readonly #podControl: PodControl;
 
   constructor(opts: DaemonSetControllerOptions) {
     this.#store = opts.store;
     this.#events = opts.events;
+    this.#podControl = new PodControl({ store: opts.store, events: opts.events });
     this.#sets = opts.informers.for<DaemonSet>('DaemonSet');
     this.#nodes = opts.informers.for<Node>('Node');
     this.#pods = opts.informers.for<Pod>('Pod');
@@ -86,7 +86,7 @@ export class DaemonSetController {
       onAdd: (d) => this.runner.enqueue(keyOf(d)),
       onUpdate: (_o, d) => this.runner.enqueue(keyOf(d)),
       onDelete: (d) => {
-        this.#expectations.forget(keyOf(d));
+        this.#podControl.forget(keyOf(d));
         this.runner.enqueue(keyOf(d));
       },
     });
@@ -121,7 +121,7 @@ export class DaemonSetController {
   async reconcile(key: string, { log }: ReconcileContext): Promise<ReconcileResult | void> {
     const ds = this.#sets.getByKey(key) as DS | undefined;
     if (!ds) {
-      this.#expectations.forget(key);
+      this.#podControl.forget(key);
       return;
     }
     const selector = workloadSelector(ds.spec?.selector);
@@ -144,14 +144,7 @@ export class DaemonSetController {
     const shouldRun = new Map<string, boolean>();
     for (const n of nodes.values()) shouldRun.set(n.metadata.name, nodeShouldRun(ds, n));
 
-    const synced = this.#expectations.satisfied(
-      key,
-      (k) => this.#pods.getByKey(k) !== undefined,
-      (k) => {
-        const p = this.#pods.getByKey(k);
-        return !p || isTerminating(p);
-      },
-    );
+    const synced = this.#podControl.satisfied(key, (k) => this.#pods.getByKey(k));
     let requeueMs: number | undefined;
     if (synced) {
       const changed = await this.#manage(ds, hash, nodes, byNode, shouldRun, log);
@@ -295,7 +288,6 @@ export class DaemonSetController {
   }
 
   async #createPod(ds: DS, hash: string, node: string): Promise<void> {
-    const key = keyOf(ds);
     const t = ds.spec!.template;
     const spec = structuredClone(t.spec!) as Mutable<NonNullable<Pod['spec']>>;
     spec.nodeName = node;
@@ -304,52 +296,22 @@ export class DaemonSetController {
       if (!tolerations.some((x) => x.key === tol.key && x.effect === tol.effect)) tolerations.push(tol);
     }
     spec.tolerations = tolerations;
-    for (let attempt = 0; ; attempt++) {
-      const name = generateName(`${ds.metadata.name}-`);
-      const podKey = `${ds.metadata.namespace}/${name}`;
-      const pod: Pod = {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name,
-          generateName: `${ds.metadata.name}-`,
-          namespace: ds.metadata.namespace,
-          labels: { ...(t.metadata?.labels ?? {}), [CONTROLLER_REVISION_HASH]: hash, [TEMPLATE_GENERATION]: String(ds.metadata.generation ?? 1) },
-          annotations: t.metadata?.annotations,
-          ownerReferences: [ownerRefFor(ds)],
-        },
-        spec,
-      };
-      this.#expectations.expectCreate(key, podKey);
-      try {
-        await this.#store.create(pod);
-        this.#events.event(ds, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
-        return;
-      } catch (err) {
-        this.#expectations.cancel(key, podKey);
-        if (isApiError(err, 'AlreadyExists') && attempt < 3) continue;
-        this.#events.event(ds, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
-        throw err;
-      }
-    }
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        generateName: `${ds.metadata.name}-`,
+        labels: { ...(t.metadata?.labels ?? {}), [CONTROLLER_REVISION_HASH]: hash, [TEMPLATE_GENERATION]: String(ds.metadata.generation ?? 1) },
+        annotations: t.metadata?.annotations,
+        ownerReferences: [ownerRefFor(ds)],
+      },
+      spec,
+    };
+    await this.#podControl.create(ds, pod);
   }
 
-  async #deletePod(ds: DS, pod: P, force: boolean): Promise<void> {
-    const key = keyOf(ds);
-    const podKey = keyOf(pod);
-    this.#expectations.expectDelete(key, podKey);
-    try {
-      await this.#store.delete('Pod', pod.metadata.namespace, pod.metadata.name, {
-        preconditions: { uid: pod.metadata.uid },
-        ...(force ? { gracePeriodSeconds: 0 } : {}),
-      });
-    } catch (err) {
-      this.#expectations.cancel(key, podKey);
-      if (isApiError(err, 'NotFound') || isApiError(err, 'Conflict')) return;
-      this.#events.event(ds, 'Warning', 'FailedDelete', `Error deleting: ${(err as Error).message}`);
-      throw err;
-    }
-    this.#events.event(ds, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`);
+  #deletePod(ds: DS, pod: P, force: boolean): Promise<void> {
+    return this.#podControl.delete(ds, pod, { force });
   }
 }
 

@@ -8,8 +8,8 @@ import { IndexIntervals } from './index-intervals.js';
 import type { Store } from '../store/types.js';
 import { type StatusCondition, getCondition, setCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
-import { Expectations } from './expectations.js';
-import { canonicalJson, generateName } from './names.js';
+import { PodControl } from './pod-control.js';
+import { canonicalJson } from './names.js';
 import { NamespaceIndex } from './ns-index.js';
 import { controllerRef, isPodReady, isTerminating, ownerRefFor, splitKey, totalRestarts } from './pod-util.js';
 import { podsToDelete } from './replicaset.js';
@@ -82,19 +82,17 @@ export class JobController {
   readonly #jobs: Informer<Job>;
   readonly #pods: Informer<Pod>;
   readonly #podsByNs: NamespaceIndex<Pod>;
-  readonly #expectations = new Expectations();
+  readonly #podControl: PodControl;
   readonly #backoff: { initialMs: number; maxMs: number };
   /** job key → failures counted and when the last one was seen (for the replacement back-off) */
   readonly #failures = new Map<string, { count: number; at: number }>();
   /** uids of pods whose finalizer we removed and whose update the cache has not shown yet: never counted twice */
   readonly #released = new Set<string>();
 
-  readonly #podCreates: TokenBucket | undefined;
-
   constructor(opts: JobControllerOptions) {
     this.#store = opts.store;
-    this.#podCreates = opts.podCreates;
     this.#events = opts.events;
+    this.#podControl = new PodControl({ store: opts.store, events: opts.events, podCreates: opts.podCreates });
     this.#backoff = opts.failureBackoff ?? DEFAULT_FAILURE_BACKOFF;
     this.#jobs = opts.informers.for<Job>('Job');
     this.#pods = opts.informers.for<Pod>('Pod');
@@ -110,7 +108,7 @@ export class JobController {
       onAdd: (j) => this.runner.enqueue(keyOf(j)),
       onUpdate: (_o, j) => this.runner.enqueue(keyOf(j)),
       onDelete: (j) => {
-        this.#expectations.forget(keyOf(j));
+        this.#podControl.forget(keyOf(j));
         this.#failures.delete(keyOf(j));
         // its pods may still hold our finalizer
         for (const p of this.#podsByNs.list(j.metadata.namespace)) {
@@ -148,7 +146,7 @@ export class JobController {
     if (key.startsWith(ORPHAN)) return this.#releaseOrphan(key.slice(ORPHAN.length), ctx.log);
     const job = this.#jobs.getByKey(key) as J | undefined;
     if (!job) {
-      this.#expectations.forget(key);
+      this.#podControl.forget(key);
       return;
     }
     const [namespace] = splitKey(key);
@@ -183,16 +181,12 @@ export class JobController {
     return this.#store;
   }
 
-  get podCreates(): TokenBucket | undefined {
-    return this.#podCreates;
-  }
-
   get events(): EventRecorder {
     return this.#events;
   }
 
-  get expectations(): Expectations {
-    return this.#expectations;
+  get podControl(): PodControl {
+    return this.#podControl;
   }
 
   get backoff(): { initialMs: number; maxMs: number } {
@@ -365,14 +359,7 @@ class JobSync {
     }
 
     // converge the running pods
-    const synced = this.#c.expectations.satisfied(
-      this.#key,
-      (k) => this.#c.cached(k) !== undefined,
-      (k) => {
-        const p = this.#c.cached(k);
-        return !p || isTerminating(p);
-      },
-    );
+    const synced = this.#c.podControl.satisfied(this.#key, (k) => this.#c.cached(k));
     if (synced) requeueMs = await this.#manage(active, completed, status);
     const ads = this.#spec.activeDeadlineSeconds;
     if (ads) {
@@ -470,52 +457,23 @@ class JobSync {
       spec.containers = spec.containers.map(withIndex);
       if (spec.initContainers) spec.initContainers = spec.initContainers.map(withIndex);
     }
-    for (let attempt = 0; ; attempt++) {
-      const name = generateName(prefix);
-      const podKey = `${job.metadata.namespace}/${name}`;
-      const pod: Pod = {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name,
-          generateName: prefix,
-          namespace: job.metadata.namespace,
-          labels,
-          annotations: Object.keys(annotations).length ? annotations : undefined,
-          finalizers: [JOB_TRACKING_FINALIZER],
-          ownerReferences: [ownerRefFor(job)],
-        },
-        spec,
-      };
-      this.#c.expectations.expectCreate(this.#key, podKey);
-      try {
-        await this.#c.podCreates?.take();
-        await this.#c.store.create(pod);
-        this.#c.events.event(job, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
-        return;
-      } catch (err) {
-        this.#c.expectations.cancel(this.#key, podKey);
-        if (isApiError(err, 'AlreadyExists') && attempt < 3) continue;
-        this.#c.events.event(job, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
-        throw err;
-      }
-    }
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        generateName: prefix,
+        labels,
+        annotations: Object.keys(annotations).length ? annotations : undefined,
+        finalizers: [JOB_TRACKING_FINALIZER],
+        ownerReferences: [ownerRefFor(job)],
+      },
+      spec,
+    };
+    await this.#c.podControl.create(job, pod, { rateLimited: true });
   }
 
   async #deletePods(pods: P[]): Promise<void> {
-    await Promise.all(
-      pods.map(async (p) => {
-        const podKey = keyOf(p);
-        this.#c.expectations.expectDelete(this.#key, podKey);
-        try {
-          await this.#c.store.delete('Pod', p.metadata.namespace, p.metadata.name, { preconditions: { uid: p.metadata.uid } });
-          this.#c.events.event(this.#job, 'Normal', 'SuccessfulDelete', `Deleted pod: ${p.metadata.name}`);
-        } catch (err) {
-          this.#c.expectations.cancel(this.#key, podKey);
-          if (!isApiError(err, 'NotFound') && !isApiError(err, 'Conflict')) throw err;
-        }
-      }),
-    );
+    await Promise.all(pods.map((p) => this.#c.podControl.delete(this.#job, p)));
   }
 
   #deleteAll(active: P[]): Promise<void> {

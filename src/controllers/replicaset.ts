@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { isApiError } from '../api/errors.js';
 import { type Selector, fromMap, matches } from '../api/labels.js';
 import type { Mutable, Pod, PodTemplateSpec, ReplicaSet, ReplicationController, Stored } from '../api/types.js';
 import { clone, keyOf } from '../api/types.js';
@@ -7,9 +6,9 @@ import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { setCondition, removeCondition, type StatusCondition } from './conditions.js';
 import { type EventRecorder, rfc3339 } from '../store/events.js';
-import { Expectations } from './expectations.js';
+import { PodControl } from './pod-control.js';
 import type { TokenBucket } from '../util/token-bucket.js';
-import { canonicalJson, generateName } from './names.js';
+import { canonicalJson } from './names.js';
 import { NamespaceIndex, ownersToSync } from './ns-index.js';
 import {
   controllerRef,
@@ -83,13 +82,12 @@ export class ReplicaSetController {
   readonly #pods: Informer<Pod>;
   readonly #podsByNs: NamespaceIndex<Pod>;
   readonly #ownersByNs: NamespaceIndex<Owner>;
-  readonly #expectations = new Expectations();
-  readonly #podCreates: TokenBucket | undefined;
+  readonly #podControl: PodControl;
 
   constructor(opts: ReplicaSetControllerOptions) {
     this.#store = opts.store;
-    this.#podCreates = opts.podCreates;
     this.#events = opts.events;
+    this.#podControl = new PodControl({ store: opts.store, events: opts.events, podCreates: opts.podCreates });
     this.#flavour = opts.legacy ? REPLICATION_CONTROLLER : REPLICA_SET;
     this.#owners = opts.informers.for<Owner>(this.#flavour.kind);
     this.#pods = opts.informers.for<Pod>('Pod');
@@ -107,7 +105,7 @@ export class ReplicaSetController {
       onAdd: (o) => this.runner.enqueue(keyOf(o)),
       onUpdate: (_old, o) => this.runner.enqueue(keyOf(o)),
       onDelete: (o) => {
-        this.#expectations.forget(keyOf(o));
+        this.#podControl.forget(keyOf(o));
         this.runner.enqueue(keyOf(o));
       },
     });
@@ -142,7 +140,7 @@ export class ReplicaSetController {
   async reconcile(key: string, { log, signal }: ReconcileContext): Promise<ReconcileResult | void> {
     const owner = this.#owners.getByKey(key);
     if (!owner) {
-      this.#expectations.forget(key);
+      this.#podControl.forget(key);
       return;
     }
     const selector = this.#flavour.selector(owner);
@@ -155,14 +153,7 @@ export class ReplicaSetController {
     const active = owned.filter(isPodActive);
 
     let failure: { reason: string; message: string } | undefined;
-    const needsSync = this.#expectations.satisfied(
-      key,
-      (k) => this.#pods.getByKey(k) !== undefined,
-      (k) => {
-        const p = this.#pods.getByKey(k);
-        return !p || isTerminating(p);
-      },
-    );
+    const needsSync = this.#podControl.satisfied(key, (k) => this.#pods.getByKey(k));
     if (needsSync && !isTerminating(owner)) {
       signal.throwIfAborted();
       failure = await this.#manageReplicas(owner, active, log);
@@ -243,7 +234,6 @@ export class ReplicaSetController {
 
   /** create or delete pods; returns the failure to report, if any */
   async #manageReplicas(owner: Stored<Owner>, active: Stored<Pod>[], log: Logger) {
-    const key = keyOf(owner);
     const want = owner.spec?.replicas ?? 1;
     const diff = active.length - want;
     if (diff < 0) {
@@ -267,23 +257,7 @@ export class ReplicaSetController {
       const n = Math.min(diff, BURST_REPLICAS);
       const victims = podsToDelete(active, n);
       log.debug({ have: active.length, want, deleting: n }, 'too many replicas');
-      const results = await Promise.allSettled(
-        victims.map(async (pod) => {
-          const podKey = keyOf(pod);
-          this.#expectations.expectDelete(key, podKey);
-          try {
-            await this.#store.delete('Pod', pod.metadata.namespace, pod.metadata.name, {
-              preconditions: { uid: pod.metadata.uid },
-            });
-          } catch (e) {
-            this.#expectations.cancel(key, podKey);
-            if (isApiError(e, 'NotFound')) return;
-            this.#events.event(owner, 'Warning', 'FailedDelete', `Error deleting: ${(e as Error).message}`);
-            throw e;
-          }
-          this.#events.event(owner, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`);
-        }),
-      );
+      const results = await Promise.allSettled(victims.map((pod) => this.#podControl.delete(owner, pod)));
       const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
       if (failed) return { reason: 'FailedDelete', message: (failed.reason as Error).message ?? String(failed.reason) };
     }
@@ -291,44 +265,21 @@ export class ReplicaSetController {
   }
 
   async #createPod(owner: Stored<Owner>, template: PodTemplateSpec): Promise<void> {
-    const key = keyOf(owner);
-    const namespace = owner.metadata.namespace;
-    for (let attempt = 0; ; attempt++) {
-      const name = generateName(`${owner.metadata.name}-`);
-      const podKey = `${namespace}/${name}`;
-      const tm = clone(template.metadata ?? {});
-      const pod: Pod = {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name,
-          generateName: `${owner.metadata.name}-`,
-          namespace,
-          labels: tm.labels,
-          annotations: tm.annotations,
-          finalizers: tm.finalizers,
-          ownerReferences: [ownerRefFor(owner)],
-        },
-        spec: clone(template.spec!),
-      };
-      this.#expectations.expectCreate(key, podKey);
-      try {
-        // scaled down or gone while this create waited its turn: the rest of the batch is not wanted
-        if (this.#podCreates && !(await this.#podCreates.take(() => !this.#shrunk(owner)))) {
-          this.#expectations.cancel(key, podKey);
-          return;
-        }
-        await this.#store.create(pod);
-        this.#events.event(owner, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
-        return;
-      } catch (e) {
-        this.#expectations.cancel(key, podKey);
-        // a random name taken: try another, as the API server does for generateName
-        if (isApiError(e, 'AlreadyExists') && attempt < 3) continue;
-        this.#events.event(owner, 'Warning', 'FailedCreate', `Error creating: ${(e as Error).message}`);
-        throw e;
-      }
-    }
+    const tm = clone(template.metadata ?? {});
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        generateName: `${owner.metadata.name}-`,
+        labels: tm.labels,
+        annotations: tm.annotations,
+        finalizers: tm.finalizers,
+        ownerReferences: [ownerRefFor(owner)],
+      },
+      spec: clone(template.spec!),
+    };
+    // scaled down or gone while this create waited its turn: the rest of the batch is not wanted
+    await this.#podControl.create(owner, pod, { rateLimited: true, stillWanted: () => !this.#shrunk(owner) });
   }
 
   async #writeStatus(
