@@ -128,7 +128,26 @@ function runsDist(): boolean {
   }
 }
 
-export async function benchStartup(quick = false, roundsWanted?: number): Promise<Record<string, number | string>> {
+export interface StartupResult {
+  rounds: number;
+  /** what bin/kubeloop.mjs ran: dist/ or the sources through tsx */
+  runs: string;
+  cpus: number;
+  loadAvg1mBefore: number;
+  loadAvg1mAfter: number;
+  floorNodeHttpMsMedian: number;
+  versionMsMedian: number;
+  coldToFirstCurlMsMedian: number;
+  warmToFirstCurlMsMedian: number;
+  npmStartColdMsMedian: number;
+  npxColdMsMedian: number;
+  versionOverFloor: number;
+  coldOverFloor: number;
+  /** every sample, JSON */
+  samples: string;
+}
+
+export async function benchStartup(quick = false, roundsWanted?: number): Promise<StartupResult> {
   const rounds = roundsWanted ?? (quick ? 2 : 5);
   const s: Record<string, number[]> = { floor: [], version: [], cold: [], warm: [], npmStartCold: [], npxCold: [] };
   const load0 = loadavg()[0];
@@ -162,7 +181,7 @@ export async function benchStartup(quick = false, roundsWanted?: number): Promis
   };
 }
 
-function markdown(r: Record<string, number | string>): string {
+function markdown(r: StartupResult): string {
   return [
     `# start-up (bench/startup.ts, ${new Date().toISOString()})`,
     '',
