@@ -33,7 +33,8 @@ function distIsFresh() {
 }
 
 async function loadMain() {
-  if (distIsFresh()) return import('../dist/cli/main.js');
+  // KUBELOOP_FROM_SOURCE=1 (the test suite's setting: tests run the TypeScript, as tap does)
+  if (process.env.KUBELOOP_FROM_SOURCE !== '1' && distIsFresh()) return import('../dist/cli/main.js');
   let register;
   try {
     ({ register } = await import('tsx/esm/api'));
@@ -41,7 +42,9 @@ async function loadMain() {
     console.error('kubeloop: dist/ is missing or older than src/: run npm run build (or npm ci) in the kubeloop checkout');
     process.exit(1);
   }
-  if (process.stderr.isTTY) console.error('kubeloop: src/ is newer than dist/: running the sources through tsx (slower start; npm run build makes dist/ current)');
+  if (process.stderr.isTTY && process.env.KUBELOOP_FROM_SOURCE !== '1') {
+    console.error('kubeloop: src/ is newer than dist/: running the sources through tsx (slower start; npm run build makes dist/ current)');
+  }
   register();
   return import('../src/cli/main.ts');
 }

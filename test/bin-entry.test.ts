@@ -14,7 +14,8 @@ import { ROOT } from './helpers/daemon.js';
 
 function run(bin: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
-    execFile(process.execPath, [bin, 'version'], { env: { ...process.env, NODE_OPTIONS: '' } }, (err, stdout, stderr) =>
+    // without the suite's KUBELOOP_FROM_SOURCE=1, as a user runs it
+    execFile(process.execPath, [bin, 'version'], { env: { ...process.env, NODE_OPTIONS: '', KUBELOOP_FROM_SOURCE: '' } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     ),
   );
