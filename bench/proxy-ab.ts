@@ -9,7 +9,8 @@
  *
  * `--variant name=dir:N` runs that variant with N processes (its workers.ts, as `--proxy-processes N`);
  * `--variant name=dir:N:net` (or `:uv`) on that data path (util/uv.ts; as `--data-path`).
- * `--out FILE` also writes the figures as FILE.json and a table as FILE.md.
+ * `--out FILE` also writes the figures as FILE.json and a table as FILE.md (`--render FILE` remakes
+ * FILE.md from FILE.json).
  *
  * The data-path comparison in the README (bench/results/data-path.md):
  *
@@ -17,7 +18,7 @@
  *        --only http,conn,bulk --rounds 5 --out bench/results/data-path
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -117,6 +118,7 @@ async function startVariant(name: string, spec: string, host: string, profDir?: 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'serve') return serve(argv);
+  if (argv[0] === '--render') return render(resolve(argv[1]!), JSON.parse(readFileSync(`${resolve(argv[1]!)}.json`, 'utf8')));
   const variants: Array<[string, string]> = [];
   let rounds = 3;
   let seconds = 4;
@@ -213,12 +215,22 @@ function report(
 ): void {
   const at = new Date().toISOString();
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
-  writeFileSync(`${file}.json`, `${JSON.stringify({ at, machine, ...r }, null, 1)}\n`);
+  writeFileSync(`${file}.json`, `${JSON.stringify({ at, machine, loadavg: os.loadavg(), ...r }, null, 1)}\n`);
+  render(file, { at, machine, loadavg: os.loadavg(), ...r });
+}
+
+/** FILE.md from the figures (also `proxy-ab.ts --render FILE`, from FILE.json) */
+function render(
+  file: string,
+  r: { at: string; machine: string; loadavg: number[]; rounds: number; seconds: number; variants: Array<[string, string]>; res: Record<string, Record<string, number[]>>; cpu: Record<string, Record<string, number[]>> },
+): void {
+  const { at, machine } = r;
   const [base, ...others] = r.variants.map(([n]) => n);
   const lines = [
     `# Proxy data paths (${at.slice(0, 10)})`,
     '',
     `${machine}; ${r.rounds} interleaved rounds of ${r.seconds} s (HAProxy, then each variant); medians, ratios are medians of per-round ratios.`,
+    `Load average around the run ${r.loadavg.map((x) => x.toFixed(1)).join(' / ')} (1/5/15 min) on ${os.cpus().length} cores: on a shared machine read the CPU per unit of work (steadier than throughput).`,
     `Variants: ${r.variants.map(([n, d]) => `\`${n}\` = ${d}`).join(', ')}. \`bench/proxy-ab.ts\` (see its header for the command).`,
     '',
     `| figure | ${[...r.variants.map(([n]) => n), 'haproxy'].join(' | ')} | ${others.map((n) => `${n} / ${base}`).join(' | ')} | ${[base, ...others].map((n) => `${n} / haproxy`).join(' | ')} |`,
@@ -232,9 +244,10 @@ function report(
       `| ${f.what} | ${[...r.variants.map(([n]) => cell(n)), cell('haproxy')].join(' | ')} | ${others.map((n) => ratio(n, base!)).join(' | ')} | ${[base!, ...others].map((n) => ratio(n, 'haproxy')).join(' | ')} |`,
     );
   }
-  lines.push('', 'CPU per unit of work (µs per request or connection, ms per GB), medians:', '');
+  lines.push('', 'CPU per unit of work (µs per request or connection, ms per GB), medians, and CPU ratios (medians of per-round ratios):', '');
   for (const [fig, byT] of Object.entries(r.cpu)) {
-    lines.push(`- ${FIGURES[fig]?.what ?? fig}: ${Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))}`).join(' · ')}`);
+    const ratios = others.map((n) => `${n} / ${base}: ${fmt(pairedRatio(byT[n]!, byT[base!]!))}`).concat([base!, ...others].map((n) => `${n} / haproxy: ${fmt(pairedRatio(byT[n]!, byT.haproxy!))}`));
+    lines.push(`- ${FIGURES[fig]?.what ?? fig}: ${Object.entries(byT).map(([n, xs]) => `${n} ${fmt(median(xs))}`).join(' · ')} — ${ratios.join(', ')}`);
   }
   writeFileSync(`${file}.md`, `${lines.join('\n')}\n`);
 }
