@@ -8,6 +8,7 @@
  *   GET  /containerLogs/{namespace}/{pod}?container=…&follow=…        (pods/log's query)
  *   GET  /exec/{namespace}/{pod}?container=…&command=…&stdin=…&tty=…   WebSocket: v5/v4.channel.k8s.io
  *   GET  /attach/{namespace}/{pod}?container=…                         WebSocket: v5/v4.channel.k8s.io
+ *   GET  /portForward/{namespace}/{pod}                                WebSocket: SPDY/3.1+portforward.k8s.io (ports per stream)
  *   GET  /portForward/{namespace}/{pod}?ports=…                        WebSocket: v4.channel.k8s.io
  *
  * Errors are Kubernetes `Status` bodies, passed through by the API server as they are.
@@ -25,6 +26,7 @@ import type { ExecTarget } from '../runtime/index.js';
 import { CHANNEL_PROTOCOLS, pickProtocol } from './channels.js';
 import { parseLogQuery, pickContainer, serveLogs } from './logs.js';
 import { parsePorts, servePortForward } from './portforward.js';
+import { SPDY_PORTFORWARD_PROTOCOL, SPDY_PROTOCOL_TOKEN, servePortForwardSpdy } from './portforward-spdy.js';
 import { serveAttach, serveExec } from './streams.js';
 
 export interface AgentEndpointOptions {
@@ -45,7 +47,8 @@ export interface AgentEndpointOptions {
 
 type Verb = 'containerLogs' | 'exec' | 'attach' | 'portForward';
 
-const PORTFORWARD_PROTOCOLS = ['v4.channel.k8s.io', 'channel.k8s.io'];
+/** kubectl ≥ 1.31 tunnels SPDY/3.1 in WebSocket messages; the Python client speaks the channel protocol */
+const PORTFORWARD_PROTOCOLS = [SPDY_PROTOCOL_TOKEN, 'v4.channel.k8s.io', 'channel.k8s.io'];
 
 const truthy = (q: URLSearchParams, k: string): boolean => ['true', '1', 't', 'True', 'TRUE', 'T'].includes(q.get(k) ?? '');
 
@@ -66,6 +69,10 @@ export class AgentEndpoint {
       perMessageDeflate: false,
       maxPayload: 16 << 20,
       handleProtocols: (offered, req) => pickProtocol(offered, req.url?.startsWith('/portForward/') ? PORTFORWARD_PROTOCOLS : CHANNEL_PROTOCOLS),
+    });
+    this.#wss.on('headers', (headers: string[]) => {
+      const i = headers.indexOf(`Sec-WebSocket-Protocol: ${SPDY_PROTOCOL_TOKEN}`);
+      if (i >= 0) headers[i] = `Sec-WebSocket-Protocol: ${SPDY_PORTFORWARD_PROTOCOL}`;
     });
   }
 
@@ -153,14 +160,26 @@ export class AgentEndpoint {
     try {
       const refused = this.#refusal(req);
       if (refused) throw refused;
+      if (!req.headers['sec-websocket-key']) {
+        throw badRequest(`unsupported upgrade "${String(req.headers.upgrade)}": kubeloop streams over WebSockets only (kubectl ≥ 1.31 for port-forward, ≥ 1.30 for exec/attach/cp; plain SPDY clients are not served)`);
+      }
       const r = this.#route(req);
       if (r.verb === 'containerLogs') throw badRequest('containerLogs is a plain GET, not an upgrade');
       const pod = await this.#o.store.get<Pod>('Pod', r.namespace, r.name);
       if (r.verb === 'portForward') {
         const ip = pod.status?.podIP;
         if (!ip) throw badRequest(`pod ${r.name} has no IP yet (phase ${pod.status?.phase ?? 'Pending'}): wait until it runs`);
-        const ports = parsePortsOrBad(r.query);
-        job = (ws) => servePortForward(ws, ip, ports);
+        const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+        if (offered.includes(SPDY_PORTFORWARD_PROTOCOL)) {
+          // each connection names its port in its stream headers. `ws` accepts only RFC 7230
+          // tokens as subprotocols and "/" is not one: it is offered under a token here, and the
+          // 'headers' listener puts the real name back in the 101 reply
+          req.headers['sec-websocket-protocol'] = SPDY_PROTOCOL_TOKEN;
+          job = (ws) => servePortForwardSpdy(ws, ip, this.#log);
+        } else {
+          const ports = parsePortsOrBad(r.query);
+          job = (ws) => servePortForward(ws, ip, ports);
+        }
       } else {
         const container = pickContainer(pod, r.query.get('container') ?? undefined);
         const target = this.#o.execTarget(pod.metadata.uid, container);
@@ -178,10 +197,6 @@ export class AgentEndpoint {
     } catch (err) {
       const e = err instanceof ApiError ? err : new ApiError('InternalError', (err as Error).message);
       refuseUpgrade(socket, e);
-      return;
-    }
-    if (!req.headers['sec-websocket-key']) {
-      refuseUpgrade(socket, badRequest(`unsupported upgrade "${String(req.headers.upgrade)}": kubeloop streams over WebSockets only (kubectl ≥ 1.30 for exec/attach/cp; SPDY clients are not served)`));
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
