@@ -85,3 +85,17 @@ t.test('with --pending-deprecation, Services and DNS are served on the net path 
   t.ok(/DEP0111/.test(r.stderr), 'the warning that is printed is there to be traced (the check below can fail)');
   t.same(ours, [], 'no deprecation warning comes from kubeloop\'s code');
 });
+
+t.test('--data-path and KUBELOOP_DATA_PATH reach the options; a bad value names the flag and the choices', async (t) => {
+  const { OptionsError, resolveOptions } = await import('../src/cli/options.js');
+  t.equal(resolveOptions([], ROOT, {}).dataPath, 'auto', 'auto by default');
+  t.equal(resolveOptions([], ROOT, { KUBELOOP_DATA_PATH: 'net' }).dataPath, 'net', 'from the environment');
+  t.equal(resolveOptions(['--data-path', 'auto'], ROOT, { KUBELOOP_DATA_PATH: 'net' }).dataPath, 'auto', 'the flag wins');
+  t.throws(() => resolveOptions(['--data-path', 'fast'], ROOT, {}), OptionsError);
+  try {
+    resolveOptions([], ROOT, { KUBELOOP_DATA_PATH: 'fast' });
+    t.fail('accepted');
+  } catch (e) {
+    t.match((e as Error).message, /--data-path fast: give auto, uv or net \(or set KUBELOOP_DATA_PATH to one of them\)/);
+  }
+});
