@@ -148,3 +148,50 @@ t.test('kubectl apply --server-side twice (and after a client-side apply) with p
   const mf = await api.kubectl('get', 'svc', 'ssa-svc', '-o', 'jsonpath={.metadata.managedFields[?(@.manager=="kubectl")].fieldsV1}');
   t.match(mf.stdout, /k:\{\\?"port\\?":80,\\?"protocol\\?":\\?"TCP\\?"\}/, 'the applier owns the item by its defaulted key');
 });
+
+t.test('kubectl logs --timestamps / --since-time / --since: per-line times recorded when the line was written', async (t) => {
+  const pod = join(dir, 'clock.yaml');
+  await writeFile(
+    pod,
+    `apiVersion: v1
+kind: Pod
+metadata: { name: clock }
+spec:
+  containers:
+    - name: c
+      image: busybox
+      command: [sh, -c, 'echo first; sleep 2; echo second; exec sleep 600']
+`,
+  );
+  t.equal((await api.kubectl('apply', '-f', pod)).code, 0);
+  let out = '';
+  const deadline = Date.now() + 20_000;
+  while (!out.includes('second') && Date.now() < deadline) {
+    out = (await api.kubectl('logs', 'clock', '--timestamps')).stdout;
+    if (!out.includes('second')) await new Promise((r) => setTimeout(r, 250));
+  }
+  const lines = out.trim().split('\n');
+  t.equal(lines.length, 2, out);
+  const [t1, t2] = lines.map((l) => Date.parse(l.split(' ')[0]));
+  t.match(lines[0], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z first$/);
+  t.ok(t2 - t1 >= 1500 && t2 - t1 < 5000, `each line has its own time (${t2 - t1} ms apart)`);
+
+  // metav1.Time on the wire has whole seconds: a second at or before the second line, after the first
+  const between = new Date(Math.floor(t2 / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+  t.equal((await api.kubectl('logs', 'clock', `--since-time=${between}`)).stdout, 'second\n');
+  t.equal((await api.kubectl('logs', 'clock', `--since-time=${new Date(t1 - 2000).toISOString()}`)).stdout, 'first\nsecond\n');
+  t.equal((await api.kubectl('logs', 'clock', `--since-time=${new Date(t2 + 2000).toISOString()}`)).stdout, '');
+  t.equal((await api.kubectl('logs', 'clock', '--since=1h', '--tail=1')).stdout, 'second\n');
+  t.equal((await api.kubectl('logs', 'clock', '--since=1h')).stdout, 'first\nsecond\n');
+
+  const r = await api.request('GET', '/api/v1/namespaces/default/pods/clock/log?timestamps=True&tailLines=1');
+  t.equal(r.status, 200);
+  t.match(r.body, /^\S+Z second\n$/, 'timestamps=True');
+  const bad = await api.request('GET', '/api/v1/namespaces/default/pods/clock/log?sinceTime=yesterday');
+  t.equal(bad.status, 400);
+  t.match(bad.body, /invalid sinceTime: \\"yesterday\\" is not an RFC 3339 time/);
+  const both = await api.request('GET', `/api/v1/namespaces/default/pods/clock/log?sinceSeconds=10&sinceTime=${between}`);
+  t.equal(both.status, 422);
+  t.match(both.body, /at most one of sinceTime or sinceSeconds may be specified/);
+  await api.kubectl('delete', 'pod', 'clock', '--grace-period=0', '--force');
+});

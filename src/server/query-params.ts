@@ -4,6 +4,7 @@
  * otherwise become NaN (a watch with no timeout, a delete with no grace period).
  */
 import { badRequest } from '../api/errors.js';
+import { parseGoBool } from '../util/parse-bool.js';
 
 /** The integer value of `name`, `undefined` when absent or empty; a BadRequest naming it otherwise. */
 export function intParam(q: URLSearchParams, name: string): number | undefined {
@@ -15,12 +16,6 @@ export function intParam(q: URLSearchParams, name: string): number | undefined {
   return Number(v);
 }
 
-/** the spellings Go's `strconv.ParseBool` accepts, as kube-apiserver decodes boolean parameters */
-const BOOLS: ReadonlyMap<string, boolean> = new Map([
-  ...['1', 't', 'T', 'TRUE', 'true', 'True'].map((s) => [s, true] as const),
-  ...['0', 'f', 'F', 'FALSE', 'false', 'False'].map((s) => [s, false] as const),
-]);
-
 /**
  * The boolean value of `name` as upstream parses it (Go's `strconv.ParseBool`: `1 t T TRUE true
  * True` and `0 f F FALSE false False`), `undefined` when absent or empty; any other spelling is a
@@ -29,7 +24,7 @@ const BOOLS: ReadonlyMap<string, boolean> = new Map([
 export function boolParam(q: URLSearchParams, name: string): boolean | undefined {
   const v = q.get(name);
   if (v === null || v === '') return undefined;
-  const b = BOOLS.get(v);
+  const b = parseGoBool(v);
   if (b === undefined) {
     throw badRequest(`invalid value ${JSON.stringify(v)} for query parameter ${name}: must be a boolean (true, false, 1, 0, t, f, True, False, TRUE, FALSE)`);
   }

@@ -5,7 +5,7 @@
  */
 import pino from 'pino';
 import t from 'tap';
-import type { Pod, Stored } from '../../src/api/types.js';
+import type { KObject, Pod, Stored } from '../../src/api/types.js';
 import { PodControl } from '../../src/controllers/pod-control.js';
 import { createEmbeddedStore } from '../../src/store/embedded.js';
 import { EventRecorder } from '../../src/store/events.js';
@@ -50,7 +50,7 @@ t.test('create, delete, expectations and events', async (t) => {
   t.equal(pc.satisfied('default/owner', () => undefined), true, 'nothing left expected');
 
   await events.close();
-  const reasons = (await store.list<{ reason?: string; message?: string }>('Event', { namespace: 'default' })).items.map((e) => `${e.reason}: ${e.message}`);
+  const reasons = (await store.list<KObject & { reason?: string; message?: string }>('Event', { namespace: 'default' })).items.map((e) => `${e.reason}: ${e.message}`);
   t.ok(reasons.some((r) => /^SuccessfulCreate: Created pod: owner-/.test(r)), 'SuccessfulCreate');
   t.ok(reasons.some((r) => /^SuccessfulDelete: Deleted pod: owner-/.test(r)), 'SuccessfulDelete');
   t.ok(reasons.some((r) => /^FailedCreate: Error creating: /.test(r)), 'FailedCreate');

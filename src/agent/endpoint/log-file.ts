@@ -121,14 +121,17 @@ export class BufferPool {
  */
 export class LineStamper {
   #atLineStart = true;
-  #now: () => string;
+  #now: (offset: number) => string;
+  #offset: number;
 
-  constructor(now: () => string) {
+  /** `now(offset)`: the stamp of the line starting at byte `offset` of the file; `offset`: where the first chunk starts */
+  constructor(now: (offset: number) => string, offset = 0) {
     this.#now = now;
+    this.#offset = offset;
   }
 
   /** stamps of lines that start from now on come from `now` (a line already begun keeps its stamp) */
-  setClock(now: () => string): void {
+  setClock(now: (offset: number) => string): void {
     this.#now = now;
   }
 
@@ -137,13 +140,14 @@ export class LineStamper {
     const parts: Buffer[] = [];
     let from = 0;
     while (from < b.length) {
-      if (this.#atLineStart) parts.push(Buffer.from(`${this.#now()} `));
+      if (this.#atLineStart) parts.push(Buffer.from(`${this.#now(this.#offset + from)} `));
       const nl = b.indexOf(NL, from);
       const end = nl < 0 ? b.length : nl + 1;
       parts.push(b.subarray(from, end));
       this.#atLineStart = nl >= 0;
       from = end;
     }
+    this.#offset += b.length;
     return Buffer.concat(parts);
   }
 }

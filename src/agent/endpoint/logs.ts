@@ -4,8 +4,11 @@
  * container, `previous` the one before), with `container`, `tailLines`, `limitBytes`,
  * `sinceSeconds`, `timestamps` and `follow` as kubectl sends them.
  *
- * The files hold raw output without per-line times: `timestamps=true` stamps lines with the
- * time they are read while following, and older lines with the file's modification time.
+ * The files hold raw output; when each part of it was written is in the runtime's side index
+ * (`<n>.log.times`, agent/runtime/log-times.ts): `timestamps` stamps each line with the time its
+ * first byte was written, `sinceSeconds`/`sinceTime` start at the first line written at or after
+ * that time. A file without an index (written before it existed) falls back to the file's
+ * modification time.
  *
  * Nothing here reads synchronously: the API shares its event loop with DNS and the proxy.
  */
@@ -17,7 +20,11 @@ import { ApiError, badRequest, invalidObject } from '../../api/errors.js';
 import { type FieldError, invalid } from '../../api/field.js';
 import type { Pod, Stored } from '../../api/types.js';
 import type { Store } from '../../store/types.js';
+import { offsetSince, readLogTimes, timeAt } from '../runtime/log-times.js';
+import { parseGoBool } from '../../util/parse-bool.js';
 import { BufferPool, type ChunkSink, LineStamper, copyRange, stamp, tailOffset } from './log-file.js';
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 export interface LogQuery {
   container?: string;
@@ -26,6 +33,8 @@ export interface LogQuery {
   tailLines?: number;
   limitBytes?: number;
   sinceSeconds?: number;
+  /** `sinceTime`, as ms since the epoch */
+  sinceTime?: number;
   timestamps: boolean;
 }
 
@@ -37,14 +46,29 @@ export function parseLogQuery(q: URLSearchParams): LogQuery {
     if (!Number.isInteger(n)) throw badRequest(`invalid ${k}: "${v}" is not an integer`);
     return n;
   };
+  // booleans as Go's strconv.ParseBool reads them (the kubelet's decoder), a 400 naming the parameter otherwise
+  const bool = (k: string): boolean => {
+    const v = q.get(k);
+    if (v === null || v === '') return false;
+    const b = parseGoBool(v);
+    if (b === undefined) throw badRequest(`invalid ${k}: "${v}" is not a boolean (true, false, 1, 0, t, f)`);
+    return b;
+  };
+  const since = q.get('sinceTime');
+  let sinceTime: number | undefined;
+  if (since) {
+    sinceTime = RFC3339.test(since) ? Date.parse(since) : NaN;
+    if (Number.isNaN(sinceTime)) throw badRequest(`invalid sinceTime: "${since}" is not an RFC 3339 time, e.g. 2006-01-02T15:04:05Z`);
+  }
   return {
     container: q.get('container') || undefined,
-    follow: q.get('follow') === 'true',
-    previous: q.get('previous') === 'true',
+    follow: bool('follow'),
+    previous: bool('previous'),
     tailLines: int('tailLines'),
     limitBytes: int('limitBytes'),
     sinceSeconds: int('sinceSeconds'),
-    timestamps: q.get('timestamps') === 'true',
+    ...(sinceTime !== undefined ? { sinceTime } : {}),
+    timestamps: bool('timestamps'),
   };
 }
 
@@ -54,6 +78,7 @@ function validateLogQuery(q: LogQuery, name: string): void {
   if (q.tailLines !== undefined && q.tailLines < 0) causes.push(invalid('tailLines', q.tailLines, 'must be greater than or equal to 0'));
   if (q.limitBytes !== undefined && q.limitBytes < 1) causes.push(invalid('limitBytes', q.limitBytes, 'must be greater than 0'));
   if (q.sinceSeconds !== undefined && q.sinceSeconds < 1) causes.push(invalid('sinceSeconds', q.sinceSeconds, 'must be greater than 0'));
+  if (q.sinceSeconds !== undefined && q.sinceTime !== undefined) causes.push(invalid('sinceSeconds', q.sinceSeconds, 'at most one of sinceTime or sinceSeconds may be specified'));
   if (causes.length) throw invalidObject('PodLogOptions', name, causes);
 }
 
@@ -126,10 +151,15 @@ export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps:
   try {
     const st = await fh.stat();
     const size = st.size;
-    const old = q.sinceSeconds !== undefined && st.mtimeMs < Date.now() - q.sinceSeconds * 1000;
-    const from = old ? size : q.tailLines === undefined ? 0 : await tailOffset(fh, size, q.tailLines);
-    // lines already in the file carry its modification time (the files hold no per-line times)
-    const stamper = q.timestamps ? new LineStamper(() => stamp(st.mtimeMs)) : undefined;
+    const times = q.timestamps || q.sinceSeconds !== undefined || q.sinceTime !== undefined ? await readLogTimes(target.file) : undefined;
+    const sinceMs = q.sinceTime ?? (q.sinceSeconds !== undefined ? Date.now() - q.sinceSeconds * 1000 : undefined);
+    // since: the first part written at or after it (without an index: all or nothing by the file's time)
+    const sinceFrom = sinceMs === undefined ? 0 : times ? Math.min(offsetSince(times, sinceMs), size) : st.mtimeMs < sinceMs ? size : 0;
+    const tailFrom = q.tailLines === undefined ? 0 : await tailOffset(fh, size, q.tailLines);
+    const from = Math.max(sinceFrom, tailFrom);
+    // each line: when its first byte was written (without an index, or not yet indexed: the file's time)
+    const stampAt = (offset: number): string => stamp((times && timeAt(times, offset)) ?? st.mtimeMs);
+    const stamper = q.timestamps ? new LineStamper(stampAt, from) : undefined;
     const out = new Output(res, q.limitBytes, stamper);
     // no Content-Length: the body is chunked for HTTP/1.1 clients, and ends with the connection for
     // HTTP/1.0 ones (the API server's relay, server/agent-relay.ts)
@@ -139,6 +169,7 @@ export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps:
       res.end();
       return;
     }
+    // appended while following: read as soon as written, so now is when (the index lags a little)
     stamper?.setClock(() => stamp(Date.now()));
     res.flushHeaders?.();
     await follow(req, res, deps, pod, target, fh, size, out);

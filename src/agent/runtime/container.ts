@@ -15,6 +15,7 @@ import { commandInMounts, writePodFiles, writeSetup } from './container-mounts.j
 import type { ObjectLookup } from './volume-sources.js';
 import { addressInUseHint } from './address-in-use.js';
 import { containerVolumes, volumeEnvName } from './volumes.js';
+import { LogTimes } from './log-times.js';
 
 /** how often a container waiting for its volumes (an unbound claim) looks again */
 const VOLUME_RETRY_MS = 250;
@@ -303,6 +304,7 @@ export class ContainerRunner {
       );
     }
     const proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox, setup, ...(commandCwd !== undefined ? { commandCwd } : {}) });
+    const logTimes = LogTimes.start(logFile, this.#log); // when each line was written (log-times.ts)
     const startedAtMs = Date.now();
     this.#proc = proc;
     this.#logFile = logFile;
@@ -344,6 +346,7 @@ export class ContainerRunner {
       prober.start();
     }
     const exit = await proc.exited;
+    await logTimes.stop();
     const failed = !exit.startError && exit.exitCode !== 0 && this.#logFile;
     const fallback = failed && this.spec.terminationMessagePolicy === 'FallbackToLogsOnError' ? await logTail(this.#logFile!) : undefined;
     // container code binds all interfaces; here pods share the host's network (address-in-use.ts)
