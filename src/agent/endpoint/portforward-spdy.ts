@@ -49,6 +49,9 @@ interface Pair {
   sock?: net.Socket;
   /** the client ended its side of the data stream */
   clientDone: boolean;
+  /** our side of each stream is ended (FIN sent) */
+  dataFin: boolean;
+  errorFin: boolean;
 }
 
 export function servePortForwardSpdy(ws: WebSocket, podIP: string, log: Logger): void {
@@ -85,10 +88,17 @@ export function servePortForwardSpdy(ws: WebSocket, podIP: string, log: Logger):
     codec.close();
   };
 
-  const writeError = (p: Pair, message: string): void => {
-    if (p.errorId === undefined) return;
-    send(dataFrame(p.errorId, 0, Buffer.from(message)));
+  /** ends our side of the pair's error stream, after `message` if there is one */
+  const finishError = (p: Pair, message?: string): void => {
+    if (p.errorId === undefined || p.errorFin) return;
+    p.errorFin = true;
+    if (message) send(dataFrame(p.errorId, 0, Buffer.from(message)));
     send(dataFrame(p.errorId, FLAG_FIN));
+  };
+  const finishData = (p: Pair): void => {
+    if (p.dataId === undefined || p.dataFin) return;
+    p.dataFin = true;
+    send(dataFrame(p.dataId, FLAG_FIN));
   };
 
   const dial = (requestId: string, p: Pair): void => {
@@ -103,9 +113,13 @@ export function servePortForwardSpdy(ws: WebSocket, podIP: string, log: Logger):
       }
     });
     sock.on('drain', () => ws.isPaused && ws.resume());
-    sock.on('end', () => send(dataFrame(dataId, FLAG_FIN)));
-    sock.on('error', (e) => writeError(p, `error forwarding port ${p.port} to pod ${podIP}: ${e.message}`));
+    sock.on('end', () => finishData(p));
+    sock.on('error', (e) => finishError(p, `error forwarding port ${p.port} to pod ${podIP}: ${e.message}`));
+    // the client reads the error stream to its end before it closes the connection (as the
+    // kubelet does, both streams end when the pod's connection does)
     sock.on('close', () => {
+      finishData(p);
+      finishError(p);
       paused.delete(sock);
       if (pairs.get(requestId) === p) pairs.delete(requestId);
       if (p.errorId !== undefined) streams.delete(p.errorId);
@@ -126,7 +140,7 @@ export function servePortForwardSpdy(ws: WebSocket, podIP: string, log: Logger):
       send(rstStreamFrame(syn.streamId, RstStatus.REFUSED_STREAM));
       return;
     }
-    const p = pairs.get(requestId) ?? { port, clientDone: false };
+    const p = pairs.get(requestId) ?? { port, clientDone: false, dataFin: false, errorFin: false };
     if ((type === 'error' ? p.errorId : p.dataId) !== undefined || p.port !== port) {
       send(rstStreamFrame(syn.streamId, RstStatus.PROTOCOL_ERROR));
       return;
