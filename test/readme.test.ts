@@ -69,4 +69,5 @@ t.test("the README's marked shell blocks run against a real daemon", async (t) =
   t.equal(r.stdout.match(/status: NOERROR/g)?.length, 4, 'every dig answers NOERROR (A, SRV, PTR, A over TCP)');
   t.notMatch(r.stdout, /NXDOMAIN/, 'no name is missing');
   t.match(r.stdout, /pod=myapp-/, 'curl --resolve by the Service name reaches a myapp pod');
+  if (!t.passing()) t.comment(`stderr:\n${r.stderr.slice(-3000)}\nstdout:\n${r.stdout.slice(-3000)}`);
 });
