@@ -25,7 +25,7 @@ import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import { errorWithCauses } from './status.js';
 import type { SliceView } from './slices.js';
 import { type IncludeObject, tableVersion, toTable } from './table.js';
-import { type WatchSource, serveWatch } from './watch.js';
+import { type WatchSource, encodeObject, serveWatch } from './watch.js';
 
 export interface HandlerDeps {
   store: Store;
@@ -304,7 +304,9 @@ export class Handlers {
       sendJson(c.res, 200, toTable(info.kind, items, { includeObject: this.#includeObject(c), version: tv }, meta), `application/json;as=Table;v=${tv};g=meta.k8s.io`);
       return;
     }
-    sendJson(c.res, 200, { kind: `${info.kind}List`, apiVersion: info.apiVersion, metadata: meta, items });
+    // each stored object is encoded once and reused by every list, get and watch (watch.ts)
+    const head = `{"kind":${JSON.stringify(`${info.kind}List`)},"apiVersion":${JSON.stringify(info.apiVersion)},"metadata":${JSON.stringify(meta)},"items":[`;
+    sendJson(c.res, 200, head + items.map(encodeObject).join(',') + ']}');
   }
 
   async #watch(c: Call, name?: string): Promise<void> {
