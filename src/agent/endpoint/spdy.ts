@@ -37,7 +37,9 @@ export type Frame =
   | { control: false; streamId: number; flags: number; data: Buffer };
 
 /** a malformed frame or header block: the session answers with GOAWAY PROTOCOL_ERROR */
-export class SpdyProtocolError extends Error {}
+export class SpdyProtocolError extends Error {
+  override name = 'SpdyProtocolError';
+}
 
 /** the largest frame accepted (the format allows 16 MiB; kubectl's are far smaller) */
 export const MAX_FRAME = 1 << 20;
@@ -176,6 +178,8 @@ class ZlibContext {
   #out: Buffer[] = [];
   #outBytes = 0;
   #error: Error | undefined;
+  /** the block in progress: zlib reports a bad stream by 'error' and never calls its flush back */
+  #fail: ((e: Error) => void) | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(z: zlib.Inflate | zlib.Deflate) {
@@ -184,19 +188,25 @@ class ZlibContext {
       this.#outBytes += c.length;
       if (this.#outBytes <= MAX_HEADER_BLOCK) this.#out.push(c);
     });
-    z.on('error', (e) => (this.#error = e));
+    z.on('error', (e) => {
+      this.#error = e;
+      this.#fail?.(e);
+    });
   }
 
   run(input: Buffer): Promise<Buffer> {
     const job = this.#queue.then(
       () =>
         new Promise<Buffer>((resolve, reject) => {
-          if (this.#error) return reject(new SpdyProtocolError(`header compression failed: ${this.#error.message}`));
+          const fail = (e: Error): void => reject(new SpdyProtocolError(`header block cannot be (de)compressed: ${e.message}`));
+          if (this.#error) return fail(this.#error);
+          this.#fail = fail;
           this.#out = [];
           this.#outBytes = 0;
           this.#z.write(input);
           this.#z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-            if (this.#error) return reject(new SpdyProtocolError(`header block cannot be decompressed: ${this.#error.message}`));
+            this.#fail = undefined;
+            if (this.#error) return fail(this.#error);
             if (this.#outBytes > MAX_HEADER_BLOCK) return reject(new SpdyProtocolError(`header block over ${MAX_HEADER_BLOCK} bytes`));
             resolve(Buffer.concat(this.#out));
           });
