@@ -51,13 +51,24 @@ interface Watcher {
   stopped: boolean;
 }
 
+/** objects decoded per turn of the event loop in a relist */
+const RELIST_CHUNK = 512;
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 /** Sort key of an object in its kind: namespace, then name (`\0` sorts before every name character). */
 export const sortKey = (namespace: string | undefined, name: string): string => `${namespace ?? ''}\u0000${name}`;
 
 class KindCache {
-  readonly objects = new Map<string, Stored<KObject>>();
+  objects = new Map<string, Stored<KObject>>();
   /** sort keys, ascending */
-  readonly sorted: string[] = [];
+  sorted: string[] = [];
+
+  /** the whole kind at once (a relist): one sort instead of an insertion per object */
+  replace(objects: Map<string, Stored<KObject>>): void {
+    this.objects = objects;
+    this.sorted = [...objects.keys()].sort();
+  }
 
   set(sk: string, obj: Stored<KObject>): Stored<KObject> | undefined {
     const old = this.objects.get(sk);
@@ -286,10 +297,19 @@ export class WatchCache {
     this.#feed = undefined;
     const { records, rv } = await this.#storage.list('');
     if (this.#stopped) return;
-    const seen = new Set<string>();
-    const events: WatchEvent[] = [];
+    // decoded a chunk at a time, stepping through the event loop (30,000 objects in one piece
+    // held it ~1.3 s); the feed is stopped meanwhile, so the cache itself does not move, and it
+    // changes only in the synchronous step below: a read never sees half a relist
+    const next = new Map<string, Map<string, Stored<KObject>>>();
     const newRecords = new Map<string, string>();
-    for (const r of records) {
+    // after a loss of data a revision number no longer names one version of a key
+    const reuse = rv >= this.#rv;
+    for (let i = 0; i < records.length; i++) {
+      if (i > 0 && i % RELIST_CHUNK === 0) {
+        await nextTurn();
+        if (this.#stopped) return;
+      }
+      const r = records[i];
       const kind = kindOfKey(r.key);
       if (kind === undefined) {
         newRecords.set(r.key, r.value);
@@ -297,30 +317,50 @@ export class WatchCache {
       }
       const parts = splitKey(r.key);
       if (!parts) continue;
-      const obj = this.#decode(r);
-      if (!obj) continue;
       const sk = sortKey(parts[1], parts[2]);
-      seen.add(`${kind}/${sk}`);
+      const old = this.#kinds.get(kind)?.objects.get(sk);
+      const obj = reuse && old && old.metadata.resourceVersion === String(r.rv) ? old : this.#decode(r);
+      if (!obj) continue;
+      let m = next.get(kind);
+      if (!m) next.set(kind, (m = new Map()));
+      m.set(sk, obj);
+    }
+    const events: WatchEvent[] = [];
+    for (const [kind, m] of next) {
       const kc = this.#kind(kind);
-      const old = kc.objects.get(sk);
-      if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) continue;
-      kc.set(sk, obj);
-      if (diff) events.push(old ? { type: 'MODIFIED', object: obj, old } : { type: 'ADDED', object: obj });
+      if (!diff) continue;
+      for (const [sk, obj] of m) {
+        const old = kc.objects.get(sk);
+        if (old !== obj) events.push(old ? { type: 'MODIFIED', object: obj, old } : { type: 'ADDED', object: obj });
+      }
     }
     for (const [kind, kc] of this.#kinds) {
-      for (const sk of [...kc.sorted]) {
-        if (seen.has(`${kind}/${sk}`)) continue;
-        const old = kc.delete(sk)!;
-        if (diff) events.push({ type: 'DELETED', object: deepFreeze({ ...old, metadata: { ...old.metadata, resourceVersion: String(rv) } }) as Stored<KObject>, old });
+      const m = next.get(kind) ?? new Map<string, Stored<KObject>>();
+      if (diff) {
+        for (const [sk, old] of kc.objects) {
+          if (m.has(sk)) continue;
+          events.push({ type: 'DELETED', object: deepFreeze({ ...old, metadata: { ...old.metadata, resourceVersion: String(rv) } }) as Stored<KObject>, old });
+        }
       }
+      kc.replace(m);
     }
     for (const k of this.#records.keys()) if (!newRecords.has(k)) this.#onRecord?.(k, undefined);
     for (const [k, v] of newRecords) if (this.#records.get(k) !== v) this.#onRecord?.(k, v);
     this.#records.clear();
     for (const [k, v] of newRecords) this.#records.set(k, v);
     // records newer than `rv` are possible (a backend that cannot list atomically): the feed
-    // from `rv` then repeats their changes, and #apply skips what a record already reflects
-    this.#rv = Math.max(this.#rv, rv);
+    // from `rv` then repeats their changes, and #apply skips what a record already reflects.
+    // A list older than what the cache has seen means storage lost commits (a Redis restarted
+    // without persistence): the cache follows storage from there; keeping its own higher
+    // revision would skip every new commit until the revisions caught up again.
+    if (rv < this.#rv) {
+      this.#log.error(
+        { storeRv: rv, seenRv: this.#rv },
+        `the store's resourceVersion went back from ${this.#rv} to ${rv}: it lost data (a Redis restarted without persistence, ` +
+          'or a state dir restored from an older copy); what it lost is gone: following the store from here',
+      );
+    }
+    this.#rv = rv;
     // what happened before the relist is no longer replayable: watchers that can list again are
     // ended with 410 (as the apiserver's cacher does); the others are told the difference
     this.#history = [];

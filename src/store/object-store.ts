@@ -18,7 +18,7 @@ import { ApiError, alreadyExists, conflict, invalidObject, notFound } from '../a
 import { required } from '../api/field.js';
 import type { Strategies } from './strategy.js';
 import { WatchCache } from './cache.js';
-import { type StorageOp, type Storage, type StoredRecord, recordKey } from './storage.js';
+import { type CommitResult, type StorageOp, type Storage, type StoredRecord, recordKey } from './storage.js';
 import type {
   DeleteOptions,
   ListOptions,
@@ -173,7 +173,7 @@ export class ObjectStore implements Store {
       const stamped = this.#stamp(obj, undefined);
       const rk = recordKey(info.kind, meta.namespace, name);
       const ops: StorageOp[] = [{ op: 'create', key: rk, value: encode(stamped), hint: stamped }, ...this.#allocationOps(stamped, undefined)];
-      const res = await this.#storage.commit(ops);
+      const res = await this.#commit(ops, () => this.#strategies.release(obj));
       if (res.ok) return (await this.#result(info, meta.namespace, name, res.rv, ops[0])) as Stored<T>;
       this.#strategies.release(obj);
       if (res.index === 0) throw alreadyExists(info.plural, name);
@@ -233,7 +233,8 @@ export class ObjectStore implements Store {
         { op: 'update', key: rk, value: encode(next), expectRv: Number(old.metadata.resourceVersion), hint: next },
         ...this.#allocationOps(next, old),
       ];
-      const res = await this.#storage.commit(ops);
+      const before = old;
+      const res = await this.#commit(ops, () => this.#strategies.resync(obj, before));
       if (res.ok) return (await this.#result(info, old.metadata.namespace, name, res.rv, ops[0])) as Stored<T>;
       this.#strategies.resync(obj, old);
       if (res.index === 0) {
@@ -374,6 +375,21 @@ export class ObjectStore implements Store {
       const gone = ops[res.index].key;
       ops = ops.filter((op, i) => i === 0 || op.key !== gone);
       if (attempt >= MAX_ATTEMPTS) throw conflict(info.plural, old.metadata.name, STALE);
+    }
+  }
+
+  /**
+   * Commits `ops`; when storage throws (unreachable, out of memory, a closed store) `undo` gives
+   * back what this registry's allocators took for the write, since no record holds it. (A write
+   * whose reply was lost may still have landed: its object then reaches the allocators through
+   * the feed like any other writer's.)
+   */
+  async #commit(ops: StorageOp[], undo: () => void): Promise<CommitResult> {
+    try {
+      return await this.#storage.commit(ops);
+    } catch (e) {
+      undo();
+      throw e;
     }
   }
 

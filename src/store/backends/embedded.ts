@@ -533,6 +533,9 @@ export class EmbeddedStorage implements Storage {
       const scan = scanSegment(buf, 0);
       if (scan.corrupt || (scan.torn && !last)) {
         const at = scan.corrupt ?? { byte: scan.goodBytes, record: scan.records.length + 1, why: scan.torn };
+        if (/newer kubeloop/.test(at.why ?? '')) {
+          throw new Error(`${seg.path} cannot be read at byte ${at.byte} (record ${at.record}: ${at.why}); nothing was changed`);
+        }
         throw new Error(
           `${seg.path} is corrupt at byte ${at.byte} (record ${at.record}: ${at.why}): restore it from a backup, or move it ` +
             `and the journal-*.log after it away to start from ${lostAfter}`,

@@ -16,7 +16,8 @@ import { crc32 } from './journal-crc.js';
  */
 export const SNAPSHOT = 'snapshot.json';
 export const LEGACY = 'store.json';
-const SNAPSHOT_FORMAT = 'kubeloop-snapshot/1';
+const SNAPSHOT_PREFIX = 'kubeloop-snapshot/';
+const SNAPSHOT_FORMAT = `${SNAPSHOT_PREFIX}1`;
 
 export interface Segment {
   name: string;
@@ -146,7 +147,15 @@ export async function readSnapshot(dir: string): Promise<SnapshotRead | undefine
       }
       if (!header) {
         const h = v as { format?: unknown; rv?: unknown; time?: unknown } | null;
-        if (h?.format !== SNAPSHOT_FORMAT || typeof h.rv !== 'number') throw fail('no snapshot header on line 1');
+        const format = h !== null && typeof h === 'object' ? h.format : undefined;
+        if (typeof format === 'string' && format !== SNAPSHOT_FORMAT && format.startsWith(SNAPSHOT_PREFIX)) {
+          // not damage: a format this version does not know (a newer kubeloop wrote it)
+          throw new Error(
+            `${file} is in format ${JSON.stringify(format)}, which this kubeloop cannot read (it reads ${SNAPSHOT_FORMAT}): ` +
+              'it was written by a newer kubeloop; run that one (nothing was changed)',
+          );
+        }
+        if (format !== SNAPSHOT_FORMAT || typeof h?.rv !== 'number') throw fail('no snapshot header on line 1');
         header = h;
       } else if (Array.isArray(v)) {
         const [k, rv, value] = v as unknown[];

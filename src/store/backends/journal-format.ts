@@ -68,7 +68,12 @@ function recordAt(buf: Buffer, o: number, afterRv: number): { rec: JournalRecord
   if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) return `impossible record length ${len}`;
   const end = o + HEADER + len;
   if (end > buf.length) return `record length ${len} runs past the end of the file`;
-  if (buf[o + HEADER] !== VERSION) return `unknown record version ${buf[o + HEADER]}`;
+  const version = buf[o + HEADER];
+  if (version !== VERSION) {
+    return version > VERSION
+      ? `record version ${version} is newer than this kubeloop's (${VERSION}): it was written by a newer kubeloop; run that one`
+      : `unknown record version ${version}`;
+  }
   const rv = buf.readUIntLE(o + HEADER + 1, 6);
   if (rv <= afterRv) return `revision ${rv} does not follow ${afterRv}`;
   if (crc32(buf, 0, o + HEADER, end) !== buf.readUInt32LE(o + 4)) return 'checksum mismatch';
@@ -110,8 +115,8 @@ export interface ScanResult {
 
 /**
  * Every whole record of a segment whose revisions are above `afterRv` and increasing. The
- * first bad one ends the scan: when some whole record still follows it somewhere later (the
- * bad bytes are in the middle) it is corruption, else a torn tail of a write cut by a crash.
+ * first bad one ends the scan: it is a torn tail of a write cut by a crash only when no whole
+ * record follows it and the bytes left could be such a write (`tornPrefix`); else corruption.
  */
 export function scanSegment(buf: Buffer, afterRv: number): ScanResult {
   const records: JournalRecord[] = [];
@@ -121,7 +126,7 @@ export function scanSegment(buf: Buffer, afterRv: number): ScanResult {
     const r = recordAt(buf, o, last);
     if (typeof r === 'string') {
       const later = findRecordAfter(buf, o + 1, last);
-      if (later !== undefined) return { records, goodBytes: o, corrupt: { byte: o, record: records.length + 1, why: r } };
+      if (later !== undefined || !tornPrefix(buf, o)) return { records, goodBytes: o, corrupt: { byte: o, record: records.length + 1, why: r } };
       return { records, goodBytes: o, torn: r };
     }
     records.push(r.rec);
@@ -129,6 +134,30 @@ export function scanSegment(buf: Buffer, afterRv: number): ScanResult {
     o = r.next;
   }
   return { records, goodBytes: o };
+}
+
+/**
+ * Can the bytes from `o` to the end be what a crash leaves of one append: a prefix of a
+ * record (the write stopped part way), or zeros (the size grew, the data never landed)?
+ * Anything else there (random bytes, a record of another format version, a whole record that
+ * fails its checksum followed by more bytes) is damage, and dropping it would silently lose
+ * data, so it is not taken for a torn tail.
+ */
+function tornPrefix(buf: Buffer, o: number): boolean {
+  let zeros = true;
+  for (let p = o; p < buf.length && zeros; p++) zeros = buf[p] === 0;
+  if (zeros) return true;
+  const left = buf.length - o;
+  if (left < HEADER) return true;
+  const len = buf.readUInt32LE(o);
+  if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) return false;
+  const end = o + HEADER + len;
+  // the version byte, where it was written, is ours; a zero there is unwritten data
+  if (left > HEADER && buf[o + HEADER] !== VERSION && buf[o + HEADER] !== 0) return false;
+  if (end > buf.length) return true;
+  // a whole record that fails its checks: torn only as the very last write (zeros may follow)
+  for (let p = end; p < buf.length; p++) if (buf[p] !== 0) return false;
+  return true;
 }
 
 /** the offset of the first whole, well-ordered record at or after `from`, if any */
