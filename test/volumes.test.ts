@@ -31,6 +31,7 @@ spec:
     args:
     - |
       echo from-c1 > /var/kl-shared/note
+      echo mem-c1 > /kl-mem/m
       if echo x > /var/kl-ro/x 2>/dev/null; then echo RO=writable; else echo RO=refused; fi
       while true; do
         echo "INDEX=$(cat /usr/share/nginx/html/index.html)"
@@ -40,6 +41,8 @@ spec:
         echo "LABELS=$(cat /etc/kl-info/labels | tr '\\n' ' ')"
         echo "RESOLV=$(tr '\\n' ' ' < /etc/resolv.conf)"
         echo "HOSTS=$(grep -c "vol$" /etc/hosts)"
+        echo "TOP=$(cat /kl-top/note) FILE=$(cat /kl-file.txt) DEEP=$(stat -c %F /kl-deep/a/b 2>&1) CWD=$(pwd)"
+        echo "MEM=$(stat -f -c %T /kl-mem) MEMBYTES=$(( $(stat -f -c '%b * %S' /kl-mem) ))"
         echo "ENVVOL=$KUBELOOP_VOLUME_HTML EXPANDED=$ROOT"
         sleep 0.2
       done
@@ -53,21 +56,51 @@ spec:
     - {name: info, mountPath: /etc/kl-info}
     - {name: shared, mountPath: /var/kl-shared}
     - {name: shared, mountPath: /var/kl-ro, readOnly: true}
+    - {name: shared, mountPath: /kl-top}
+    - {name: html, mountPath: /kl-file.txt, subPath: other.txt}
+    - {name: opt, mountPath: /kl-deep/a/b}
+    - {name: mem, mountPath: /kl-mem}
   - name: c2
     image: busybox
-    command: [sh, -c, 'while true; do echo "C2=$(cat /var/kl-shared/note 2>&1)"; sleep 0.2; done']
+    command: [sh, -c, 'while true; do echo "C2=$(cat /var/kl-shared/note 2>&1) C2MEM=$(cat /kl-mem/m 2>&1)"; sleep 0.2; done']
     volumeMounts:
     - {name: shared, mountPath: /var/kl-shared}
+    - {name: mem, mountPath: /kl-mem}
   volumes:
   - {name: html, configMap: {name: web, items: [{key: index.html, path: index.html, mode: 0640}, {key: other.txt, path: other.txt}]}}
   - {name: sec, secret: {secretName: creds, items: [{key: token, path: tok}]}}
   - {name: opt, configMap: {name: absent, optional: true}}
   - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
   - {name: shared, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web-nginx}, ports: [{port: 80, targetPort: 8080}]}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: nginx}
+metadata: {name: dnsprobe}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    env: [{name: NODE, value: NODE_BINARY}]
+    command: [sh, -c]
+    args:
+    - |
+      until getent hosts web >/dev/null; do sleep 0.2; done
+      echo "SHORT=$(getent hosts web | awk '{print $1}')"
+      echo "NSQ=$(getent hosts web.default | awk '{print $1}')"
+      echo "SELF=$(getent hosts dnsprobe | awk '{print $1}')"
+      "$NODE" -e "require('dns').lookup('web', (e, a) => console.log('NODE=' + (e ? e.code : a)))"
+      echo DONE
+      exec sleep 3600
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nginx, labels: {app: web-nginx}}
 spec:
   containers:
   - name: nginx
@@ -82,7 +115,7 @@ t.test('volumes at their mountPath', async (t) => {
   t.teardown(() => d.stop());
   const api = await daemonApi(d);
   const file = `${d.stateDir}/manifest.yaml`;
-  await writeFile(file, MANIFEST);
+  await writeFile(file, MANIFEST.replace('NODE_BINARY', JSON.stringify(process.execPath)));
   const r = await api.kubectl('apply', '-f', file);
   t.equal(r.code, 0, r.stderr);
   const logs = async (c: string) => (await api.kubectl('logs', 'vol', '-c', c)).stdout;
@@ -98,7 +131,7 @@ t.test('volumes at their mountPath', async (t) => {
   t.equal(last(out, 'SUB'), 'SUB=other v1 OPT=0', 'subPath of a file; an optional missing configMap is an empty volume');
   t.equal(last(out, 'LABELS'), 'LABELS=app="vol"', 'downwardAPI labels');
   t.match(last(out, 'RESOLV'), /^RESOLV=nameserver 127\.\d+\.\d+\.\d+ (nameserver \S+ ){0,2}search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local options ndots:5 $/, "the pod's resolv.conf: the cluster DNS first");
-  const hostServers = readFileSync('/etc/resolv.conf', 'utf8').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter(Boolean).slice(0, 2);
+  const hostServers = readFileSync('/etc/resolv.conf', 'utf8').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((n): n is string => !!n).slice(0, 2);
   t.match(last(out, 'RESOLV'), new RegExp(`^RESOLV=nameserver \\S+ ${hostServers.map((n) => `nameserver ${n.replace(/\./g, '\\.')} `).join('')}search`), "then this machine's resolvers, for names outside the cluster");
   t.equal(last(out, 'HOSTS'), 'HOSTS=1', "the pod's hosts file names it");
   t.equal(last(out, 'ENVVOL'), 'ENVVOL=/usr/share/nginx/html EXPANDED=/usr/share/nginx/html/x $(KEPT)', '$(VAR) of a volume variable; $$ escapes');
@@ -106,8 +139,18 @@ t.test('volumes at their mountPath', async (t) => {
   t.notOk(existsSync('/usr/share/nginx/html/index.html') && !existsSync('/usr/share/nginx'), 'nothing made on the host');
   t.notOk(existsSync('/srv/kl-sub') || existsSync('/opt/kl-opt') || existsSync('/var/kl-shared'), 'mount points stay inside the pod');
 
-  const c2 = await waitFor(async () => last(await logs('c2'), 'C2') === 'C2=from-c1', { timeoutMs: 10_000, what: 'c2 reads what c1 wrote' });
-  t.ok(c2, 'an emptyDir is shared between the containers of a pod');
+  const c2 = await waitFor(async () => last(await logs('c2'), 'C2') === 'C2=from-c1 C2MEM=mem-c1', { timeoutMs: 10_000, what: 'c2 reads what c1 wrote' });
+  t.ok(c2, 'an emptyDir (and one of medium Memory) is shared between the containers of a pod');
+
+  // mount points whose nearest existing parent is / (a root of the pod's own)
+  t.equal(last(out, 'TOP'), 'TOP=from-c1 FILE=other v1 DEAP=directory CWD=/usr/share/nginx/html'.replace('DEAP', 'DEEP'), '/kl-top, a subPath file /kl-file.txt and /kl-deep/a/b are at their paths; the cwd is kept');
+  t.notOk(existsSync('/kl-top') || existsSync('/kl-file.txt') || existsSync('/kl-deep'), 'and nothing is made in the host\'s /');
+  const ex = await api.kubectl('exec', 'vol', '-c', 'c1', '--', 'sh', '-c', 'cat /kl-top/note; pwd; stat -f -c %T /kl-mem; cat /kl-mem/m');
+  t.equal(ex.stdout, 'from-c1\n/usr/share/nginx/html\ntmpfs\nmem-c1\n', 'exec (nsenter) sees the same root, cwd and tmpfs');
+  // emptyDir medium Memory: a tmpfs of sizeLimit, mounted under the pod dir on the host side
+  t.equal(last(out, 'MEM'), `MEM=tmpfs MEMBYTES=${8 * 1024 * 1024}`, 'a medium: Memory emptyDir is a tmpfs of its sizeLimit');
+  const stateMounts = () => readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(d.stateDir));
+  t.equal(stateMounts().length, 1, 'one tmpfs under the state dir on the host while the pod runs');
 
   const p = await api.kubectl('patch', 'configmap', 'web', '--type=merge', '-p', '{"data":{"index.html":"hello v2\\n","other.txt":"other v2\\n"}}');
   t.equal(p.code, 0, p.stderr);
@@ -127,4 +170,23 @@ t.test('volumes at their mountPath', async (t) => {
   const desc = await api.kubectl('describe', 'pod', 'vol');
   t.match(desc.stdout, /\/usr\/share\/nginx\/html from html \(r[ow]\)/, 'describe shows the mount');
   t.match(desc.stdout, /kubeloop\.dev\/VolumeMountsAtPaths\s+True/, 'and that it is at its path');
+
+  // a command: pod resolves a Service with the system resolver (glibc getent, Node's dns.lookup)
+  const clusterIP = (await api.kubectl('get', 'svc', 'web', '-o', 'jsonpath={.spec.clusterIP}')).stdout.trim();
+  const dns = await waitFor(async () => {
+    const l = (await api.kubectl('logs', 'dnsprobe')).stdout;
+    return l.includes('DONE') ? l : undefined;
+  }, { timeoutMs: 15_000, what: 'dnsprobe resolves web' });
+  const dnsIP = (await api.kubectl('get', 'pod', 'dnsprobe', '-o', 'jsonpath={.status.podIP}')).stdout.trim();
+  t.match(clusterIP, /^127\./, 'the Service has a ClusterIP');
+  t.equal(last(dns, 'SHORT'), `SHORT=${clusterIP}`, 'getent hosts web: the short name through the search list');
+  t.equal(last(dns, 'NSQ'), `NSQ=${clusterIP}`, 'getent hosts web.default');
+  t.equal(last(dns, 'NODE'), `NODE=${clusterIP}`, "Node's dns.lookup('web')");
+  t.equal(last(dns, 'SELF'), `SELF=${dnsIP}`, "the pod's own name from its /etc/hosts");
+
+  // deleting the pod unmounts its memory volume on the host
+  const del = await api.kubectl('delete', 'pod', 'vol', '--grace-period=1');
+  t.equal(del.code, 0, del.stderr);
+  await waitFor(() => stateMounts().length === 0, { timeoutMs: 10_000, what: 'the tmpfs is unmounted' });
+  t.same(stateMounts(), [], 'nothing stays mounted under the state dir');
 });

@@ -1,7 +1,8 @@
-import { lstat, mkdir, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pod } from '../../api/types.js';
-import { type BindMount, mountScript, mountsBelow } from './mount-script.js';
+import { type BindMount, type RootEntry, mountScript, mountsBelow } from './mount-script.js';
+import { newRootDetected } from './sandbox.js';
 import { hostsFile, resolvConf } from './pod-files.js';
 import type { ResolvedMount } from './volumes.js';
 
@@ -34,6 +35,11 @@ export interface SetupInput {
   cwd: string;
   env: Readonly<Record<string, string>>;
   execPrefix: readonly string[];
+  /**
+   * whether a mount point whose nearest existing parent is `/` may get a new root (pivot_root);
+   * default: what the start-up check found (sandbox.ts)
+   */
+  newRoot?: boolean;
 }
 
 export interface Setup {
@@ -83,7 +89,11 @@ export async function writeSetup(i: SetupInput): Promise<Setup> {
     }
     const parent = await nearestExisting(path.dirname(m.target));
     if (parent === '/') {
-      skipped.push(`${m.target}: neither it nor a parent below / exists on this machine (kubeloop does not overlay /): mkdir -p ${m.target}, or mount below an existing directory`);
+      if (!(i.newRoot ?? newRootDetected())) {
+        skipped.push(`${m.target}: neither it nor a parent below / exists on this machine and pods get no root of their own here (pivot_root failed at start-up): mkdir -p ${m.target}, or mount below an existing directory`);
+        continue;
+      }
+      binds.push({ source: m.source, target: m.target, readOnly: m.readOnly, file, inNewRoot: true });
       continue;
     }
     if (!overlays.has(parent)) overlays.set(parent, await mountsBelow(parent));
@@ -96,9 +106,37 @@ export async function writeSetup(i: SetupInput): Promise<Setup> {
   for (const b of binds) if (b.overlayOn && !overlays.has(b.overlayOn)) b.overlayOn = [...overlays.keys()].find((o) => b.target.startsWith(`${o}/`));
   const scratch = path.join(i.containerDir, '_ns');
   await mkdir(scratch, { recursive: true, mode: 0o700 });
+  let newRoot;
+  if (binds.some((b) => b.inNewRoot)) {
+    // in the new root every target is a real path: a symlink to an absolute path (/lib64 →
+    // /usr/lib64) would otherwise be followed in the old root, which is detached
+    for (const b of binds) if (!b.inNewRoot) b.target = await realTarget(b.target);
+    newRoot = { entries: await rootEntries(), scratchReal: await realpath(scratch) };
+  }
   const script = path.join(i.containerDir, '_setup.sh');
-  await writeFile(script, mountScript({ scratch, mounts: binds, overlays, cwd: i.cwd, env: i.env, execPrefix: i.execPrefix }), { mode: 0o600 });
+  await writeFile(script, mountScript({ scratch, mounts: binds, overlays, cwd: i.cwd, env: i.env, execPrefix: i.execPrefix, ...(newRoot ? { newRoot } : {}) }), { mode: 0o600 });
   return { script, skipped };
+}
+
+/** `p` with its existing part resolved (the part below it does not exist yet) */
+async function realTarget(p: string): Promise<string> {
+  const whole = await realpath(p).catch(() => undefined);
+  if (whole) return whole;
+  const base = await nearestExisting(p);
+  return path.join(await realpath(base), path.relative(base, p));
+}
+
+/** this machine's `/` as a new root carries it (sockets, fifos and devices at the top are left out) */
+async function rootEntries(): Promise<RootEntry[]> {
+  const out: RootEntry[] = [];
+  for (const name of (await readdir('/')).sort()) {
+    const st = await lstat(path.join('/', name)).catch(() => undefined);
+    if (!st) continue;
+    if (st.isSymbolicLink()) out.push({ name, kind: 'link', link: await readlink(path.join('/', name)) });
+    else if (st.isDirectory()) out.push({ name, kind: 'dir' });
+    else if (st.isFile()) out.push({ name, kind: 'file' });
+  }
+  return out;
 }
 
 async function nearestExisting(dir: string): Promise<string> {

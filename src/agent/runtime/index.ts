@@ -17,6 +17,7 @@ import type { ImageTable } from './images.js';
 import { type NodeInfoOptions, registerNode, setNodeStatus } from './node.js';
 import type { ExecTarget } from './container.js';
 import { type PodDeps, PodWorker } from './pod.js';
+import { unmountBelow } from './memory-volumes.js';
 
 export { loadImageTable, normaliseImage, DEFAULT_IMAGE_TABLE, type ImageTable, type ImageEntry } from './images.js';
 export { claimDir, volumeEnvName } from './volumes.js';
@@ -198,6 +199,10 @@ export class PodRuntime {
       await Promise.all([...this.#workers.values()].map((w) => w.stop(grace)));
       await Promise.all([...this.#pending]);
       this.#workers.clear();
+      // the pods' memory volumes: the memory is the host's while the daemon is down, and a
+      // mounted dir would keep the state dir from being removed (their content is lost, as at a reboot)
+      const failed = await unmountBelow(this.#podsDir);
+      if (failed.length) this.#log.warn({ failed }, 'cannot unmount the tmpfs of an emptyDir of medium Memory');
       await this.#events.close();
       try {
         await setNodeStatus(this.#o.store, this.#nodeInfo(), false);
@@ -414,6 +419,8 @@ export class PodRuntime {
       const uid = e.slice(e.lastIndexOf('_') + 1);
       if (uids.has(uid)) continue;
       try {
+        // a tmpfs (emptyDir of medium Memory) a killed daemon left mounted goes first
+        await unmountBelow(path.join(this.#podsDir, e));
         await rm(path.join(this.#podsDir, e), { recursive: true, force: true });
       } catch (err) {
         this.#log.debug({ err, dir: e }, 'cannot remove old pod logs');

@@ -15,6 +15,33 @@ export interface BindMount {
    * without touching the host's filesystem
    */
   overlayOn?: string;
+  /** the mount point is made in the new root (its nearest existing parent on this machine is `/`) */
+  inNewRoot?: boolean;
+}
+
+/** one entry of this machine's `/`, carried into a pod's new root */
+export interface RootEntry {
+  name: string;
+  /** dir: `mount --rbind` (its submounts too: /proc, /sys, /dev); file: `mount --bind`; link: the same symlink */
+  kind: 'dir' | 'file' | 'link';
+  /** a link's target */
+  link?: string;
+}
+
+/**
+ * A new root for the container's mount namespace: a tmpfs holding every entry of this
+ * machine's `/` (bound, so the same files), the missing top-level mount points, and the
+ * volumes; `pivot_root` then makes it `/` for every process of the namespace (the `unshare`
+ * that holds it included, so `nsenter --mount` finds the same view), and the old root is
+ * detached.
+ */
+export interface NewRoot {
+  entries: readonly RootEntry[];
+  /**
+   * the scratch dir's real path: the entry that holds it is bound first and the copy of the
+   * scratch tmpfs it brings along is detached at once (it would hold the new root itself)
+   */
+  scratchReal: string;
 }
 
 export interface MountScript {
@@ -28,6 +55,8 @@ export interface MountScript {
   env: Readonly<Record<string, string>>;
   /** run before the program (the nested user namespace that gives a non-root daemon its own uid back) */
   execPrefix: readonly string[];
+  /** build a new root and pivot into it; mount targets are then real paths (no symlink in them) */
+  newRoot?: NewRoot;
 }
 
 /** names dash keeps in its environment; others go through env(1) */
@@ -67,16 +96,28 @@ export function mountScript(s: MountScript): string {
     below.forEach((b, j) => L.push(`mount -c --rbind pin/${o}/${j} ${q(b)} || fail ${q(`cannot restore the mount ${b}`)}`));
     o++;
   }
-  // 3. the mounts at their paths
+  // 3. the new root (after the overlays: its binds carry them along)
+  const R = s.newRoot ? 'root' : '';
+  if (s.newRoot) L.push(...newRootLines(s.newRoot));
+  // 4. the mounts at their paths (in the new root: `root/<target>`, relative to the scratch dir)
   s.mounts.forEach((m, i) => {
-    if (m.overlayOn) {
-      L.push(m.file ? `mkdir -p ${q(path.dirname(m.target))} && { [ -e ${q(m.target)} ] || : > ${q(m.target)}; }` : `mkdir -p ${q(m.target)}`);
+    const t = q(R + m.target);
+    if (m.overlayOn || m.inNewRoot) {
+      L.push(m.file ? `mkdir -p ${q(R + path.dirname(m.target))} && { [ -e ${t} ] || : > ${t}; }` : `mkdir -p ${t}`);
     }
-    L.push(`mount -c --bind src/${i} ${q(m.target)} || fail ${q(`cannot mount at ${m.target}`)}`);
-    if (m.readOnly) L.push(`mount -o remount,bind,ro ${q(m.target)} || fail ${q(`cannot make ${m.target} read-only`)}`);
+    L.push(`mount -c --bind src/${i} ${t} || fail ${q(`cannot mount at ${m.target}`)}`);
+    if (m.readOnly) L.push(`mount -o remount,bind,ro ${t} || fail ${q(`cannot make ${m.target} read-only`)}`);
   });
+  if (s.newRoot) {
+    // every process of the namespace whose root was the old one (the holder `unshare` too) moves
+    L.push(
+      'cd root && mkdir .kubeloop-old && pivot_root . .kubeloop-old || fail "cannot pivot_root into the pod\'s new root"',
+      'umount -l .kubeloop-old && rmdir .kubeloop-old || fail "cannot detach the old root"',
+      'cd / || fail "cannot enter the new root"',
+    );
+  }
   L.push(`cd ${q(s.cwd)} || fail ${q(`workingDir ${s.cwd} does not exist in the pod`)}`);
-  // 4. the container's environment, exactly: dash adds PWD/OLDPWD and drops names it cannot hold
+  // 5. the container's environment, exactly: dash adds PWD/OLDPWD and drops names it cannot hold
   const odd: string[] = [];
   L.push('unset PWD OLDPWD');
   for (const [k, v] of Object.entries(s.env)) {
@@ -86,6 +127,25 @@ export function mountScript(s: MountScript): string {
   const env = odd.length ? ['/usr/bin/env', ...odd.map(q)] : [];
   L.push(`exec ${[...s.execPrefix.map(q), ...env].join(' ')} "$@"`);
   return L.join('\n') + '\n';
+}
+
+/**
+ * The new root's tmpfs and this machine's `/` in it. The entry holding the scratch dir goes
+ * first, and the copy of the scratch it brings is detached before anything else is added.
+ */
+function newRootLines(r: NewRoot): string[] {
+  const L = [`mkdir root && mount -t tmpfs -o mode=0755,size=4m kubeloop-root root || fail "cannot mount the pod's new root (tmpfs)"`];
+  const top = r.scratchReal.split('/')[1] ?? '';
+  const entries = [...r.entries].sort((a, b) => Number(b.name === top) - Number(a.name === top));
+  for (const e of entries) {
+    const to = q(`root/${e.name}`);
+    const from = q(`/${e.name}`);
+    if (e.kind === 'link') L.push(`ln -s ${q(e.link ?? '')} ${to} || fail ${q(`cannot link /${e.name} in the new root`)}`);
+    else if (e.kind === 'file') L.push(`: > ${to} && mount -c --bind ${from} ${to} || fail ${q(`cannot bind /${e.name} in the new root`)}`);
+    else L.push(`mkdir ${to} && mount -c --rbind ${from} ${to} || fail ${q(`cannot bind /${e.name} in the new root`)}`);
+    if (e.name === top && e.kind === 'dir') L.push(`umount -l ${q(`root${r.scratchReal}`)} || fail "cannot hide the scratch dir in the new root"`);
+  }
+  return L;
 }
 
 /**

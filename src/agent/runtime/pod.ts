@@ -10,7 +10,8 @@ import { type ContainerDeps, type ContainerHost, ContainerRunner, type ExecTarge
 import type { EndpointsGate } from './endpoints-gate.js';
 import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from './status.js';
 import { sourcesOf } from './volume-sources.js';
-import { emptyDirRoot, writeProjected } from './volumes.js';
+import { emptyDirRoot, memoryVolume, writeProjected } from './volumes.js';
+import { unmountBelow } from './memory-volumes.js';
 
 /** kubeloop's pod condition saying whether every mount is at its mountPath */
 export const MOUNTS_CONDITION = 'kubeloop.dev/VolumeMountsAtPaths';
@@ -69,6 +70,8 @@ export class PodWorker {
   /** projected volumes being rewritten; one more pass queued while one runs */
   #refreshing: Promise<void> | undefined;
   #refreshAgain = false;
+  /** the memory volumes' mounts: what removes them waits for them */
+  #memoryReady: Promise<void> | undefined;
 
   constructor(deps: PodDeps, pod: Stored<Pod>) {
     this.#deps = deps;
@@ -229,9 +232,32 @@ export class PodWorker {
     return this.#terminating;
   }
 
-  /** emptyDir volumes live as long as the pod */
-  async #removeEmptyDirs(): Promise<void> {
+  /**
+   * emptyDirs of medium Memory are mounted (tmpfs) before any container starts, as the kubelet
+   * sets a pod's volumes up first; one Warning when one stays a directory on disk.
+   */
+  async #memoryVolumes(): Promise<void> {
     const { namespace, name } = this.#pod.metadata;
+    const root = emptyDirRoot(path.join(this.#deps.podsDir, `${namespace}_${name}_${this.uid}`));
+    const onDisk: string[] = [];
+    for (const v of this.#pod.spec?.volumes ?? []) {
+      if (v.emptyDir?.medium !== 'Memory' || this.#halted) continue;
+      const r = await memoryVolume(path.join(root, v.name), v.emptyDir.sizeLimit === undefined ? undefined : String(v.emptyDir.sizeLimit));
+      if ('message' in r) onDisk.push(`"${v.name}" (${r.message})`);
+      else if (!r.tmpfs) onDisk.push(`"${v.name}" (${r.why})`);
+    }
+    if (!onDisk.length) return;
+    const message = `emptyDir ${onDisk.join(', ')} of medium Memory is a directory on disk, not a tmpfs`;
+    this.#log.warn(message);
+    this.#deps.events.event(this.#pod, 'Warning', 'MemoryVolumeOnDisk', message);
+  }
+
+  /** emptyDir volumes live as long as the pod (a tmpfs is detached first) */
+  async #removeEmptyDirs(): Promise<void> {
+    await this.#memoryReady?.catch(() => undefined);
+    const { namespace, name } = this.#pod.metadata;
+    const failed = await unmountBelow(emptyDirRoot(path.join(this.#deps.podsDir, `${namespace}_${name}_${this.uid}`)));
+    if (failed.length) this.#log.warn({ failed }, 'cannot unmount the tmpfs of an emptyDir of medium Memory');
     await rm(emptyDirRoot(path.join(this.#deps.podsDir, `${namespace}_${name}_${this.uid}`)), { recursive: true, force: true }).catch(() => undefined);
   }
 
@@ -255,6 +281,7 @@ export class PodWorker {
     clearTimeout(this.#retry);
     const podGraceMs = (this.#pod.metadata.deletionGracePeriodSeconds ?? this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
     await this.#stopContainers(Math.min(graceMs, podGraceMs));
+    await this.#memoryReady?.catch(() => undefined);
     await this.#terminating?.catch(() => undefined);
     await this.#writing?.catch(() => undefined);
   }
@@ -326,6 +353,8 @@ export class PodWorker {
 
   /** Init containers one after the other (sidecars: once started), then the others together. */
   async #runInit(): Promise<void> {
+    this.#memoryReady = this.#memoryVolumes();
+    await this.#memoryReady;
     for (const r of this.#init) {
       if (this.#halted) return;
       const ok = await new Promise<boolean>((resolve) => {

@@ -42,6 +42,11 @@ export interface Sandbox {
   readonly kind: SandboxKind;
   /** each container gets its own mount namespace and runs a setup script (`setup` of `wrap`) */
   readonly mounts: boolean;
+  /**
+   * a container whose mount point has no existing parent below `/` (`/data`) gets a root of
+   * its own (mount-script.ts `NewRoot`): pivot_root worked in the start-up check
+   */
+  readonly newRoot: boolean;
   /** what the setup script execs the program through (non-root: a nested user namespace) */
   readonly execPrefix: readonly string[];
   /**
@@ -56,7 +61,7 @@ const BIN_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
 /** `pid 1 of its namespace` marker: the pids a wrapped `sh -c 'echo $$'` prints */
 const PROBE_SCRIPT = 'echo $$';
 
-const NONE: Sandbox = { kind: 'none', mounts: false, execPrefix: [], wrap: (argv) => [...argv] };
+const NONE: Sandbox = { kind: 'none', mounts: false, newRoot: false, execPrefix: [], wrap: (argv) => [...argv] };
 
 // sync: used by detectSandbox only, once per state dir before any pod starts (sandboxFor)
 function findBin(name: string): string | undefined {
@@ -84,14 +89,14 @@ function run(file: string, args: string[], cwd: string): Promise<{ ok: boolean; 
  * Finds the strongest mechanism this machine allows by running it once (in `probeDir`, which
  * must exist). Never rejects. The warning names what is missing.
  */
-export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = {}): Promise<{ sandbox: Sandbox; problem?: string; mountProblem?: string }> {
+export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = {}): Promise<{ sandbox: Sandbox; problem?: string; mountProblem?: string; newRootProblem?: string }> {
   if (process.platform !== 'linux') return { sandbox: NONE, problem: 'PID namespaces and parent-death signals need Linux' };
   const setpriv = findBin('setpriv');
   const unshare = findBin('unshare');
   const flock = findBin('flock');
   const sh = findBin('sh');
   if (!setpriv) return { sandbox: NONE, problem: 'setpriv (util-linux) is not installed' };
-  const pdeathsig: Sandbox = { kind: 'pdeathsig', mounts: false, execPrefix: [], wrap: (argv) => [setpriv, '--pdeathsig', 'KILL', '--', ...argv] };
+  const pdeathsig: Sandbox = { kind: 'pdeathsig', mounts: false, newRoot: false, execPrefix: [], wrap: (argv) => [setpriv, '--pdeathsig', 'KILL', '--', ...argv] };
   if (!unshare || !flock || !sh) {
     return {
       sandbox: pdeathsig,
@@ -102,7 +107,7 @@ export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = 
   let mountProblem: string | undefined = o.mounts === false ? 'turned off (KUBELOOP_MOUNT_NAMESPACES=off)' : undefined;
   if (!mountProblem) {
     const m = await detectMounts({ setpriv, unshare, flock, sh, probeDir });
-    if ('sandbox' in m) return { sandbox: m.sandbox };
+    if ('sandbox' in m) return m;
     mountProblem = m.problem;
   }
   // root can unshare a PID namespace alone; others need a user namespace mapping only themselves
@@ -117,7 +122,7 @@ export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = 
     ];
     const [file, ...args] = wrap([sh, '-c', PROBE_SCRIPT], probeDir);
     const r = await run(file, args, probeDir);
-    if (r.ok && r.out.trim() === '2') return { sandbox: { kind: 'pidns', mounts: false, execPrefix: [], wrap }, mountProblem };
+    if (r.ok && r.out.trim() === '2') return { sandbox: { kind: 'pidns', mounts: false, newRoot: false, execPrefix: [], wrap }, mountProblem };
     problem = r.err || `a PID namespace test printed "${r.out.trim()}"`;
   }
   return {
@@ -131,7 +136,7 @@ export async function detectSandbox(probeDir: string, o: { mounts?: boolean } = 
  * Tries a PID + mount namespace whose pid 1 mounts a tmpfs and binds over it, as a pod's setup
  * script does (root: CAP_SYS_ADMIN of the host; others: a user namespace mapping them to root).
  */
-async function detectMounts(b: { setpriv: string; unshare: string; flock: string; sh: string; probeDir: string }): Promise<{ sandbox: Sandbox } | { problem: string }> {
+async function detectMounts(b: { setpriv: string; unshare: string; flock: string; sh: string; probeDir: string }): Promise<{ sandbox: Sandbox; newRootProblem?: string } | { problem: string }> {
   const env = findBin('env');
   const mount = findBin('mount');
   if (!env || !mount) return { problem: 'mount or env is not installed' };
@@ -161,10 +166,47 @@ async function detectMounts(b: { setpriv: string; unshare: string; flock: string
   const r = await run(file, args, b.probeDir);
   // a small pid (inside its own PID namespace: the mounts took a few) and the tmpfs seen inside
   const [pid, count] = r.out.trim().split('\n').map(Number);
-  if (r.ok && pid! > 1 && pid! < 64 && count! >= 1) return { sandbox: { kind: 'pidns', mounts: true, execPrefix, wrap } };
+  if (r.ok && pid! > 1 && pid! < 64 && count! >= 1) {
+    const pivot = await detectNewRoot({ ...b, env, ns });
+    newRootWorks = pivot.ok;
+    return { sandbox: { kind: 'pidns', mounts: true, newRoot: pivot.ok, execPrefix, wrap }, ...(pivot.ok ? {} : { newRootProblem: pivot.problem }) };
+  }
   return {
     problem: `cannot mount inside a mount namespace (${r.err || `the test printed "${r.out.trim()}"`}); ${root ? 'root needs CAP_SYS_ADMIN' : 'unprivileged users need user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)'}`,
   };
+}
+
+/** what the last start-up check found about new roots (false before one ran) */
+let newRootWorks = false;
+
+/** whether pivot_root into a new root worked in this process's start-up check (the capability is the machine's) */
+export function newRootDetected(): boolean {
+  return newRootWorks;
+}
+
+/**
+ * Tries what a pod's new root needs, in a mount namespace of its own (pivot_root moves every
+ * process of the namespace, so not in the one of the mount probe): a tmpfs, a recursive bind
+ * of a directory of `/` with its submounts (locked ones in a user namespace), pivot_root into
+ * it and the detach of the old root. Needs the same capabilities as the mounts, and a root
+ * that is not the initial ramfs (pivot_root refuses that).
+ */
+async function detectNewRoot(b: { setpriv: string; unshare: string; sh: string; env: string; probeDir: string; ns: readonly string[] }): Promise<{ ok: boolean; problem?: string }> {
+  const script = [
+    'set -e',
+    'mount -t tmpfs kubeloop-probe "$PROBE"',
+    'cd "$PROBE"',
+    'mkdir r && mount -t tmpfs kubeloop-root r',
+    // what umount needs after the pivot (its loader and libraries), as a pod's root carries them
+    'for e in proc usr bin sbin lib lib32 lib64 libx32; do',
+    '  if [ -L "/$e" ]; then ln -s "$(readlink "/$e")" "r/$e"; elif [ -d "/$e" ]; then mkdir "r/$e" && mount --rbind "/$e" "r/$e"; fi',
+    'done',
+    'cd r && mkdir .old && pivot_root . .old && umount -l .old && rmdir .old',
+    'cd / && [ -d /proc/self ] && [ ! -e /.old ] && echo pivoted',
+  ].join('\n');
+  const r = await run(b.setpriv, ['--pdeathsig', 'KILL', '--', b.unshare, ...b.ns, '--mount', '--propagation', 'private', '--', b.env, '-i', `PROBE=${b.probeDir}`, `PATH=${BIN_DIRS.join(':')}`, b.sh, '-c', script], b.probeDir);
+  if (r.ok && r.out.trim() === 'pivoted') return { ok: true };
+  return { ok: false, problem: r.err || `the pivot_root test printed "${r.out.trim()}"` };
 }
 
 /** the sandbox of a state dir and, when pods get no mount namespace, why */
@@ -185,11 +227,12 @@ export function sandboxFor(stateDir: string, log: Logger, o: { mounts?: boolean 
   let p = detected.get(stateDir);
   if (!p) {
     p = (async () => {
-      const [{ sandbox, problem, mountProblem }, ended] = await Promise.all([detectSandbox(stateDir, o), endLeftovers(stateDir)]);
+      const [{ sandbox, problem, mountProblem, newRootProblem }, ended] = await Promise.all([detectSandbox(stateDir, o), endLeftovers(stateDir)]);
       if (ended.length) log.warn({ pids: ended }, `ended ${ended.length} process(es) a previous daemon of this state dir left running`);
       if (sandbox.kind === 'pidns') log.info('pod processes run in a PID namespace per container: none outlives the daemon');
       else log.warn(`pod processes can outlive a killed daemon (${sandbox.kind === 'pdeathsig' ? 'only each container\'s first process is tied to it' : 'nothing ties them to it'}): ${problem}`);
       if (sandbox.mounts) log.info('each container runs in its own mount namespace: volumes at their mountPath, the pod\'s /etc/resolv.conf and /etc/hosts');
+      if (sandbox.mounts && !sandbox.newRoot) log.warn(`pods get no root of their own: a mountPath whose nearest existing parent is / (/data) is given as KUBELOOP_VOLUME_<NAME> only (${newRootProblem})`);
       else log.warn(`pods get no mount namespace: volumes are given as KUBELOOP_VOLUME_<NAME> only (${mountProblem})`);
       return { sandbox, ...(mountProblem ? { mountProblem } : {}) };
     })();
