@@ -2,7 +2,8 @@
  * Streams through the node agent endpoint, each beside a reference in the same run:
  * - port-forward throughput: a pod sends --mb MiB on one TCP connection; read directly from the
  *   pod's IP, then through `pods/portforward` (a WebSocket to the API server, forwarded to the
- *   agent, which dials the pod: the path kubectl's and the Python client's port-forward take);
+ *   agent, which dials the pod: the Python client's path), and through the real
+ *   `kubectl port-forward` (SPDY/3.1 tunnelled in WebSocket messages, kubectl ≥ 1.31);
  * - exec round trip: median of --runs `kubectl exec POD -- true`, beside `kubectl get pod POD`
  *   (the same kubectl start-up and TLS, without the stream).
  *
@@ -10,7 +11,7 @@
  *
  * Loopback only; bounded in count and time; the daemon is stopped at the end.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { WebSocket } from 'ws';
@@ -86,11 +87,34 @@ while True:
     });
     return n / (1 << 20) / (Number(process.hrtime.bigint() - t0) / 1e9);
   };
+  // kubectl port-forward: one process for the runs, each run a new local connection
+  const pf = spawn('kubectl', ['--kubeconfig', api.kubeconfig, 'port-forward', '--address', '127.0.0.1', 'pod/bench', '0:9000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let pfOut = '';
+  pf.stdout!.setEncoding('utf8').on('data', (c: string) => (pfOut += c));
+  const kubectlPf = async (): Promise<number> => {
+    const port = await waitFor(() => Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(pfOut)?.[1] ?? 0), { timeoutMs: 15_000 });
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('data', (b: Buffer) => (n += b.length));
+      s.once('end', resolve);
+      s.once('error', reject);
+    });
+    if (n !== MB << 20) throw new Error(`kubectl port-forward delivered ${n} of ${MB << 20} bytes`);
+    return n / (1 << 20) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  };
   const directs: number[] = [];
   const fwds: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    directs.push(await direct());
-    fwds.push(await forwarded());
+  const kubectls: number[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      directs.push(await direct());
+      fwds.push(await forwarded());
+      kubectls.push(await kubectlPf());
+    }
+  } finally {
+    pf.kill();
   }
 
   const timed = (...args: string[]): Promise<number> =>
@@ -108,6 +132,7 @@ while True:
     when: new Date().toISOString(),
     mb: MB,
     portForwardMBps: { direct: median(directs), forwarded: median(fwds), ratio: median(fwds) / median(directs) },
+    kubectlPortForwardMBps: { direct: median(directs), kubectl: median(kubectls), ratio: median(kubectls) / median(directs) },
     execMs: { kubectlExecTrue: median(execs), kubectlGetPod: median(gets), extra: median(execs) - median(gets) },
     runs: RUNS,
   };
