@@ -10,6 +10,7 @@ import { ApiError, badRequest, conflict, isApiError } from '../api/errors.js';
 import { escapeFieldValue, parse as parseLabelSelector, parseFields } from '../api/labels.js';
 import { type KObject, type Stored, clone } from '../api/types.js';
 import type { DeleteOptions, PropagationPolicy, Store, WatchEvent } from '../store/types.js';
+import type { User } from './auth.js';
 import { checkDepth } from './body-limits.js';
 import { decodeObject, discardBody, inputMediaType, parseText, readBody, sendJson, unsupportedMediaType, warningHeaders } from './http.js';
 import type { AgentForwarder } from './agent-forward.js';
@@ -20,6 +21,7 @@ import type { StrategicMerge } from './patch/strategic.js';
 import { type Resource, type Verb, groupVersionString } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
 import { boolParam, intParam } from './query-params.js';
+import { serveReview } from './reviews.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import { errorWithCauses } from './status.js';
@@ -44,6 +46,8 @@ export interface Call {
   query: URLSearchParams;
   route: ResourceRoute;
   resource: Resource;
+  /** who the request authenticated as (undefined in the plain-HTTP test mode without credentials); asked only by the reviews */
+  user?: () => User | undefined;
 }
 
 type Rec = Record<string, unknown>;
@@ -160,6 +164,8 @@ export class Handlers {
   /** Serves one resource request; throws ApiErrors for the caller to turn into Status. */
   async handle(c: Call): Promise<void> {
     const verb = refuseUnread(c, () => this.#verb(c));
+    // the review kinds are answered, not stored (reviews.ts); their only verb is create
+    if (c.resource.virtual) return serveReview(c.req, c.res, c.route, c.resource.info, c.user?.());
     const route = c.route;
     if (route.subresource) return this.#subresource(c, verb);
     switch (verb) {

@@ -38,7 +38,6 @@ import { OpenApi } from './openapi.js';
 import { StrategicMerge } from './patch/strategic.js';
 import { findResource } from './resources.js';
 import { serveProxy } from './proxy-subresource.js';
-import { serveReview } from './reviews.js';
 import { parseResourcePath, requestPath } from './route.js';
 import { Schemas } from './schema.js';
 import { SliceView } from './slices.js';
@@ -147,6 +146,9 @@ export class ApiServer {
       throw new Error(`refusing to serve the Kubernetes API over plain HTTP on ${address}:${port}: plain HTTP is for tests on loopback only; drop --insecure-plain-http-loopback (HTTPS with the generated kubeconfig works on any address)`);
     }
     await this.#schemas.load();
+    // the field descriptions load in the background (descriptions.ts): documents served before
+    // they are in carry none, and the next /openapi/v3 root hands out the new hashes
+    setTimeout(() => void this.#openapi.withDescriptions(), 0).unref();
     await this.#o.informers.for<Service>('Service').start();
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#serve(req, res);
     // client certificates are asked for but checked per request, so a missing or foreign one
@@ -304,8 +306,7 @@ export class ApiServer {
       return;
     }
     try {
-      if (resource.virtual) await serveReview(req, res, route, resource.info, authenticate(req, { token: this.#o.token }));
-      else await this.#handlers.handle({ req, res, query: c.query, route, resource });
+      await this.#handlers.handle({ req, res, query: c.query, route, resource, user: () => authenticate(req, { token: this.#o.token }) });
     } catch (err) {
       if (res.headersSent) {
         this.#log.debug({ err }, 'request failed after the reply started');
@@ -383,18 +384,13 @@ export class ApiServer {
         sendStatus(res, pathNotFound());
         return true;
       case '/openapi/v3':
-        void this.#openapi
-          .withDescriptions()
-          .then(() => sendJson(res, 200, this.#openapi.root()))
-          .catch((err: unknown) => sendError(res, err));
+        sendJson(res, 200, this.#openapi.root());
         return true;
     }
     if (p.startsWith('/openapi/v3/')) {
-      void this.#openapi.withDescriptions().then(() => {
-        const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
-        if (doc === undefined) sendStatus(res, pathNotFound());
-        else sendJson(res, 200, doc, 'application/json', query.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
-      }).catch((err: unknown) => sendError(res, err));
+      const doc = this.#openapi.document(p.slice('/openapi/v3/'.length));
+      if (doc === undefined) sendStatus(res, pathNotFound());
+      else sendJson(res, 200, doc, 'application/json', query.has('hash') ? { 'Cache-Control': 'public, immutable' } : {});
       return true;
     }
     let m = /^\/api\/([^/]+)$/.exec(p);

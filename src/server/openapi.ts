@@ -45,8 +45,8 @@ export class OpenApi {
   }
 
   /**
-   * Resolves once the upstream descriptions are in the documents (read on the first call, kept
-   * after): the API awaits it before serving `/openapi/v3`, so every hash it hands out is final.
+   * Puts the upstream descriptions into the documents (read on the first call, kept after); the
+   * documents built before are dropped, so their hashes change once, when the descriptions arrive.
    */
   async withDescriptions(): Promise<void> {
     if (this.#descriptions) return;
