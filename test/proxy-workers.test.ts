@@ -99,8 +99,8 @@ async function untilWorkerServes(host: string, port: number): Promise<{ answer: 
 }
 
 /** A proxy with one worker process, and backends b1..bN behind Service `name`, port `http` = `port`. */
-async function withWorker(t: Parameters<typeof harness>[0], n: number, name: string, port: number) {
-  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2 });
+async function withWorker(t: Parameters<typeof harness>[0], n: number, name: string, port: number, dataPath: 'auto' | 'net' = 'auto') {
+  const h = await harness(t, { serviceCidr: CIDR, nodeAddress: NODE, processes: 2, dataPath });
   const bs = await backends(t, n);
   const svc = await createService(h.store, name, { ports: [tcp('http', port)] });
   await setEndpoints(h.store, name, subsets(bs));
@@ -228,4 +228,14 @@ t.test('a killed worker is replaced; stop ends the workers and their connections
   await h.proxy.stop();
   t.ok(pids.every((p) => !alive(p)), 'no worker process is left after stop');
   t.equal(await whoAnswers(ip, 8084), '', 'the port is closed (refused, nothing answers)');
+});
+
+t.test('net data path: the listening net.Server is passed to the worker, which serves and balances', async (t) => {
+  const { h, ip } = await withWorker(t, 2, 'webnet', 8082, 'net');
+  t.equal(h.proxy.dataPath.path, 'net');
+  const first = await untilWorkerServes(ip, 8082);
+  t.match(first.answer, /^b[12]$/, 'a connection made while this process is blocked is answered by the worker');
+  const seen = new Set<string>();
+  for (let i = 0; i < 6; i++) seen.add(whoAnswersBlocked(ip, 8082));
+  t.same([...seen].sort(), ['b1', 'b2'], 'the worker balances over every endpoint');
 });
