@@ -97,6 +97,8 @@ spec:
       "$NODE" -e "require('dns').lookup('web', (e, a) => console.log('NODE=' + (e ? e.code : a)))"
       echo DONE
       exec sleep 3600
+    volumeMounts: [{name: mem, mountPath: /kl-mem}]
+  volumes: [{name: mem, emptyDir: {medium: Memory}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -149,8 +151,9 @@ t.test('volumes at their mountPath', async (t) => {
   t.equal(ex.stdout, 'from-c1\n/usr/share/nginx/html\ntmpfs\nmem-c1\n', 'exec (nsenter) sees the same root, cwd and tmpfs');
   // emptyDir medium Memory: a tmpfs of sizeLimit, mounted under the pod dir on the host side
   t.equal(last(out, 'MEM'), `MEM=tmpfs MEMBYTES=${8 * 1024 * 1024}`, 'a medium: Memory emptyDir is a tmpfs of its sizeLimit');
-  const stateMounts = () => readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(d.stateDir));
-  t.equal(stateMounts().length, 1, 'one tmpfs under the state dir on the host while the pod runs');
+  const podMounts = (pod: string) => readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(`${d.stateDir}/pods/default_${pod}_`));
+  const stateMounts = () => podMounts('vol');
+  t.match(stateMounts(), [/^kubeloop-emptydir \S+\/_volumes\/mem tmpfs /], "one tmpfs in the pod's dir on the host while the pod runs");
 
   const p = await api.kubectl('patch', 'configmap', 'web', '--type=merge', '-p', '{"data":{"index.html":"hello v2\\n","other.txt":"other v2\\n"}}');
   t.equal(p.code, 0, p.stderr);
@@ -189,4 +192,9 @@ t.test('volumes at their mountPath', async (t) => {
   t.equal(del.code, 0, del.stderr);
   await waitFor(() => stateMounts().length === 0, { timeoutMs: 10_000, what: 'the tmpfs is unmounted' });
   t.same(stateMounts(), [], 'nothing stays mounted under the state dir');
+  t.equal(podMounts('dnsprobe').length, 1, "dnsprobe's memory volume is still mounted on the host");
+  // a graceful stop unmounts what pods still run with (the helper then removes the state dir)
+  const dir = d.stateDir;
+  await d.stop();
+  t.notOk(readFileSync('/proc/self/mounts', 'utf8').includes(dir), 'nothing is mounted under the state dir after kubeloop stops');
 });
