@@ -216,6 +216,41 @@ t.test('on redis-server', async (t) => {
     t.equal(await admin.xlen('changes'), 1);
   });
 
+  await t.test('a namespace deleted through one daemon while another creates in it: nothing is left behind in it', async (t) => {
+    const prefix = `h${++n}:`;
+    const open = async () => {
+      const store = await createStore(await RedisStorage.open({ url: srv.url, log: quiet, keyPrefix: prefix }), { log: quiet });
+      t.teardown(() => store.close());
+      return store;
+    };
+    const [a, b] = [await open(), await open()];
+    await a.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'doomed' } } as KObject);
+    for (let i = 0; i < 40; i++) await a.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `pre${i}`, namespace: 'doomed' } } as KObject);
+    let made = 0;
+    let forbidden = 0;
+    let deleted = false;
+    const creator = (async () => {
+      // bounded: until the namespace is gone and then 20 more tries
+      for (let i = 0, after = 0; i < 3000 && after < 20; i++) {
+        if (deleted) after++;
+        await b
+          .create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `race${i}`, namespace: 'doomed' } } as KObject)
+          .then(
+            () => made++,
+            (e: unknown) => void (isApiError(e, 'Forbidden') && forbidden++),
+          );
+      }
+    })();
+    await waitFor(() => made >= 5, { what: 'creates through B under way' });
+    await a.delete('Namespace', undefined, 'doomed');
+    deleted = true;
+    await creator;
+    t.equal(await b.tryGet('Namespace', undefined, 'doomed'), undefined, 'the namespace is gone');
+    const left = [...(await a.list('ConfigMap', { namespace: 'doomed' })).items, ...(await b.list('ConfigMap', { namespace: 'doomed' })).items];
+    t.same(left.map((o) => o.metadata.name), [], `no ConfigMap is left in it (${made} were created through B meanwhile; it left ~130 of 160)`);
+    t.ok(forbidden > 0, `creates while it was Terminating were refused as Forbidden (${forbidden})`);
+  });
+
   // last: it restarts the server without its data
   await t.test('Redis restarted without its data: the loss is said, and the registry follows the new revisions', async (t) => {
     const c = capture();

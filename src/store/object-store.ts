@@ -282,7 +282,7 @@ export class ObjectStore implements Store {
     const name = old.metadata.name;
     const graceful = this.#gracePeriod(info, old, opts);
     if (opts.dryRun) return old;
-    if (info.kind === 'Namespace') await this.#emptyNamespace(name);
+    if (info.kind === 'Namespace') return this.#deleteNamespace(info, old);
     if (opts.propagationPolicy === 'Orphan') await this.#orphanDependents(old.metadata.uid);
     if (opts.propagationPolicy === 'Foreground' && !old.metadata.deletionTimestamp && this.#hasDependents(old.metadata.uid)) {
       // the garbage collector deletes the dependents, then drops the finalizer; the owner goes last
@@ -320,14 +320,49 @@ export class ObjectStore implements Store {
     return g <= 0 ? undefined : g;
   }
 
-  async #emptyNamespace(ns: string): Promise<void> {
+  /**
+   * A namespace is marked Terminating first (a committed write, so every registry's create,
+   * after its consistent read, refuses new content: upstream's NamespaceLifecycle admission),
+   * then emptied until a pass finds nothing new, then removed; a last pass takes what a
+   * create that was already in flight put there meanwhile. Without the mark, creates through
+   * another daemon went on during the emptying and stayed behind in a namespace that no
+   * longer existed.
+   */
+  async #deleteNamespace(info: KindInfo, old: Stored<KObject>): Promise<Stored<KObject>> {
+    let ns = old;
+    const name = old.metadata.name;
+    if (!old.metadata.deletionTimestamp) {
+      const next = clone(old) as KObject & { status?: { phase?: string } };
+      const m = next.metadata as Mutable<ObjectMeta>;
+      m.deletionTimestamp = now();
+      m.deletionGracePeriodSeconds = 0;
+      next.status = { ...next.status, phase: 'Terminating' };
+      ns = await this.#put(info, this.#stamp(next, old), old);
+    }
+    for (let pass = 0; pass < 5; pass++) {
+      await this.#cache.sync();
+      if ((await this.#emptyNamespace(name)) === 0) break;
+    }
+    // with finalizers it stays (Terminating) until the last one is taken off: an update removes it then
+    if (ns.metadata.finalizers?.length) return ns;
+    const gone = await this.#remove(info, ns);
+    await this.#cache.sync();
+    await this.#emptyNamespace(name);
+    return gone;
+  }
+
+  /** Deletes what is in `ns`; returns how many objects it found that were not being deleted already. */
+  async #emptyNamespace(ns: string): Promise<number> {
+    let found = 0;
     for (const kind of this.#cache.kinds()) {
       const info = requireKind(kind);
       if (!info.namespaced) continue;
       for (const o of this.#cache.list(kind, { namespace: ns }).items) {
+        if (!o.metadata.deletionTimestamp) found++;
         await this.delete(kind, ns, o.metadata.name).catch(() => undefined);
       }
     }
+    return found;
   }
 
   #hasDependents(uid: string): boolean {
