@@ -142,6 +142,7 @@ export async function serveProxy(req: IncomingMessage, res: ServerResponse, stor
     res.on('close', () => {
       clearTimeout(timer);
       out.destroy();
+      resolve();
     });
     req.pipe(out);
   });
