@@ -159,6 +159,24 @@ t.test('a full disk (2 MiB tmpfs): writes are refused with the cause, reads go o
   t.same(w, { ok: true, rv: acked + 1 }, 'with space again, writes go on after a restart');
 });
 
+t.test('default, kube-system and kube-public may not be deleted (kubectl delete ns default emptied and removed it)', async (t) => {
+  const store = await createStore(await EmbeddedStorage.open({}), { log: quiet });
+  t.teardown(() => store.close());
+  await store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'keep', namespace: 'default' } } as KObject);
+  for (const ns of ['default', 'kube-system', 'kube-public']) {
+    for (const dryRun of [false, true]) {
+      const e = await store.delete('Namespace', undefined, ns, { dryRun }).catch((err: unknown) => err);
+      t.ok(isApiError(e, 'Forbidden'), `${ns}${dryRun ? ' (dry run)' : ''}: Forbidden`);
+      t.equal((e as Error).message, `namespaces "${ns}" is forbidden: this namespace may not be deleted`);
+    }
+    t.notOk((await store.get('Namespace', undefined, ns)).metadata.deletionTimestamp, `${ns} is not marked for deletion`);
+  }
+  t.ok(await store.tryGet('ConfigMap', 'default', 'keep'), 'and what is in default stays');
+  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'mortal' } } as KObject);
+  await store.delete('Namespace', undefined, 'mortal');
+  t.equal(await store.tryGet('Namespace', undefined, 'mortal'), undefined, 'other namespaces are deleted as before');
+});
+
 const svc = (name: string, nodePort: number, clusterIP: string): Service =>
   ({
     apiVersion: 'v1',

@@ -60,6 +60,9 @@ function encode(obj: KObject): string {
   return JSON.stringify(obj);
 }
 
+/** namespaces that may not be deleted (upstream's NamespaceLifecycle `immortalNamespaces`) */
+const IMMORTAL_NAMESPACES: ReadonlySet<string> = new Set(['default', 'kube-system', 'kube-public']);
+
 const STALE = 'the object has been modified; please apply your changes to the latest version and try again';
 /** how often a write is retried when another writer (or an allocation race) got there first */
 const MAX_ATTEMPTS = 16;
@@ -280,6 +283,10 @@ export class ObjectStore implements Store {
 
   async #deleteOnce(info: KindInfo, old: Stored<KObject>, opts: DeleteOptions): Promise<Stored<KObject>> {
     const name = old.metadata.name;
+    if (info.kind === 'Namespace' && IMMORTAL_NAMESPACES.has(name)) {
+      // upstream's NamespaceLifecycle admission: deleting one would take every system object with it
+      throw new ApiError('Forbidden', `${info.plural} "${name}" is forbidden: this namespace may not be deleted`);
+    }
     const graceful = this.#gracePeriod(info, old, opts);
     if (opts.dryRun) return old;
     if (info.kind === 'Namespace') return this.#deleteNamespace(info, old);
