@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -61,7 +61,9 @@ export function ensureTmpfs(dir: string, sizeBytes: number | undefined): Promise
       if (process.getuid?.() !== 0) {
         return { tmpfs: false, why: 'kubeloop does not run as root, and a tmpfs mounted in one container\'s user namespace is not seen by the pod\'s other containers' };
       }
-      if ((await mounts()).some((m) => m.point === dir && m.source === TMPFS_SOURCE)) return { tmpfs: true };
+      // mountinfo names real paths (a state dir reached through a symlink would not match)
+      const real = await realpath(dir).catch(() => dir);
+      if ((await mounts()).some((m) => m.point === real && m.source === TMPFS_SOURCE)) return { tmpfs: true };
       const size = sizeBytes && sizeBytes > 0 ? `,size=${Math.ceil(sizeBytes)}` : '';
       const err = await run('mount', ['-t', 'tmpfs', '-o', `mode=0700${size}`, TMPFS_SOURCE, dir]);
       return err ? { tmpfs: false, why: `cannot mount a tmpfs: ${err}` } : { tmpfs: true };
@@ -80,11 +82,12 @@ export function ensureTmpfs(dir: string, sizeBytes: number | undefined): Promise
  * below `dir`, deepest first. Resolves to the mount points it could not detach.
  */
 export async function unmountBelow(dir: string): Promise<string[]> {
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  for (const d of [...mounting.keys()]) if (d === dir || d.startsWith(prefix)) mounting.delete(d);
+  const under = (d: string, p: string) => p === d || p.startsWith(d.endsWith('/') ? d : `${d}/`);
+  for (const d of [...mounting.keys()]) if (under(dir, d)) mounting.delete(d);
   if (process.platform !== 'linux') return [];
+  const real = await realpath(dir).catch(() => dir);
   const points = (await mounts())
-    .filter((m) => m.source === TMPFS_SOURCE && m.fstype === 'tmpfs' && (m.point === dir || m.point.startsWith(prefix)))
+    .filter((m) => m.source === TMPFS_SOURCE && m.fstype === 'tmpfs' && under(real, m.point))
     .map((m) => m.point)
     .sort((a, b) => b.split(path.sep).length - a.split(path.sep).length);
   const failed: string[] = [];
