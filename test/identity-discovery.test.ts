@@ -41,6 +41,9 @@ t.test('kubectl auth can-i and auth whoami', async (t) => {
   t.equal((await api.kubectl('auth', 'can-i', 'create', 'deployments')).stdout.trim(), 'yes');
   t.equal((await api.kubectl('auth', 'can-i', 'delete', 'pods', '-n', 'kube-system')).stdout.trim(), 'yes');
   t.equal((await api.kubectl('auth', 'can-i', 'get', '/healthz')).stdout.trim(), 'yes', 'a non-resource URL');
+  const list = await kubectl('auth', 'can-i', '--list');
+  t.match(list, /^\*\.\*\s+\[\]\s+\[\]\s+\[\*\]$/m, 'can-i --list: every verb on every resource');
+  t.match(list, /^\s+\[\*\]\s+\[\]\s+\[\*\]$/m, 'and on every non-resource URL');
   const who = await kubectl('auth', 'whoami', '-o', 'json');
   const info = (JSON.parse(who) as { status: { userInfo: { username: string; groups: string[] } } }).status.userInfo;
   t.equal(info.username, 'kubeloop-admin', 'the client certificate CN');

@@ -1,6 +1,7 @@
 /**
- * The review kinds, answered and never stored: `SelfSubjectAccessReview` (authorization.k8s.io/v1,
- * `kubectl auth can-i`) and `SelfSubjectReview` (authentication.k8s.io/v1, `kubectl auth whoami`).
+ * The review kinds, answered and never stored: `SelfSubjectAccessReview` and
+ * `SelfSubjectRulesReview` (authorization.k8s.io/v1, `kubectl auth can-i`, `can-i --list`) and
+ * `SelfSubjectReview` (authentication.k8s.io/v1, `kubectl auth whoami`).
  *
  * There is no authorization layer yet: every authenticated user — the cluster's own credential,
  * the only one the daemon issues — may do everything (as system:masters), so every access review
@@ -43,6 +44,13 @@ export async function serveReview(req: IncomingMessage, res: ServerResponse, rou
   const out: Rec = { ...obj, metadata: { ...meta, creationTimestamp: null } };
   if (info.kind === 'SelfSubjectAccessReview') {
     out.status = { allowed: true, reason: ALLOWED_REASON };
+  } else if (info.kind === 'SelfSubjectRulesReview') {
+    // everything, as system:masters' rules read
+    out.status = {
+      resourceRules: [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }],
+      nonResourceRules: [{ verbs: ['*'], nonResourceURLs: ['*'] }],
+      incomplete: false,
+    };
   } else {
     const name = user?.name ?? 'system:anonymous';
     const groups = user ? [...user.groups, 'system:authenticated'] : ['system:unauthenticated'];

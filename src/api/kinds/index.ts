@@ -11,7 +11,7 @@ import { endpointSlice } from './endpoint-slice.js';
 import { ingress } from './ingress.js';
 import { lease } from './lease.js';
 import { podDisruptionBudget } from './pod-disruption-budget.js';
-import { selfSubjectAccessReview, selfSubjectReview } from './reviews.js';
+import { selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview } from './reviews.js';
 import { serviceAccount } from './service-account.js';
 
 /** in discovery order */
@@ -39,6 +39,7 @@ export const KIND_DECLS: readonly KindDecl[] = Object.freeze([
   ingress,
   podDisruptionBudget,
   selfSubjectAccessReview,
+  selfSubjectRulesReview,
   selfSubjectReview,
 ]);
 

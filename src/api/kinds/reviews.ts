@@ -1,5 +1,5 @@
 /**
- * The review kinds kubectl's `auth can-i` and `auth whoami` create: answered by the API server
+ * The review kinds kubectl's `auth can-i` (`--list`) and `auth whoami` create: answered by the API server
  * from the request's user (server/reviews.ts), never stored (`virtual`).
  */
 import { type FieldError, invalid, path } from '../field.js';
@@ -57,6 +57,23 @@ export const selfSubjectReview = defineKind({
   protobuf: `
 message SelfSubjectReview {
   optional ObjectMeta metadata = 1;
+}
+`,
+  validate: () => [],
+  verbs: ['create'],
+  virtual: true,
+});
+
+export const selfSubjectRulesReview = defineKind({
+  info: kindInfo('SelfSubjectRulesReview', 'authorization.k8s.io/v1', 'selfsubjectrulesreviews', { namespaced: false }),
+  model: 'V1SelfSubjectRulesReview',
+  protobuf: `
+message SelfSubjectRulesReview {
+  optional ObjectMeta metadata = 1;
+  optional SelfSubjectRulesReviewSpec spec = 2;
+}
+message SelfSubjectRulesReviewSpec {
+  optional string namespace = 1;
 }
 `,
   validate: () => [],
