@@ -85,7 +85,7 @@ export interface KindDecl {
 }
 
 /** A kind's info from its apiVersion and plural, with upstream's usual defaults (namespaced, no status). */
-export function kindInfo(
+export function infoOf(
   kind: string,
   apiVersion: string,
   plural: string,

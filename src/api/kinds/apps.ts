@@ -1,11 +1,11 @@
 /** The apps/v1 kinds. */
 import { defaultDaemonSet, defaultDeployment, defaultReplicaSet, defaultStatefulSet } from '../defaults.js';
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 import { validateDaemonSet, validateDeployment, validateReplicaSet, validateStatefulSet } from '../validation/workloads.js';
 import { workloadValidator } from './workload.js';
 
 export const deployment = defineKind({
-  info: kindInfo('Deployment', 'apps/v1', 'deployments', { shortNames: ['deploy'], categories: ['all'], hasStatus: true }),
+  info: infoOf('Deployment', 'apps/v1', 'deployments', { shortNames: ['deploy'], categories: ['all'], hasStatus: true }),
   model: 'V1Deployment',
   defaults: defaultDeployment,
   validate: workloadValidator('Deployment', validateDeployment),
@@ -13,7 +13,7 @@ export const deployment = defineKind({
 });
 
 export const replicaSet = defineKind({
-  info: kindInfo('ReplicaSet', 'apps/v1', 'replicasets', { shortNames: ['rs'], categories: ['all'], hasStatus: true }),
+  info: infoOf('ReplicaSet', 'apps/v1', 'replicasets', { shortNames: ['rs'], categories: ['all'], hasStatus: true }),
   model: 'V1ReplicaSet',
   defaults: defaultReplicaSet,
   validate: workloadValidator('ReplicaSet', validateReplicaSet),
@@ -21,7 +21,7 @@ export const replicaSet = defineKind({
 });
 
 export const statefulSet = defineKind({
-  info: kindInfo('StatefulSet', 'apps/v1', 'statefulsets', { shortNames: ['sts'], categories: ['all'], hasStatus: true }),
+  info: infoOf('StatefulSet', 'apps/v1', 'statefulsets', { shortNames: ['sts'], categories: ['all'], hasStatus: true }),
   model: 'V1StatefulSet',
   defaults: defaultStatefulSet,
   validate: workloadValidator('StatefulSet', validateStatefulSet),
@@ -29,12 +29,12 @@ export const statefulSet = defineKind({
 });
 
 export const daemonSet = defineKind({
-  info: kindInfo('DaemonSet', 'apps/v1', 'daemonsets', { shortNames: ['ds'], categories: ['all'], hasStatus: true }),
+  info: infoOf('DaemonSet', 'apps/v1', 'daemonsets', { shortNames: ['ds'], categories: ['all'], hasStatus: true }),
   model: 'V1DaemonSet',
   defaults: defaultDaemonSet,
   validate: workloadValidator('DaemonSet', validateDaemonSet),
 });
 
 export const controllerRevision = defineKind({
-  info: kindInfo('ControllerRevision', 'apps/v1', 'controllerrevisions'),
+  info: infoOf('ControllerRevision', 'apps/v1', 'controllerrevisions'),
 });

@@ -8,7 +8,7 @@ import {
   defaultService,
   prepareServiceUpdate,
 } from '../defaults.js';
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 import { nameIsDNSLabel } from '../names.js';
 import type { KObject } from '../types.js';
 import { validateConfigMap, validateConfigMapUpdate, validateSecret, validateSecretUpdate } from '../validation/config.js';
@@ -19,7 +19,7 @@ import { validateReplicationController } from '../validation/workloads.js';
 import { workloadValidator } from './workload.js';
 
 export const namespace = defineKind({
-  info: kindInfo('Namespace', 'v1', 'namespaces', { namespaced: false, shortNames: ['ns'], hasStatus: true }),
+  info: infoOf('Namespace', 'v1', 'namespaces', { namespaced: false, shortNames: ['ns'], hasStatus: true }),
   model: 'V1Namespace',
   defaults: defaultNamespace,
   nameRule: nameIsDNSLabel,
@@ -28,19 +28,19 @@ export const namespace = defineKind({
 });
 
 export const node = defineKind({
-  info: kindInfo('Node', 'v1', 'nodes', { namespaced: false, shortNames: ['no'], hasStatus: true }),
+  info: infoOf('Node', 'v1', 'nodes', { namespaced: false, shortNames: ['no'], hasStatus: true }),
   model: 'V1Node',
 });
 
 export const pod = defineKind({
-  info: kindInfo('Pod', 'v1', 'pods', { shortNames: ['po'], categories: ['all'], hasStatus: true }),
+  info: infoOf('Pod', 'v1', 'pods', { shortNames: ['po'], categories: ['all'], hasStatus: true }),
   model: 'V1Pod',
   defaults: defaultPod,
   validate: (o, old) => (old ? validatePodUpdate(o, old) : validatePod(o)),
 });
 
 export const service = defineKind({
-  info: kindInfo('Service', 'v1', 'services', { shortNames: ['svc'], categories: ['all'], hasStatus: true }),
+  info: infoOf('Service', 'v1', 'services', { shortNames: ['svc'], categories: ['all'], hasStatus: true }),
   model: 'V1Service',
   defaults: defaultService,
   prepareUpdate: (o, old) => prepareServiceUpdate(o as KObject, old as KObject),
@@ -51,7 +51,7 @@ export const service = defineKind({
 });
 
 export const endpoints = defineKind({
-  info: kindInfo('Endpoints', 'v1', 'endpoints', { shortNames: ['ep'] }),
+  info: infoOf('Endpoints', 'v1', 'endpoints', { shortNames: ['ep'] }),
   model: 'V1Endpoints',
   defaults: defaultEndpoints,
   validate: (o, old, opts) => {
@@ -61,30 +61,30 @@ export const endpoints = defineKind({
 });
 
 export const event = defineKind({
-  info: kindInfo('Event', 'v1', 'events', { shortNames: ['ev'] }),
+  info: infoOf('Event', 'v1', 'events', { shortNames: ['ev'] }),
   model: 'CoreV1Event',
 });
 
 export const configMap = defineKind({
-  info: kindInfo('ConfigMap', 'v1', 'configmaps', { shortNames: ['cm'] }),
+  info: infoOf('ConfigMap', 'v1', 'configmaps', { shortNames: ['cm'] }),
   model: 'V1ConfigMap',
   validate: (o, old) => (old ? validateConfigMapUpdate(o, old) : validateConfigMap(o)),
 });
 
 export const secret = defineKind({
-  info: kindInfo('Secret', 'v1', 'secrets'),
+  info: infoOf('Secret', 'v1', 'secrets'),
   model: 'V1Secret',
   defaults: defaultSecret,
   validate: (o, old) => (old ? validateSecretUpdate(o, old) : validateSecret(o)),
 });
 
 export const persistentVolumeClaim = defineKind({
-  info: kindInfo('PersistentVolumeClaim', 'v1', 'persistentvolumeclaims', { shortNames: ['pvc'], hasStatus: true }),
+  info: infoOf('PersistentVolumeClaim', 'v1', 'persistentvolumeclaims', { shortNames: ['pvc'], hasStatus: true }),
   model: 'V1PersistentVolumeClaim',
 });
 
 export const replicationController = defineKind({
-  info: kindInfo('ReplicationController', 'v1', 'replicationcontrollers', { shortNames: ['rc'], categories: ['all'], hasStatus: true }),
+  info: infoOf('ReplicationController', 'v1', 'replicationcontrollers', { shortNames: ['rc'], categories: ['all'], hasStatus: true }),
   model: 'V1ReplicationController',
   defaults: defaultReplicationController,
   validate: workloadValidator('ReplicationController', validateReplicationController),

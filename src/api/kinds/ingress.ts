@@ -1,5 +1,5 @@
 /** networking.k8s.io/v1 Ingress: stored and validated; no ingress controller routes it (status.loadBalancer stays empty). */
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 import { validateIngress } from '../validation/ingress-pdb.js';
 import { withMetaUpdate } from './meta-only.js';
 
@@ -7,7 +7,7 @@ type Rec = Record<string, unknown>;
 const recs = (v: unknown): Rec[] => (Array.isArray(v) ? v.filter((x): x is Rec => x !== null && typeof x === 'object') : []);
 
 export const ingress = defineKind({
-  info: kindInfo('Ingress', 'networking.k8s.io/v1', 'ingresses', { shortNames: ['ing'], hasStatus: true }),
+  info: infoOf('Ingress', 'networking.k8s.io/v1', 'ingresses', { shortNames: ['ing'], hasStatus: true }),
   model: 'V1Ingress',
   validate: withMetaUpdate(validateIngress),
   // upstream `ingressColumnDefinitions`: Name, Class, Hosts, Address, Ports, Age

@@ -1,10 +1,10 @@
 /** coordination.k8s.io/v1 Lease: leader election (controllers/leader.ts). */
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 import { validateLease } from '../validation/lease.js';
 import { withMetaUpdate } from './meta-only.js';
 
 export const lease = defineKind({
-  info: kindInfo('Lease', 'coordination.k8s.io/v1', 'leases'),
+  info: infoOf('Lease', 'coordination.k8s.io/v1', 'leases'),
   model: 'V1Lease',
   validate: withMetaUpdate(validateLease),
   // upstream `leaseColumnDefinitions`: Name, Holder, Age

@@ -1,5 +1,5 @@
 /** policy/v1 PodDisruptionBudget: stored and validated; its status is not computed (no disruption controller, no eviction API). */
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 import { validatePodDisruptionBudget } from '../validation/ingress-pdb.js';
 import { withMetaUpdate } from './meta-only.js';
 
@@ -7,7 +7,7 @@ type Rec = Record<string, unknown>;
 const specOf = (o: Rec): Rec => (o.spec as Rec | undefined) ?? {};
 
 export const podDisruptionBudget = defineKind({
-  info: kindInfo('PodDisruptionBudget', 'policy/v1', 'poddisruptionbudgets', { shortNames: ['pdb'], hasStatus: true }),
+  info: infoOf('PodDisruptionBudget', 'policy/v1', 'poddisruptionbudgets', { shortNames: ['pdb'], hasStatus: true }),
   model: 'V1PodDisruptionBudget',
   validate: withMetaUpdate(validatePodDisruptionBudget),
   // upstream `podDisruptionBudgetColumnDefinitions`: Name, Min Available, Max Unavailable, Allowed Disruptions, Age

@@ -3,7 +3,7 @@
  * from the request's user (server/reviews.ts), never stored (`virtual`).
  */
 import { type FieldError, invalid, path } from '../field.js';
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 
 type Rec = Record<string, unknown>;
 const isRec = (v: unknown): v is Rec => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -21,7 +21,7 @@ function validateSelfSubjectAccessReview(o: Rec): FieldError[] {
 }
 
 export const selfSubjectAccessReview = defineKind({
-  info: kindInfo('SelfSubjectAccessReview', 'authorization.k8s.io/v1', 'selfsubjectaccessreviews', { namespaced: false }),
+  info: infoOf('SelfSubjectAccessReview', 'authorization.k8s.io/v1', 'selfsubjectaccessreviews', { namespaced: false }),
   model: 'V1SelfSubjectAccessReview',
   protobuf: `
 message SelfSubjectAccessReview {
@@ -52,7 +52,7 @@ message NonResourceAttributes {
 });
 
 export const selfSubjectReview = defineKind({
-  info: kindInfo('SelfSubjectReview', 'authentication.k8s.io/v1', 'selfsubjectreviews', { namespaced: false }),
+  info: infoOf('SelfSubjectReview', 'authentication.k8s.io/v1', 'selfsubjectreviews', { namespaced: false }),
   model: 'V1SelfSubjectReview',
   protobuf: `
 message SelfSubjectReview {
@@ -65,7 +65,7 @@ message SelfSubjectReview {
 });
 
 export const selfSubjectRulesReview = defineKind({
-  info: kindInfo('SelfSubjectRulesReview', 'authorization.k8s.io/v1', 'selfsubjectrulesreviews', { namespaced: false }),
+  info: infoOf('SelfSubjectRulesReview', 'authorization.k8s.io/v1', 'selfsubjectrulesreviews', { namespaced: false }),
   model: 'V1SelfSubjectRulesReview',
   protobuf: `
 message SelfSubjectRulesReview {

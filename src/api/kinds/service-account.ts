@@ -1,8 +1,8 @@
 /** v1 ServiceAccount: a `default` one per namespace (controllers/service-account.ts). Token volumes are not projected yet. */
-import { defineKind, kindInfo } from '../kind.js';
+import { defineKind, infoOf } from '../kind.js';
 
 export const serviceAccount = defineKind({
-  info: kindInfo('ServiceAccount', 'v1', 'serviceaccounts', { shortNames: ['sa'] }),
+  info: infoOf('ServiceAccount', 'v1', 'serviceaccounts', { shortNames: ['sa'] }),
   model: 'V1ServiceAccount',
   protobuf: `
 message ServiceAccount {
