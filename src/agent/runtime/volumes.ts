@@ -15,6 +15,7 @@ import { type ObjectLookup, isProjected, project } from './volume-sources.js';
  * |---|---|
  * | `persistentVolumeClaim` | `<stateDir>/volumes/<namespace>/<claim>/` (kept until the claim is deleted) |
  * | `emptyDir` | `<stateDir>/pods/<ns>_<pod>_<uid>/_volumes/<volume>/` (removed with the pod) |
+ * | `emptyDir` `medium: Memory` | the same directory, a tmpfs of `sizeLimit` mounted on the host side when the daemon is root (memory-volumes.ts) |
  * | `hostPath` | the path itself (made for `DirectoryOrCreate`) |
  * | `configMap`, `secret`, `downwardAPI`, `projected` | `<podDir>/_volumes/<volume>/`, the kubelet's atomic writer layout (atomic-writer.ts), rewritten when its sources change |
  *
