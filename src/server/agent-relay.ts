@@ -9,8 +9,11 @@
  * the user's socket has taken its bytes, and reading pauses while the pool is out or the user's
  * response wants a drain.
  *
- * The request is HTTP/1.0, so the agent's reply is never chunked: the body is every byte after
- * the head until the agent closes (what Node's server does for an HTTP/1.0 client).
+ * The request is HTTP/1.0, so Node's server does not chunk the reply: with chunked encoding every
+ * write of the agent became a fresh copy in TLS (a writev of size line, data and CRLF), the same
+ * garbage again (+39 MiB in test/log-tail). A reply with a Content-Length (a Status) or chunked
+ * anyway is framed by it, and cut for the user if the agent does not finish it; a log body ends
+ * with the connection, so an agent that dies mid-log is not told apart from the end of the log.
  */
 import type { ServerResponse } from 'node:http';
 import type { OnReadOpts } from 'node:net';
@@ -29,10 +32,61 @@ const POOL = 4;
 /** an agent reply head longer than this is refused */
 const MAX_HEAD = 16 * 1024;
 
-/** the agent's status and the headers the user gets */
+/** the agent's status, the headers the user gets, and the body's framing */
 interface ReplyHead {
   status: number;
   headers: Record<string, string>;
+  chunked: boolean;
+  length: number | undefined;
+}
+
+/**
+ * Decodes a chunked body as it arrives: the body bytes of each read, as views of it (no copy).
+ * Chunk extensions and trailers are skipped. Throws on malformed framing.
+ */
+export class ChunkedDecoder {
+  #state: 'size' | 'data' | 'data-end' | 'trailer' | 'done' = 'size';
+  #line = '';
+  #left = 0;
+
+  get done(): boolean {
+    return this.#state === 'done';
+  }
+
+  push(b: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    let at = 0;
+    while (at < b.length && this.#state !== 'done') {
+      if (this.#state === 'data') {
+        const n = Math.min(this.#left, b.length - at);
+        out.push(b.subarray(at, at + n));
+        at += n;
+        this.#left -= n;
+        if (this.#left === 0) this.#state = 'data-end';
+        continue;
+      }
+      const nl = b.indexOf(0x0a, at);
+      const end = nl < 0 ? b.length : nl;
+      this.#line += b.toString('latin1', at, end);
+      at = nl < 0 ? b.length : nl + 1;
+      if (this.#line.length > 1024) throw new Error('a chunk size or trailer line over 1024 bytes');
+      if (nl < 0) break;
+      const line = this.#line.replace(/\r$/, '');
+      this.#line = '';
+      if (this.#state === 'data-end') {
+        if (line !== '') throw new Error('a chunk does not end with CRLF');
+        this.#state = 'size';
+      } else if (this.#state === 'size') {
+        const hex = line.split(';')[0].trim();
+        if (!/^[0-9a-fA-F]{1,8}$/.test(hex)) throw new Error(`bad chunk size "${hex.slice(0, 20)}"`);
+        this.#left = parseInt(hex, 16);
+        this.#state = this.#left === 0 ? 'trailer' : 'data';
+      } else if (line === '') {
+        this.#state = 'done';
+      }
+    }
+    return out;
+  }
 }
 
 /** the reply head in `b`, or undefined when it is malformed */
@@ -41,13 +95,22 @@ export function parseReplyHead(b: Buffer): ReplyHead | undefined {
   const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
   if (!m) return undefined;
   const headers: Record<string, string> = {};
+  let chunked = false;
+  let length: number | undefined;
   for (const line of lines.slice(1)) {
     const i = line.indexOf(':');
     if (i <= 0) return undefined;
     const k = line.slice(0, i).trim().toLowerCase();
-    if (k === 'content-type' || k === 'content-length') headers[k === 'content-type' ? 'Content-Type' : 'Content-Length'] = line.slice(i + 1).trim();
+    const v = line.slice(i + 1).trim();
+    if (k === 'content-type') headers['Content-Type'] = v;
+    else if (k === 'transfer-encoding') chunked = /(^|,)\s*chunked\s*$/i.test(v);
+    else if (k === 'content-length') {
+      if (!/^\d{1,15}$/.test(v)) return undefined;
+      length = Number(v);
+    }
   }
-  return { status: Number(m[1]), headers };
+  if (length !== undefined && !chunked) headers['Content-Length'] = String(length);
+  return { status: Number(m[1]), headers, chunked, length: chunked ? undefined : length };
 }
 
 /**
@@ -88,12 +151,34 @@ export function relayAgentGet(t: RelayTarget, res: ServerResponse): Promise<void
       paused = false;
       sock.resume();
     };
+    /** the body's pieces in a read (views of it) and whether the body is complete */
+    let frame: (b: Buffer) => { pieces: Buffer[]; complete: boolean } = (b) => ({ pieces: [b], complete: false });
+    let closeDelimited = true;
     const body = (chunk: Buffer, release: () => void): boolean => {
       if (res.destroyed || res.writableEnded) {
         release();
         return false;
       }
-      const more = res.write(chunk, () => release());
+      let f: { pieces: Buffer[]; complete: boolean };
+      try {
+        f = frame(chunk);
+      } catch (err) {
+        release();
+        sock.destroy();
+        finish(new Error(`the agent's reply body is malformed: ${(err as Error).message}`));
+        return false;
+      }
+      const pieces = f.pieces.filter((p) => p.length);
+      let more = true;
+      // writes complete in order: the last one's callback frees the buffer
+      pieces.forEach((p, i) => (more = res.write(p, i === pieces.length - 1 ? () => release() : undefined)));
+      if (!pieces.length) release();
+      if (f.complete) {
+        res.end();
+        sock.destroy();
+        finish();
+        return false;
+      }
       if (!more || out >= POOL) paused = true;
       return !paused;
     };
@@ -117,8 +202,27 @@ export function relayAgentGet(t: RelayTarget, res: ServerResponse): Promise<void
       }
       const rest = Buffer.from(head.subarray(end + 4)); // the first body bytes: at most one read
       head = undefined;
+      if (h.chunked) {
+        const decoder = new ChunkedDecoder();
+        frame = (b) => ({ pieces: decoder.push(b), complete: decoder.done });
+        closeDelimited = false;
+      } else if (h.length !== undefined) {
+        let left = h.length;
+        frame = (b) => {
+          const piece = b.subarray(0, left);
+          left -= piece.length;
+          return { pieces: [piece], complete: left === 0 };
+        };
+        closeDelimited = false;
+      }
       res.writeHead(h.status, { 'Content-Type': 'text/plain', ...h.headers, 'Cache-Control': 'no-cache, private' });
       res.flushHeaders();
+      if (h.length === 0) {
+        res.end();
+        sock.destroy();
+        finish();
+        return false;
+      }
       return rest.length ? body(rest, () => {}) : true;
     };
     // tls.connect passes `onread` to its net.Socket (Node's types do not list it)
@@ -133,6 +237,7 @@ export function relayAgentGet(t: RelayTarget, res: ServerResponse): Promise<void
     sock.once('secureConnect', () => sock.write(`GET ${t.path} HTTP/1.0\r\nHost: ${t.host}:${t.port}\r\n\r\n`));
     sock.once('end', () => {
       if (head) return finish(new Error('the agent closed the connection before its reply'));
+      if (!closeDelimited) return finish(new Error('the agent closed the connection before the end of its reply'));
       res.end();
       finish();
     });
