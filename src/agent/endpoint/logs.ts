@@ -162,7 +162,7 @@ export async function serveLogs(req: IncomingMessage, res: ServerResponse, deps:
     const stamper = q.timestamps ? new LineStamper(stampAt, from) : undefined;
     const out = new Output(res, q.limitBytes, stamper);
     // no Content-Length: the body is chunked for HTTP/1.1 clients, and ends with the connection for
-    // HTTP/1.0 ones (the API server's relay, server/agent-relay.ts)
+    // HTTP/1.0 ones (the API server's relay, server/agent-relay.ts: chunking costs a copy per write)
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private' });
     await copyRange(fh, from, size, out);
     if (!q.follow || q.previous || !out.open) {
