@@ -353,8 +353,10 @@ export class PodWorker {
 
   /** Init containers one after the other (sidecars: once started), then the others together. */
   async #runInit(): Promise<void> {
-    this.#memoryReady = this.#memoryVolumes();
-    await this.#memoryReady;
+    if (this.#pod.spec?.volumes?.some((v) => v.emptyDir?.medium === 'Memory')) {
+      this.#memoryReady = this.#memoryVolumes();
+      await this.#memoryReady;
+    }
     for (const r of this.#init) {
       if (this.#halted) return;
       const ok = await new Promise<boolean>((resolve) => {
