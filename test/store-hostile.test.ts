@@ -234,6 +234,23 @@ t.test('on redis-server', async (t) => {
     t.equal(await admin.xlen('changes'), 1);
   });
 
+  await t.test("another program's key under kubeloop's prefix: the commit is refused whole, nothing half-written", async (t) => {
+    for (const [suffix, make] of [
+      ['changes', (k: string) => admin.set(k, 'a string, not a stream')],
+      ['idx:ConfigMap', (k: string) => admin.rpush(k, 'a list, not a sorted set')],
+    ] as const) {
+      const prefix = `h${++n}:`;
+      await make(`${prefix}${suffix}`);
+      const s = await RedisStorage.open({ url: srv.url, log: quiet, keyPrefix: prefix });
+      t.teardown(() => s.close());
+      const e = await s.commit([{ op: 'create', key: 'ConfigMap/default/x', value: '{}' }]).catch((err: unknown) => err as Error);
+      t.match((e as Error).message, `WRONGTYPE key ${prefix}${suffix} holds a`, `${suffix}: the commit fails naming the key`);
+      t.match((e as Error).message, /another program uses this key prefix; point kubeloop at another database/, 'and the fix');
+      t.equal(await admin.get(`${prefix}rev`), null, 'the revision was not bumped (it was, with the record written and no change entry)');
+      t.equal(await admin.exists(`${prefix}r:ConfigMap/default/x`), 0, 'the record was not written');
+    }
+  });
+
   await t.test('a namespace deleted through one daemon while another creates in it: nothing is left behind in it', async (t) => {
     const prefix = `h${++n}:`;
     const open = async () => {

@@ -28,6 +28,21 @@ export const indexName = (key: string): string => {
  */
 export const COMMIT_LUA = `
 local n = tonumber(ARGV[2])
+-- a key of another program under our prefix would fail a write half way (Redis does not roll a
+-- script back): refuse before writing anything
+local function foreign(k, want)
+  local t = redis.call('TYPE', k).ok
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE key ' .. k .. ' holds a ' .. t .. ' where kubeloop keeps a ' .. want ..
+      ': another program uses this key prefix; point kubeloop at another database (redis://host:port/N)')
+  end
+end
+local e = foreign(KEYS[1], 'string') or foreign(KEYS[2], 'stream') or foreign(KEYS[3], 'set')
+if e then return e end
+for i = 1, n do
+  e = foreign(KEYS[3 + 2 * i], 'zset')
+  if e then return e end
+end
 for i = 1, n do
   local a = 2 + (i - 1) * 5
   local op, expect = ARGV[a + 1], ARGV[a + 2]
