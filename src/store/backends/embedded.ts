@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, readFile, readdir, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import RedisMock from 'ioredis-mock';
+import { type RedisMock, loadRedisMock } from './redis-mock.js';
 import pino, { type Logger } from 'pino';
 import { ApiError } from '../../api/errors.js';
 import type { Change, ChangeBatch, CommitResult, Storage, StorageOp, StorageWatch, StoredRecord } from '../storage.js';
@@ -104,7 +104,7 @@ export class EmbeddedStorage implements Storage {
   readonly #snapshotEvery: number;
   readonly #snapshotBytes: number;
   readonly #log: Logger;
-  readonly #mock: InstanceType<typeof RedisMock>;
+  readonly #mock: InstanceType<RedisMock>;
   /** key → rv of every existing key, queued commits included: what conditions are checked against */
   readonly #index = new Map<string, number>();
   /** key → rv of its latest write that is not durable yet */
@@ -128,7 +128,7 @@ export class EmbeddedStorage implements Storage {
   #closing: Promise<void> | undefined;
   #released = false;
 
-  private constructor(o: EmbeddedStorageOptions) {
+  private constructor(o: EmbeddedStorageOptions, Mock: RedisMock) {
     this.#dir = o.dir;
     this.#fsync = o.fsync ?? true;
     this.#historySize = Math.max(1, o.historySize ?? 10_000);
@@ -136,12 +136,12 @@ export class EmbeddedStorage implements Storage {
     this.#snapshotBytes = Math.max(1, o.snapshotBytes ?? 64 * 1024 * 1024);
     this.#log = (o.log ?? pino({ level: 'silent' })).child({ component: 'store-embedded' });
     // instances with the same host share a keyspace: each store gets its own
-    this.#mock = new RedisMock({ host: `embedded-${randomUUID()}` });
+    this.#mock = new Mock({ host: `embedded-${randomUUID()}` });
   }
 
   /** Opens (creating, migrating or replaying) the store in `o.dir`; throws what to do when the files are damaged. */
   static async open(o: EmbeddedStorageOptions = {}): Promise<EmbeddedStorage> {
-    const s = new EmbeddedStorage(o);
+    const s = new EmbeddedStorage(o, await loadRedisMock());
     try {
       if (s.#dir) await s.#recover(s.#dir);
     } catch (e) {
