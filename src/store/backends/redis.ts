@@ -166,7 +166,11 @@ export class RedisStorage implements Storage {
     const msg = this.#target.password ? raw.split(this.#target.password).join('***') : raw;
     const what = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)
       ? `refused the credentials: ${msg} — set the password in the URL or $KUBELOOP_REDIS_PASSWORD`
-      : `is unreachable: ${msg}`;
+      : /^OOM /.test(msg)
+        ? `is out of memory: ${msg} — raise its maxmemory or free memory there`
+        : /^WRONGTYPE key /.test(msg)
+          ? `refused the write: ${msg}`
+          : `is unreachable: ${msg}`;
     return new ApiError('ServiceUnavailable', `the store (redis at ${this.#target.redacted}) ${what}`, {
       retryAfterSeconds: this.#retryAfter,
     });
