@@ -296,6 +296,7 @@ t.test('on redis-server', async (t) => {
     await srv.restart();
     await waitFor(() => Number(store.resourceVersion) < before, { what: 'the cache to follow the empty store', timeoutMs: 15_000 });
     t.match(c.text(), new RegExp(`resourceVersion went back from ${before} to 0: it lost data \\(a Redis restarted without persistence`), 'the loss is logged with both revisions');
+    t.match(c.text(), /following the store from here\. Restart every kubeloop daemon on this store to register its nodes and system namespaces again/, 'and what to do');
     t.equal(await store.tryGet('ConfigMap', 'default', 'c0'), undefined, 'what was lost is not served from the cache');
     await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } as KObject);
     const cm = await store

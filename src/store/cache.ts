@@ -357,7 +357,8 @@ export class WatchCache {
       this.#log.error(
         { storeRv: rv, seenRv: this.#rv },
         `the store's resourceVersion went back from ${this.#rv} to ${rv}: it lost data (a Redis restarted without persistence, ` +
-          'or a state dir restored from an older copy); what it lost is gone: following the store from here',
+          'or a state dir restored from an older copy); what it lost is gone: following the store from here. ' +
+          'Restart every kubeloop daemon on this store to register its nodes and system namespaces again',
       );
     }
     this.#rv = rv;
