@@ -38,9 +38,8 @@ export class AgentForwarder {
 
   /** the agent endpoint of the pod's node, and the path there */
   async #target(sub: string, namespace: string, name: string, query: URLSearchParams): Promise<{ host: string; port: number; path: string }> {
-    const tls = this.#tls;
-    if (!tls) throw new ApiError('ServiceUnavailable', 'no node agent credentials: the daemon was started without its PKI');
     const pod = await this.#store.get<Pod>('Pod', namespace, name);
+    if (!this.#tls) throw new ApiError('ServiceUnavailable', 'no node agent credentials: the daemon was started without its PKI');
     const nodeName = pod.spec?.nodeName;
     if (!nodeName) throw badRequest(`pod ${name} is not scheduled to a node yet: wait until it runs`);
     const node = await this.#store.tryGet<Node>('Node', undefined, nodeName);

@@ -94,7 +94,7 @@ export function requestVerb(method: string, route: ResourceRoute, namespaced: bo
   return OBJECT_METHODS.get(method);
 }
 
-const SUBRESOURCE_METHODS = new Map<string, Verb>([['GET', 'get'], ['PUT', 'update'], ['PATCH', 'patch']]);
+const SUBRESOURCE_METHODS = new Map<string, Verb>([['GET', 'get'], ['POST', 'create'], ['PUT', 'update'], ['PATCH', 'patch']]);
 const COLLECTION_METHODS = new Map<string, Verb>([['POST', 'create'], ['DELETE', 'deletecollection']]);
 const OBJECT_METHODS = new Map<string, Verb>([['PUT', 'update'], ['PATCH', 'patch'], ['DELETE', 'delete']]);
 
@@ -605,7 +605,9 @@ export class Handlers {
       return;
     }
     if (sub === 'exec' || sub === 'attach' || sub === 'portforward') {
-      // the upgraded requests never get here: index.ts hands them to the node agent (agent-forward.ts)
+      // the upgraded requests never get here: index.ts hands them to the node agent (agent-forward.ts);
+      // as upstream, a missing pod is a 404 before the missing upgrade is a 400
+      await this.#d.store.get('Pod', c.route.namespace ?? 'default', name);
       throw badRequest(`Upgrade request required: pods/${sub} streams over WebSockets (v5.channel.k8s.io, v4.channel.k8s.io${sub === 'portforward' ? ', v2.portforward.k8s.io' : ''}); use kubectl ${sub === 'portforward' ? 'port-forward' : sub}`);
     }
     if (sub === 'ephemeralcontainers') {

@@ -166,6 +166,10 @@ export class ApiServer {
       s.on('close', () => this.#sockets.delete(s));
     });
     server.keepAliveTimeout = 30_000;
+    // a client that half-closes after its request (HTTP/1.0 style, `nc`, scripts) still gets the
+    // answer: without this Node ends the socket at the client's FIN, losing any reply that takes
+    // more than one turn of the event loop (every write waits for the store's fsync)
+    (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#upgrade(req, socket, head));
     this.#capConnections(server, !!tls, t);
     await new Promise<void>((resolve, reject) => {
