@@ -123,12 +123,17 @@ export class Informer<T extends KObject = KObject> {
         this.#watch = undefined;
         if (this.#stopped) return;
         this.relists++;
-        this.#listAndWatch().catch(() => {
-          // the store is unreachable: try again shortly
-          if (!this.#stopped) setTimeout(() => void this.#listAndWatch().catch(() => undefined), 1000).unref();
-        });
+        this.#relist(0);
       },
     );
+  }
+
+  /** Lists and watches again; while the store cannot be reached, tries again (500 ms doubling to 30 s). */
+  #relist(attempt: number): void {
+    this.#listAndWatch().catch(() => {
+      if (this.#stopped) return;
+      setTimeout(() => this.#relist(attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
+    });
   }
 
   #onEvent(ev: WatchEvent<T>): void {
