@@ -124,9 +124,10 @@ export function fakeKubelet(t: Teardown, store: ClosableStore, opts: { ready?: (
       .catch(() => undefined)
       .finally(() => {
         inFlight.delete(key);
-        // it may have changed while we were busy
+        // it may have changed while we were busy (an unchanged one, e.g. a pod its finalizers
+        // keep after the delete, waits for its next update instead of spinning here)
         const cur = pods.getByKey(key);
-        if (cur) handle(cur);
+        if (cur && cur.metadata.resourceVersion !== p.metadata.resourceVersion) handle(cur);
       });
   };
   pods.addHandler({ onAdd: handle, onUpdate: (_o, p) => handle(p) });
