@@ -97,7 +97,7 @@ t.test('debug gets a Status, not a panic; a plain POST is no stream', async (t) 
   t.match(r.stderr, /ephemeral containers/);
   t.notMatch(r.stderr, /panic|nil pointer/);
   const plain = await api.request('POST', '/api/v1/namespaces/default/pods/box/exec?command=true');
-  t.equal(plain.status, 405, 'a plain request is not a stream');
+  t.equal(plain.status, 400, 'a plain request is not a stream: upstream\'s 400 Upgrade request required');
 });
 
 t.test('the agent endpoint serves the API server only', async (t) => {

@@ -13,8 +13,10 @@ const NS = 'default';
 const NODE: NodeSpec = { name: 'sts-node', ip: '127.0.55.1', podCidr: '127.250.0.0/16' };
 const pidOf = (p: Pod) => Number(p.status?.containerStatuses?.[0]?.containerID?.slice('kubeloop://'.length));
 
+// the host-side layout (KUBELOOP_VOLUME_* naming the volume's directory) is the fallback without a
+// mount namespace per pod; test/volumes covers the volumes at their mountPath
 t.test('web-0 keeps its name, DNS record and data across deletion; claims outlive the set', async (t) => {
-  const w = await startWorkloads(t, { podCidr: '127.250.0.0/16', nodes: [NODE] });
+  const w = await startWorkloads(t, { podCidr: '127.250.0.0/16', nodes: [NODE], mountNamespaces: false });
   const { store, stateDir } = w;
   const dns = new DnsServer({ informers: w.informers, log, address: '127.0.0.1', port: 0, zone: 'cluster.local', ttl: 0 });
   await dns.start();
@@ -97,7 +99,7 @@ t.test('web-0 keeps its name, DNS record and data across deletion; claims outliv
 });
 
 t.test('emptyDir and hostPath mounts: env per mount, first mount as working directory, emptyDir removed with the pod', async (t) => {
-  const w = await startWorkloads(t, { podCidr: '127.250.0.0/16', nodes: [NODE] });
+  const w = await startWorkloads(t, { podCidr: '127.250.0.0/16', nodes: [NODE], mountNamespaces: false });
   const { store, stateDir } = w;
   const host = await mkdtemp(join(tmpdir(), 'kubeloop-hostpath-'));
   t.teardown(() => rm(host, { recursive: true, force: true }));

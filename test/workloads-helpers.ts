@@ -42,6 +42,8 @@ export async function startWorkloads(
     podCidr?: string;
     serviceCidr?: string;
     clock?: Clock;
+    /** false: the runtime's fallback without a mount namespace per pod (volumes as KUBELOOP_VOLUME_* host dirs) */
+    mountNamespaces?: boolean;
     jobFailureBackoff?: { initialMs: number; maxMs: number };
     nodes?: NodeSpec[];
     /** also run the service proxy, NodePorts on these addresses */
@@ -85,6 +87,7 @@ export async function startWorkloads(
       images,
       backoff: { initialMs: 100, maxMs: 400 },
       stopGraceMs: 1000,
+      ...(o.mountNamespaces === false ? { mountNamespaces: false } : {}),
     });
     runtimes.add(r);
     await r.start();
