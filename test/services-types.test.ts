@@ -154,7 +154,8 @@ t.test('sessionAffinity ClientIP: one client IP keeps its pod; distinct loopback
   const svc = await c.api.create(service('sticky', { selector: web, ports: http8080, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 30 } } }));
   await readyEndpoints(c.api, 'sticky', 2);
   const ip = svc.spec!.clusterIP!;
-  const first = await whoServes(ip, 8080, '127.0.62.101');
+  // Endpoints can be ready before the proxy has synced this Service's listener
+  const first = await waitFor(() => whoServes(ip, 8080, '127.0.62.101').catch(() => undefined), { what: 'the sticky listener' });
   for (let i = 0; i < 8; i++) t.equal(await whoServes(ip, 8080, '127.0.62.101'), first, 'same source, same pod');
   const others = new Set<string>();
   for (let i = 102; i < 110; i++) others.add(await whoServes(ip, 8080, `127.0.62.${i}`));
@@ -231,7 +232,7 @@ t.test('SCTP: accepted by the API, not proxied, reported as an event; the TCP po
     ],
   }));
   await readyEndpoints(c.api, 'mixed', 2);
-  t.match(await whoServes(svc.spec!.clusterIP!, 8080), /^web-[12]$/);
+  t.match(await waitFor(() => whoServes(svc.spec!.clusterIP!, 8080).catch(() => undefined), { what: 'the TCP listener' }), /^web-[12]$/);
   const ev = await c.api.event('mixed', 'UnsupportedProtocol');
   t.equal(ev.type, 'Warning');
   t.match(ev.message, /port sig\/SCTP is not proxied: kubeloop's service proxy serves TCP and UDP only/);
