@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { podField } from './volume-sources.js';
 import type { ConfigMap, Container, Pod, Secret, Service } from '../../api/types.js';
 
 /**
@@ -118,20 +119,9 @@ async function valueFrom(
 }
 
 function fieldValue(i: EnvInput, path: string): string {
-  const m = i.pod.metadata ?? {};
-  const sub = /^metadata\.(labels|annotations)\['([^']*)'\]$/.exec(path);
-  if (sub) return (sub[1] === 'labels' ? m.labels : m.annotations)?.[sub[2]] ?? '';
+  const meta = podField(i.pod, path);
+  if (meta !== undefined) return meta;
   switch (path) {
-    case 'metadata.name':
-      return m.name ?? '';
-    case 'metadata.namespace':
-      return m.namespace ?? 'default';
-    case 'metadata.uid':
-      return m.uid ?? '';
-    case 'metadata.labels':
-      return formatMap(m.labels);
-    case 'metadata.annotations':
-      return formatMap(m.annotations);
     case 'spec.nodeName':
       return i.nodeName;
     case 'spec.serviceAccountName':
@@ -147,11 +137,6 @@ function fieldValue(i: EnvInput, path: string): string {
   }
 }
 
-const formatMap = (m: Record<string, string> | undefined): string =>
-  Object.keys(m ?? {})
-    .sort()
-    .map((k) => `${k}="${m![k]}"`)
-    .join('\n');
 
 function secretData(s: Secret): Record<string, string> {
   const out: Record<string, string> = {};

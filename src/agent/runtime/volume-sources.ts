@@ -133,8 +133,8 @@ function downward(pod: Pod, item: NonNullable<NonNullable<Volume['downwardAPI']>
   return add(item.path, Buffer.from(value), item.mode ?? mode, field);
 }
 
-/** metadata fields a downwardAPI volume may project (status fields are for env only, as upstream) */
-function podField(pod: Pod, fp: string): string | undefined {
+/** metadata fields a downwardAPI volume may project (status fields are for env only, as upstream); env.ts adds those */
+export function podField(pod: Pod, fp: string): string | undefined {
   const m = pod.metadata ?? {};
   const sub = /^metadata\.(labels|annotations)\['([^']*)'\]$/.exec(fp);
   if (sub) return (sub[1] === 'labels' ? m.labels : m.annotations)?.[sub[2]!] ?? '';
