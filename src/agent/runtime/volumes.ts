@@ -1,4 +1,5 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Container, PersistentVolumeClaim, Pod } from '../../api/types.js';
 import { writeAtomic } from './atomic-writer.js';
@@ -143,7 +144,7 @@ export async function containerVolumes(pod: Pod, container: Container, ctx: Volu
     if (!isHostFile && (!v.hostPath || v.hostPath.type === 'DirectoryOrCreate' || m.subPath)) {
       try {
         // claims and emptyDirs live in the owner-only state dir; a hostPath gets upstream's 0755
-        mkdirSync(dir, { recursive: true, mode: v.hostPath ? 0o755 : 0o700 });
+        await mkdir(dir, { recursive: true, mode: v.hostPath ? 0o755 : 0o700 });
       } catch (err) {
         return { ok: false, message: `cannot make the directory of volume "${m.name}" (${dir}): ${(err as Error).message}` };
       }
@@ -162,7 +163,7 @@ export async function containerVolumes(pod: Pod, container: Container, ctx: Volu
  */
 export async function memoryVolume(dir: string, sizeLimit: string | undefined): Promise<MemoryVolume | { message: string }> {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     return { message: (err as Error).message };
   }
