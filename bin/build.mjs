@@ -14,7 +14,10 @@ import { distIsFresh } from './dist-fresh.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const stamp = `${root}dist/.built`;
-if (!process.argv.includes('--force') && distIsFresh(root)) process.exit(0);
+if (!process.argv.includes('--force') && distIsFresh(root)) {
+  if (process.env.npm_lifecycle_event !== 'prepare') console.log('kubeloop build: dist/ is current (npm run build -- --force rebuilds it)');
+  process.exit(0);
+}
 const startedAt = Date.now();
 rmSync(stamp, { force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
