@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './helpers/daemon.js';
 
-function run(bin: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(bin: string, args = ['version']): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
     // without the suite's KUBELOOP_FROM_SOURCE=1, as a user runs it
-    execFile(process.execPath, [bin, 'version'], { env: { ...process.env, NODE_OPTIONS: '', KUBELOOP_FROM_SOURCE: '' } }, (err, stdout, stderr) =>
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, NODE_OPTIONS: '', KUBELOOP_FROM_SOURCE: '' } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     ),
   );
@@ -28,7 +28,7 @@ t.test('dist/ when current, else a one-line fix without tsx', async (t) => {
   mkdirSync(join(dir, 'src', 'cli'), { recursive: true });
   mkdirSync(join(dir, 'dist', 'cli'), { recursive: true });
   const bin = join(dir, 'bin', 'kubeloop.mjs');
-  copyFileSync(join(ROOT, 'bin', 'kubeloop.mjs'), bin);
+  for (const f of ['kubeloop.mjs', 'dist-fresh.mjs', 'build.mjs']) copyFileSync(join(ROOT, 'bin', f), join(dir, 'bin', f));
   writeFileSync(join(dir, 'dist', 'cli', 'main.js'), 'export async function main(argv) { console.log("compiled " + argv.join(" ")); return 0; }\n');
   const src = join(dir, 'src', 'cli', 'main.ts');
   writeFileSync(src, '');
@@ -49,4 +49,14 @@ t.test('dist/ when current, else a one-line fix without tsx', async (t) => {
   r = await run(bin);
   t.equal(r.code, 1, 'a source edited after the build: dist/ is stale');
   t.match(r.stderr, /dist\/ is missing or older than src\/: run npm run build/, 'and says so');
+
+  // `npx kubeloop` runs `prepare` (bin/build.mjs) on its first use: a current dist/ is kept,
+  // not compiled again (here there is no typescript to compile with: a rebuild would fail)
+  utimesSync(src, old, old);
+  writeFileSync(join(dir, 'dist', '.built'), `${Date.now()}\n`);
+  r = await run(join(dir, 'bin', 'build.mjs'), []);
+  t.equal(r.code, 0, 'build with a current dist/: nothing to do');
+  t.match(r.stdout, /dist\/ is current/, 'and says so');
+  r = await run(join(dir, 'bin', 'build.mjs'), ['--force']);
+  t.not(r.code, 0, '--force compiles anyway (and fails here, without typescript)');
 });
