@@ -30,7 +30,10 @@ export interface RunningDaemon {
  * Starts `kubeloop up` as a user would (bin/kubeloop.mjs), with its own state dir and the
  * given flags, and resolves once it prints that it is running.
  */
-export async function startDaemon(args: string[], opts: { timeoutMs?: number; stateDir?: string } = {}): Promise<RunningDaemon> {
+export async function startDaemon(
+  args: string[],
+  opts: { timeoutMs?: number; stateDir?: string; /** argv run before node, e.g. `host.wrap([])` of netns-hosts */ prefix?: string[] } = {},
+): Promise<RunningDaemon> {
   const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'kubeloop-e2e-')));
   const podCidr = args[args.indexOf('--pod-cidr') + 1];
   if (!args.includes('--pod-cidr') || !podCidr) throw new Error('startDaemon: pass a --pod-cidr of its own (tests run in parallel)');
@@ -38,7 +41,8 @@ export async function startDaemon(args: string[], opts: { timeoutMs?: number; st
   const podPrefix = podCidr.split('.').slice(0, 2).join('.') + '.';
   // every daemon of the suite gets its own metrics port unless the test chooses
   const metrics = args.some((a) => a.startsWith('--metrics-addr')) ? [] : ['--metrics-addr', '127.0.0.1:0'];
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...metrics, ...args], {
+  const argv = [...(opts.prefix ?? []), process.execPath, join(ROOT, 'bin', 'kubeloop.mjs'), 'up', '--state-dir', stateDir, ...metrics, ...args];
+  const proc = spawn(argv[0], argv.slice(1), {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
