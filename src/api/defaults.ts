@@ -255,6 +255,8 @@ function defaultPodSpec(spec: Rec): void {
   const hostNetwork = spec.hostNetwork === true;
   for (const c of recs(spec.containers)) defaultContainer(c, hostNetwork);
   for (const c of recs(spec.initContainers)) defaultContainer(c, hostNetwork);
+  // EphemeralContainerCommon takes the container defaults (pull policy, termination message)
+  for (const c of recs(spec.ephemeralContainers)) defaultContainer(c, hostNetwork);
   for (const v of recs(spec.volumes)) defaultVolume(v);
 }
 

@@ -105,6 +105,11 @@ export const forbidden = (p: Path | string, detail: string): FieldError => ({
   field: str(p),
   detail,
 });
+export const notFound = (p: Path | string, value: unknown): FieldError => ({
+  type: 'FieldValueNotFound',
+  field: str(p),
+  value,
+});
 export const notSupported = (p: Path | string, value: unknown, supported: readonly string[]): FieldError => ({
   type: 'FieldValueNotSupported',
   field: str(p),

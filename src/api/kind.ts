@@ -37,6 +37,8 @@ export interface ValidateOptions {
    * rejects them); daemon flag `--allow-loopback-endpoints`.
    */
   allowLoopbackEndpoints?: boolean;
+  /** the subresource written (pods/ephemeralcontainers has rules of its own) */
+  subresource?: 'status' | 'ephemeralcontainers';
 }
 
 /** A printer column declared with the kind (as a CRD's additionalPrinterColumns); Name comes first and Age last by themselves. */

@@ -410,7 +410,7 @@ export class Handlers {
     this.#respond(c, 201, stored, warnings);
   }
 
-  async #update(c: Call, subresource?: 'status'): Promise<void> {
+  async #update(c: Call, subresource?: WriteSubresource): Promise<void> {
     const info = c.resource.info;
     const obj = decodeObject(await readBody(c.req, c.res), c.req.headers['content-type']);
     this.#checkKind(c, obj);
@@ -427,14 +427,14 @@ export class Handlers {
   }
 
   /** Update with managedFields; a no-op update returns the old object unchanged. */
-  async #write(c: Call, old: Stored<KObject>, next: KObject, subresource?: 'status' | 'scale'): Promise<Stored<KObject>> {
+  async #write(c: Call, old: Stored<KObject>, next: KObject, subresource?: WriteSubresource | 'scale'): Promise<Stored<KObject>> {
     const info = c.resource.info;
     const meta = (next.metadata ??= {});
     const mf = this.#d.fields.update({ old, next, manager: managerOf(c), cls: KIND_CLASSES[info.kind], apiVersion: info.apiVersion, subresource });
     if (mf) meta.managedFields = mf as never;
     else delete meta.managedFields;
     if (sameExceptManaged(old, next)) return old;
-    return this.#d.store.update(next, { dryRun: dryRun(c.query), ...(subresource === 'status' ? { subresource } : {}) });
+    return this.#d.store.update(next, { dryRun: dryRun(c.query), ...(subresource === 'status' || subresource === 'ephemeralcontainers' ? { subresource } : {}) });
   }
 
   /** The patched object (PATCH with the three classic patch types). */
@@ -457,7 +457,7 @@ export class Handlers {
     return patched;
   }
 
-  async #patch(c: Call, subresource?: 'status'): Promise<void> {
+  async #patch(c: Call, subresource?: WriteSubresource): Promise<void> {
     const info = c.resource.info;
     const type = refuseUnread(c, () => patchType(c.req.headers['content-type']));
     const body = await readBody(c.req, c.res);
@@ -490,7 +490,7 @@ export class Handlers {
     }
   }
 
-  async #serverSideApply(c: Call, body: Buffer, subresource?: 'status'): Promise<void> {
+  async #serverSideApply(c: Call, body: Buffer, subresource?: WriteSubresource): Promise<void> {
     const info = c.resource.info;
     const config = parseText(body, 'application/apply-patch+yaml');
     if (!isObj(config)) throw badRequest('the applied configuration must be an object');
@@ -611,9 +611,9 @@ export class Handlers {
       throw badRequest(`Upgrade request required: pods/${sub} streams over WebSockets (v5.channel.k8s.io, v4.channel.k8s.io${sub === 'portforward' ? ', v2.portforward.k8s.io' : ''}); use kubectl ${sub === 'portforward' ? 'port-forward' : sub}`);
     }
     if (sub === 'ephemeralcontainers') {
+      // the Pod itself, of which a write keeps only spec.ephemeralContainers (the store's rules)
       if (verb === 'get') return this.#get(c);
-      // a Status with details (kubectl debug dereferences them on a 404)
-      throw new ApiError('Forbidden', `pods "${name}" is forbidden: kubeloop does not run ephemeral containers; use kubectl exec -it ${name} -- sh to get a shell in the pod's environment`, { kind: 'pods', name });
+      return verb === 'update' ? this.#update(c, 'ephemeralcontainers') : this.#patch(c, 'ephemeralcontainers');
     }
     if (sub === 'status') {
       if (verb === 'get') return this.#get(c);
@@ -672,6 +672,9 @@ export class Handlers {
     }
   }
 }
+
+/** subresources whose writes are a Pod's (or any object's) own fields, kept by the store's rules */
+type WriteSubresource = 'status' | 'ephemeralcontainers';
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /** the store's page order and position: namespace, then name */

@@ -204,6 +204,14 @@ export class ObjectStore implements Store {
       if (opts.subresource === 'status') {
         obj = clone(old) as KObject;
         (obj as { status?: unknown }).status = clone((input as { status?: unknown }).status);
+      } else if (opts.subresource === 'ephemeralcontainers') {
+        // upstream's podEphemeralContainersStrategy: the stored pod with the request's ephemeral containers
+        obj = clone(old) as KObject;
+        const spec = ((obj as { spec?: Record<string, unknown> }).spec ??= {});
+        const want = (input as { spec?: { ephemeralContainers?: unknown } }).spec?.ephemeralContainers;
+        if (want === undefined || want === null) delete spec.ephemeralContainers;
+        else spec.ephemeralContainers = clone(want);
+        this.#strategies.prepare(obj, old);
       } else {
         obj = clone(input) as KObject;
         obj.apiVersion = info.apiVersion;
@@ -218,9 +226,9 @@ export class ObjectStore implements Store {
         this.#strategies.prepare(obj, old);
       }
       const key = objectKey(old.metadata.namespace, name);
-      const errs = this.#strategies.validate(obj, old);
+      const errs = this.#strategies.validate(obj, old, opts.subresource);
       if (errs.length) throw invalidObject(info.kind, name, errs);
-      if (opts.subresource !== 'status') {
+      if (opts.subresource === undefined) {
         const allocErrs = this.#strategies.allocate(key, obj, old);
         if (allocErrs.length) throw invalidObject(info.kind, name, allocErrs);
       }

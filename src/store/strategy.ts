@@ -115,8 +115,8 @@ export class Strategies {
     }
   }
 
-  validate(obj: KObject, old?: KObject): FieldError[] {
-    const errs = validateObject(obj, old, { allowLoopbackEndpoints: this.#opts.allowLoopbackEndpoints });
+  validate(obj: KObject, old?: KObject, subresource?: 'status' | 'ephemeralcontainers'): FieldError[] {
+    const errs = validateObject(obj, old, { allowLoopbackEndpoints: this.#opts.allowLoopbackEndpoints, ...(subresource ? { subresource } : {}) });
     if (obj.kind === 'Endpoints' && !this.#opts.allowLoopbackEndpoints) {
       // pod IPs are loopback addresses here: those are fine in Endpoints, other loopback ones are not
       return errs.filter(

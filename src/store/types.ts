@@ -52,8 +52,10 @@ export interface WriteOptions {
   /**
    * `status`: only `.status` (and metadata labels/annotations untouched) is taken from the object;
    * a main-resource update of a kind with a status subresource keeps the stored status.
+   * `ephemeralcontainers` (pods): only `.spec.ephemeralContainers` is taken from the object,
+   * validated by upstream's rules for that subresource (added, never changed or removed).
    */
-  subresource?: 'status';
+  subresource?: 'status' | 'ephemeralcontainers';
 }
 
 export type PropagationPolicy = 'Foreground' | 'Background' | 'Orphan';

@@ -13,7 +13,7 @@ import { nameIsDNSLabel } from '../names.js';
 import type { KObject } from '../types.js';
 import { validateConfigMap, validateConfigMapUpdate, validateSecret, validateSecretUpdate } from '../validation/config.js';
 import { validateEndpoints, validateEndpointsUpdate } from '../validation/endpoints.js';
-import { validatePod, validatePodUpdate } from '../validation/pod.js';
+import { validatePodCreate, validatePodEphemeralContainersUpdate, validatePodUpdate } from '../validation/pod.js';
 import { validateService, validateServiceUpdate } from '../validation/service.js';
 import { validateReplicationController } from '../validation/workloads.js';
 import { workloadValidator } from './workload.js';
@@ -36,7 +36,10 @@ export const pod = defineKind({
   info: infoOf('Pod', 'v1', 'pods', { shortNames: ['po'], categories: ['all'], hasStatus: true }),
   model: 'V1Pod',
   defaults: defaultPod,
-  validate: (o, old) => (old ? validatePodUpdate(o, old) : validatePod(o)),
+  validate: (o, old, opts) => {
+    if (!old) return validatePodCreate(o);
+    return opts.subresource === 'ephemeralcontainers' ? validatePodEphemeralContainersUpdate(o, old) : validatePodUpdate(o, old);
+  },
 });
 
 export const service = defineKind({

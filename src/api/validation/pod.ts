@@ -3,7 +3,7 @@
  * matter to processes-as-pods (containers, ports, env, probes, lifecycle, volumes by name,
  * policies, DNS config), in upstream order and wording (~v1.33). Runs on the defaulted object.
  */
-import { type FieldError, type Path, duplicate, forbidden, invalid, notSupported, path, required } from '../field.js';
+import { type FieldError, type Path, duplicate, forbidden, invalid, notFound, notSupported, path, required } from '../field.js';
 import {
   IP_ERROR,
   inclusiveRangeError,
@@ -391,6 +391,48 @@ function validateInitContainers(
   return out;
 }
 
+/**
+ * Fields an ephemeral container may not set (upstream `allowedEphemeralContainerFields`: it is
+ * a debugging aid, nothing the pod's service may rely on), in upstream's field order.
+ */
+const EPHEMERAL_FORBIDDEN = ['ports', 'resources', 'resizePolicy', 'restartPolicy', 'livenessProbe', 'readinessProbe', 'startupProbe', 'lifecycle'] as const;
+
+/** Go's reflect `IsZero` over JSON: absent, '', 0, false, and objects/lists of nothing else. */
+function isZero(v: unknown): boolean {
+  if (v === undefined || v === null || v === '' || v === 0 || v === false) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (isRec(v)) return Object.values(v).every(isZero);
+  return false;
+}
+
+/**
+ * `validateEphemeralContainers`: each one is validated as a container, its name must be unique
+ * across every container of the pod, its `targetContainerName` must name a (non-ephemeral)
+ * container, and the fields of `EPHEMERAL_FORBIDDEN` and volume subPaths are not allowed.
+ */
+function validateEphemeralContainers(v: unknown, regular: Rec[], inits: Rec[], volumes: Set<string>, p: Path, errs: FieldError[]): void {
+  const others = new Set<unknown>([...regular, ...inits].map((c) => c.name));
+  const all = new Set<unknown>(others);
+  list(v, p, errs).forEach((x, i) => {
+    const cp = p.index(i);
+    const c = rec(x, cp, errs);
+    if (!c) return;
+    validateContainerCommon(c, volumes, cp, errs);
+    if (typeof c.image === 'string' && c.image !== c.image.trim()) errs.push(invalid(cp.child('image'), c.image, 'must not have leading or trailing whitespace'));
+    if (all.has(c.name)) errs.push(duplicate(cp.child('name'), c.name));
+    else all.add(c.name);
+    const target = c.targetContainerName;
+    if (present(target) && target !== '' && !others.has(target)) errs.push(notFound(cp.child('targetContainerName'), target));
+    for (const f of EPHEMERAL_FORBIDDEN) if (!isZero(c[f])) errs.push(forbidden(cp.child(f), 'cannot be set for an Ephemeral Container'));
+    (Array.isArray(c.volumeMounts) ? c.volumeMounts : []).forEach((m: unknown, mi: number) => {
+      if (!isRec(m)) return;
+      for (const f of ['subPath', 'subPathExpr']) {
+        if (!isZero(m[f])) errs.push(forbidden(cp.child('volumeMounts').index(mi).child(f), 'cannot be set for an Ephemeral Container'));
+      }
+    });
+  });
+}
+
 function validateDNSConfig(spec: Rec, p: Path, errs: FieldError[]): void {
   const cfg = rec(spec.dnsConfig, p, errs);
   if (spec.dnsPolicy === 'None') {
@@ -434,6 +476,7 @@ export function validatePodSpec(v: unknown, p: Path, opts: PodSpecOptions): Fiel
   const volumes = validateVolumes(spec.volumes, p.child('volumes'), errs);
   const containers = validateContainers(spec.containers, volumes, gracePeriod, p.child('containers'), errs);
   const inits = validateInitContainers(spec.initContainers, containers, volumes, gracePeriod, p.child('initContainers'), errs);
+  if (opts.isPod) validateEphemeralContainers(spec.ephemeralContainers, containers, inits, volumes, p.child('ephemeralContainers'), errs);
 
   const rp = spec.restartPolicy;
   if (!present(rp) || rp === '') errs.push(required(p.child('restartPolicy')));
@@ -490,6 +533,42 @@ export function validatePodTemplateSpec(v: unknown, p: Path): FieldError[] {
 export function validatePod(pod: Rec): FieldError[] {
   const errs = validateObjectMeta(pod.metadata, { namespaced: true, nameFn: nameIsDNSSubdomain }, path('metadata'));
   errs.push(...validatePodSpec(pod.spec, path('spec'), { isPod: true }));
+  return errs;
+}
+
+/** `ValidatePodCreate`: a pod starts without ephemeral containers (they are added through pods/ephemeralcontainers). */
+export function validatePodCreate(pod: Rec): FieldError[] {
+  const errs = validatePod(pod);
+  const spec = isRec(pod.spec) ? pod.spec : {};
+  if (Array.isArray(spec.ephemeralContainers) && spec.ephemeralContainers.length > 0) {
+    errs.push(forbidden(path('spec', 'ephemeralContainers'), 'cannot be set on create'));
+  }
+  return errs;
+}
+
+/**
+ * `ValidatePodEphemeralContainersUpdate` (the pods/ephemeralcontainers subresource): the pod
+ * as a whole is valid, and the ephemeral containers it had are all still there, unchanged
+ * (matched by name: a patch need not keep their order); new ones may be added.
+ */
+export function validatePodEphemeralContainersUpdate(pod: Rec, old: Rec): FieldError[] {
+  const errs = validateObjectMetaUpdate(pod.metadata, old.metadata, path('metadata'));
+  errs.push(...validatePod(pod));
+  const spec = isRec(pod.spec) ? pod.spec : {};
+  const oldSpec = isRec(old.spec) ? old.spec : {};
+  const byName = new Map<unknown, unknown>();
+  for (const c of Array.isArray(spec.ephemeralContainers) ? spec.ephemeralContainers : []) if (isRec(c)) byName.set(c.name, c);
+  const p = path('spec', 'ephemeralContainers');
+  for (const o of Array.isArray(oldSpec.ephemeralContainers) ? oldSpec.ephemeralContainers : []) {
+    if (!isRec(o)) continue;
+    const name = String(o.name);
+    const cur = byName.get(o.name);
+    if (cur === undefined) errs.push(forbidden(p, `existing ephemeral containers ${JSON.stringify(name)} may not be removed`));
+    else if (!jsonEqual(cur, o)) {
+      const changed = [...new Set([...Object.keys(o), ...Object.keys(cur as Rec)])].filter((k) => !jsonEqual((cur as Rec)[k], o[k]));
+      errs.push(forbidden(p.key(name), `existing ephemeral containers ${JSON.stringify(name)} may not be changed (changed: ${changed.join(', ')})`));
+    }
+  }
   return errs;
 }
 
