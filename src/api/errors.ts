@@ -19,6 +19,7 @@ export type Reason =
   | 'Unauthorized'
   | 'NotAcceptable'
   | 'RequestEntityTooLarge'
+  | 'TooManyRequests'
   | 'InternalError'
   | 'ServiceUnavailable'
   | 'Timeout';
@@ -31,6 +32,7 @@ export const REASON_CODES: Readonly<Record<Reason, number>> = Object.freeze({
   MethodNotAllowed: 405,
   NotAcceptable: 406,
   RequestEntityTooLarge: 413,
+  TooManyRequests: 429,
   AlreadyExists: 409,
   Conflict: 409,
   Gone: 410,

@@ -18,6 +18,8 @@ export interface StoreOptions {
   allowLoopbackEndpoints?: boolean;
   /** node addresses, accepted in Endpoints like pod IPs (host-network servers: the API, DNS) */
   hostAddresses?: readonly string[];
+  /** Nodes written without `spec.podCIDR` get a free slice of --pod-cidr of this prefix length (several daemons on one storage) */
+  nodeCidrMaskSize?: number;
   historySize?: number;
   log?: Logger;
 }
@@ -45,6 +47,7 @@ export async function createStore(storage: Storage, o: StoreOptions = {}): Promi
     nodePortRange: parsePortRange(o.nodePortRange ?? '30000-32767'),
     allowLoopbackEndpoints: o.allowLoopbackEndpoints ?? false,
     hostAddresses: o.hostAddresses,
+    nodeCidrMaskSize: o.nodeCidrMaskSize,
   });
   const store = new ObjectStore({ strategies, storage, log, historySize: o.historySize });
   try {

@@ -6,6 +6,7 @@ import { applyDefaults, prepareUpdate } from '../api/defaults.js';
 import { validateObject } from '../api/validation/index.js';
 import { type Cidr, cidrContains, parseCidr } from '../util/cidr.js';
 import { ServiceAllocations } from './service-allocation.js';
+import { NodeCidrAllocations, cidrRecordKey } from './node-cidr-allocation.js';
 
 export interface StrategyOptions {
   serviceCidr: Cidr;
@@ -15,6 +16,8 @@ export interface StrategyOptions {
   allowLoopbackEndpoints: boolean;
   /** node addresses: host-network endpoints (the API, DNS) live there and are accepted too */
   hostAddresses?: readonly string[];
+  /** a Node written without `spec.podCIDR` gets a free slice of this prefix length of `podCidr` (node-cidr-allocation.ts) */
+  nodeCidrMaskSize?: number;
 }
 
 /**
@@ -23,16 +26,18 @@ export interface StrategyOptions {
  */
 export class Strategies {
   readonly services: ServiceAllocations;
+  readonly nodeCidrs: NodeCidrAllocations;
   readonly #opts: StrategyOptions;
   readonly #nodes = new Map<string, { cidrs: Cidr[]; addresses: string[] }>();
 
   constructor(opts: StrategyOptions) {
     this.#opts = opts;
     this.services = new ServiceAllocations({ serviceCidr: opts.serviceCidr, nodePortRange: opts.nodePortRange });
+    this.nodeCidrs = new NodeCidrAllocations({ podCidr: opts.podCidr, maskSize: opts.nodeCidrMaskSize });
   }
 
   /** Kinds whose objects hold allocation records (`allocationRecords`). */
-  readonly allocatingKinds: readonly string[] = ['Service'];
+  readonly allocatingKinds: readonly string[] = ['Service', 'Node'];
 
   /**
    * The allocation records an object holds, record key → owner (`Service/ns/name`): written and
@@ -41,6 +46,12 @@ export class Strategies {
    */
   allocationRecords(obj: KObject): Map<string, string> {
     const out = new Map<string, string>();
+    if (obj.kind === 'Node') {
+      const n = obj as Node;
+      const c = n.spec?.podCIDR || n.spec?.podCIDRs?.[0];
+      if (c) out.set(cidrRecordKey(c), `Node//${n.metadata?.name ?? ''}`);
+      return out;
+    }
     if (obj.kind !== 'Service') return out;
     const svc = obj as Service;
     const owner = `Service/${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`;
@@ -71,9 +82,12 @@ export class Strategies {
     const name = ev.object.metadata.name;
     if (ev.type === 'DELETED') {
       this.#nodes.delete(name);
+      this.nodeCidrs.release((ev.old ?? ev.object) as Node);
       return;
     }
     const n = ev.object as Node;
+    if (ev.old) this.nodeCidrs.release(ev.old as Node);
+    this.nodeCidrs.restore(n);
     const cidrs: Cidr[] = [];
     for (const c of n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : [])) {
       try {
@@ -91,10 +105,16 @@ export class Strategies {
     const ownerKey = owner.split('/').slice(1).filter(Boolean).join('/');
     if (key.startsWith('~ip/')) this.services.markTaken({ ip: key.slice(4), owner: ownerKey });
     else if (key.startsWith('~port/')) this.services.markTaken({ nodePort: Number(key.slice(6)), owner: ownerKey });
+    else if (key.startsWith('~cidr/')) this.nodeCidrs.markTaken(key.slice(6), ownerKey);
   }
 
   /** A write that allocated for `obj` over `old` did not commit: back to what `old` holds. */
   resync(obj: KObject, old: KObject): void {
+    if (obj.kind === 'Node') {
+      this.nodeCidrs.release(obj as Node);
+      this.nodeCidrs.restore(old as Node);
+      return;
+    }
     if (obj.kind !== 'Service') return;
     this.services.releaseUnheld(obj as Service, old as Service);
     this.services.restore(keyOf(old), old as Service);
@@ -142,11 +162,13 @@ export class Strategies {
   /** Allocation for a write; returns field errors and changes nothing when it fails. */
   allocate(key: string, obj: KObject, old?: KObject): FieldError[] {
     if (obj.kind === 'Service') return this.services.apply(key, obj as Service, old as Service | undefined);
+    if (obj.kind === 'Node') return this.nodeCidrs.apply(obj as Node, old as Node | undefined);
     return [];
   }
 
   release(obj: KObject): void {
     if (obj.kind === 'Service') this.services.release(obj as Service);
+    if (obj.kind === 'Node') this.nodeCidrs.release(obj as Node);
   }
 }
 
