@@ -27,6 +27,9 @@ import { connectionMetrics } from './connection-metrics.js';
 import { type FdBudget, fitBudget } from '../util/fd-budget.js';
 import { AGENT_CLIENT_USER, ensurePki } from './pki.js';
 import { AgentEndpoint } from '../agent/endpoint/index.js';
+import { DEFAULT_TUNNEL_PORT, Tunnel } from '../agent/tunnel/index.js';
+import { LocalAddresses } from '../agent/proxy/local-addresses.js';
+import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
 
 /** Repository root (this file is src/cli/daemon.ts). */
@@ -246,6 +249,28 @@ export class Daemon {
       });
       runtimes.push(runtime);
       await runtime.start();
+    }
+
+    // several machines on one store (a node IP other hosts reach): this node's pods are served to
+    // the other nodes through its tunnel port, and theirs are answered on this host (agent/tunnel)
+    if (store.backend !== 'embedded' && !isLoopback(o.nodeIP)) {
+      const local = new LocalAddresses();
+      const tunnel = new Tunnel({
+        store,
+        informers,
+        log: this.#log,
+        nodes: nodeLayout(o).map((n) => ({ name: n.name, podCidr: n.podCidr })),
+        address: o.nodeIP,
+        port: (o as { tunnelPort?: number }).tunnelPort ?? DEFAULT_TUNNEL_PORT,
+        tls: { cert: pki.agentCert, key: pki.agentKey },
+        isLocalAddress: (ip) => local.has(ip),
+      });
+      try {
+        await tunnel.start();
+        this.#started.push({ name: 'tunnel', stop: () => tunnel.stop() });
+      } catch (err) {
+        this.#log.error({ err }, `cannot serve the node tunnel on ${o.nodeIP}: ${(err as Error).message} — pods on other machines cannot reach this node's pods; pass --tunnel-port with a free port`);
+      }
     }
 
     const proxyEvents = new EventRecorder({ store, log: this.#log, component: 'kube-proxy', host: o.nodeName });

@@ -18,10 +18,12 @@ const LAYERS: Record<string, readonly string[]> = {
   'agent/proxy': ['store', 'api', 'util'],
   // the kubelet's endpoint serves the runtime's pods (exec needs their processes, logs their files)
   'agent/endpoint': ['store', 'api', 'util', 'agent/runtime'],
+  // several machines: this node's pods served to other nodes, theirs answered here
+  'agent/tunnel': ['store', 'api', 'util'],
   dns: ['store', 'api', 'util'],
   server: ['store', 'api', 'util'],
   images: [],
-  cli: ['api', 'util', 'store', 'controllers', 'agent/runtime', 'agent/proxy', 'agent/endpoint', 'dns', 'server'],
+  cli: ['api', 'util', 'store', 'controllers', 'agent/runtime', 'agent/proxy', 'agent/endpoint', 'agent/tunnel', 'dns', 'server'],
 };
 
 const layerOf = (file: string): string => {

@@ -1,0 +1,132 @@
+/**
+ * This node's side of other nodes' tunnels: one HTTP/2 session per peer (address, port and the
+ * certificate its Node publishes), many CONNECT streams on it. The TLS handshake presents this
+ * node's certificate, and the peer's certificate must be the one its Node object publishes
+ * (checked before a single request is sent). A session that stops answering pings is dropped.
+ */
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { SESSION_WINDOW, STREAM_WINDOW, UDP_PATH_PREFIX } from './server.js';
+
+export interface Peer {
+  node: string;
+  address: string;
+  port: number;
+  /** the SHA-256 fingerprint of its tunnel certificate (`AB:CD:…`) */
+  fingerprint: string;
+}
+
+const PING_EVERY_MS = 10_000;
+const PING_TIMEOUT_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 5_000;
+
+interface Entry {
+  session: Promise<ClientHttp2Session>;
+  live?: ClientHttp2Session;
+}
+
+export class TunnelClient {
+  readonly #tls: { cert: string; key: string };
+  readonly #log: Logger;
+  readonly #sessions = new Map<string, Entry>();
+  #closed = false;
+
+  constructor(o: { tls: { cert: string; key: string }; log: Logger }) {
+    this.#tls = o.tls;
+    this.#log = o.log.child({ component: 'tunnel-client' });
+  }
+
+  /** a TCP stream to ip:port on `peer` (bytes flow once the peer answers 200; any other answer ends it) */
+  async tcp(peer: Peer, ip: string, port: number): Promise<ClientHttp2Stream> {
+    const s = await this.#session(peer);
+    return s.request({ ':method': 'CONNECT', ':authority': `${ip}:${port}` }, { endStream: false });
+  }
+
+  /** a CONNECT-UDP stream to ip:port on `peer`: capsules both ways (capsule.ts) */
+  async udp(peer: Peer, ip: string, port: number): Promise<ClientHttp2Stream> {
+    const s = await this.#session(peer);
+    return s.request(
+      { ':method': 'CONNECT', ':protocol': 'connect-udp', ':scheme': 'https', ':path': `${UDP_PATH_PREFIX}${ip}/${port}/`, ':authority': `${peer.address}:${peer.port}`, 'capsule-protocol': '?1' },
+      { endStream: false },
+    );
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const e of this.#sessions.values()) e.live?.destroy();
+    this.#sessions.clear();
+  }
+
+  #session(peer: Peer): Promise<ClientHttp2Session> {
+    if (this.#closed) return Promise.reject(new Error('tunnel client closed'));
+    const key = `${peer.address}:${peer.port}/${peer.fingerprint}`;
+    const have = this.#sessions.get(key);
+    if (have && (!have.live || (!have.live.closed && !have.live.destroyed))) return have.session;
+    const entry: Entry = { session: this.#connect(peer, key) };
+    this.#sessions.set(key, entry);
+    entry.session.then(
+      (s) => (entry.live = s),
+      () => this.#sessions.get(key) === entry && this.#sessions.delete(key),
+    );
+    return entry.session;
+  }
+
+  async #connect(peer: Peer, key: string): Promise<ClientHttp2Session> {
+    const socket = tls.connect({ host: peer.address, port: peer.port, cert: this.#tls.cert, key: this.#tls.key, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: undefined });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake with ${peer.address}:${peer.port} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        const got = socket.getPeerCertificate()?.fingerprint256;
+        if (got !== peer.fingerprint) {
+          socket.destroy();
+          reject(new Error(`node ${peer.node}'s tunnel at ${peer.address}:${peer.port} presented certificate ${got}, its Node publishes ${peer.fingerprint}`));
+        } else if (socket.alpnProtocol !== 'h2') {
+          socket.destroy();
+          reject(new Error(`${peer.address}:${peer.port} does not speak HTTP/2: is it node ${peer.node}'s tunnel port?`));
+        } else resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    socket.setNoDelay(true);
+    const session = http2.connect(`https://${peer.address}:${peer.port}`, {
+      createConnection: () => socket,
+      settings: { initialWindowSize: STREAM_WINDOW },
+    });
+    session.on('error', (err) => this.#log.debug({ err, peer: peer.node }, 'tunnel session error'));
+    const drop = (): void => {
+      clearInterval(pinger);
+      const e = this.#sessions.get(key);
+      if (e?.live === session) this.#sessions.delete(key);
+    };
+    session.once('close', drop);
+    session.once('goaway', drop);
+    const pinger = setInterval(() => {
+      const t = setTimeout(() => session.destroy(new Error('ping timeout')), PING_TIMEOUT_MS);
+      const sent = session.ping((err) => {
+        clearTimeout(t);
+        if (err) session.destroy(err);
+      });
+      if (!sent) clearTimeout(t);
+    }, PING_EVERY_MS);
+    pinger.unref();
+    // extended CONNECT (CONNECT-UDP) may be sent only once the peer's SETTINGS allow it
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no HTTP/2 SETTINGS from ${peer.address}:${peer.port}`)), CONNECT_TIMEOUT_MS);
+      session.once('remoteSettings', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      session.once('close', () => reject(new Error(`tunnel session to ${peer.address}:${peer.port} closed`)));
+    }).catch((err: Error) => {
+      session.destroy();
+      throw err;
+    });
+    session.setLocalWindowSize(SESSION_WINDOW);
+    return session;
+  }
+}
