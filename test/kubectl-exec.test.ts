@@ -91,11 +91,7 @@ t.test('kubectl cp copies a file in and out (tar through exec)', async (t) => {
   t.equal(await readFile(back, 'utf8'), body);
 });
 
-t.test('debug gets a Status, not a panic; a plain POST is no stream', async (t) => {
-  const r = await api.kubectl('debug', 'box', '-it', '--image=busybox');
-  t.not(r.code, 0);
-  t.match(r.stderr, /ephemeral containers/);
-  t.notMatch(r.stderr, /panic|nil pointer/);
+t.test('a plain POST is no stream (kubectl debug: test/kubectl-debug-attach)', async (t) => {
   const plain = await api.request('POST', '/api/v1/namespaces/default/pods/box/exec?command=true');
   t.equal(plain.status, 400, 'a plain request is not a stream: upstream\'s 400 Upgrade request required');
 });

@@ -83,7 +83,7 @@ function validateLogQuery(q: LogQuery, name: string): void {
 }
 
 export function pickContainer(pod: Stored<Pod>, wanted: string | undefined): string {
-  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? []), ...(pod.spec?.ephemeralContainers ?? [])].map((c) => c.name);
   if (wanted) {
     if (!all.includes(wanted)) throw badRequest(`container ${wanted} is not valid for pod ${pod.metadata.name}`);
     return wanted;

@@ -3,6 +3,7 @@
  * container log's) bytes to the channels and reports the end on the error channel.
  */
 import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ExecTarget } from '../runtime/index.js';
@@ -63,14 +64,26 @@ export async function serveExec(ws: WebSocket, t: ExecTarget, command: readonly 
 }
 
 /**
- * attach: what the runtime captures of the container is its output, in its log file; it is
- * followed from now on (as `attach` shows new output). The container's stdin is not a pipe
- * the runtime keeps, so stdin is not attached: said once on stderr.
+ * attach: the container's output is what the runtime captures, in its log file; it is followed
+ * from now on (as `attach` shows new output). A container started with `stdin: true` gets the
+ * client's input on its stdin pipe, one with `tty: true` on its terminal, with resizes (the
+ * runtime's `AttachIO`); leaving ends the session only (with `stdinOnce` the runtime then
+ * closes the container's stdin). A container without stdin takes no input: said once.
  */
 export async function serveAttach(ws: WebSocket, t: ExecTarget, o: StreamOptions, running: () => boolean): Promise<void> {
-  readChannels(ws, { stdin: () => {}, stdinEnd: () => {}, resize: () => {} });
-  if (o.stdin) send(ws, o.tty ? STDOUT : STDERR, 'kubeloop: attach shows the container\'s output; its stdin is not attached (use kubectl exec -it for a shell)\n');
-  const tail = spawn('tail', ['-c', '0', '-F', t.logFile], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const io = o.stdin ? t.attach : undefined;
+  // input waits until the log's end is known: what it makes the container print is after it
+  let held: Buffer[] | undefined = [];
+  readChannels(ws, {
+    stdin: (b) => (held ? held.push(b) : io?.write(b)),
+    stdinEnd: () => undefined,
+    resize: (r) => t.attach?.resize(r.width, r.height),
+  });
+  if (o.stdin && !t.attach) send(ws, o.tty ? STDOUT : STDERR, 'kubeloop: this container was not started with stdin: true, so it takes no input (kubectl exec -it gives a shell)\n');
+  const from = (await stat(t.logFile).catch(() => undefined))?.size ?? 0;
+  const tail = spawn('tail', ['-c', `+${from + 1}`, '-F', t.logFile], { stdio: ['ignore', 'pipe', 'ignore'] });
+  for (const b of held) io?.write(b);
+  held = undefined;
   tail.stdout.on('data', (b: Buffer) => send(ws, STDOUT, b));
   const check = setInterval(() => {
     if (running()) return;
@@ -83,4 +96,5 @@ export async function serveAttach(ws: WebSocket, t: ExecTarget, o: StreamOptions
   await new Promise<void>((resolve) => ws.once('close', () => resolve()));
   clearInterval(check);
   tail.kill('SIGKILL');
+  if (io) io.detached();
 }

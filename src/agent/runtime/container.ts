@@ -12,6 +12,8 @@ import { type Exit, GroupProcess } from './process.js';
 import { type Sandbox, sandboxFor } from './sandbox.js';
 import { timestamp } from './status.js';
 import { commandInMounts, writePodFiles, writeSetup } from './container-mounts.js';
+import { enterPrefix } from './enter.js';
+import { SETSID_CTTY } from './pty.js';
 import type { ObjectLookup } from './volume-sources.js';
 import { addressInUseHint } from './address-in-use.js';
 import { containerVolumes, volumeEnvName } from './volumes.js';
@@ -61,6 +63,20 @@ export interface ExecTarget {
   sandbox: Sandbox;
   /** the container's log file (attach follows it) */
   logFile: string;
+  /** the container's stdin or terminal, for attach: only a container with `stdin` or `tty` has one */
+  attach?: AttachIO;
+}
+
+/** What `kubectl attach` reaches of a container started with `stdin: true` and/or `tty: true`. */
+export interface AttachIO {
+  /** the container runs on a pseudo-terminal (its output is the log) */
+  tty: boolean;
+  /** input for the container (dropped once its stdin is closed) */
+  write(data: Buffer): void;
+  /** the terminal's size (tty only) */
+  resize(cols: number, rows: number): void;
+  /** an attach session ended: with `stdinOnce` the container's stdin is closed after the first */
+  detached(): void;
 }
 
 /** What a container needs from its pod. */
@@ -111,20 +127,38 @@ export class ContainerRunner {
   #target: ProbeTarget | undefined;
   /** what exec needs, while the current run's process runs */
   #exec: Omit<ExecTarget, 'pid'> | undefined;
+  /** exec's leader pid when it is not the container's own (an ephemeral container in its target's namespaces) */
+  #execPid: number | undefined;
+  /** an ephemeral container (`spec.ephemeralContainers`): never restarted, its events name that list */
+  readonly #ephemeral: boolean;
   /** the current run's preStop hook, once started */
   #preStop: Promise<void> | undefined;
   readonly #hookAbort = new AbortController();
   /** unsubscribes from image table changes (while waiting in ErrImageNeverPull) */
   #offImages: (() => void) | undefined;
 
-  constructor(deps: ContainerDeps, host: ContainerHost, spec: Container, o: { restartCount?: number; waiting?: string } = {}) {
+  /**
+   * `state`: the state to report instead of waiting (an ephemeral container that ran before the
+   * agent restarted is not run again); `targetPid`: an ephemeral container's target (its group
+   * leader's pid while it runs), whose PID and mount namespaces it joins
+   */
+  constructor(
+    deps: ContainerDeps,
+    host: ContainerHost,
+    spec: Container,
+    o: { restartCount?: number; waiting?: string; ephemeral?: boolean; state?: ContainerState; target?: () => ExecTarget | undefined } = {},
+  ) {
     this.spec = spec;
     this.#deps = deps;
     this.#host = host;
     this.#log = host.log.child({ container: spec.name });
     this.#restartCount = o.restartCount ?? 0;
-    this.#state = { waiting: { reason: o.waiting ?? 'ContainerCreating' } };
+    this.#state = o.state ? structuredClone(o.state) : { waiting: { reason: o.waiting ?? 'ContainerCreating' } };
+    this.#ephemeral = o.ephemeral ?? false;
+    this.#targetOf = o.target;
   }
+
+  readonly #targetOf: (() => ExecTarget | undefined) | undefined;
 
   get name(): string {
     return this.spec.name;
@@ -138,11 +172,11 @@ export class ContainerRunner {
   /** how to run a command as this container runs; undefined while it does not run */
   execTarget(): ExecTarget | undefined {
     const pid = this.pid;
-    return pid !== undefined && this.#exec ? { ...this.#exec, pid } : undefined;
+    return pid !== undefined && this.#exec ? { ...this.#exec, pid: this.#execPid ?? pid } : undefined;
   }
 
   get #fieldPath(): string {
-    return `spec.containers{${this.spec.name}}`;
+    return `spec.${this.#ephemeral ? 'ephemeralContainers' : 'containers'}{${this.spec.name}}`;
   }
 
   get #key(): string {
@@ -155,7 +189,7 @@ export class ContainerRunner {
       name: this.spec.name,
       image,
       imageID: this.#entry ? `kubeloop://${this.#entry.builtin ? `builtin/${this.#entry.builtin}` : this.#entry.name}` : '',
-      ready: this.#ready && this.#started && !!this.#state.running,
+      ready: !this.#ephemeral && this.#ready && this.#started && !!this.#state.running,
       started: this.#started && !!this.#state.running,
       restartCount: this.#restartCount,
       state: structuredClone(this.#state),
@@ -211,6 +245,13 @@ export class ContainerRunner {
 
   async #runOnce(): Promise<void> {
     const resolved = resolveContainer(this.#deps.images, this.spec);
+    const target = this.#targetOf?.();
+    if (this.#targetOf && !target) {
+      // upstream starts it in the target's namespaces or not at all
+      const message = `target container "${String((this.spec as { targetContainerName?: string }).targetContainerName)}" is not running`;
+      this.#setState({ terminated: { exitCode: 128, reason: 'StartError', message, startedAt: timestamp(), finishedAt: timestamp() } });
+      return;
+    }
     if (!resolved.ok) {
       this.#log.warn({ reason: resolved.reason }, resolved.message);
       this.#deps.events.event(this.#host.pod(), 'Warning', resolved.reason, resolved.message, this.#fieldPath);
@@ -269,6 +310,8 @@ export class ContainerRunner {
     let setup: string | undefined;
     let commandCwd: string | false | undefined;
     let execCwd = cwd;
+    let execTargetSandbox: Sandbox | undefined;
+    let execTargetPid: number | undefined;
     if (inNs) {
       try {
         const etc = pod.spec?.hostNetwork
@@ -303,14 +346,29 @@ export class ContainerRunner {
           'the pod uses the host\'s /etc/resolv.conf, so Service names resolve only through $(<SVC>_SERVICE_HOST) or host DNS routing (README)',
       );
     }
-    const proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox, setup, ...(commandCwd !== undefined ? { commandCwd } : {}) });
+    const io = { stdin: this.spec.stdin === true, tty: this.spec.tty === true };
+    let proc: GroupProcess;
+    if (target) {
+      // an ephemeral container sharing its target's PID and mount namespaces (its processes see
+      // the target's, as upstream's targetContainerName): entered as exec enters, in its env
+      const { prefix, setsCwd } = await enterPrefix(target).catch(() => ({ prefix: [] as string[], setsCwd: false }));
+      execCwd = setsCwd ? target.cwd : cwd;
+      this.#exec = undefined;
+      const session = io.tty ? SETSID_CTTY : [];
+      proc = GroupProcess.start({ argv: [...prefix, ...session, ...argv], env, cwd: setsCwd ? this.#deps.workingDir : cwd, logFile, ...io, ctty: false, commandCwd: false });
+      execTargetSandbox = target.sandbox;
+      execTargetPid = target.pid;
+    } else {
+      proc = GroupProcess.start({ argv, env, cwd, logFile, sandbox, setup, ...io, ...(commandCwd !== undefined ? { commandCwd } : {}) });
+    }
     const logTimes = LogTimes.start(logFile, this.#log); // when each line was written (log-times.ts)
     const startedAtMs = Date.now();
     this.#proc = proc;
     this.#logFile = logFile;
     this.#preStop = undefined;
     this.#target = { podIP: this.#host.podIP(), container: this.spec, env, cwd, sandbox, lockDir: path.dirname(logFile) };
-    this.#exec = { env, cwd: execCwd, sandbox, logFile };
+    this.#exec = { env, cwd: execCwd, sandbox: execTargetSandbox ?? sandbox, logFile, ...(io.stdin || io.tty ? { attach: this.#attachIO(proc, io.tty) } : {}) };
+    this.#execPid = execTargetPid;
     if (proc.pid !== undefined) {
       this.#containerID = `kubeloop://${proc.pid}`;
       this.#log.info({ pid: proc.pid, restartCount: this.#restartCount, argv0: argv[0] }, 'container started');
@@ -379,7 +437,8 @@ export class ContainerRunner {
       return;
     }
     const policy = this.#host.restartPolicy;
-    const restart = policy === 'Always' || (policy === 'OnFailure' && exit.exitCode !== 0);
+    // ephemeral containers are never restarted (upstream)
+    const restart = !this.#ephemeral && (policy === 'Always' || (policy === 'OnFailure' && exit.exitCode !== 0));
     this.#log.info(
       { exitCode: exit.exitCode, signal: exit.signal, startError: exit.startError, restart },
       exit.startError ? `container could not start: ${exit.startError}` : 'container exited',
@@ -400,6 +459,20 @@ export class ContainerRunner {
     } else {
       this.#restart(finishedAtMs);
     }
+  }
+
+  /** the run's stdin/terminal for attach; `stdinOnce` closes stdin when the first attach session ends */
+  #attachIO(proc: GroupProcess, tty: boolean): AttachIO {
+    return {
+      tty,
+      write: (b) => {
+        if (proc.stdin?.writable && this.spec.stdin) proc.stdin.write(b);
+      },
+      resize: (cols, rows) => tty && proc.resize(cols, rows),
+      detached: () => {
+        if (this.spec.stdinOnce) proc.stdin?.end();
+      },
+    };
   }
 
   #retryOnImagesChange(): void {

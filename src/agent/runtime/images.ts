@@ -26,6 +26,11 @@ export interface ImageEntry {
   commands: readonly string[];
   /** the built-in program's name, when it is one */
   builtin?: string;
+  /**
+   * what runs instead of `command`/`args` for a container with `stdin: true` and neither
+   * command nor args (`kubectl run -it`, `kubectl debug -it`): busybox's `sh`
+   */
+  interactive?: readonly string[];
 }
 
 export interface ImageTable {
@@ -112,8 +117,8 @@ export function parseImageTable(doc: unknown, file: string, lineOf: (key: string
     }
     const e = raw as Record<string, unknown>;
     for (const k of Object.keys(e)) {
-      if (!['builtin', 'command', 'args', 'mode', 'aliases', 'commands'].includes(k)) {
-        problems.push(`${where}.${k}: unknown field (supported: builtin, command, args, mode, aliases, commands)`);
+      if (!['builtin', 'command', 'args', 'mode', 'aliases', 'commands', 'interactive'].includes(k)) {
+        problems.push(`${where}.${k}: unknown field (supported: builtin, command, args, mode, aliases, commands, interactive)`);
       }
     }
     let command: string[] | undefined;
@@ -144,6 +149,11 @@ export function parseImageTable(doc: unknown, file: string, lineOf: (key: string
     if (mode !== 'entrypoint' && mode !== 'cmd') problems.push(`${where}.mode: expected "entrypoint" or "cmd"`);
     const commands = e.commands ?? [];
     if (!isStringArray(commands)) problems.push(`${where}.commands: expected a list of executable names`);
+    let interactive: string[] | undefined;
+    if (e.interactive !== undefined) {
+      if (!isStringArray(e.interactive) || e.interactive.length === 0) problems.push(`${where}.interactive: expected a non-empty list of strings`);
+      else interactive = e.interactive.map(String);
+    }
     const aliases = e.aliases ?? [];
     if (!isStringArray(aliases)) problems.push(`${where}.aliases: expected a list of image names`);
     if (!command) continue;
@@ -154,6 +164,7 @@ export function parseImageTable(doc: unknown, file: string, lineOf: (key: string
       mode: mode === 'cmd' ? 'cmd' : 'entrypoint',
       commands: Object.freeze(isStringArray(commands) ? commands.map(String) : []),
       ...(builtin ? { builtin } : {}),
+      ...(interactive ? { interactive: Object.freeze(interactive) } : {}),
     });
     for (const n of [key, ...(isStringArray(aliases) ? aliases.map(String) : [])]) {
       const norm = normaliseImage(n);
@@ -204,5 +215,6 @@ export function resolveContainer(table: ImageTable, c: Container): Resolved {
     };
   }
   if (entry.mode === 'cmd' && args?.length) return { ok: true, argv: [...args], entry };
+  if (!args && c.stdin && entry.interactive) return { ok: true, argv: [...entry.interactive], entry };
   return { ok: true, argv: [...entry.command, ...(args ?? entry.args)], entry };
 }

@@ -22,7 +22,9 @@ import { unmountBelow } from './memory-volumes.js';
 export { loadImageTable, normaliseImage, DEFAULT_IMAGE_TABLE, type ImageTable, type ImageEntry } from './images.js';
 export { claimDir, volumeEnvName } from './volumes.js';
 export { PROXY_SETTLE_MS } from './endpoints-gate.js';
-export type { ExecTarget } from './container.js';
+export type { ExecTarget, AttachIO } from './container.js';
+export { enterPrefix } from './enter.js';
+export { SETSID_CTTY, ptyCommand } from './pty.js';
 export type { Sandbox } from './sandbox.js';
 
 export interface RuntimeOptions {

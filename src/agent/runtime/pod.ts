@@ -2,7 +2,8 @@ import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import type { ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js';
+import type { EphemeralContainer } from 'kubernetes-types/core/v1.js';
+import type { Container, ContainerStatus, Pod, PodStatus, Stored } from '../../api/types.js';
 import { isApiError } from '../../api/errors.js';
 import type { IpAllocator } from '../../util/allocator.js';
 import type { Store } from '../../store/types.js';
@@ -12,6 +13,13 @@ import { buildPodStatus, podPhase, sameStatus, timestamp, type PodView } from '.
 import { sourcesOf } from './volume-sources.js';
 import { emptyDirRoot, memoryVolume, writeProjected } from './volumes.js';
 import { unmountBelow } from './memory-volumes.js';
+
+/** the state to report for an ephemeral container that ran under an earlier agent (it is not run again) */
+function ranBefore(s: ContainerStatus): NonNullable<ContainerStatus['state']> {
+  if (s.state?.terminated) return s.state;
+  const now = timestamp();
+  return { terminated: { exitCode: 137, reason: 'Error', message: 'the node agent restarted: ephemeral containers are not run again', startedAt: s.state?.running?.startedAt ?? now, finishedAt: now } };
+}
 
 /** kubeloop's pod condition saying whether every mount is at its mountPath */
 export const MOUNTS_CONDITION = 'kubeloop.dev/VolumeMountsAtPaths';
@@ -51,6 +59,8 @@ export class PodWorker {
   #startTime: string | undefined;
   #init: ContainerRunner[] = [];
   #main: ContainerRunner[] = [];
+  /** ephemeral containers (kubectl debug), by name; started once the app containers are */
+  readonly #ephemeral = new Map<string, ContainerRunner>();
   #initialized = false;
   #message: { reason: string; message: string } | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -87,12 +97,12 @@ export class PodWorker {
 
   /** the running container of this name (init containers included), for exec and attach */
   execTarget(container: string): ExecTarget | undefined {
-    return [...this.#init, ...this.#main].find((c) => c.name === container)?.execTarget();
+    return [...this.#init, ...this.#main, ...this.#ephemeral.values()].find((c) => c.name === container)?.execTarget();
   }
 
   /** pids of the running container processes (each is its group's id) */
   pids(): number[] {
-    return [...this.#init, ...this.#main].map((c) => c.pid).filter((p): p is number => p !== undefined);
+    return [...this.#init, ...this.#main, ...this.#ephemeral.values()].map((c) => c.pid).filter((p): p is number => p !== undefined);
   }
 
   /** Begins running the pod; problems end up in its status, never as a rejection. */
@@ -127,6 +137,11 @@ export class PodWorker {
         }),
       );
     }
+    for (const c of spec.ephemeralContainers ?? []) {
+      const was = prev.get(c.name) ?? this.#pod.status?.ephemeralContainerStatuses?.find((s) => s.name === c.name);
+      // one that ran before the agent restarted is not run again (ephemeral containers never restart)
+      if (was?.state?.running || was?.state?.terminated) this.#ephemeral.set(c.name, this.#ephemeralRunner(c, ranBefore(was)));
+    }
     this.#log.info({ podIP: this.#podIP }, 'starting pod');
     this.#requestStatus();
     void this.#runInit();
@@ -147,6 +162,7 @@ export class PodWorker {
     const oldGrace = this.#pod.metadata.deletionGracePeriodSeconds;
     const oldMeta = this.#pod.metadata;
     this.#pod = pod;
+    this.#startEphemeral();
     // downwardAPI volumes follow labels and annotations
     if (!isDeepStrictEqual(oldMeta.labels, pod.metadata.labels) || !isDeepStrictEqual(oldMeta.annotations, pod.metadata.annotations)) this.#refreshVolumes();
     if (!pod.metadata.deletionTimestamp) return;
@@ -156,6 +172,31 @@ export class PodWorker {
       // deleted again with a shorter grace period: shorten the wait
       void this.#stopContainers((pod.metadata.deletionGracePeriodSeconds ?? 0) * 1000);
     }
+  }
+
+  /**
+   * Starts the ephemeral containers added to the spec (pods/ephemeralcontainers) since, once the
+   * app containers have started; each runs once, in the pod's environment (its env, IP, its own
+   * volumeMounts) or, with `targetContainerName`, in that container's PID and mount namespaces.
+   */
+  #startEphemeral(): void {
+    if (this.#halted || !this.#initialized || this.#pod.metadata.deletionTimestamp) return;
+    for (const c of this.#pod.spec?.ephemeralContainers ?? []) {
+      if (this.#ephemeral.has(c.name)) continue;
+      const r = this.#ephemeralRunner(c);
+      this.#ephemeral.set(c.name, r);
+      this.#log.info({ container: c.name, target: c.targetContainerName }, 'starting ephemeral container');
+      r.start();
+    }
+  }
+
+  #ephemeralRunner(c: EphemeralContainer, state?: ContainerStatus['state']): ContainerRunner {
+    const target = c.targetContainerName;
+    return new ContainerRunner(this.#deps, this.#host('Never'), c as Container, {
+      ephemeral: true,
+      ...(state ? { state } : {}),
+      ...(target ? { target: () => this.#main.find((m) => m.name === target)?.execTarget() } : {}),
+    });
   }
 
   /** a ConfigMap or Secret of the pod's namespace changed (`ConfigMap/<name>`) */
@@ -369,12 +410,13 @@ export class PodWorker {
     if (this.#halted) return;
     this.#initialized = true;
     for (const r of this.#main) r.start();
+    this.#startEphemeral();
     this.#requestStatus();
   }
 
   async #stopContainers(graceMs: number): Promise<void> {
     this.#initWait?.(false);
-    await Promise.all([...this.#init, ...this.#main].map((c) => c.stop(graceMs)));
+    await Promise.all([...this.#init, ...this.#main, ...this.#ephemeral.values()].map((c) => c.stop(graceMs)));
   }
 
   #view(): PodView {
@@ -386,6 +428,7 @@ export class PodWorker {
       ...(this.#message ? this.#message : {}),
       initContainers: this.#init.map((c) => c.status()),
       containers: this.#main.map((c) => c.status()),
+      ephemeralContainers: [...this.#ephemeral.values()].map((c) => c.status()),
       initialized: this.#initialized || this.#init.length === 0,
       terminating: !!this.#terminating,
       ...(this.#mountsChecked

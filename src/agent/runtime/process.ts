@@ -1,9 +1,11 @@
 import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import path from 'node:path';
+import { SETSID_CTTY, ptyCommand } from './pty.js';
 import { type Sandbox, commandProblem } from './sandbox.js';
 
 export interface ProcessSpec {
@@ -21,6 +23,15 @@ export interface ProcessSpec {
    * check (the command is only where the setup script mounts it)
    */
   commandCwd?: string | false;
+  /** `stdin: true`: the process reads a pipe the runtime keeps (`GroupProcess.stdin`); otherwise /dev/null */
+  stdin?: boolean;
+  /**
+   * `tty: true`: the process runs on a pseudo-terminal (pty.ts) whose output is the log and
+   * whose input is the stdin pipe (its end is typed as ^D); resizable (`GroupProcess.resize`)
+   */
+  tty?: boolean;
+  /** with a tty: prefix argv with `setsid -c` (default); false when argv already makes its session */
+  ctty?: boolean;
 }
 
 export interface Exit {
@@ -43,10 +54,15 @@ export class GroupProcess {
   readonly pid: number | undefined;
   /** resolves once the leader has exited and the group has been swept; never rejects */
   readonly exited: Promise<Exit>;
+  /** the process's stdin (`stdin` or `tty` specs), open until ended */
+  readonly stdin: Writable | undefined;
+  readonly #resize: Writable | undefined;
   #done = false;
 
-  private constructor(pid: number | undefined, exited: Promise<Exit>) {
+  private constructor(pid: number | undefined, exited: Promise<Exit>, io: { stdin?: Writable; resize?: Writable } = {}) {
     this.pid = pid;
+    this.stdin = io.stdin;
+    this.#resize = io.resize;
     this.exited = exited.then((e) => {
       this.#done = true;
       return e;
@@ -80,7 +96,11 @@ export class GroupProcess {
         return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd, e) }));
       }
     }
-    const [file, ...fileArgs] = sandbox ? sandbox.wrap(spec.argv, path.dirname(spec.logFile), spec.setup) : spec.argv;
+    // on a tty the program makes itself a session leader on it, inside its PID namespace (pty.ts)
+    const argv = spec.tty && spec.ctty !== false ? [...SETSID_CTTY, ...spec.argv] : spec.argv;
+    const wrapped = sandbox ? sandbox.wrap(argv, path.dirname(spec.logFile), spec.setup) : argv;
+    // the pty helper passes the lifeline (fd 3) on and reads sizes on fd 4
+    const [file, ...fileArgs] = spec.tty ? ptyCommand(wrapped, { resizeFd: 4, onEof: 'eof-char', keepFds: [3] }).flat() : wrapped;
     let child;
     try {
       // fd 3 is a lifeline: its other end closes when the daemon dies, however it dies, so the
@@ -89,9 +109,10 @@ export class GroupProcess {
         detached: true,
         cwd: spec.cwd,
         env: { ...spec.env, KUBELOOP_LIFELINE_FD: '3' },
-        stdio: ['ignore', fd, fd, 'pipe'],
+        stdio: [spec.stdin || spec.tty ? 'pipe' : 'ignore', fd, fd, 'pipe', ...(spec.tty ? (['pipe'] as const) : [])],
       });
       (child.stdio[3] as Socket | null)?.unref();
+      for (const s of [child.stdin, child.stdio[4]]) s?.on('error', () => undefined);
     } catch (e) {
       closeSync(fd);
       return new GroupProcess(undefined, Promise.resolve({ exitCode: 128, startError: startMessage(cmd ?? '', e as NodeJS.ErrnoException) }));
@@ -110,7 +131,12 @@ export class GroupProcess {
         void groupGone(pid, GROUP_SWEEP_MS).then(() => resolve(exit));
       });
     });
-    return new GroupProcess(pid, exited);
+    return new GroupProcess(pid, exited, { stdin: child.stdin ?? undefined, resize: (child.stdio[4] as Writable | null) ?? undefined });
+  }
+
+  /** the terminal's new size (tty only) */
+  resize(cols: number, rows: number): void {
+    if (this.#resize?.writable) this.#resize.write(`${cols} ${rows}\n`);
   }
 
   /** Sends a signal to the whole group; false when it is gone. */

@@ -15,6 +15,8 @@ export interface PodView {
   reason?: string;
   initContainers: readonly ContainerStatus[];
   containers: readonly ContainerStatus[];
+  /** ephemeral containers (kubectl debug): reported, never part of the phase or readiness */
+  ephemeralContainers?: readonly ContainerStatus[];
   /** all init containers completed (true when there are none) */
   initialized: boolean;
   /** the pod is being deleted: not Ready, whatever its containers say */
@@ -112,6 +114,8 @@ export function buildPodStatus(v: PodView, prev: PodStatus | undefined, now = ti
   };
   if (v.initContainers.length) status.initContainerStatuses = v.initContainers.map((c) => ({ ...c }));
   else delete status.initContainerStatuses;
+  if (v.ephemeralContainers?.length) status.ephemeralContainerStatuses = v.ephemeralContainers.map((c) => ({ ...c }));
+  else delete status.ephemeralContainerStatuses;
   if (v.message) {
     status.message = v.message;
     status.reason = v.reason;
