@@ -27,7 +27,7 @@ import { connectionMetrics } from './connection-metrics.js';
 import { type FdBudget, fitBudget } from '../util/fd-budget.js';
 import { AGENT_CLIENT_USER, ensurePki } from './pki.js';
 import { AgentEndpoint } from '../agent/endpoint/index.js';
-import { DEFAULT_TUNNEL_PORT, Tunnel } from '../agent/tunnel/index.js';
+import { Tunnel } from '../agent/tunnel/index.js';
 import { LocalAddresses } from '../agent/proxy/local-addresses.js';
 import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
@@ -261,7 +261,7 @@ export class Daemon {
         log: this.#log,
         nodes: nodeLayout(o).map((n) => ({ name: n.name, podCidr: n.podCidr })),
         address: o.nodeIP,
-        port: (o as { tunnelPort?: number }).tunnelPort ?? DEFAULT_TUNNEL_PORT,
+        port: o.tunnelPort,
         tls: { cert: pki.agentCert, key: pki.agentKey },
         isLocalAddress: (ip) => local.has(ip),
       });

@@ -71,6 +71,8 @@ export interface Options {
   maxPods: number;
   /** pod starts per second per node (a burst of as many may go at once) */
   podStartRate: number;
+  /** the node tunnel's port on --node-ip (other machines reach this node's pods through it; 0: any free port) */
+  tunnelPort: number;
 }
 
 interface FlagSpec {
@@ -119,6 +121,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
   { name: 'stop-grace', key: 'stopGraceMs', kind: 'duration', arg: 'DURATION', help: 'at most this much SIGTERM grace per pod when the daemon stops' },
   { name: 'max-pods', key: 'maxPods', kind: 'int', arg: 'N', help: "pods per node (the kubelet's --max-pods); pods over it stay Pending with the scheduler's 'Too many pods'" },
+  { name: 'tunnel-port', key: 'tunnelPort', kind: 'int', arg: 'PORT', help: "with a shared --store and a --node-ip other machines reach: the port on --node-ip where other nodes reach this node's pods (HTTP/2 CONNECT over mutual TLS; only this node's pods' declared ports); 0 picks a free one" },
   { name: 'pod-start-rate', key: 'podStartRate', kind: 'int', arg: 'N', help: 'pod starts (process forks) per second per node, in bursts of up to N; further pods wait Pending with reason StartRateLimited' },
   { name: 'log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
@@ -163,6 +166,7 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   stopGraceMs: 5_000,
   maxPods: 110,
   podStartRate: 20,
+  tunnelPort: 10251,
 });
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -440,6 +444,7 @@ export function validate(o: Options): string[] {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
   }
   if (!Number.isInteger(o.maxPods) || o.maxPods < 1) problems.push(`--max-pods ${o.maxPods}: give a whole number ≥ 1 (the kubelet's default is 110)`);
+  if (!Number.isInteger(o.tunnelPort) || o.tunnelPort > 65535) problems.push(`--tunnel-port ${o.tunnelPort}: give a port from 0 to 65535 (0: any free port)`);
   if (!Number.isInteger(o.podStartRate) || o.podStartRate < 1) problems.push(`--pod-start-rate ${o.podStartRate}: give a whole number of starts per second ≥ 1, e.g. 20`);
   if (o.backoffInitialMs <= 0 || o.backoffMaxMs < o.backoffInitialMs) {
     problems.push('--crashloop-backoff must be > 0 and not above --crashloop-backoff-max');
