@@ -67,6 +67,12 @@ export interface Options {
   readyTimeoutMs: number;
   /** grace given to pods when the daemon stops (capped per pod by its own grace period) */
   stopGraceMs: number;
+  /** how often each HorizontalPodAutoscaler is synced (kube-controller-manager's --horizontal-pod-autoscaler-sync-period) */
+  hpaSyncPeriodMs: number;
+  /** the downscale stabilization window of HorizontalPodAutoscalers without `behavior` */
+  hpaDownscaleStabilizationMs: number;
+  /** between two /proc samples of the pods' CPU and memory (metrics-server's --metric-resolution) */
+  metricResolutionMs: number;
   /** pods per node (the kubelet's --max-pods): the Node's allocatable pods, enforced by the scheduler */
   maxPods: number;
   /** pod starts per second per node (a burst of as many may go at once) */
@@ -119,6 +125,9 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'crashloop-backoff', key: 'backoffInitialMs', kind: 'duration', arg: 'DURATION', help: 'first CrashLoopBackOff delay; doubles up to --crashloop-backoff-max' },
   { name: 'crashloop-backoff-max', key: 'backoffMaxMs', kind: 'duration', arg: 'DURATION', help: 'longest CrashLoopBackOff delay' },
   { name: 'ready-timeout', key: 'readyTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'how long up waits for pods to be ready before printing the address table' },
+  { name: 'horizontal-pod-autoscaler-sync-period', key: 'hpaSyncPeriodMs', kind: 'duration', arg: 'DURATION', help: 'how often each HorizontalPodAutoscaler reads its metrics and rescales (kube-controller-manager flag)' },
+  { name: 'horizontal-pod-autoscaler-downscale-stabilization', key: 'hpaDownscaleStabilizationMs', kind: 'duration', arg: 'DURATION', help: 'HorizontalPodAutoscalers without spec.behavior scale down to the highest recommendation of this window (kube-controller-manager flag)' },
+  { name: 'metric-resolution', key: 'metricResolutionMs', kind: 'duration', arg: 'DURATION', help: "how often each node samples its pods' CPU and memory from /proc for kubectl top and autoscaling; CPU is the rate between two samples (metrics-server flag)" },
   { name: 'stop-grace', key: 'stopGraceMs', kind: 'duration', arg: 'DURATION', help: 'at most this much SIGTERM grace per pod when the daemon stops' },
   { name: 'max-pods', key: 'maxPods', kind: 'int', arg: 'N', help: "pods per node (the kubelet's --max-pods); pods over it stay Pending with the scheduler's 'Too many pods'" },
   { name: 'tunnel-port', key: 'tunnelPort', kind: 'int', arg: 'PORT', help: "with a shared --store and a --node-ip other machines reach: the port on --node-ip where other nodes reach this node's pods (HTTP/2 CONNECT over mutual TLS; only this node's pods' declared ports); 0 picks a free one" },
@@ -164,6 +173,9 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   backoffMaxMs: 300_000,
   readyTimeoutMs: 15_000,
   stopGraceMs: 5_000,
+  hpaSyncPeriodMs: 15_000,
+  hpaDownscaleStabilizationMs: 300_000,
+  metricResolutionMs: 15_000,
   maxPods: 110,
   podStartRate: 20,
   tunnelPort: 10251,
@@ -443,6 +455,8 @@ export function validate(o: Options): string[] {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
   }
+  if (o.hpaSyncPeriodMs < 100) problems.push('--horizontal-pod-autoscaler-sync-period: at least 100ms, e.g. 15s');
+  if (o.metricResolutionMs < 100) problems.push('--metric-resolution: at least 100ms, e.g. 15s');
   if (!Number.isInteger(o.maxPods) || o.maxPods < 1) problems.push(`--max-pods ${o.maxPods}: give a whole number ≥ 1 (the kubelet's default is 110)`);
   if (!Number.isInteger(o.tunnelPort) || o.tunnelPort > 65535) problems.push(`--tunnel-port ${o.tunnelPort}: give a port from 0 to 65535 (0: any free port)`);
   if (!Number.isInteger(o.podStartRate) || o.podStartRate < 1) problems.push(`--pod-start-rate ${o.podStartRate}: give a whole number of starts per second ≥ 1, e.g. 20`);
@@ -519,7 +533,7 @@ export function helpText(): string {
     '',
     'Flags (defaults in brackets; a --config FILE of `flag-name: value` lines sits between defaults and flags):',
   ];
-  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'dnsTcpIdleTimeoutMs', 'apiHandshakeTimeoutMs']);
+  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'hpaSyncPeriodMs', 'hpaDownscaleStabilizationMs', 'metricResolutionMs', 'dnsTcpIdleTimeoutMs', 'apiHandshakeTimeoutMs']);
   for (const f of FLAGS) {
     const left = `  ${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
     const d = DEFAULTS[f.key];

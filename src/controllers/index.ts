@@ -16,11 +16,13 @@ import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
 import { ServiceAccountController } from './service-account.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { HpaController, type PodMetricsSource } from './hpa.js';
 
 export { Runner, type Reconciler, type ReconcileContext, type ReconcileResult } from './runner.js';
 export { EventRecorder } from '../store/events.js';
 export { type Clock, wallClock } from './cronjob.js';
 export { claimDirectory } from './pvc.js';
+export type { PodMetricsSource } from './hpa.js';
 
 export interface ControllerOptions {
   store: Store;
@@ -44,6 +46,12 @@ export interface ControllerOptions {
    * from filling the store; default 100/s, bursts of 500
    */
   podCreateRate?: { perSecond: number; burst: number };
+  /** the Metrics API for the HorizontalPodAutoscaler controller; unset: no autoscaling */
+  podMetrics?: PodMetricsSource;
+  /** --horizontal-pod-autoscaler-sync-period; default 15 s */
+  hpaSyncPeriodMs?: number;
+  /** --horizontal-pod-autoscaler-downscale-stabilization (HPAs without behavior); default 5 min */
+  hpaDownscaleStabilizationMs?: number;
 }
 
 interface Controller {
@@ -99,6 +107,13 @@ export class ControllerManager {
       new JobController({ ...base, events: jobEvents, failureBackoff: o.jobFailureBackoff, podCreates }),
       new CronJobController({ ...base, events: cronEvents, clock: o.clock }),
     );
+    if (o.podMetrics) {
+      const hpaEvents = recorder('horizontal-pod-autoscaler');
+      this.#recorders.push(hpaEvents);
+      this.#controllers.push(
+        new HpaController({ ...base, events: hpaEvents, metrics: o.podMetrics, syncPeriodMs: o.hpaSyncPeriodMs, downscaleStabilizationMs: o.hpaDownscaleStabilizationMs }),
+      );
+    }
   }
 
   /** keys waiting or in process over every controller (delayed re-checks not counted): 0 when all is quiet */

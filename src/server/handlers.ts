@@ -22,6 +22,8 @@ import { type Resource, type Verb, groupVersionString } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
 import { boolParam, intParam } from './query-params.js';
 import { serveReview } from './reviews.js';
+import { serveHpaV1 } from './hpa-v1.js';
+import { type MetricsClient, serveMetrics } from './metrics.js';
 import { toScale } from './scale.js';
 import { KIND_CLASSES, type Schemas, checkFields } from './schema.js';
 import { errorWithCauses } from './status.js';
@@ -37,6 +39,8 @@ export interface HandlerDeps {
   slices: SliceView;
   /** pods/log goes to the pod's node agent endpoint */
   agents: AgentForwarder;
+  /** the Metrics API asks the node agents */
+  metrics: MetricsClient;
   log: Logger;
 }
 
@@ -165,7 +169,9 @@ export class Handlers {
   async handle(c: Call): Promise<void> {
     const verb = refuseUnread(c, () => this.#verb(c));
     // the review kinds are answered, not stored (reviews.ts); their only verb is create
+    if (c.resource.virtual && c.resource.info.group === 'metrics.k8s.io') return serveMetrics(c.req, c.res, c.route, c.query, this.#d.metrics);
     if (c.resource.virtual) return serveReview(c.req, c.res, c.route, c.resource.info, c.user?.());
+    if (c.resource.convertedFrom) return serveHpaV1({ req: c.req, res: c.res, query: c.query, route: c.route, verb, store: this.#d.store, log: this.#d.log });
     const route = c.route;
     if (route.subresource) return this.#subresource(c, verb);
     switch (verb) {

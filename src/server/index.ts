@@ -36,6 +36,7 @@ import { MAX_BODY, sendError, sendJson, sendStatus } from './http.js';
 import { FieldManager } from './managed-fields.js';
 import { OpenApi } from './openapi.js';
 import { StrategicMerge } from './patch/strategic.js';
+import { MetricsClient } from './metrics.js';
 import { findResource } from './resources.js';
 import { serveProxy } from './proxy-subresource.js';
 import { parseResourcePath, requestPath } from './route.js';
@@ -98,6 +99,8 @@ export class ApiServer {
   readonly #openapi: OpenApi;
   readonly #handlers: Handlers;
   readonly #agents: AgentForwarder;
+  /** the Metrics API's client of the node agents (also what the HorizontalPodAutoscaler controller reads) */
+  readonly metrics: MetricsClient;
   readonly #sockets = new Set<Socket>();
   readonly #connections = { open: 0, rejected: 0, cap: DEFAULT_FD_BUDGET.apiConnections };
   /** accepted TCP connections not yet authenticated, oldest first (see util/fd-budget.ts) */
@@ -117,6 +120,7 @@ export class ApiServer {
     this.#hosts = new Set(['localhost', '127.0.0.1', '::1', this.#o.address, ...(o.hosts ?? [])].map((h) => h.toLowerCase()));
     this.#openapi = new OpenApi(this.#schemas);
     this.#agents = new AgentForwarder({ store: o.store, tls: o.agentTls });
+    this.metrics = new MetricsClient({ store: o.store, tls: o.agentTls });
     this.#handlers = new Handlers({
       store: o.store,
       schemas: this.#schemas,
@@ -124,6 +128,7 @@ export class ApiServer {
       smp: new StrategicMerge(this.#schemas),
       slices: new SliceView(o.store, o.informers.for<Service>('Service')),
       agents: this.#agents,
+      metrics: this.metrics,
       log: this.#log,
     });
   }

@@ -4,7 +4,7 @@
  * discovery advertises and the only ones the handlers accept (handlers.ts `requestVerb`):
  * any other is upstream's 405.
  */
-import type { KindDecl, KindInfo, Verb } from '../api/kind.js';
+import { type KindDecl, type KindInfo, type Verb, infoOf } from '../api/kind.js';
 import { KIND_DECLS } from '../api/kinds/index.js';
 
 export type { Verb } from '../api/kind.js';
@@ -22,8 +22,10 @@ export interface Resource {
   info: KindInfo;
   subresources: readonly Subresource[];
   verbs: readonly Verb[];
-  /** answered by the server, never stored (the review kinds: reviews.ts) */
+  /** answered by the server, never stored (the review kinds: reviews.ts; the Metrics API: metrics.ts) */
   virtual?: boolean;
+  /** another version of a stored kind, served through a conversion (autoscaling/v1 HorizontalPodAutoscaler: hpa-v1.ts) */
+  convertedFrom?: string;
 }
 
 /** every verb, in discovery's (sorted) order */
@@ -60,7 +62,14 @@ function resourceFor(decl: KindDecl): Resource {
   return { info, subresources: subs, verbs: decl.verbs ?? ALL_VERBS, ...(decl.virtual ? { virtual: true } : {}) };
 }
 
-export const RESOURCES: readonly Resource[] = Object.freeze(KIND_DECLS.map(resourceFor));
+/** autoscaling/v1 HorizontalPodAutoscaler: the stored autoscaling/v2 object through upstream's conversion */
+const HPA_V1: Resource = (() => {
+  const v2 = KIND_DECLS.find((d) => d.info.kind === 'HorizontalPodAutoscaler')!;
+  const info = infoOf('HorizontalPodAutoscaler', 'autoscaling/v1', v2.info.plural, { shortNames: v2.info.shortNames, categories: v2.info.categories, hasStatus: true });
+  return { ...resourceFor({ ...v2, info }), convertedFrom: v2.info.apiVersion };
+})();
+
+export const RESOURCES: readonly Resource[] = Object.freeze([...KIND_DECLS.map(resourceFor), HPA_V1]);
 
 /** Group versions in discovery order; autoscaling/v1 carries only the Scale kind of subresources. */
 export const GROUP_VERSIONS: readonly { group: string; version: string }[] = Object.freeze(
@@ -70,7 +79,6 @@ export const GROUP_VERSIONS: readonly { group: string; version: string }[] = Obj
       if (!out.some((g) => g.group === group && g.version === version)) out.push({ group, version });
     };
     for (const r of RESOURCES) add(r.info.group, r.info.version);
-    add('autoscaling', 'v1');
     return out;
   })(),
 );

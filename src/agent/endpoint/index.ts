@@ -10,6 +10,7 @@
  *   GET  /attach/{namespace}/{pod}?container=…                         WebSocket: v5/v4.channel.k8s.io
  *   GET  /portForward/{namespace}/{pod}                                WebSocket: SPDY/3.1+portforward.k8s.io (ports per stream)
  *   GET  /portForward/{namespace}/{pod}?ports=…                        WebSocket: v4.channel.k8s.io
+ *   GET  /metrics/resource                                             this node's pods' CPU and memory (metrics.ts)
  *
  * Errors are Kubernetes `Status` bodies, passed through by the API server as they are.
  */
@@ -22,9 +23,10 @@ import { WebSocketServer } from 'ws';
 import { ApiError, badRequest } from '../../api/errors.js';
 import type { Pod, Stored } from '../../api/types.js';
 import type { Store } from '../../store/types.js';
-import type { ExecTarget } from '../runtime/index.js';
+import type { ExecTarget, RunningContainer } from '../runtime/index.js';
 import { CHANNEL_PROTOCOLS, pickProtocol } from './channels.js';
 import { parseLogQuery, pickContainer, serveLogs } from './logs.js';
+import { MetricsSampler } from './metrics.js';
 import { parsePorts, servePortForward } from './portforward.js';
 import { SPDY_PORTFORWARD_PROTOCOL, SPDY_PROTOCOL_TOKEN, servePortForwardSpdy } from './portforward-spdy.js';
 import { serveAttach, serveExec } from './streams.js';
@@ -43,6 +45,10 @@ export interface AgentEndpointOptions {
   stateDir: string;
   /** this node's running container of a pod (uid) by name */
   execTarget(uid: string, container: string): ExecTarget | undefined;
+  /** this node's running app containers (resource metrics); none: the node reports no pod metrics */
+  runningContainers?(): RunningContainer[];
+  /** between two /proc samples of the resource metrics (metrics-server's --metric-resolution), default 15 s */
+  metricsResolutionMs?: number;
 }
 
 type Verb = 'containerLogs' | 'exec' | 'attach' | 'portForward';
@@ -57,6 +63,7 @@ export class AgentEndpoint {
   readonly #log: Logger;
   readonly #wss: WebSocketServer;
   readonly #sockets = new Set<Duplex>();
+  readonly #metrics: MetricsSampler;
   #server: Server | undefined;
   #port = 0;
   #stopping: Promise<void> | undefined;
@@ -70,6 +77,7 @@ export class AgentEndpoint {
       maxPayload: 16 << 20,
       handleProtocols: (offered, req) => pickProtocol(offered, req.url?.startsWith('/portForward/') ? PORTFORWARD_PROTOCOLS : CHANNEL_PROTOCOLS),
     });
+    this.#metrics = new MetricsSampler({ containers: () => o.runningContainers?.() ?? [], resolutionMs: o.metricsResolutionMs, log: this.#log });
     this.#wss.on('headers', (headers: string[]) => {
       const i = headers.indexOf(`Sec-WebSocket-Protocol: ${SPDY_PROTOCOL_TOKEN}`);
       if (i >= 0) headers[i] = `Sec-WebSocket-Protocol: ${SPDY_PORTFORWARD_PROTOCOL}`;
@@ -102,10 +110,12 @@ export class AgentEndpoint {
     const a = server.address();
     this.#port = typeof a === 'object' && a ? a.port : port;
     this.#log.info({ address, port: this.#port }, 'node agent endpoint listening');
+    this.#metrics.start();
   }
 
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
+      this.#metrics.stop();
       const server = this.#server;
       for (const c of this.#wss.clients) c.terminate();
       this.#wss.close();
@@ -138,6 +148,11 @@ export class AgentEndpoint {
     try {
       const refused = this.#refusal(req);
       if (refused) throw refused;
+      if ((req.url ?? '').split('?')[0] === '/metrics/resource') {
+        if (req.method !== 'GET') throw new ApiError('MethodNotAllowed', `${req.method ?? ''} is not served on /metrics/resource: GET it`);
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.#metrics.report()));
+        return;
+      }
       const r = this.#route(req);
       if (r.verb !== 'containerLogs') throw badRequest(`Upgrade request required: ${r.verb} streams over WebSockets`);
       await serveLogs(req, res, { store: this.#o.store, stateDir: this.#o.stateDir }, r.namespace, r.name, parseLogQuery(r.query));

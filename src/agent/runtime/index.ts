@@ -27,6 +27,16 @@ export { enterPrefix } from './enter.js';
 export { SETSID_CTTY, ptyCommand } from './pty.js';
 export type { Sandbox } from './sandbox.js';
 
+/** a running app container of a pod on this node */
+export interface RunningContainer {
+  namespace: string;
+  pod: string;
+  uid: string;
+  container: string;
+  /** its process group leader */
+  pid: number;
+}
+
 export interface RuntimeOptions {
   store: Store;
   informers: InformerFactory;
@@ -224,6 +234,14 @@ export class PodRuntime {
   /** the running container `container` of the pod with this uid on this node (exec, attach) */
   execTarget(uid: string, container: string): ExecTarget | undefined {
     return this.#workers.get(uid)?.execTarget(container);
+  }
+
+  /** this node's running app containers with their pods and group leaders' pids (the metrics the node agent endpoint serves) */
+  runningContainers(): RunningContainer[] {
+    return [...this.#workers.values()].flatMap((w) => {
+      const m = w.pod.metadata;
+      return w.runningContainers().map((c) => ({ namespace: m.namespace ?? 'default', pod: m.name, uid: m.uid, ...c }));
+    });
   }
 
   /** pids (= process group ids) of every running container process, for diagnostics and tests */

@@ -100,6 +100,11 @@ export class PodWorker {
     return [...this.#init, ...this.#main, ...this.#ephemeral.values()].find((c) => c.name === container)?.execTarget();
   }
 
+  /** the app containers that run now and their group leaders' pids (metrics) */
+  runningContainers(): { container: string; pid: number }[] {
+    return this.#main.flatMap((c) => (c.pid !== undefined ? [{ container: c.name, pid: c.pid }] : []));
+  }
+
   /** pids of the running container processes (each is its group's id) */
   pids(): number[] {
     return [...this.#init, ...this.#main, ...this.#ephemeral.values()].map((c) => c.pid).filter((p): p is number => p !== undefined);

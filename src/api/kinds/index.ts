@@ -4,12 +4,14 @@
  * registered in controllers/index.ts.
  */
 import type { KindDecl, KindInfo } from '../kind.js';
+import { horizontalPodAutoscaler } from './autoscaling.js';
 import { daemonSet, deployment, controllerRevision, replicaSet, statefulSet } from './apps.js';
 import { cronJob, job } from './batch.js';
 import { configMap, endpoints, event, namespace, node, persistentVolumeClaim, pod, replicationController, secret, service } from './core.js';
 import { endpointSlice } from './endpoint-slice.js';
 import { ingress } from './ingress.js';
 import { lease } from './lease.js';
+import { nodeMetrics, podMetrics } from './metrics.js';
 import { podDisruptionBudget } from './pod-disruption-budget.js';
 import { selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview } from './reviews.js';
 import { serviceAccount } from './service-account.js';
@@ -38,9 +40,12 @@ export const KIND_DECLS: readonly KindDecl[] = Object.freeze([
   lease,
   ingress,
   podDisruptionBudget,
+  horizontalPodAutoscaler,
   selfSubjectAccessReview,
   selfSubjectRulesReview,
   selfSubjectReview,
+  podMetrics,
+  nodeMetrics,
 ]);
 
 const BY_KIND = new Map(KIND_DECLS.map((d) => [d.info.kind, d]));

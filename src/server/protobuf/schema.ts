@@ -420,6 +420,9 @@ export const K8S_PROTO = BASE_PROTO + KIND_DECLS.map((d) => d.protobuf ?? '').jo
 /** `apiVersion/kind` → message name, for the objects decode.ts accepts as protobuf: the kinds above and every kind that declares its messages. */
 export const PROTO_KINDS: Readonly<Record<string, string>> = Object.freeze({
   ...Object.fromEntries(KIND_DECLS.filter((d) => d.protobuf).map((d) => [`${d.info.apiVersion}/${d.info.kind}`, d.info.kind])),
+  // autoscaling/v1, served as a conversion of the v2 kind, is what the HPA's messages describe (api/kinds/autoscaling.ts)
+  'autoscaling/v1/HorizontalPodAutoscaler': 'HorizontalPodAutoscalerV1',
+  'autoscaling/v2/HorizontalPodAutoscaler': '',
   'v1/Namespace': 'Namespace',
   'v1/ConfigMap': 'ConfigMap',
   'v1/Secret': 'Secret',
@@ -466,4 +469,6 @@ export const POINTER_FIELDS = new Set([
   'controller',
   'blockOwnerDeletion',
   'timeoutSeconds',
+  'minReplicas',
+  'targetCPUUtilizationPercentage',
 ]);
