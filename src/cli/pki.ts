@@ -6,20 +6,14 @@
  * when its SAN set changes or it nears expiry, the client certificate when it nears expiry.
  * The CA is never remade silently: a CA certificate without its key is an error that names the fix.
  */
-import 'reflect-metadata';
-import { X509Certificate as NodeX509, webcrypto } from 'node:crypto';
+import { type KeyObject, X509Certificate as NodeX509, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
 import { checkOwnedPaths, ensurePrivateDir, writePrivate } from './state-dir.js';
+import { type NameAttrs, certPem, makeCert, newKeyPair } from './x509.js';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
-type CryptoKey = webcrypto.CryptoKey;
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY = 86_400_000;
 const CA_DAYS = 3650;
 const LEAF_DAYS = 365;
@@ -82,20 +76,7 @@ async function readIfThere(file: string): Promise<string | undefined> {
   }
 }
 
-const serial = (): string => {
-  const b = webcrypto.getRandomValues(new Uint8Array(16));
-  b[0] &= 0x7f; // positive
-  return Buffer.from(b).toString('hex');
-};
-
-async function exportKey(key: CryptoKey): Promise<string> {
-  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
-}
-
-async function importKey(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decode(pem)[0];
-  return webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
-}
+const keyPem = (k: KeyObject): string => k.export({ type: 'pkcs8', format: 'pem' }) as string;
 
 /** IPv6 in its short form (node prints `0:0:0:0:0:0:0:1` for `::1`), names lower-case */
 const canonical = (h: string): string => (isIP(h) === 6 ? new URL(`http://[${h}]/`).hostname.slice(1, -1) : h.toLowerCase());
@@ -124,53 +105,30 @@ function usable(certPem: string | undefined, keyPem: string | undefined, ca: Nod
 }
 
 interface Signer {
-  cert: x509.X509Certificate;
-  key: CryptoKey;
+  certDer: Buffer;
+  key: KeyObject;
 }
 
-async function leaf(o: { signer: Signer; subject: string; days: number; usage: 'server' | 'client'; hosts?: readonly string[] }): Promise<{ cert: string; key: string }> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+async function leaf(o: { signer: Signer; subject: NameAttrs; days: number; usage: 'server' | 'client'; hosts?: readonly string[] }): Promise<{ cert: string; key: string }> {
+  const keys = await newKeyPair();
   const now = Date.now();
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-    new x509.ExtendedKeyUsageExtension([o.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
-    await x509.AuthorityKeyIdentifierExtension.create(o.signer.cert),
-  ];
-  if (o.hosts) {
-    extensions.push(new x509.SubjectAlternativeNameExtension(o.hosts.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h }))));
-  }
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
+  const der = await makeCert({
     subject: o.subject,
-    issuer: o.signer.cert.subject,
+    issuer: o.signer,
+    keys,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + o.days * DAY),
-    publicKey: keys.publicKey,
-    signingKey: o.signer.key,
-    signingAlgorithm: ALG,
-    extensions,
+    usage: o.usage,
+    hosts: o.hosts,
   });
-  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+  return { cert: certPem(der), key: keyPem(keys.privateKey) };
 }
 
 async function newCa(): Promise<{ cert: string; key: string }> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const keys = await newKeyPair();
   const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: 'CN=kubeloop-ca',
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + CA_DAYS * DAY),
-    keys,
-    signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
-  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey) };
+  const der = await makeCert({ subject: [['CN', 'kubeloop-ca']], keys, notBefore: new Date(now - 60_000), notAfter: new Date(now + CA_DAYS * DAY), usage: 'ca' });
+  return { cert: certPem(der), key: keyPem(keys.privateKey) };
 }
 
 /** Loads the PKI from `dir`, making what is missing, stale or for other SANs. Throws with the fix. */
@@ -196,7 +154,7 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   let signer: Signer;
   try {
     caNode = new NodeX509(caCert);
-    signer = { cert: new x509.X509Certificate(caCert), key: await importKey(caKey!) };
+    signer = { certDer: caNode.raw, key: createPrivateKey(caKey!) };
   } catch (e) {
     throw new Error(`${dir}: the CA certificate or key cannot be read (${(e as Error).message}): restore them, or delete ${dir} to make a new CA`);
   }
@@ -209,7 +167,7 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   let serverKey = await read('serverKey');
   const serverOk = usable(serverCert, serverKey, caNode) && sansOf(new NodeX509(serverCert!)).join() === hosts.join();
   if (!serverOk) {
-    ({ cert: serverCert, key: serverKey } = await leaf({ signer, subject: 'CN=kube-apiserver', days: LEAF_DAYS, usage: 'server', hosts }));
+    ({ cert: serverCert, key: serverKey } = await leaf({ signer, subject: [['CN', 'kube-apiserver']], days: LEAF_DAYS, usage: 'server', hosts }));
     await writePrivate(f('serverKey'), serverKey);
     await writePrivate(f('serverCert'), serverCert);
     log.info({ sans: hosts }, 'made the API serving certificate');
@@ -218,7 +176,7 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   let clientCert = await read('clientCert');
   let clientKey = await read('clientKey');
   if (!usable(clientCert, clientKey, caNode)) {
-    ({ cert: clientCert, key: clientKey } = await leaf({ signer, subject: `CN=${ADMIN_USER}, O=${ADMIN_GROUP}`, days: LEAF_DAYS, usage: 'client' }));
+    ({ cert: clientCert, key: clientKey } = await leaf({ signer, subject: [['O', ADMIN_GROUP], ['CN', ADMIN_USER]], days: LEAF_DAYS, usage: 'client' }));
     await writePrivate(f('clientKey'), clientKey);
     await writePrivate(f('clientCert'), clientCert);
     log.info({ user: ADMIN_USER }, 'made the admin client certificate');
@@ -228,7 +186,7 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   let agentCert = await read('agentCert');
   let agentKey = await read('agentKey');
   if (!(usable(agentCert, agentKey, caNode) && sansOf(new NodeX509(agentCert!)).join() === agentHosts.join())) {
-    ({ cert: agentCert, key: agentKey } = await leaf({ signer, subject: 'CN=kubeloop-node-agent', days: LEAF_DAYS, usage: 'server', hosts: agentHosts }));
+    ({ cert: agentCert, key: agentKey } = await leaf({ signer, subject: [['CN', 'kubeloop-node-agent']], days: LEAF_DAYS, usage: 'server', hosts: agentHosts }));
     await writePrivate(f('agentKey'), agentKey);
     await writePrivate(f('agentCert'), agentCert);
     log.info({ sans: agentHosts }, 'made the node agent serving certificate');
@@ -236,7 +194,7 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   let agentClientCert = await read('agentClientCert');
   let agentClientKey = await read('agentClientKey');
   if (!usable(agentClientCert, agentClientKey, caNode)) {
-    ({ cert: agentClientCert, key: agentClientKey } = await leaf({ signer, subject: `CN=${AGENT_CLIENT_USER}`, days: LEAF_DAYS, usage: 'client' }));
+    ({ cert: agentClientCert, key: agentClientKey } = await leaf({ signer, subject: [['CN', AGENT_CLIENT_USER]], days: LEAF_DAYS, usage: 'client' }));
     await writePrivate(f('agentClientKey'), agentClientKey);
     await writePrivate(f('agentClientCert'), agentClientCert);
     log.info({ user: AGENT_CLIENT_USER }, 'made the API server\'s client certificate for the node agents');
