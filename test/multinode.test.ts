@@ -12,13 +12,14 @@
  */
 import t from 'tap';
 import { readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type RunningDaemon, ROOT, startDaemon } from './helpers/daemon.js';
 import { type NetnsHost, startNetnsHosts } from './helpers/netns-hosts.js';
 import { waitFor } from './helpers/wait.js';
 
 const SERVICE_CIDR = '127.208.0.0/16';
-const POD_CIDRS = ['127.207.0.0/17', '127.207.128.0/17'];
+const POD_CIDR = '127.207.0.0/16';
 const NODE_PORT = 30_207;
 const TUNNEL_PORT = 10251;
 
@@ -69,18 +70,16 @@ t.test('two hosts, one cluster, pods reachable from both', async (t) => {
   t.teardown(async () => {
     for (const d of daemons.reverse()) await d.stop();
   });
-  const common = ['--store', lan.redisUrl!, '--service-cidr', SERVICE_CIDR, '--lb-pool', '127.209.0.0/16', '--api-addr', '127.0.0.1:6443', '--dns-addr', '127.0.0.1:1053', '--tunnel-port', String(TUNNEL_PORT), '--log-level', 'warn',
-    // each daemon has its half of the pod range; Endpoints hold both halves' IPs
-    '--allow-loopback-endpoints'];
+  const common = ['--store', lan.redisUrl!, '--service-cidr', SERVICE_CIDR, '--lb-pool', '127.209.0.0/16', '--api-addr', '127.0.0.1:6443', '--dns-addr', '127.0.0.1:1053', '--tunnel-port', String(TUNNEL_PORT), '--log-level', 'warn', '--pod-cidr', POD_CIDR];
   const up = async (h: NetnsHost, i: number, extra: string[] = []): Promise<RunningDaemon> => {
-    const d = await startDaemon([...common, '--node-name', `host-${i + 1}`, '--node-ip', h.ip, '--pod-cidr', POD_CIDRS[i], ...extra], { prefix: h.wrap([]), timeoutMs: 60_000 });
+    const d = await startDaemon([...common, '--node-name', `host-${i + 1}`, '--node-ip', h.ip, ...extra], { prefix: h.wrap([]), timeoutMs: 60_000 });
     daemons.push(d);
     return d;
   };
   const d1 = await up(h1, 0);
-  // a join token, if the first daemon printed one (issue 19's --join)
-  const token = /--join\s+(\S+)/.exec(d1.stdout() + d1.stderr())?.[1];
-  const d2 = await up(h2, 1, token ? ['--join', token] : []);
+  // the join token the first daemon made (kept in its state dir)
+  const token = (await readFile(join(d1.stateDir, 'join-token'), 'utf8')).trim();
+  const d2 = await up(h2, 1, ['--join', token]);
   const kubectl = (h: NetnsHost, d: RunningDaemon, ...args: string[]) => h.run(['kubectl', '--kubeconfig', join(d.stateDir, 'kubeconfig'), ...args]);
 
   const apply = await h1.run(['kubectl', '--kubeconfig', join(d1.stateDir, 'kubeconfig'), 'apply', '-f', '-'], { input: MANIFEST });

@@ -52,7 +52,7 @@ export interface TargetsOptions {
   nodes: Informer<Node>;
   /** the nodes this daemon runs */
   localNodes: readonly string[];
-  /** their pod CIDRs as configured (the CIDRs their Node objects name count too) */
+  /** their pod CIDRs as configured, in the order of localNodes (used while a Node names none) */
   localPodCidrs: readonly Cidr[];
   /** is this an address of this host? (interfaces, or all of 127/8) */
   isLocalAddress(ip: string): boolean;
@@ -94,12 +94,20 @@ export class Targets {
     });
   }
 
-  /** is ip in a pod CIDR of this daemon's nodes (configured, or named by their Node objects)? */
+  /**
+   * is ip in a pod CIDR of this daemon's nodes? Their Node objects' spec.podCIDRs (a slice of the
+   * cluster's range on a shared store); the configured CIDR of a node whose Node names none
+   */
   #ownPodIP(ip: string): boolean {
-    if (this.#o.localPodCidrs.some((c) => cidrContains(c, ip))) return true;
-    for (const name of this.#local) {
+    for (const [i, name] of this.#o.localNodes.entries()) {
       const spec = this.#o.nodes.get(undefined, name)?.spec;
-      for (const text of spec?.podCIDRs ?? (spec?.podCIDR ? [spec.podCIDR] : [])) {
+      const named = spec?.podCIDRs?.length ? spec.podCIDRs : spec?.podCIDR ? [spec.podCIDR] : [];
+      if (named.length === 0) {
+        const c = this.#o.localPodCidrs[i];
+        if (c && cidrContains(c, ip)) return true;
+        continue;
+      }
+      for (const text of named) {
         try {
           if (cidrContains(parseCidr(text), ip)) return true;
         } catch {
