@@ -76,7 +76,8 @@ export async function serveAttach(ws: WebSocket, t: ExecTarget, o: StreamOptions
   let held: Buffer[] | undefined = [];
   readChannels(ws, {
     stdin: (b) => (held ? held.push(b) : io?.write(b)),
-    stdinEnd: () => undefined,
+    // the client's stdin ended (v5): as a session's end, it closes a stdinOnce container's stdin
+    stdinEnd: () => io?.detached(),
     resize: (r) => t.attach?.resize(r.width, r.height),
   });
   if (o.stdin && !t.attach) send(ws, o.tty ? STDOUT : STDERR, 'kubeloop: this container was not started with stdin: true, so it takes no input (kubectl exec -it gives a shell)\n');
