@@ -31,6 +31,16 @@ import { Tunnel } from '../agent/tunnel/index.js';
 import { LocalAddresses } from '../agent/proxy/local-addresses.js';
 import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
+import { JoinRefused, joinCluster } from './join.js';
+import { claimNode } from '../agent/runtime/node.js';
+import { NODE_LEASE_NAMESPACE, NodeLease } from '../agent/runtime/node-lease.js';
+import { removeNodeEndpoints } from './system-objects.js';
+import { evictPod } from '../store/eviction.js';
+import { isApiError } from '../api/errors.js';
+import type { Node } from '../api/types.js';
+
+/** the Node annotation naming the daemon (host and state dir) that runs the node */
+export const DAEMON_ANNOTATION = 'kubeloop.dev/daemon';
 
 /** Repository root (this file is src/cli/daemon.ts). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -58,6 +68,10 @@ export class Daemon {
   #stopping: Promise<void> | undefined;
   #lockFile: string | undefined;
   #clusterDnsProblem: string | undefined;
+  /** set when this daemon created the cluster on a shared store: printed once */
+  #joinToken: string | undefined;
+  /** the nodes this daemon runs */
+  #nodeNames: string[] = [];
 
   constructor(opts: Readonly<Options>, log: Logger) {
     this.opts = opts;
@@ -88,6 +102,21 @@ export class Daemon {
     return this.#metrics?.url;
   }
 
+  /** the join token, when this daemon just created the cluster on a shared store (shown once) */
+  get createdJoinToken(): string | undefined {
+    return this.#joinToken;
+  }
+
+  /** several daemons on one store (a redis --store) */
+  get shared(): boolean {
+    return this.opts.store !== 'embedded' && this.opts.store !== '';
+  }
+
+  /** who runs a node: stable per host and state dir (a restarted daemon is the same one) */
+  get identity(): string {
+    return `${hostname()}_${createHash('sha256').update(this.opts.stateDir).digest('hex').slice(0, 12)}`;
+  }
+
   get kubeconfigPath(): string {
     return join(this.opts.stateDir, 'kubeconfig');
   }
@@ -109,6 +138,8 @@ export class Daemon {
       allowLoopbackEndpoints: o.allowLoopbackEndpoints,
       hostAddresses: [...new Set([...nodeLayout(o).map((n) => n.ip), splitHostPort(o.apiAddr)[0], splitHostPort(o.dnsAddr)[0]])],
       log: this.#log,
+      // several daemons: each node takes its own slice of the pod range
+      ...(this.shared ? { nodeCidrMaskSize: o.nodeCidrMaskSize } : {}),
     };
     let store: ClosableStore;
     if (o.store === 'embedded' || o.store === '') {
@@ -121,6 +152,7 @@ export class Daemon {
     }
     this.#store = store;
     this.#started.push({ name: 'store', stop: () => store.close() });
+    if (this.shared) await this.#join(store);
 
     const informers = new InformerFactory(store);
     this.#informers = informers;
@@ -137,6 +169,7 @@ export class Daemon {
         allowLoopbackEndpoints: o.allowLoopbackEndpoints,
         lbPool: o.disableLoadBalancer ? '' : o.lbPool,
         stateDir: o.stateDir,
+        ...(this.shared ? { nodeLifecycle: { gracePeriodMs: o.nodeMonitorGracePeriodMs, evictionTimeoutMs: o.podEvictionTimeoutMs } } : {}),
         // the Metrics API the API server serves (server/metrics.ts), once it is up (below)
         podMetrics: (namespace, labelSelector) => {
           const api = this.#api;
@@ -157,7 +190,7 @@ export class Daemon {
       const elector = new LeaderElector({
         store,
         log: this.#log,
-        identity: `${hostname()}_${createHash('sha256').update(o.stateDir).digest('hex').slice(0, 12)}`,
+        identity: this.identity,
         onStartedLeading: async () => {
           controllers = newControllers();
           await controllers.start();
@@ -200,7 +233,8 @@ export class Daemon {
     const port53 = this.#dns ? await probePort53(dnsClusterIP) : undefined;
     this.#clusterDnsProblem = port53 && !port53.ok ? port53Fix(dnsClusterIP, port53.reason) : undefined;
     const dnsObjects = { dnsHost: this.#dns ? dnsHost : undefined, dnsPort: this.#dns?.port, dnsClusterIP: port53?.ok ? dnsClusterIP : 'None' };
-    await ensureObjects(store, systemObjects(dnsObjects));
+    const owner = this.shared ? { nodeName: nodeLayout(o)[0].name } : {};
+    await ensureObjects(store, systemObjects(dnsObjects), owner);
 
     const [apiHost, apiPort] = splitHostPort(o.apiAddr);
     const hosts = apiHosts(o, apiHost);
@@ -213,7 +247,13 @@ export class Daemon {
     const endpoints: AgentEndpoint[] = [];
     this.#started.push({ name: 'pod runtimes', stop: async () => void (await Promise.all(runtimes.map((r) => r.stop()))) });
     this.#started.push({ name: 'node agent endpoints', stop: async () => void (await Promise.all(endpoints.map((e) => e.stop()))) });
-    for (const node of nodeLayout(o)) {
+    const leases: NodeLease[] = [];
+    this.#started.push({ name: 'node leases', stop: async () => void (await Promise.all(leases.map((l) => l.stop()))) });
+    for (const layout of nodeLayout(o)) {
+      const annotations = { [DAEMON_ANNOTATION]: this.identity };
+      // on a shared store the store hands out the slice (taken atomically with the Node)
+      const node = this.shared ? { ...layout, podCidr: await claimNode(store, { nodeName: layout.name, annotations }) } : layout;
+      this.#nodeNames.push(node.name);
       let runtime: PodRuntime | undefined;
       // the kubelet's port: logs, exec, attach, port-forward of this node's pods (an ephemeral port, in the Node's status)
       const endpoint = new AgentEndpoint({
@@ -248,6 +288,7 @@ export class Daemon {
         maxPods: o.maxPods,
         startRate: o.podStartRate,
         endpointPort: endpoint.port,
+        ...(isLoopback(node.ip) ? {} : { extraAddresses: ['127.0.0.1'] }),
         // a mount namespace per container where the kernel allows one; KUBELOOP_MOUNT_NAMESPACES=off forces the fallback
         mountNamespaces: process.env.KUBELOOP_MOUNT_NAMESPACES !== 'off',
         clusterDomain: o.clusterDomain,
@@ -258,6 +299,17 @@ export class Daemon {
       });
       runtimes.push(runtime);
       await runtime.start();
+      if (this.shared) {
+        const lease = new NodeLease({
+          store,
+          log: this.#log,
+          node: { nodeName: node.name, nodeIP: node.ip, podCidr: node.podCidr, maxPods: o.maxPods, endpointPort: endpoint.port, ...(isLoopback(node.ip) ? {} : { extraAddresses: ['127.0.0.1'] }), annotations },
+          intervalMs: o.nodeLeaseIntervalMs,
+          leaseDurationMs: o.nodeMonitorGracePeriodMs,
+        });
+        leases.push(lease);
+        await lease.start();
+      }
     }
 
     // several machines on one store (a node IP other hosts reach): this node's pods are served to
@@ -348,8 +400,108 @@ export class Daemon {
         apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
         ...dnsObjects,
       }),
+      owner,
     );
   }
+
+  /** On a shared store: create the cluster's join credential, or present this daemon's (refused: a one-line error). */
+  async #join(store: ClosableStore): Promise<void> {
+    const o = this.opts;
+    try {
+      const r = await joinCluster(store, {
+        token: o.join,
+        stateDir: o.stateDir,
+        log: this.#log,
+        config: {
+          'service-cidr': o.serviceCidr,
+          'pod-cidr': o.podCidr,
+          'service-node-port-range': o.nodePortRange,
+          'cluster-domain': o.clusterDomain,
+          'node-cidr-mask-size': String(o.nodeCidrMaskSize),
+        },
+      });
+      this.#joinToken = r.createdToken;
+    } catch (e) {
+      if (e instanceof JoinRefused) throw new Error(`cannot join the cluster on ${o.store.replace(/\/\/[^@/]*@/, '//')}: ${e.message}`);
+      throw e;
+    }
+    // a node name run by another live daemon would be two agents fighting over one node's pods
+    for (const { name } of nodeLayout(o)) {
+      const n = await store.tryGet<Node>('Node', undefined, name);
+      const runBy = n?.metadata.annotations?.[DAEMON_ANNOTATION];
+      const ready = n?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+      if (n && runBy && runBy !== this.identity && ready) {
+        throw new Error(`node ${name} is already in the cluster, run by another daemon (${runBy}): give this one its own --node-name`);
+      }
+    }
+  }
+
+  /**
+   * A joined node stopped with Ctrl-C, while other nodes can take its pods: cordon, evict its
+   * pods (PodDisruptionBudgets respected; a 429 is tried again) and wait for them to be gone, at
+   * most --drain-timeout. Returns what to do once the rest has stopped (just before the store
+   * closes): delete its Node (releasing its pod CIDR slice) and Lease, its leftover pods
+   * (DaemonSet pods) and its addresses in the system Endpoints. Undefined: not leaving (the
+   * last node keeps its pods for the next start).
+   */
+  async #drain(): Promise<(() => Promise<void>) | undefined> {
+    const store = this.#store;
+    const inf = this.#informers;
+    if (!store || !inf || !this.#nodeNames.length) return undefined;
+    const mine = new Set(this.#nodeNames);
+    const others = inf
+      .for<Node>('Node')
+      .list()
+      .filter((n) => !mine.has(n.metadata.name) && !n.spec?.unschedulable && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+    if (!others.length) {
+      this.#log.info('the last ready node of the cluster: not draining (its pods stay in the store and run again at the next start)');
+      return undefined;
+    }
+    const log = this.#log.child({ component: 'drain' });
+    log.info({ nodes: [...mine] }, 'leaving the cluster: cordon, evict, then leave');
+    for (const name of mine) {
+      await store.mutate<Node>('Node', undefined, name, (n) => {
+        if (n.spec?.unschedulable) return false;
+        n.spec = { ...n.spec, unschedulable: true };
+      });
+    }
+    const pods = inf.for<Pod>('Pod');
+    const isDaemonPod = (p: Pod) => p.metadata?.ownerReferences?.some((r) => r.controller && r.kind === 'DaemonSet') ?? false;
+    const deadline = Date.now() + this.opts.drainTimeoutMs;
+    let refused = 0;
+    for (;;) {
+      const left = pods.list().filter((p) => mine.has(p.spec?.nodeName ?? '') && !isDaemonPod(p) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+      if (!left.length) break;
+      if (Date.now() > deadline) {
+        log.warn({ left: left.map((p) => `${p.metadata.namespace}/${p.metadata.name}`), refused }, `drain timed out after ${this.opts.drainTimeoutMs} ms: leaving anyway (raise --drain-timeout to wait longer)`);
+        break;
+      }
+      for (const p of left) {
+        if (p.metadata.deletionTimestamp) continue;
+        try {
+          await evictPod(store, p.metadata.namespace ?? 'default', p.metadata.name);
+        } catch (e) {
+          if (isApiError(e, 'TooManyRequests')) refused++;
+          else if (!isApiError(e, 'NotFound') && !isApiError(e, 'Conflict')) log.warn({ err: (e as Error).message, pod: p.metadata.name }, 'cannot evict');
+        }
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    log.info({ refusedByBudgets: refused }, 'drained');
+    return async () => {
+      for (const name of mine) {
+        await store.delete('Node', undefined, name).catch((e: unknown) => void (isApiError(e, 'NotFound') || log.warn({ err: (e as Error).message }, 'cannot delete the Node')));
+        await store.delete('Lease', NODE_LEASE_NAMESPACE, name).catch(() => undefined);
+        // the pods still bound here (DaemonSet pods, a drain that timed out): nothing runs them any more (upstream's PodGC)
+        for (const p of (await store.list<Pod>('Pod', { fieldSelector: `spec.nodeName=${name}` })).items) {
+          await store.delete('Pod', p.metadata.namespace, p.metadata.name, { gracePeriodSeconds: 0 }).catch(() => undefined);
+        }
+        await removeNodeEndpoints(store, name).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'cannot remove the node from the system Endpoints'));
+      }
+      log.info({ nodes: [...mine] }, 'left the cluster (Node deleted, pod CIDR slice released)');
+    };
+  }
+
 
   /** Applies the `-f` manifests; problems are returned, not thrown. */
   async applyFiles(): Promise<ApplyResult> {
@@ -423,8 +575,17 @@ export class Daemon {
   /** Idempotent: stops components in reverse order; every pod process group is ended. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
+      let leave: (() => Promise<void>) | undefined;
+      if (this.shared) {
+        try {
+          leave = await this.#drain();
+        } catch (err) {
+          this.#log.error({ err }, 'draining this node failed: stopping without leaving the cluster');
+        }
+      }
       for (const c of [...this.#started].reverse()) {
         try {
+          if (c.name === 'store' && leave) await leave();
           await c.stop();
         } catch (err) {
           this.#log.error({ err, component: c.name }, 'stopping a component failed');

@@ -143,6 +143,11 @@ async function up(argv: readonly string[]): Promise<number> {
   if (opts.proxyProcesses > 1) {
     console.log(`Proxy: ${opts.proxyProcesses} processes accept on TCP Service ports (round robin per process; ClientIP-affinity and UDP ports in the daemon)`);
   }
+  if (daemon.createdJoinToken) {
+    const { joinCommand } = await import('./join.js');
+    console.log(`Join:  this daemon created the cluster on its store; the join token is shown once (kept in ${join(opts.stateDir, 'join-token')}). On the next machine:`);
+    console.log(`       ${joinCommand(opts.store, daemon.createdJoinToken, opts.storePassword !== '')}`);
+  }
   console.log(`State: ${opts.stateDir} (pod logs under pods/)`);
   // on a terminal, later log lines go to a file so they do not push the table off the screen
   if (tty && !argv.some((a) => a === '--log-level' || a.startsWith('--log-level='))) {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type Cidr, cidrContains, cidrsOverlap, ipToNumber, isLoopback, LOOPBACK, numberToIp, parseCidr } from '../util/cidr.js';
@@ -79,6 +80,21 @@ export interface Options {
   podStartRate: number;
   /** the node tunnel's port on --node-ip (other machines reach this node's pods through it; 0: any free port) */
   tunnelPort: number;
+  /**
+   * the join credential of the cluster on a shared --store (printed by its first daemon):
+   * --join TOKEN or $KUBELOOP_JOIN_TOKEN; '' for none (a first daemon, or one that joined before)
+   */
+  join: string;
+  /** on a shared store, each node takes a free slice of --pod-cidr of this prefix length (kube-controller-manager's --node-cidr-mask-size) */
+  nodeCidrMaskSize: number;
+  /** how often each node renews its Lease in kube-node-lease (the kubelet's 10 s) */
+  nodeLeaseIntervalMs: number;
+  /** a node whose Lease was not renewed for this long turns NotReady (Ready=Unknown) with the unreachable taints */
+  nodeMonitorGracePeriodMs: number;
+  /** pods on a NotReady/unreachable node that tolerate it for no set time are deleted after this (upstream's 300 s default toleration) */
+  podEvictionTimeoutMs: number;
+  /** a joined node stopped with Ctrl-C waits at most this long for its evicted pods to be gone before it leaves */
+  drainTimeoutMs: number;
 }
 
 interface FlagSpec {
@@ -104,7 +120,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'lb-pool', key: 'lbPool', kind: 'string', arg: 'CIDR', help: 'LoadBalancer Services get their ingress IP from this range inside 127.0.0.0/8; empty: no load-balancer provider' },
   { name: 'disable-load-balancer', key: 'disableLoadBalancer', kind: 'bool', help: 'no load-balancer provider: LoadBalancer Services work as NodePort and their status stays pending' },
   { name: 'node-name', key: 'nodeName', kind: 'string', arg: 'NAME', help: 'name of this node' },
-  { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address, a loopback IP" },
+  { name: 'node-ip', key: 'nodeIP', kind: 'string', arg: 'IP', help: "this node's address: a loopback IP, or an address of this host's interfaces for a node other machines reach (the Node lists it as InternalIP, with 127.0.0.1)" },
   { name: 'nodes', key: 'nodes', kind: 'int', arg: 'N', help: 'simulated nodes (1-64): node-1..node-N at --node-ip, then the next /24 (127.0.1.1, 127.0.2.1, ...), each with an equal slice of --pod-cidr; NodePorts open on every node IP unless --nodeport-addresses is given' },
   { name: 'udp-timeout', key: 'udpTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'idle timeout of proxied UDP flows (kube-proxy --udp-timeout), e.g. 250ms, 2s' },
   { name: 'proxy-processes', key: 'proxyProcesses', kind: 'int', arg: 'N', help: 'processes accepting on TCP Service ports (1-64): more spread a load test over more cores; round robin is then per process, and ClientIP-affinity and UDP ports stay in the daemon' },
@@ -132,6 +148,12 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'max-pods', key: 'maxPods', kind: 'int', arg: 'N', help: "pods per node (the kubelet's --max-pods); pods over it stay Pending with the scheduler's 'Too many pods'" },
   { name: 'tunnel-port', key: 'tunnelPort', kind: 'int', arg: 'PORT', help: "with a shared --store and a --node-ip other machines reach: the port on --node-ip where other nodes reach this node's pods (HTTP/2 CONNECT over mutual TLS; only this node's pods' declared ports); 0 picks a free one" },
   { name: 'pod-start-rate', key: 'podStartRate', kind: 'int', arg: 'N', help: 'pod starts (process forks) per second per node, in bursts of up to N; further pods wait Pending with reason StartRateLimited' },
+  { name: 'join', key: 'join', kind: 'string', arg: 'TOKEN', help: 'join the cluster on --store with the token its first daemon printed (or $KUBELOOP_JOIN_TOKEN, which ps does not show); a daemon that joined once finds it in its --state-dir' },
+  { name: 'node-cidr-mask-size', key: 'nodeCidrMaskSize', kind: 'int', arg: 'BITS', help: 'on a shared --store each node takes a free /BITS slice of --pod-cidr (kube-controller-manager flag)' },
+  { name: 'node-lease-interval', key: 'nodeLeaseIntervalMs', kind: 'duration', arg: 'DURATION', help: "how often each node renews its Lease in kube-node-lease (the kubelet's heartbeat)" },
+  { name: 'node-monitor-grace-period', key: 'nodeMonitorGracePeriodMs', kind: 'duration', arg: 'DURATION', help: 'a node whose Lease is not renewed for this long turns NotReady with the unreachable taints (kube-controller-manager flag; shared --store only)' },
+  { name: 'pod-eviction-timeout', key: 'podEvictionTimeoutMs', kind: 'duration', arg: 'DURATION', help: "pods on a NotReady or unreachable node are deleted (and recreated elsewhere by their controllers) after this, unless their tolerations say otherwise (upstream's default tolerationSeconds)" },
+  { name: 'drain-timeout', key: 'drainTimeoutMs', kind: 'duration', arg: 'DURATION', help: 'a joined node stopped with Ctrl-C cordons itself, evicts its pods and waits at most this long for them to be gone before it leaves' },
   { name: 'log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'trace, debug, info, warn, error, fatal or silent' },
 ];
 
@@ -179,6 +201,12 @@ export const DEFAULTS: Readonly<Options> = Object.freeze({
   maxPods: 110,
   podStartRate: 20,
   tunnelPort: 10251,
+  join: '',
+  nodeCidrMaskSize: 24,
+  nodeLeaseIntervalMs: 10_000,
+  nodeMonitorGracePeriodMs: 40_000,
+  podEvictionTimeoutMs: 300_000,
+  drainTimeoutMs: 60_000,
 });
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -427,8 +455,24 @@ export function validate(o: Options): string[] {
   for (const a of o.nodePortAddresses) {
     if (ipToNumber(a) === undefined) problems.push(`--nodeport-addresses: "${a}" is not an IPv4 address`);
   }
-  if (ipToNumber(o.nodeIP) === undefined || !isLoopback(o.nodeIP)) {
-    problems.push(`--node-ip "${o.nodeIP}": must be a loopback IPv4 address, e.g. 127.0.0.1`);
+  if (ipToNumber(o.nodeIP) === undefined) {
+    problems.push(`--node-ip "${o.nodeIP}": must be an IPv4 address: a loopback one (e.g. 127.0.0.1) or one of this host's (${hostAddresses().join(', ') || 'none found'})`);
+  } else if (!isLoopback(o.nodeIP) && !hostAddresses().includes(o.nodeIP)) {
+    problems.push(`--node-ip ${o.nodeIP}: not an address of this host; give a loopback address or one of ${hostAddresses().join(', ') || '(no IPv4 interface found)'}`);
+  } else if (!isLoopback(o.nodeIP) && o.nodes > 1) {
+    problems.push(`--node-ip ${o.nodeIP} with --nodes ${o.nodes}: simulated nodes need loopback addresses; run one daemon per machine instead`);
+  }
+  const shared = o.store !== 'embedded' && o.store !== '';
+  if (o.join && !shared) problems.push('--join: joining needs the cluster\'s shared store: add --store redis://HOST:PORT (the one the first daemon uses)');
+  if (o.join && !/^[\x21-\x7e]{8,}$/.test(o.join)) problems.push('--join: the token is the word the first daemon printed (at least 8 printable characters)');
+  if (!Number.isInteger(o.nodeCidrMaskSize) || o.nodeCidrMaskSize > 30 || (pod && o.nodeCidrMaskSize < pod.bits)) {
+    problems.push(`--node-cidr-mask-size ${o.nodeCidrMaskSize}: give a prefix length between --pod-cidr's (/${pod?.bits ?? '?'}) and 30, e.g. 24`);
+  }
+  if (o.hpaSyncPeriodMs < 100) problems.push('--horizontal-pod-autoscaler-sync-period: at least 100ms, e.g. 15s');
+  if (o.metricResolutionMs < 100) problems.push('--metric-resolution: at least 100ms, e.g. 15s');
+  if (o.nodeLeaseIntervalMs < 100) problems.push('--node-lease-interval: at least 100ms, e.g. 10s');
+  if (o.nodeMonitorGracePeriodMs < 2 * o.nodeLeaseIntervalMs) {
+    problems.push(`--node-monitor-grace-period ${o.nodeMonitorGracePeriodMs}ms: must be at least twice --node-lease-interval (${o.nodeLeaseIntervalMs}ms), or a node turns NotReady between two renewals`);
   }
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.nodeName)) {
     problems.push(`--node-name "${o.nodeName}": must be a lowercase RFC 1123 subdomain, e.g. node-1`);
@@ -455,8 +499,6 @@ export function validate(o: Options): string[] {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.clusterDomain)) {
     problems.push(`--cluster-domain "${o.clusterDomain}": must be a DNS name, e.g. cluster.local`);
   }
-  if (o.hpaSyncPeriodMs < 100) problems.push('--horizontal-pod-autoscaler-sync-period: at least 100ms, e.g. 15s');
-  if (o.metricResolutionMs < 100) problems.push('--metric-resolution: at least 100ms, e.g. 15s');
   if (!Number.isInteger(o.maxPods) || o.maxPods < 1) problems.push(`--max-pods ${o.maxPods}: give a whole number ≥ 1 (the kubelet's default is 110)`);
   if (!Number.isInteger(o.tunnelPort) || o.tunnelPort > 65535) problems.push(`--tunnel-port ${o.tunnelPort}: give a port from 0 to 65535 (0: any free port)`);
   if (!Number.isInteger(o.podStartRate) || o.podStartRate < 1) problems.push(`--pod-start-rate ${o.podStartRate}: give a whole number of starts per second ≥ 1, e.g. 20`);
@@ -464,6 +506,13 @@ export function validate(o: Options): string[] {
     problems.push('--crashloop-backoff must be > 0 and not above --crashloop-backoff-max');
   }
   return problems;
+}
+
+/** this host's IPv4 interface addresses (what a non-loopback --node-ip must be one of) */
+export function hostAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !isLoopback(a.address)) out.push(a.address);
+  return out;
 }
 
 /** The API token from --api-token-file (its first line) or $KUBELOOP_API_TOKEN; '' for none. */
@@ -498,8 +547,12 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const envDataPath = env.KUBELOOP_DATA_PATH ? { dataPath: env.KUBELOOP_DATA_PATH as DataPathPreference } : {};
   const merged: Options = { ...DEFAULTS, ...envState, ...envDataPath, ...fromFile, ...values };
   merged.storePassword = env.KUBELOOP_REDIS_PASSWORD ?? '';
+  merged.join ||= env.KUBELOOP_JOIN_TOKEN ?? '';
   merged.apiToken = readApiToken(merged.apiTokenFile ? resolve(cwd, merged.apiTokenFile) : '', env, problems);
-  if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
+  if (merged.nodes === 1 && !isLoopback(merged.nodeIP) && ipToNumber(merged.nodeIP) !== undefined && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
+    // a node other machines reach: NodePorts on its address, and on loopback for this host's own clients
+    merged.nodePortAddresses = [merged.nodeIP, '127.0.0.1'];
+  } else if (merged.nodes > 1 && !fromFile.nodePortAddresses && !values.nodePortAddresses) {
     // several nodes: NodePorts open on each node's IP, as kube-proxy on every node does
     try {
       merged.nodePortAddresses = nodeLayout(merged).map((l) => l.ip);
@@ -533,7 +586,7 @@ export function helpText(): string {
     '',
     'Flags (defaults in brackets; a --config FILE of `flag-name: value` lines sits between defaults and flags):',
   ];
-  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'hpaSyncPeriodMs', 'hpaDownscaleStabilizationMs', 'metricResolutionMs', 'dnsTcpIdleTimeoutMs', 'apiHandshakeTimeoutMs']);
+  const durations = new Set(['udpTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'readyTimeoutMs', 'stopGraceMs', 'hpaSyncPeriodMs', 'hpaDownscaleStabilizationMs', 'metricResolutionMs', 'dnsTcpIdleTimeoutMs', 'apiHandshakeTimeoutMs', 'nodeLeaseIntervalMs', 'nodeMonitorGracePeriodMs', 'podEvictionTimeoutMs', 'drainTimeoutMs']);
   for (const f of FLAGS) {
     const left = `  ${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.arg ? ` ${f.arg}` : ''}`;
     const d = DEFAULTS[f.key];
@@ -542,7 +595,7 @@ export function helpText(): string {
   }
   lines.push(`${'      --config FILE'.padEnd(44)} read options from a YAML file`);
   lines.push(`${'  -h, --help'.padEnd(44)} this text`);
-  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_DATA_PATH the default --data-path; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file).');
+  lines.push('', 'Environment: KUBELOOP_STATE_DIR sets the default --state-dir; KUBELOOP_DATA_PATH the default --data-path; KUBELOOP_API_TOKEN is a token the API accepts (as --api-token-file); KUBELOOP_JOIN_TOKEN is --join\'s token.');
   lines.push(
     '',
     'Descriptors (one RLIMIT_NOFILE for the whole daemon; the soft limit is raised to the hard one at start):',

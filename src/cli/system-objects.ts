@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Endpoints, KObject, Service } from '../api/types.js';
 import { isApiError } from '../api/errors.js';
 import type { Store } from '../store/types.js';
@@ -81,11 +82,22 @@ export function systemObjects(o: {
  * Creates or refreshes each object (ports move when the daemon restarts on other ports). A
  * preferred ClusterIP is asked for only at creation, and given up when it is taken; an existing
  * Service keeps its own.
+ *
+ * With `nodeName` (several daemons on one store), each daemon owns only its own part: its
+ * addresses in the Endpoints (marked with `nodeName`, merged beside the other nodes'; the node
+ * lifecycle controller moves a NotReady node's to notReadyAddresses, a leaving node removes its
+ * own), and the Services are made by whoever comes first and not rewritten by the others (their
+ * ports are the first daemon's; the Endpoints carry each node's real port under the same name).
  */
-export async function ensureObjects(store: Store, objs: readonly KObject[]): Promise<void> {
+export async function ensureObjects(store: Store, objs: readonly KObject[], o: { nodeName?: string } = {}): Promise<void> {
   for (const obj of objs) {
     const m = obj.metadata!;
     let cur = await store.tryGet(obj.kind!, m.namespace, m.name!);
+    if (o.nodeName && obj.kind === 'Endpoints') {
+      await mergeNodeEndpoints(store, obj as Endpoints, o.nodeName);
+      continue;
+    }
+    if (o.nodeName && cur && headless(cur) === headless(obj)) continue;
     try {
       if (cur && headless(cur) !== headless(obj)) {
         // clusterIP is immutable: a state dir from before kube-dns had a ClusterIP gets it recreated
@@ -116,5 +128,60 @@ async function createPreferring(store: Store, obj: KObject): Promise<void> {
     const bare = withoutClusterIP(obj);
     if (bare === obj || !isApiError(e, 'Invalid')) throw e;
     await store.create(bare);
+  }
+}
+
+type Subset = NonNullable<Endpoints['subsets']>[number];
+
+/** the subsets without this node's addresses (and without unattributed ones, left by a daemon of an older version) */
+function withoutNode(subsets: readonly Subset[], nodeName: string): Subset[] {
+  const out: Subset[] = [];
+  for (const s of subsets) {
+    const keep = (list: Subset['addresses']) => (list ?? []).filter((a) => a.nodeName && a.nodeName !== nodeName);
+    const addresses = keep(s.addresses);
+    const notReadyAddresses = keep(s.notReadyAddresses);
+    if (!addresses.length && !notReadyAddresses.length) continue;
+    out.push({ ...(addresses.length ? { addresses } : {}), ...(notReadyAddresses.length ? { notReadyAddresses } : {}), ports: s.ports });
+  }
+  return out;
+}
+
+/** This node's addresses of `ep` in place of what it had there before; the other nodes' kept. */
+async function mergeNodeEndpoints(store: Store, ep: Endpoints, nodeName: string): Promise<void> {
+  const mine = (ep.subsets ?? []).map((s) => ({ ...s, addresses: (s.addresses ?? []).map((a) => ({ ...a, nodeName })) }));
+  const m = ep.metadata!;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const cur = await store.tryGet<Endpoints>('Endpoints', m.namespace, m.name!);
+    if (!cur) {
+      try {
+        await store.create<Endpoints>({ ...ep, subsets: mine });
+        return;
+      } catch (e) {
+        if (isApiError(e, 'AlreadyExists')) continue;
+        throw e;
+      }
+    }
+    await store.mutate<Endpoints>('Endpoints', m.namespace, m.name!, (e) => {
+      const subsets = withoutNode(e.subsets ?? [], nodeName);
+      for (const s of mine) {
+        const same = subsets.find((x) => isDeepStrictEqual(x.ports, s.ports));
+        if (same) same.addresses = [...(same.addresses ?? []), ...(s.addresses ?? [])];
+        else subsets.push(s);
+      }
+      e.metadata = { ...e.metadata, labels: { ...e.metadata?.labels, ...m.labels } };
+      e.subsets = subsets;
+    });
+    return;
+  }
+}
+
+/** A node that leaves the cluster takes its addresses out of the system Endpoints. */
+export async function removeNodeEndpoints(store: Store, nodeName: string): Promise<void> {
+  for (const [ns, name] of [['default', 'kubernetes'], ['kube-system', 'kube-dns']]) {
+    await store.mutate<Endpoints>('Endpoints', ns, name, (e) => {
+      const subsets = withoutNode(e.subsets ?? [], nodeName);
+      if (isDeepStrictEqual(subsets, e.subsets ?? [])) return false;
+      e.subsets = subsets;
+    });
   }
 }

@@ -15,6 +15,7 @@ import { PvcController } from './pvc.js';
 import { StatefulSetController } from './statefulset.js';
 import { ServiceWarnings } from './service-warnings.js';
 import { ServiceAccountController } from './service-account.js';
+import { NodeLifecycleController } from './node-lifecycle.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import { HpaController, type PodMetricsSource } from './hpa.js';
 
@@ -46,6 +47,11 @@ export interface ControllerOptions {
    * from filling the store; default 100/s, bursts of 500
    */
   podCreateRate?: { perSecond: number; burst: number };
+  /**
+   * the node lifecycle controller (NotReady after a silent Lease, taints, eviction): for nodes of
+   * several daemons on one store; unset: not run
+   */
+  nodeLifecycle?: { gracePeriodMs: number; evictionTimeoutMs: number };
   /** the Metrics API for the HorizontalPodAutoscaler controller; unset: no autoscaling */
   podMetrics?: PodMetricsSource;
   /** --horizontal-pod-autoscaler-sync-period; default 15 s */
@@ -96,6 +102,11 @@ export class ControllerManager {
     const svcEvents = recorder('service-controller');
     this.#recorders.push(svcEvents);
     this.#controllers.push(new ServiceWarnings({ ...base, events: svcEvents }));
+    if (o.nodeLifecycle) {
+      const nodeEvents = recorder('node-controller');
+      this.#recorders.push(nodeEvents);
+      this.#controllers.push(new NodeLifecycleController({ ...base, events: nodeEvents, ...o.nodeLifecycle }));
+    }
     if (o.lbPool) this.#controllers.push(new LoadBalancerController({ ...base, events: svcEvents, pool: o.lbPool }));
     // workloads beyond deployments, and the claims their pods use
     const [stsEvents, dsEvents, jobEvents, cronEvents, pvcEvents] = ['statefulset-controller', 'daemonset-controller', 'job-controller', 'cronjob-controller', 'persistentvolume-controller'].map(recorder);

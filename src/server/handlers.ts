@@ -22,6 +22,7 @@ import { type Resource, type Verb, groupVersionString } from './resources.js';
 import { type ResourceRoute, checkPathName } from './route.js';
 import { boolParam, intParam } from './query-params.js';
 import { serveReview } from './reviews.js';
+import { evictPod } from '../store/eviction.js';
 import { serveHpaV1 } from './hpa-v1.js';
 import { type MetricsClient, serveMetrics } from './metrics.js';
 import { toScale } from './scale.js';
@@ -621,11 +622,38 @@ export class Handlers {
       if (verb === 'get') return this.#get(c);
       return verb === 'update' ? this.#update(c, 'ephemeralcontainers') : this.#patch(c, 'ephemeralcontainers');
     }
+    if (sub === 'eviction') return this.#evict(c);
     if (sub === 'status') {
       if (verb === 'get') return this.#get(c);
       return verb === 'update' ? this.#update(c, 'status') : this.#patch(c, 'status');
     }
     return this.#scale(c, verb);
+  }
+
+  /**
+   * POST pods/{name}/eviction: an Eviction (policy/v1 or v1beta1) whose name is the pod's; the
+   * pod is deleted with its deleteOptions unless a PodDisruptionBudget forbids it (429). Upstream
+   * answers 201 with a Success Status.
+   */
+  async #evict(c: Call): Promise<void> {
+    const ns = c.route.namespace ?? 'default';
+    const name = c.route.name!;
+    const body = decodeObject(await readBody(c.req, c.res), c.req.headers['content-type']);
+    if (body.kind !== undefined && body.kind !== 'Eviction') throw badRequest(`the body of pods/eviction must be an Eviction (policy/v1), not ${String(body.kind)}`);
+    const bodyName = (body.metadata as Rec | undefined)?.name;
+    if (bodyName !== undefined && bodyName !== name) throw badRequest(`name in URL does not match name in Eviction object`);
+    const d = isObj(body.deleteOptions) ? body.deleteOptions : {};
+    const grace = d.gracePeriodSeconds;
+    if (grace !== undefined && grace !== null && (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0)) {
+      throw badRequest('deleteOptions.gracePeriodSeconds: must be a whole number of seconds ≥ 0');
+    }
+    const pre = isObj(d.preconditions) ? (d.preconditions as DeleteOptions['preconditions']) : undefined;
+    const dry = dryRun(c.query) || (Array.isArray(d.dryRun) && (d.dryRun as unknown[]).includes('All'));
+    await evictPod(this.#d.store, ns, name, {
+      dryRun: dry,
+      deleteOptions: { ...(typeof grace === 'number' ? { gracePeriodSeconds: grace } : {}), ...(pre ? { preconditions: pre } : {}) },
+    });
+    sendJson(c.res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
   }
 
   async #scale(c: Call, verb: Verb): Promise<void> {

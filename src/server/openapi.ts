@@ -253,7 +253,8 @@ const cap = (s: string): string => s[0].toUpperCase() + s.slice(1);
 
 function subresourcesWithSchema(r: Resource) {
   // streams (logs, exec, attach, port-forward) have no object body to describe
-  return r.subresources.filter((s) => !['log', 'exec', 'attach', 'portforward', 'proxy'].includes(s.name));
+  // (and eviction: a create-only subresource, not a read/replace/patch of an object)
+  return r.subresources.filter((s) => !['log', 'exec', 'attach', 'portforward', 'proxy', 'eviction'].includes(s.name));
 }
 
 export const openApiKey = (group: string, version: string): string =>

@@ -10,7 +10,7 @@ import { KIND_DECLS } from '../api/kinds/index.js';
 export type { Verb } from '../api/kind.js';
 
 export interface Subresource {
-  name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers' | 'proxy';
+  name: 'status' | 'scale' | 'log' | 'exec' | 'attach' | 'portforward' | 'ephemeralcontainers' | 'proxy' | 'eviction';
   /** the kind a request on it returns */
   kind: string;
   group: string;
@@ -54,6 +54,8 @@ function resourceFor(decl: KindDecl): Resource {
     subs.push({ name: 'attach', kind: 'PodAttachOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'portforward', kind: 'PodPortForwardOptions', group: '', version: 'v1', verbs: ['create', 'get'] });
     subs.push({ name: 'ephemeralcontainers', kind: 'Pod', group: '', version: 'v1', verbs: SUBRESOURCE_VERBS });
+    // POST an Eviction (policy/v1): a delete a PodDisruptionBudget may refuse (store/eviction.ts); kubectl drain finds it by this entry
+    subs.push({ name: 'eviction', kind: 'Eviction', group: 'policy', version: 'v1', verbs: ['create'] });
   }
   // streamed to a pod or a service endpoint by the API server itself (proxy-subresource.ts)
   if (info.kind === 'Pod' || info.kind === 'Service') {

@@ -12,6 +12,10 @@ export interface NodeInfoOptions {
   maxPods?: number;
   /** the node agent endpoint's port (status.daemonEndpoints.kubeletEndpoint.Port); 0: none */
   endpointPort?: number;
+  /** more InternalIPs after nodeIP (a node other machines reach lists its loopback address too) */
+  extraAddresses?: readonly string[];
+  /** annotations of the daemon that runs this node (which state dir, on which host) */
+  annotations?: Readonly<Record<string, string>>;
 }
 
 const KUBELET_VERSION = 'v1.30.0-kubeloop';
@@ -48,6 +52,7 @@ function nodeStatus(o: NodeInfoOptions, ready: boolean): NodeStatus {
   return {
     addresses: [
       { type: 'InternalIP', address: o.nodeIP },
+      ...(o.extraAddresses ?? []).filter((a) => a !== o.nodeIP).map((address) => ({ type: 'InternalIP', address })),
       { type: 'Hostname', address: o.nodeName },
     ],
     capacity: resources,
@@ -90,12 +95,12 @@ export async function registerNode(store: Store, o: NodeInfoOptions): Promise<vo
     await store.create<Node>({
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: o.nodeName, labels },
+      metadata: { name: o.nodeName, labels, ...(o.annotations ? { annotations: { ...o.annotations } } : {}) },
       spec: { podCIDR: o.podCidr, podCIDRs: [o.podCidr] },
     });
   } else {
     await store.mutate<Node>('Node', undefined, o.nodeName, (n) => {
-      n.metadata = { ...n.metadata, labels: { ...n.metadata?.labels, ...labels } };
+      n.metadata = { ...n.metadata, labels: { ...n.metadata?.labels, ...labels }, ...(o.annotations ? { annotations: { ...n.metadata?.annotations, ...o.annotations } } : {}) };
       n.spec = { ...n.spec, podCIDR: o.podCidr, podCIDRs: [o.podCidr] };
     });
   }
@@ -112,4 +117,36 @@ export async function setNodeStatus(store: Store, o: NodeInfoOptions, ready: boo
     },
     { subresource: 'status' },
   );
+}
+
+/**
+ * On a shared store: the Node exists before the pod runtime starts, with a pod CIDR slice the
+ * store hands out (taken atomically with the Node, store/node-cidr-allocation.ts). Returns the
+ * slice; a Node that exists already keeps its own.
+ */
+export async function claimNode(store: Store, o: Pick<NodeInfoOptions, 'nodeName' | 'annotations'>): Promise<string> {
+  let node = await store.tryGet<Node>('Node', undefined, o.nodeName);
+  if (!node) {
+    try {
+      node = await store.create<Node>({
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: o.nodeName, labels: { 'kubernetes.io/hostname': o.nodeName }, ...(o.annotations ? { annotations: { ...o.annotations } } : {}) },
+        spec: {},
+      });
+    } catch (e) {
+      if ((e as { reason?: string }).reason !== 'AlreadyExists') throw e;
+      node = await store.get<Node>('Node', undefined, o.nodeName);
+    }
+  }
+  let cidr = node.spec?.podCIDR;
+  if (!cidr) {
+    // a Node from before slices (or made by hand): an update without the field gets one
+    const updated = await store.mutate<Node>('Node', undefined, o.nodeName, (n) => {
+      n.metadata = { ...n.metadata, annotations: { ...n.metadata?.annotations, ...o.annotations } };
+    });
+    cidr = updated?.spec?.podCIDR;
+  }
+  if (!cidr) throw new Error(`Node ${o.nodeName} got no pod CIDR slice`);
+  return cidr;
 }

@@ -170,6 +170,8 @@ export class PodWorker {
     this.#startEphemeral();
     // downwardAPI volumes follow labels and annotations
     if (!isDeepStrictEqual(oldMeta.labels, pod.metadata.labels) || !isDeepStrictEqual(oldMeta.annotations, pod.metadata.annotations)) this.#refreshVolumes();
+    // the node lifecycle controller marked the pod not ready while this node was cut off: this node runs it, say how it is
+    if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'NodeNotReady')) this.#requestStatus();
     if (!pod.metadata.deletionTimestamp) return;
     if (!this.#terminating) {
       void this.terminate();
