@@ -71,6 +71,8 @@ export interface RuntimeOptions {
   mountNamespaces?: boolean;
   /** the node agent endpoint's port, published in the Node's status (the API server forwards exec, logs… there) */
   endpointPort?: number;
+  /** more InternalIPs of the Node after nodeIP (a node other machines reach lists its loopback address too) */
+  extraAddresses?: readonly string[];
   /** the cluster domain for pods' resolv.conf search list and hosts; default cluster.local */
   clusterDomain?: string;
 }
@@ -228,7 +230,7 @@ export class PodRuntime {
 
   #nodeInfo(): NodeInfoOptions {
     const o = this.#o;
-    return { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr, maxPods: o.maxPods, endpointPort: o.endpointPort };
+    return { nodeName: o.nodeName, nodeIP: o.nodeIP, podCidr: o.podCidr, maxPods: o.maxPods, endpointPort: o.endpointPort, extraAddresses: o.extraAddresses };
   }
 
   /** the running container `container` of the pod with this uid on this node (exec, attach) */
