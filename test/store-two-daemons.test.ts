@@ -7,7 +7,9 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import https from 'node:https';
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { type ApiClient, daemonApi } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { startRedisServer } from './helpers/redis-server.js';
@@ -30,7 +32,9 @@ t.test('two daemons, one Redis, one cluster', async (t) => {
     for (const d of daemons.reverse()) await d.stop();
   });
   daemons.push(await startDaemon([...common(redis.url), '--node-name', 'node-a', '--node-ip', '127.0.53.1', '--nodeport-addresses', '127.0.53.1', '--pod-cidr', '127.155.0.0/17']));
-  daemons.push(await startDaemon([...common(redis.url), '--node-name', 'node-b', '--node-ip', '127.0.53.2', '--nodeport-addresses', '127.0.53.2', '--pod-cidr', '127.155.128.0/17']));
+  // the second daemon joins with the token the first one made (kept in its state dir)
+  const token = (await readFile(join(daemons[0].stateDir, 'join-token'), 'utf8')).trim();
+  daemons.push(await startDaemon([...common(redis.url), '--node-name', 'node-b', '--node-ip', '127.0.53.2', '--nodeport-addresses', '127.0.53.2', '--pod-cidr', '127.155.0.0/17', '--join', token]));
   const [a, b] = await Promise.all(daemons.map((d) => daemonApi(d)));
 
   await t.test('both see both nodes', async (t) => {
