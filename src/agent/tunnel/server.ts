@@ -84,11 +84,17 @@ export class TunnelServer {
       settings: { enableConnectProtocol: true, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 10_000 },
       maxSessionMemory: 64,
     });
+    // small frames (headers, a request, a FIN) go out at once: Nagle would hold them for the peer's delayed ACK
+    server.on('secureConnection', (sock: TLSSocket) => sock.setNoDelay(true));
     server.on('session', (s) => {
       this.#sessions.add(s);
       s.once('close', () => this.#sessions.delete(s));
       s.on('error', () => s.destroy());
-      s.once('connect', () => s.setLocalWindowSize(SESSION_WINDOW));
+      try {
+        s.setLocalWindowSize(SESSION_WINDOW);
+      } catch {
+        s.once('connect', () => s.setLocalWindowSize(SESSION_WINDOW));
+      }
       // a session silent for a minute (no frames, not even the client's pings) is closed
       // gracefully: its open streams finish, new ones need a new session
       s.setTimeout(60_000, () => s.close());
