@@ -189,7 +189,7 @@ export class PodWorker {
   #startEphemeral(): void {
     if (this.#halted || !this.#initialized || this.#pod.metadata.deletionTimestamp) return;
     for (const c of this.#pod.spec?.ephemeralContainers ?? []) {
-      if (this.#ephemeral.has(c.name)) continue;
+      if (!c?.name || this.#ephemeral.has(c.name)) continue;
       const r = this.#ephemeralRunner(c);
       this.#ephemeral.set(c.name, r);
       this.#log.info({ container: c.name, target: c.targetContainerName }, 'starting ephemeral container');

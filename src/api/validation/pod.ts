@@ -416,7 +416,10 @@ function validateEphemeralContainers(v: unknown, regular: Rec[], inits: Rec[], v
   list(v, p, errs).forEach((x, i) => {
     const cp = p.index(i);
     const c = rec(x, cp, errs);
-    if (!c) return;
+    if (!c) {
+      if (x === null || x === undefined) errs.push(required(cp));
+      return;
+    }
     validateContainerCommon(c, volumes, cp, errs);
     if (typeof c.image === 'string' && c.image !== c.image.trim()) errs.push(invalid(cp.child('image'), c.image, 'must not have leading or trailing whitespace'));
     if (all.has(c.name)) errs.push(duplicate(cp.child('name'), c.name));
