@@ -120,6 +120,11 @@ t.test('volumes at their mountPath', async (t) => {
   await writeFile(file, MANIFEST.replace('NODE_BINARY', JSON.stringify(process.execPath)));
   const r = await api.kubectl('apply', '-f', file);
   t.equal(r.code, 0, r.stderr);
+  // the log says what pods get (once the first pod made the runtime look), and warns of
+  // nothing it has: a mount namespace and a root of its own used to come with "pods get no
+  // mount namespace (undefined)"
+  await waitFor(() => /each container runs in its own mount namespace/.test(d.stderr()), { what: 'the mount namespace log line' });
+  t.notMatch(d.stderr(), /pods get no (mount namespace|root of their own)/, 'the start-up log warns of nothing pods have');
   const logs = async (c: string) => (await api.kubectl('logs', 'vol', '-c', c)).stdout;
   const last = (text: string, key: string) => text.split('\n').filter((l) => l.startsWith(`${key}=`)).at(-1) ?? '';
   const out = await waitFor(async () => {

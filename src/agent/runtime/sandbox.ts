@@ -233,7 +233,7 @@ export function sandboxFor(stateDir: string, log: Logger, o: { mounts?: boolean 
       else log.warn(`pod processes can outlive a killed daemon (${sandbox.kind === 'pdeathsig' ? 'only each container\'s first process is tied to it' : 'nothing ties them to it'}): ${problem}`);
       if (sandbox.mounts) log.info('each container runs in its own mount namespace: volumes at their mountPath, the pod\'s /etc/resolv.conf and /etc/hosts');
       if (sandbox.mounts && !sandbox.newRoot) log.warn(`pods get no root of their own: a mountPath whose nearest existing parent is / (/data) is given as KUBELOOP_VOLUME_<NAME> only (${newRootProblem})`);
-      else log.warn(`pods get no mount namespace: volumes are given as KUBELOOP_VOLUME_<NAME> only (${mountProblem})`);
+      else if (!sandbox.mounts) log.warn(`pods get no mount namespace: volumes are given as KUBELOOP_VOLUME_<NAME> only (${mountProblem})`);
       return { sandbox, ...(mountProblem ? { mountProblem } : {}) };
     })();
     detected.set(stateDir, p);
