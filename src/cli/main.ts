@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Daemon } from './daemon.js';
 import type { Options } from './options.js';
 import { type SignalState, stopSignal, watchParent } from './signals.js';
+import { startupBegins, startupOver } from '../util/after-startup.js';
 
 // Modules load when a command needs them: `version` and `help` import nothing heavy, `status`
 // no daemon, and `up` starts loading the daemon's modules while it reads its options.
@@ -101,6 +102,8 @@ async function status(argv: readonly string[]): Promise<number> {
 }
 
 async function up(argv: readonly string[]): Promise<number> {
+  // work start-up does not need waits for its end (util/after-startup.ts), not for a delay
+  startupBegins();
   // the daemon's modules load while the options are read
   const modules = Promise.all([import('./daemon.js'), import('./logger.js')]);
   modules.catch(() => undefined);
@@ -160,6 +163,7 @@ async function up(argv: readonly string[]): Promise<number> {
     }
   }
   console.log('kubeloop is running; Ctrl-C stops it and every pod.');
+  startupOver();
   return new Promise<number>(() => {
     // runs until a signal; the handler exits the process
   });

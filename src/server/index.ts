@@ -40,6 +40,7 @@ import { MetricsClient } from './metrics.js';
 import { findResource } from './resources.js';
 import { serveProxy } from './proxy-subresource.js';
 import { parseResourcePath, requestPath } from './route.js';
+import { afterStartup } from '../util/after-startup.js';
 import { Schemas } from './schema.js';
 import { SliceView } from './slices.js';
 import { type StatusBody, failure, pathNotFound, toStatus } from './status.js';
@@ -150,10 +151,11 @@ export class ApiServer {
     if (insecurePlainHttp && !isLoopback(address)) {
       throw new Error(`refusing to serve the Kubernetes API over plain HTTP on ${address}:${port}: plain HTTP is for tests on loopback only; drop --insecure-plain-http-loopback (HTTPS with the generated kubeconfig works on any address)`);
     }
-    await this.#schemas.load();
-    // the field descriptions load in the background (descriptions.ts): documents served before
-    // they are in carry none, and the next /openapi/v3 root hands out the new hashes
-    setTimeout(() => void this.#openapi.withDescriptions(), 0).unref();
+    // the kinds' field schemas (~290 modules of @kubernetes/client-node) load after start-up, or
+    // on the first request, which waits for them (#route); then the field descriptions
+    // (descriptions.ts): documents served before they are in carry none, and the next
+    // /openapi/v3 root hands out the new hashes
+    afterStartup(() => void this.#schemas.load().then(() => this.#openapi.withDescriptions()));
     await this.#o.informers.for<Service>('Service').start();
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#serve(req, res);
     // client certificates are asked for but checked per request, so a missing or foreign one
@@ -296,6 +298,7 @@ export class ApiServer {
     const { req, res } = c;
     this.#log.trace({ method: req.method, path: c.target }, 'request');
     const path = requestPath(c.target);
+    await this.#schemas.load();
     if (this.#serveFixed(req, res, path, c.query)) return;
     if (path.includes('/proxy')) {
       try {

@@ -7,16 +7,17 @@
 import { createRequire } from 'node:module';
 import type protobuf from 'protobufjs';
 import { ApiError } from '../../api/errors.js';
+import { afterStartup } from '../../util/after-startup.js';
 import { K8S_PROTO, POINTER_FIELDS, PROTO_KINDS } from './schema.js';
 
 const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]);
 
-// protobufjs is not needed to start (kubectl sends JSON): it loads in the background two seconds
-// after this module, or at once (synchronously, once) if a protobuf body comes before that
+// protobufjs is not needed to start (kubectl sends JSON): it loads in the background once
+// start-up is over, or at once (synchronously, once) if a protobuf body comes before that
 let pb: typeof protobuf | undefined;
-setTimeout(() => {
+afterStartup(() => {
   import('protobufjs').then((m) => (pb ??= m.default), () => undefined);
-}, 2000).unref();
+});
 let root: protobuf.Root | undefined;
 function types(): protobuf.Root {
   pb ??= createRequire(import.meta.url)('protobufjs') as typeof protobuf;
