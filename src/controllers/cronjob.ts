@@ -1,4 +1,5 @@
-import { CronExpressionParser } from 'cron-parser';
+import { createRequire } from 'node:module';
+import type { CronExpressionParser as Parser } from 'cron-parser';
 import type { Logger } from 'pino';
 import { isApiError } from '../api/errors.js';
 import type { CronJob, Job, Mutable, Stored } from '../api/types.js';
@@ -10,6 +11,11 @@ import { canonicalJson } from './names.js';
 import { NamespaceIndex } from './ns-index.js';
 import { controllerRef, isTerminating, ownerRefFor, splitKey } from './pod-util.js';
 import { type ReconcileContext, Runner } from './runner.js';
+
+// cron-parser (and luxon under it) loads on the first schedule parsed, not with the controllers:
+// most clusters never have a CronJob, and every start would pay for it
+let cronParser: typeof Parser | undefined;
+const parser = (): typeof Parser => (cronParser ??= (createRequire(import.meta.url)('cron-parser') as typeof import('cron-parser')).CronExpressionParser);
 
 export const SCHEDULED_TIMESTAMP = 'batch.kubernetes.io/cronjob-scheduled-timestamp';
 
@@ -68,7 +74,7 @@ export function parseSchedule(schedule: string, timeZone: string | undefined, fr
   }
   if (expr.split(/\s+/).length > 5 && !expr.startsWith('@')) throw new Error(`unparseable schedule "${schedule}": expected 5 fields (minute hour day-of-month month day-of-week)`);
   try {
-    return CronExpressionParser.parse(expr, { currentDate: from, ...(tz ? { tz } : {}) });
+    return parser().parse(expr, { currentDate: from, ...(tz ? { tz } : {}) });
   } catch (err) {
     throw new Error(`unparseable schedule "${schedule}": ${(err as Error).message}`);
   }

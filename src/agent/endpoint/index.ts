@@ -14,12 +14,13 @@
  *
  * Errors are Kubernetes `Status` bodies, passed through by the API server as they are.
  */
+import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Server, createServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import type { WebSocketServer } from 'ws';
 import { ApiError, badRequest } from '../../api/errors.js';
 import type { Pod, Stored } from '../../api/types.js';
 import type { Store } from '../../store/types.js';
@@ -61,7 +62,7 @@ const truthy = (q: URLSearchParams, k: string): boolean => ['true', '1', 't', 'T
 export class AgentEndpoint {
   readonly #o: AgentEndpointOptions;
   readonly #log: Logger;
-  readonly #wss: WebSocketServer;
+  #wss: WebSocketServer | undefined;
   readonly #sockets = new Set<Duplex>();
   readonly #metrics: MetricsSampler;
   #server: Server | undefined;
@@ -71,17 +72,25 @@ export class AgentEndpoint {
   constructor(o: AgentEndpointOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'agent-endpoint' });
-    this.#wss = new WebSocketServer({
+    this.#metrics = new MetricsSampler({ containers: () => o.runningContainers?.() ?? [], resolutionMs: o.metricsResolutionMs, log: this.#log });
+  }
+
+  /** made on the first upgrade: `ws` loads only when a stream is asked for, not with every daemon */
+  #websockets(): WebSocketServer {
+    if (this.#wss) return this.#wss;
+    const { WebSocketServer: Wss } = createRequire(import.meta.url)('ws') as typeof import('ws');
+    const wss = new Wss({
       noServer: true,
       perMessageDeflate: false,
       maxPayload: 16 << 20,
       handleProtocols: (offered, req) => pickProtocol(offered, req.url?.startsWith('/portForward/') ? PORTFORWARD_PROTOCOLS : CHANNEL_PROTOCOLS),
     });
-    this.#metrics = new MetricsSampler({ containers: () => o.runningContainers?.() ?? [], resolutionMs: o.metricsResolutionMs, log: this.#log });
-    this.#wss.on('headers', (headers: string[]) => {
+    wss.on('headers', (headers: string[]) => {
       const i = headers.indexOf(`Sec-WebSocket-Protocol: ${SPDY_PROTOCOL_TOKEN}`);
       if (i >= 0) headers[i] = `Sec-WebSocket-Protocol: ${SPDY_PORTFORWARD_PROTOCOL}`;
     });
+    this.#wss = wss;
+    return wss;
   }
 
   get port(): number {
@@ -117,8 +126,8 @@ export class AgentEndpoint {
     this.#stopping ??= (async () => {
       this.#metrics.stop();
       const server = this.#server;
-      for (const c of this.#wss.clients) c.terminate();
-      this.#wss.close();
+      for (const c of this.#wss?.clients ?? []) c.terminate();
+      this.#wss?.close();
       if (!server) return;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -214,7 +223,7 @@ export class AgentEndpoint {
       refuseUpgrade(socket, e);
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    this.#websockets().handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => {});
       void Promise.resolve(job(ws)).catch((err: unknown) => {
         this.#log.warn({ err }, 'stream failed');
