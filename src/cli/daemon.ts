@@ -12,6 +12,7 @@ import { ControllerManager } from '../controllers/index.js';
 import { LeaderElector } from '../controllers/leader.js';
 import { DEFAULT_IMAGE_TABLE, PodRuntime } from '../agent/runtime/index.js';
 import { ImageCatalog } from '../agent/runtime/image-catalog.js';
+import { sandboxFor } from '../agent/runtime/sandbox.js';
 import { MetricsServer, Proxy, proxyMetrics } from '../agent/proxy/index.js';
 import { DnsServer } from '../dns/index.js';
 import { ApiServer, kubeconfigYaml } from '../server/index.js';
@@ -125,6 +126,9 @@ export class Daemon {
     const o = this.opts;
     await securePrivateStateDir(o.stateDir, this.#log);
     this.#lock(o.stateDir);
+    // the pod sandbox check (a few short processes, ~0.3 s) runs while the store and the rest
+    // start, instead of when the first pod waits for it (the runtime asks for the same promise)
+    sandboxFor(o.stateDir, this.#log.child({ component: 'runtime' }), { mounts: process.env.KUBELOOP_MOUNT_NAMESPACES !== 'off' }).catch(() => undefined);
     const nofile = await raiseNofile(this.#log);
     const budget = connectionBudget(o, nofile?.soft, this.#log);
     // the shipped table, then --images tables over it; re-read when they change
