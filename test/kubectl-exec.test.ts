@@ -124,6 +124,12 @@ config.load_kube_config(config_file=sys.argv[1])
 core = client.CoreV1Api()
 out = stream(core.connect_get_namespaced_pod_exec, 'box', 'default', container='sh', command=['sh', '-c', 'echo py-$POD_NAME'], stderr=True, stdin=False, stdout=True, tty=False)
 print('EXEC', out.strip())
+# stdin as the client writes it: a str goes in a TEXT frame, bytes in a binary one (both are stdin upstream)
+resp = stream(core.connect_get_namespaced_pod_exec, 'box', 'default', container='sh', command=['sh', '-c', 'read a; read b; echo "got-$a-$b"; exit 4'], stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+resp.write_stdin('text\\n')
+resp.write_stdin(b'bytes\\n')
+resp.run_forever(timeout=15)
+print('STDIN', resp.read_stdout().strip(), 'RC', resp.returncode)
 pf = portforward(core.connect_get_namespaced_pod_portforward, 'box', 'default', ports='8080')
 s = pf.socket(8080)
 s.setblocking(True)
@@ -143,6 +149,7 @@ print('BODY', data.decode(errors='replace').split('\\r\\n\\r\\n', 1)[-1][:200])
   );
   t.equal(r.code, 0, r.err);
   t.match(r.out, /^EXEC py-box$/m);
+  t.match(r.out, /^STDIN got-text-bytes RC 4$/m, 'stdin in text and binary frames, the exit code from the status channel');
   t.match(r.out, /^PF HTTP\/1\.[01] 200/m);
   t.match(r.out, /box/, 'the echo image answers with the pod name');
 });

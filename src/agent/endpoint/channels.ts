@@ -34,11 +34,15 @@ export interface ChannelHandlers {
   resize(size: Resize): void;
 }
 
-/** Decodes client messages to `h`; malformed resize messages are ignored, as the kubelet does. */
+/**
+ * Decodes client messages to `h`; malformed resize messages are ignored, as the kubelet does.
+ * Text and binary messages are alike (upstream's wsstream reads both as bytes): the Python
+ * client sends a `str` written to stdin as a text message.
+ */
 export function readChannels(ws: WebSocket, h: ChannelHandlers): void {
-  ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+  ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[]) => {
     const b = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
-    if (!isBinary || b.length === 0) return;
+    if (b.length === 0) return;
     const ch = b[0];
     const data = b.subarray(1);
     if (ch === STDIN) {

@@ -41,9 +41,10 @@ export function servePortForward(ws: WebSocket, podIP: string, ports: readonly n
       if (ws.readyState === ws.OPEN && sockets.every((x) => x.destroyed)) ws.close(1000);
     });
   });
-  ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+  // text messages are bytes too, as upstream's wsstream reads them
+  ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[]) => {
     const b = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
-    if (!isBinary || b.length === 0) return;
+    if (b.length === 0) return;
     const ch = b[0];
     if (ch % 2 !== 0) return;
     const s = sockets[ch / 2];
