@@ -522,7 +522,7 @@ async function main(): Promise<void> {
       raw.startup = s;
       kubeloopOnly.push({
         what: `start-up, \`kubeloop up -f config/\` to the first successful curl through a ClusterIP (median of ${s.rounds})`,
-        value: `cold ${fmt(s.coldToFirstCurlMsMedian)} ms · warm ${fmt(s.warmToFirstCurlMsMedian)} ms`,
+        value: `npm start cold ${fmt(s.npmStartColdMsMedian)} ms · node cold ${fmt(s.coldToFirstCurlMsMedian)} ms · warm ${fmt(s.warmToFirstCurlMsMedian)} ms (floor ${fmt(s.floorNodeHttpMsMedian)} ms)`,
         reference: 'goal ≤ 1 s',
       });
     });
@@ -683,7 +683,7 @@ function evaluate(figs: Figure[], raw: Record<string, unknown>, idleCount: numbe
   const s = raw.startup as Record<string, number> | undefined;
   goals.push(
     s
-      ? { what: 'start-up to first curl', target: '≤ 1 s', value: `cold ${fmt(s.coldToFirstCurlMsMedian)} ms, warm ${fmt(s.warmToFirstCurlMsMedian)} ms`, met: s.coldToFirstCurlMsMedian! <= 1000 }
+      ? { what: 'start-up to first curl (npm start, cold)', target: '≤ 1 s', value: `npm start cold ${fmt(s.npmStartColdMsMedian)} ms, node cold ${fmt(s.coldToFirstCurlMsMedian)} ms, warm ${fmt(s.warmToFirstCurlMsMedian)} ms`, met: s.npmStartColdMsMedian! <= 1000 }
       : { what: 'start-up to first curl', target: '≤ 1 s', value: 'not measured', met: null },
   );
   const d = raw.dns as { ratio: number } | undefined;
