@@ -100,7 +100,7 @@ t.test('discovery and OpenAPI', async (t) => {
   t.equal(r.json.kind, 'APIVersions');
   r = await req(f, 'GET', '/apis', undefined, { Accept: agg });
   const groups = (r.json.items as { metadata: { name: string } }[]).map((g) => g.metadata.name);
-  t.same(groups, ['apps', 'batch', 'discovery.k8s.io', 'coordination.k8s.io', 'networking.k8s.io', 'policy', 'authorization.k8s.io', 'authentication.k8s.io', 'autoscaling']);
+  t.same(groups, ['apps', 'batch', 'discovery.k8s.io', 'coordination.k8s.io', 'networking.k8s.io', 'policy', 'autoscaling', 'authorization.k8s.io', 'authentication.k8s.io', 'metrics.k8s.io']);
   r = await req(f, 'GET', '/apis/apps/v1');
   const scale = (r.json.resources as { name: string; group?: string; kind: string }[]).find((x) => x.name === 'deployments/scale');
   t.same(scale, { name: 'deployments/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
@@ -332,7 +332,7 @@ t.test('pods/log (served by the node agent endpoint, through the API server)', a
   t.teardown(() => fr.destroy());
   await new Promise((r) => setTimeout(r, 150));
   appendFileSync(join(dir, '1.log'), 'four\n');
-  await waitFor(() => got === 'four\n', { what: 'the appended line' });
+  await waitFor(() => got === 'four\n', { what: 'the appended line', timeoutMs: 20_000 });
   await f.store.delete('Pod', 'default', 'p', { gracePeriodSeconds: 0 });
   await waitFor(() => ended, { what: 'the follow stream to end with the pod' });
   t.equal(got, 'four\n');
