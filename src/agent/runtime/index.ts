@@ -411,6 +411,7 @@ export class PodRuntime {
       claim: (ns: string, name: string) => this.#claims.get(ns, name),
       events: this.#events,
       gate: this.#gate,
+      startToken: (wanted: () => boolean) => this.#startRate.take(wanted),
       objects: {
         configMap: (ns: string, name: string) => this.#configMaps.get(ns, name),
         secret: (ns: string, name: string) => this.#secrets.get(ns, name),

@@ -32,6 +32,11 @@ export interface PodDeps extends ContainerDeps {
   log: Logger;
   /** whether Endpoints still list a pod: termination waits for it to leave them */
   gate: EndpointsGate;
+  /**
+   * waits for one of the node's start tokens (--pod-start-rate); false when `wanted()` turned
+   * false meanwhile. Ephemeral containers take one each (absent: they start at once).
+   */
+  startToken?: (wanted: () => boolean) => Promise<boolean>;
 }
 
 /** at most this share of the grace period is spent waiting for the pod to leave Endpoints */
@@ -61,6 +66,8 @@ export class PodWorker {
   #main: ContainerRunner[] = [];
   /** ephemeral containers (kubectl debug), by name; started once the app containers are */
   readonly #ephemeral = new Map<string, ContainerRunner>();
+  /** the ephemeral containers' starts, one after another, each with a start token */
+  #ephemeralStarts: Promise<void> = Promise.resolve();
   #initialized = false;
   #message: { reason: string; message: string } | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -185,15 +192,22 @@ export class PodWorker {
    * Starts the ephemeral containers added to the spec (pods/ephemeralcontainers) since, once the
    * app containers have started; each runs once, in the pod's environment (its env, IP, its own
    * volumeMounts) or, with `targetContainerName`, in that container's PID and mount namespaces.
+   * They start one at a time, each with one of the node's start tokens, as pods do: a PATCH
+   * adding a thousand of them forks at the node's start rate, not all in one turn of the event
+   * loop (which kept the API from answering for minutes on a loaded machine).
    */
   #startEphemeral(): void {
     if (this.#halted || !this.#initialized || this.#pod.metadata.deletionTimestamp) return;
+    const wanted = (): boolean => !this.#halted && !this.#pod.metadata.deletionTimestamp;
     for (const c of this.#pod.spec?.ephemeralContainers ?? []) {
       if (!c?.name || this.#ephemeral.has(c.name)) continue;
       const r = this.#ephemeralRunner(c);
       this.#ephemeral.set(c.name, r);
-      this.#log.info({ container: c.name, target: c.targetContainerName }, 'starting ephemeral container');
-      r.start();
+      this.#ephemeralStarts = this.#ephemeralStarts.then(async () => {
+        if (!(await (this.#deps.startToken?.(wanted) ?? true)) || !wanted()) return;
+        this.#log.info({ container: c.name, target: c.targetContainerName }, 'starting ephemeral container');
+        r.start();
+      });
     }
   }
 
