@@ -383,3 +383,51 @@ t.test('daemon flags --lb-pool and --disable-load-balancer', async (t) => {
   t.same(problems(['--lb-pool', '']), [], 'an empty pool turns the provider off');
   t.equal(resolveOptions(['--disable-load-balancer'], '/').disableLoadBalancer, true);
 });
+
+t.test('several machines: the ingress is the Ready nodes\' addresses; NotReady drops out; one machine left → the pool again', async (t) => {
+  const e = await env(t);
+  type NodeLike = { apiVersion: string; kind: string; metadata: { name: string }; status: { addresses: Array<{ type: string; address: string }>; conditions: Array<{ type: string; status: string }> } };
+  // addresses of other machines (198.18.0.0/24 is never bound nor dialed here: only listed in Node objects)
+  const node = (name: string, ip: string, ready = 'True'): NodeLike => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name },
+    status: { addresses: [{ type: 'InternalIP', address: ip }, { type: 'InternalIP', address: '127.0.0.1' }], conditions: [{ type: 'Ready', status: ready }] },
+  });
+  const setReady = (name: string, status: string) =>
+    e.store.mutate<NodeLike & { apiVersion: 'v1' }>('Node', undefined, name, (n) => void (n.status.conditions = [{ type: 'Ready', status }]), { subresource: 'status' });
+  for (const [name, ip] of [['m2', '198.18.0.2'], ['m1', '198.18.0.1']] as const) {
+    const n = node(name, ip);
+    await e.store.create({ ...n, status: undefined } as never);
+    // status comes through its subresource, as the node agent writes it
+    await e.store.mutate<NodeLike>('Node', undefined, name, (x) => void (x.status = n.status), { subresource: 'status' });
+  }
+  await createService(e.store, 'multi', lbSpec(8090));
+  const ingress = async (want: string[]) => {
+    await waitFor(async () => {
+      const s = await e.store.tryGet<Service>('Service', 'default', 'multi');
+      return ingressOf(s).join() === want.map((ip) => `${ip}/VIP`).join();
+    }, `ingress ${want.join(', ') || '(none)'}`);
+    t.pass(`ingress: ${want.join(', ') || '(none)'}`);
+  };
+  await ingress(['198.18.0.1', '198.18.0.2']);
+  await e.proxy.synced();
+  t.same(e.proxy.listeners().filter((l) => l.kind === 'loadBalancer'), [], 'no listener on other machines\' addresses (not local here)');
+  await setReady('m2', 'Unknown');
+  await ingress(['198.18.0.1']);
+  await setReady('m1', 'False');
+  await ingress([]);
+  await setReady('m1', 'True');
+  await setReady('m2', 'True');
+  await ingress(['198.18.0.1', '198.18.0.2']);
+  const evs = (await events(e.store, 'multi')).map((x) => x.message);
+  t.ok(evs.includes("Ensured load balancer: 198.18.0.1, 198.18.0.2 (the Ready nodes' addresses)"), 'an event names the addresses');
+  await e.store.delete('Node', undefined, 'm2');
+  const ip = await waitFor(async () => {
+    const s = await e.store.tryGet<Service>('Service', 'default', 'multi');
+    const got = s?.status?.loadBalancer?.ingress?.[0]?.ip;
+    return got?.startsWith('127.181.0.') ? got : undefined;
+  }, 'a pool address once one machine is left');
+  t.match(ip, /^127\.181\.0\.\d+$/, 'one machine: the pool address again');
+  await waitFor(() => e.proxy.listeners().some((l) => l.kind === 'loadBalancer'), 'the pool address served here');
+});

@@ -4,6 +4,8 @@
  * while host 2's daemon is SIGKILLed: host 2 turns NotReady with the unreachable taints, its
  * pods leave the endpoints and are replaced on host 1, and the client's failures stop; host 2's
  * daemon started again rejoins Ready. The timeline and the failed-request count are printed.
+ * A LoadBalancer Service's ingress (the Ready nodes' addresses) drops host 2 while it is
+ * NotReady and lists it again once it is back.
  */
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
@@ -29,6 +31,11 @@ apiVersion: v1
 kind: Service
 metadata: { name: web }
 spec: { selector: { app: web }, ports: [{ port: 80, targetPort: 8080 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web-lb }
+spec: { type: LoadBalancer, selector: { app: web }, ports: [{ port: 8212, targetPort: 8080 }] }
 `;
 
 type Pod = { metadata: { name: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { conditions?: Array<{ type: string; status: string }> } };
@@ -65,6 +72,8 @@ t.test('a host killed while a client sends through a ClusterIP: NotReady, pods r
   }, { what: '4 ready pods', timeoutMs: 60_000, intervalMs: 300 });
   t.equal(before.filter((p) => p.spec.nodeName === 'host-2').length, 2, 'two pods on host 2');
   const clusterIP = (await json<{ spec: { clusterIP: string } }>('get', 'service', 'web')).spec.clusterIP;
+  const ingress = async () => (await kubectl('get', 'service', 'web-lb', '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}')).stdout.trim();
+  await waitFor(async () => (await ingress()) === `${h1.ip} ${h2.ip}`, { what: 'web-lb ingress: both hosts', timeoutMs: 15_000, intervalMs: 200 });
 
   // the client: one short request after another from host 1, each logged with its time and outcome
   const client = h1.spawn(['sh', '-c', `while :; do if curl -s -o /dev/null --max-time 1 http://${clusterIP}/; then echo "ok $(date +%s%3N)"; else echo "fail $(date +%s%3N)"; fi; sleep 0.05; done`], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -82,6 +91,8 @@ t.test('a host killed while a client sends through a ClusterIP: NotReady, pods r
     return n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'Unknown' && (n.spec?.taints ?? []).length === 2;
   }, { what: 'host-2 NotReady with taints', timeoutMs: GRACE_MS + 15_000, intervalMs: 100 });
   const notReadyMs = Date.now() - killedAt;
+  await waitFor(async () => (await ingress()) === h1.ip, { what: 'web-lb ingress without the NotReady host 2', timeoutMs: 10_000, intervalMs: 100 });
+  t.pass(`host 2 left web-lb's ingress once NotReady (${h1.ip} only)`);
   await waitFor(async () => {
     const p = await pods();
     return p.length === 4 && p.every(ready) && p.every((x) => x.spec.nodeName === 'host-1');
@@ -104,6 +115,13 @@ t.test('a host killed while a client sends through a ClusterIP: NotReady, pods r
     return n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' && !(n.spec?.taints ?? []).length;
   }, { what: 'host-2 Ready again without taints', timeoutMs: 30_000, intervalMs: 200 });
   const rejoinMs = Date.now() - restartAt;
+  await waitFor(async () => (await ingress()) === `${h1.ip} ${h2.ip}`, { what: 'web-lb ingress with host 2 again', timeoutMs: 15_000, intervalMs: 200 });
+  t.pass('host 2 back in the ingress once Ready');
+  const back = await waitFor(async () => {
+    const r = await h1.run(['curl', '-s', '--max-time', '3', `http://${h2.ip}:8212/`]);
+    return /pod=web-/.test(r.stdout) ? r.stdout : undefined;
+  }, { what: `${h2.ip}:8212 from host 1`, timeoutMs: 15_000, intervalMs: 200 });
+  t.match(back, /pod=web-/, "the restarted host's address serves the load balancer again");
   t.comment(
     `timeline: kill → NotReady ${notReadyMs} ms (grace ${GRACE_MS}); → 4 pods Ready on host 1 ${replacedMs} ms (eviction ${EVICT_MS}); last failed request ${lastFailMs} ms; ` +
       `${failures.length} failed of ${all.filter((r) => r.at >= killedAt).length} requests after the kill; restart → Ready ${rejoinMs} ms`,

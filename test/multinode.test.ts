@@ -7,6 +7,8 @@
  *  - a NodePort on host 2's address answered by pods of both hosts;
  *  - a headless Service's DNS answers (every pod IP) connectable from the other host;
  *  - UDP through a ClusterIP to a pod on the other host;
+ *  - a LoadBalancer Service's ingress lists both hosts' addresses (as k3s' ServiceLB), and each
+ *    host's address answers on the Service's port from the other host;
  *  - the tunnel refuses a client without a node's certificate, and a target that is not a pod
  *    port of that node (its own API port), and carries a node's CONNECT to one of its pods.
  */
@@ -22,6 +24,7 @@ const SERVICE_CIDR = '127.208.0.0/16';
 const POD_CIDR = '127.207.0.0/16';
 const NODE_PORT = 30_207;
 const TUNNEL_PORT = 10251;
+const LB_PORT = 8207;
 
 const MANIFEST = `
 apiVersion: apps/v1
@@ -47,6 +50,14 @@ spec:
   ports:
     - { name: http, port: 80, targetPort: 8080, nodePort: ${NODE_PORT} }
     - { name: dns, port: 53, targetPort: 5353, protocol: UDP }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web-lb }
+spec:
+  type: LoadBalancer
+  selector: { app: web }
+  ports: [{ port: ${LB_PORT}, targetPort: 8080 }]
 ---
 apiVersion: v1
 kind: Service
@@ -159,6 +170,25 @@ t.test('two hosts, one cluster, pods reachable from both', async (t) => {
       }
     }
     t.ok([...remote].every((n) => seen.has(n)), `host-2 pods echoed over UDP from host 1 (seen: ${[...seen].join(', ')})`);
+  });
+
+  await t.test("a LoadBalancer Service: both hosts' addresses in its ingress, each answers from the other host", async (t) => {
+    const ingress = await waitFor(async () => {
+      const r = await kubectl(h2, d2, 'get', 'service', 'web-lb', '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}');
+      const ips = r.stdout.trim().split(/\s+/).filter(Boolean);
+      return ips.length === 2 ? ips : undefined;
+    }, { what: 'two ingress IPs on web-lb', timeoutMs: 20_000, intervalMs: 200 });
+    t.same(ingress, [h1.ip, h2.ip], 'the ingress is the Ready nodes\' InternalIPs, sorted (no pool address)');
+    for (const [from, to] of [[h1, h2], [h2, h1]] as const) {
+      const url = `http://${to.ip}:${LB_PORT}/`;
+      const body = await waitFor(async () => {
+        const r = await from.run(['curl', '-s', '--max-time', '3', url]);
+        return /pod=web-/.test(r.stdout) ? r.stdout : undefined;
+      }, { what: `${url} from ${from.ip}`, timeoutMs: 15_000, intervalMs: 200 });
+      t.match(body, /pod=web-/, `${url} answers from host ${from.ip}`);
+    }
+    const seen = await answering(h2, `http://${h1.ip}:${LB_PORT}/`);
+    t.same([...seen].sort(), [...names].sort(), `${h1.ip}:${LB_PORT} reaches the pods of both hosts`);
   });
 
   await t.test('the tunnel: a node may reach its pods, nothing else and nobody else', async (t) => {

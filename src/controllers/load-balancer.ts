@@ -1,11 +1,12 @@
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { LoadBalancerIngress } from 'kubernetes-types/core/v1.js';
-import type { Mutable, Service, Stored } from '../api/types.js';
+import type { Mutable, Node, Service, Stored } from '../api/types.js';
 import { keyOf } from '../api/types.js';
 import type { Informer, InformerFactory } from '../store/informer.js';
 import type { Store } from '../store/types.js';
 import { IpAllocator } from '../util/allocator.js';
-import { type Cidr, parseCidr } from '../util/cidr.js';
+import { type Cidr, isLoopback, parseCidr } from '../util/cidr.js';
 import type { EventRecorder } from '../store/events.js';
 import { type ReconcileContext, Runner } from './runner.js';
 
@@ -26,6 +27,13 @@ export interface LoadBalancerControllerOptions {
  * status subresource. The proxy then listens on `ingressIP:port` like on any local address, so
  * two LoadBalancer Services on the same port never collide.
  *
+ * Several machines (Nodes with two or more distinct non-loopback InternalIPs, ready or not): a
+ * pool address inside 127/8 would reach only the host it is asked on, so instead — as k3s'
+ * ServiceLB does — the ingress lists the InternalIP of every Ready node of those machines, and
+ * each node's proxy listens on the Service's port at its own address (the others are not local
+ * there). A node that turns NotReady drops out of every ingress and comes back when Ready; while
+ * node addresses are published no pool address is held (and `spec.loadBalancerIP` is ignored).
+ *
  * The IP is released when the Service is deleted, changes type (the store clears its status on
  * that update, as upstream), or gets another class. The allocation is not stored anywhere but in
  * the statuses: it is rebuilt from them before the first reconcile, so a restart keeps every
@@ -38,6 +46,9 @@ export class LoadBalancerController {
   readonly #store: Store;
   readonly #events: EventRecorder;
   readonly #services: Informer<Service>;
+  readonly #nodes: Informer<Node>;
+  /** the addresses node mode publishes (sorted), or undefined on one machine: see #nodeIngress */
+  #nodeIPs: string[] | undefined;
   readonly #ips: IpAllocator;
   readonly #ipOf = new Map<string, string>();
   readonly #ownerOf = new Map<string, string>();
@@ -51,11 +62,12 @@ export class LoadBalancerController {
     this.pool = parseCidr(o.pool);
     this.#ips = new IpAllocator(this.pool);
     this.#services = o.informers.for<Service>('Service');
+    this.#nodes = o.informers.for<Node>('Node');
     this.runner = new Runner({
       name: 'service-lb',
       reconciler: this,
       log: o.log,
-      informers: [this.#services],
+      informers: [this.#services, this.#nodes],
       workers: o.workers ?? 2,
     });
     this.#services.addHandler({
@@ -68,6 +80,13 @@ export class LoadBalancerController {
         this.#waiting.delete(keyOf(s));
       },
     });
+    const nodesChanged = (): void => {
+      const was = JSON.stringify(this.#nodeIPs ?? null);
+      this.#nodeIPs = nodeIngress(this.#nodes.list());
+      if (JSON.stringify(this.#nodeIPs ?? null) === was) return;
+      for (const s of this.#services.list()) if (provides(s) || this.#ipOf.has(keyOf(s))) this.runner.enqueue(keyOf(s));
+    };
+    this.#nodes.addHandler({ onAdd: nodesChanged, onUpdate: nodesChanged, onDelete: nodesChanged });
   }
 
   start(): Promise<void> {
@@ -86,9 +105,13 @@ export class LoadBalancerController {
       const ip = this.#release(key);
       if (ip) log.info({ ip }, 'load-balancer address released');
       // our address left on a LoadBalancer Service we no longer provide (type changes clear it in the store)
-      if (svc && svc.spec?.type === 'LoadBalancer' && ip && ingressIPs(svc).includes(ip)) await this.#writeIngress(svc, undefined);
+      const ours = ip ? [ip] : this.#nodeIPs;
+      if (svc && svc.spec?.type === 'LoadBalancer' && ours?.length && ingressIPs(svc).join() === ours.join()) await this.#writeIngress(svc, undefined);
       return;
     }
+
+    this.#nodeIPs = nodeIngress(this.#nodes.list());
+    if (this.#nodeIPs) return this.#ensureNodeIngress(key, svc, this.#nodeIPs, log);
 
     const requested = svc.spec?.loadBalancerIP || undefined;
     let ip = this.#ipOf.get(key);
@@ -106,6 +129,19 @@ export class LoadBalancerController {
     if (written) {
       log.info({ ip }, 'load-balancer address assigned');
       this.#events.event(svc, 'Normal', 'EnsuredLoadBalancer', `Ensured load balancer: ${ip} (pool ${this.pool.text})`);
+    }
+  }
+
+  /** Several machines: the ingress is the Ready nodes' addresses; a pool address held before is given back. */
+  async #ensureNodeIngress(key: string, svc: Stored<Service>, ips: string[], log: Logger): Promise<void> {
+    this.#waiting.delete(key);
+    const released = this.#release(key);
+    if (released) log.info({ ip: released }, 'load-balancer pool address released: the ingress lists the nodes\' addresses');
+    const want: LoadBalancerIngress[] = ips.map((ip) => ({ ip, ipMode: 'VIP' }));
+    if (sameIngress(svc.status?.loadBalancer?.ingress, want)) return;
+    if (await this.#writeIngress(svc, want.length ? want : undefined)) {
+      log.info({ ips }, 'load-balancer ingress set to the ready nodes\' addresses');
+      this.#events.event(svc, 'Normal', 'EnsuredLoadBalancer', ips.length ? `Ensured load balancer: ${ips.join(', ')} (the Ready nodes' addresses)` : 'No Ready node: the load balancer has no address');
     }
   }
 
@@ -218,6 +254,32 @@ export class LoadBalancerController {
     const key = keyOf(s);
     if (provides(s) || this.#ipOf.has(key) || (old && provides(old))) this.runner.enqueue(key);
   }
+}
+
+/**
+ * The ingress addresses on several machines: the sorted InternalIPs (non-loopback, IPv4) of the
+ * Ready nodes, when the Nodes name two or more distinct such addresses (ready or not: a machine
+ * that is down for a while does not switch the cluster back to pool addresses); undefined on one
+ * machine (several `--nodes` on one host share its address, or use loopback ones).
+ */
+export function nodeIngress(nodes: readonly Node[]): string[] | undefined {
+  const all = new Set<string>();
+  const ready = new Set<string>();
+  for (const n of nodes) {
+    const ip = n.status?.addresses?.find((a) => a.type === 'InternalIP' && isIP(a.address) === 4 && !isLoopback(a.address))?.address;
+    if (!ip) continue;
+    all.add(ip);
+    if (n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ready.add(ip);
+  }
+  if (all.size < 2) return undefined;
+  return [...ready].sort(compareIPv4);
+}
+
+function compareIPv4(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 4; i++) if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
+  return 0;
 }
 
 /** Services this provider serves: type LoadBalancer with the default (empty) class. */
