@@ -13,7 +13,6 @@
  *    port of that node (its own API port), and carries a node's CONNECT to one of its pods.
  */
 import t from 'tap';
-import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type RunningDaemon, ROOT, startDaemon } from './helpers/daemon.js';
@@ -194,9 +193,8 @@ t.test('two hosts, one cluster, pods reachable from both', async (t) => {
   await t.test('the tunnel: a node may reach its pods, nothing else and nobody else', async (t) => {
     const probe = join(ROOT, 'test', 'fixtures', 'tunnel-probe.mjs');
     const pki = join(d2.stateDir, 'pki');
-    const files = readdirSync(pki);
-    const cert = join(pki, files.find((f) => f === 'kubelet.crt') ?? 'kubelet.crt');
-    const key = join(pki, files.find((f) => f === 'kubelet.key') ?? 'kubelet.key');
+    const cert = join(pki, 'tunnel.crt');
+    const key = join(pki, 'tunnel.key');
     const target = onHost(0)[0];
     const run = async (...args: string[]) => JSON.parse((await h2.run([process.execPath, probe, `${h1.ip}:${TUNNEL_PORT}`, ...args])).stdout) as { status: number; body: string };
 
@@ -207,6 +205,9 @@ t.test('two hosts, one cluster, pods reachable from both', async (t) => {
     const anon = await run(`${target.ip}:8080`);
     t.equal(anon.status, 403, 'no client certificate: 403');
     t.notMatch(anon.body, /pod=/);
+    // signed by the cluster CA, but not a node's: the admin credential
+    const admin = await run(`${target.ip}:8080`, join(pki, 'admin.crt'), join(pki, 'admin.key'));
+    t.equal(admin.status, 403, 'a cluster certificate that is not a node tunnel certificate: 403');
 
     const api = await run('127.0.0.1:6443', cert, key);
     t.equal(api.status, 403, "host 1's own API port is not a pod port: 403");

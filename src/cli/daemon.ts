@@ -26,7 +26,7 @@ import { takePidFile } from './pid-file.js';
 import { raiseNofile } from './rlimit.js';
 import { connectionMetrics } from './connection-metrics.js';
 import { type FdBudget, fitBudget } from '../util/fd-budget.js';
-import { AGENT_CLIENT_USER, ensurePki } from './pki.js';
+import { AGENT_CLIENT_USER, adoptClusterIdentity, ensureClusterIdentity, ensurePki } from './pki.js';
 import { AgentEndpoint } from '../agent/endpoint/index.js';
 import { Tunnel } from '../agent/tunnel/index.js';
 import { LocalAddresses } from '../agent/proxy/local-addresses.js';
@@ -238,13 +238,21 @@ export class Daemon {
     this.#clusterDnsProblem = port53 && !port53.ok ? port53Fix(dnsClusterIP, port53.reason) : undefined;
     const dnsObjects = { dnsHost: this.#dns ? dnsHost : undefined, dnsPort: this.#dns?.port, dnsClusterIP: port53?.ok ? dnsClusterIP : 'None' };
     const owner = this.shared ? { nodeName: nodeLayout(o)[0].name } : {};
-    await ensureObjects(store, systemObjects(dnsObjects), owner);
+    await ensureObjects(store, systemObjects({ ...dnsObjects, local: this.shared }), owner);
 
     const [apiHost, apiPort] = splitHostPort(o.apiAddr);
     const hosts = apiHosts(o, apiHost);
     // the CA and certificates come first (a failure here stops the start): the node agents'
     // endpoints serve with them, and only the API server's certificate may use those
-    const pki = await ensurePki({ dir: join(o.stateDir, 'pki'), hosts, agentHosts: nodeLayout(o).map((n) => n.ip), log: this.#log });
+    // (on a shared store the CA and admin credential are the cluster's, adopted by #join)
+    const reachable = store.backend !== 'embedded' && !isLoopback(o.nodeIP);
+    const pki = await ensurePki({
+      dir: join(o.stateDir, 'pki'),
+      hosts,
+      agentHosts: nodeLayout(o).map((n) => n.ip),
+      ...(reachable ? { tunnel: { nodeName: nodeLayout(o)[0].name, hosts: [o.nodeIP] } } : {}),
+      log: this.#log,
+    });
 
     // one node agent per simulated node (--nodes), each with its IP and pod CIDR slice; stopped together
     const runtimes: PodRuntime[] = [];
@@ -318,7 +326,7 @@ export class Daemon {
 
     // several machines on one store (a node IP other hosts reach): this node's pods are served to
     // the other nodes through its tunnel port, and theirs are answered on this host (agent/tunnel)
-    if (store.backend !== 'embedded' && !isLoopback(o.nodeIP)) {
+    if (reachable && pki.tunnelCert && pki.tunnelKey) {
       const local = new LocalAddresses();
       const tunnel = new Tunnel({
         store,
@@ -327,7 +335,7 @@ export class Daemon {
         nodes: nodeLayout(o).map((n) => ({ name: n.name, podCidr: n.podCidr })),
         address: o.nodeIP,
         port: o.tunnelPort,
-        tls: { cert: pki.agentCert, key: pki.agentKey },
+        tls: { cert: pki.tunnelCert, key: pki.tunnelKey, ca: pki.ca },
         isLocalAddress: (ip) => local.has(ip),
       });
       try {
@@ -345,6 +353,7 @@ export class Daemon {
       informers,
       log: this.#log,
       nodeAddresses: [...o.nodePortAddresses],
+      nodeNames: nodeLayout(o).map((n) => n.name),
       udpIdleTimeoutMs: o.udpTimeoutMs,
       processes: o.proxyProcesses,
       dataPath: o.dataPath,
@@ -376,6 +385,8 @@ export class Daemon {
       informers,
       log: this.#log,
       address: apiHost,
+      // a node other machines reach serves the API on its node IP too (HTTPS, credentials required)
+      ...(!isLoopback(o.nodeIP) && isLoopback(apiHost) ? { extraAddresses: [o.nodeIP] } : {}),
       port: apiPort,
       token: o.apiToken || undefined,
       tls: o.insecurePlainHttpLoopback ? undefined : { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca },
@@ -403,6 +414,7 @@ export class Daemon {
         apiPort: this.#api ? Number(new URL(this.#api.url).port) : undefined,
         apiClusterIP: nthAddress(parseCidr(o.serviceCidr), 1),
         ...dnsObjects,
+        local: this.shared,
       }),
       owner,
     );
@@ -416,6 +428,10 @@ export class Daemon {
         token: o.join,
         stateDir: o.stateDir,
         log: this.#log,
+        identity: {
+          local: () => ensureClusterIdentity(join(o.stateDir, 'pki'), this.#log),
+          adopt: async (id) => void (await adoptClusterIdentity(join(o.stateDir, 'pki'), id, this.#log)),
+        },
         config: {
           'service-cidr': o.serviceCidr,
           'pod-cidr': o.podCidr,
@@ -642,6 +658,8 @@ export function apiHosts(o: Pick<Options, 'nodes' | 'nodeName' | 'nodeIP' | 'pod
     for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' || apiHost === '::') out.push(a.address.replace(/%.*$/, ''));
   } else {
     out.push(apiHost);
+    // a node other machines reach: the API listens on its node IP too
+    if (!isLoopback(o.nodeIP)) out.push(o.nodeIP);
   }
   return [...new Set(out.map((h) => h.toLowerCase()))];
 }

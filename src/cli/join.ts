@@ -12,6 +12,12 @@
  *   a joining daemon with other --service-cidr / --pod-cidr / --service-node-port-range /
  *   --cluster-domain / --node-cidr-mask-size values is refused, naming the flag and the value.
  *
+ * - The Secret also holds the cluster identity (the CA and the admin credential) sealed with a
+ *   key derived from the token (cluster-identity.ts): the first daemon seals its own; a daemon
+ *   that presents the token opens it and adopts it, so every daemon serves with one CA and one
+ *   kubeconfig works against every machine's API. A cluster made before the identity was
+ *   shared gets the identity of the first daemon that joins it with the token.
+ *
  * Anyone who can write the store can read the hash and add nodes by hand: the store's own
  * credentials (the Redis password, TLS) are what guard the cluster; the token keeps a daemon
  * from joining the wrong cluster, or one nobody handed the token to.
@@ -24,6 +30,14 @@ import { isApiError } from '../api/errors.js';
 import type { ConfigMap, Secret } from '../api/types.js';
 import type { Store } from '../store/types.js';
 import { writePrivate } from './state-dir.js';
+import { IdentityUnreadable, hasIdentity, openIdentity, sealIdentity } from './cluster-identity.js';
+import type { ClusterIdentity } from './pki.js';
+
+/** this daemon's CA and admin credential (made when missing), and how it takes the cluster's */
+export interface IdentityStore {
+  local(): Promise<ClusterIdentity>;
+  adopt(id: ClusterIdentity): Promise<void>;
+}
 
 export const JOIN_SECRET = 'kubeloop-join';
 export const CLUSTER_CONFIG = 'kubeloop-cluster';
@@ -49,7 +63,7 @@ export class JoinRefused extends Error {}
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
 /** Creates the cluster's credential, or checks this daemon's against it. Throws JoinRefused with the fix. */
-export async function joinCluster(store: Store, o: { token: string; stateDir: string; config: ClusterConfig; log: Logger }): Promise<JoinResult> {
+export async function joinCluster(store: Store, o: { token: string; stateDir: string; config: ClusterConfig; identity: IdentityStore; log: Logger }): Promise<JoinResult> {
   const tokenFile = join(o.stateDir, TOKEN_FILE);
   const kept = (await readFile(tokenFile, 'utf8').catch(() => '')).trim();
   let secret = await store.tryGet<Secret>('Secret', 'kube-system', JOIN_SECRET);
@@ -61,7 +75,7 @@ export async function joinCluster(store: Store, o: { token: string; stateDir: st
         kind: 'Secret',
         metadata: { name: JOIN_SECRET, namespace: 'kube-system', labels: { 'app.kubernetes.io/managed-by': 'kubeloop' } },
         type: 'Opaque',
-        data: { 'token-sha256': Buffer.from(sha256(token)).toString('base64') },
+        data: { 'token-sha256': Buffer.from(sha256(token)).toString('base64'), ...(await sealIdentity(token, await o.identity.local())) },
       });
       await store.create<ConfigMap>({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: CLUSTER_CONFIG, namespace: 'kube-system' }, data: { ...o.config } }).catch((e: unknown) => {
         if (!isApiError(e, 'AlreadyExists')) throw e;
@@ -85,8 +99,29 @@ export async function joinCluster(store: Store, o: { token: string; stateDir: st
     throw new JoinRefused(`the join token ${o.token ? 'given' : `in ${tokenFile}`} is not this cluster's: pass --join with the token the cluster's first daemon printed (file join-token in its state dir)`);
   }
   await checkConfig(store, o.config);
+  await adoptIdentity(store, token, o.identity);
   if (token !== kept) await writePrivate(tokenFile, `${token}\n`);
   return { tokenFile };
+}
+
+/** Opens the cluster's sealed identity and adopts it; a cluster without one gets this daemon's. */
+async function adoptIdentity(store: Store, token: string, identity: IdentityStore): Promise<void> {
+  let secret = await store.get<Secret>('Secret', 'kube-system', JOIN_SECRET);
+  if (!hasIdentity(secret.data)) {
+    const sealed = await sealIdentity(token, await identity.local());
+    await store.mutate<Secret>('Secret', 'kube-system', JOIN_SECRET, (s) => {
+      if (hasIdentity(s.data)) return false;
+      s.data = { ...s.data, ...sealed };
+    });
+    // this daemon's, or the one another daemon stored first
+    secret = await store.get<Secret>('Secret', 'kube-system', JOIN_SECRET);
+  }
+  try {
+    await identity.adopt(await openIdentity(token, secret.data ?? {}));
+  } catch (e) {
+    if (e instanceof IdentityUnreadable) throw new JoinRefused(e.message);
+    throw e;
+  }
 }
 
 async function checkConfig(store: Store, mine: ClusterConfig): Promise<void> {

@@ -41,6 +41,12 @@ export interface Pki {
   agentKey: string;
   agentClientCert: string;
   agentClientKey: string;
+  /**
+   * the node's tunnel certificate (server and client: CN system:node:<name>, O system:nodes,
+   * SANs the node IP), when asked for with `tunnel`
+   */
+  tunnelCert?: string;
+  tunnelKey?: string;
   dir: string;
 }
 
@@ -51,6 +57,8 @@ export interface PkiOptions {
   hosts: readonly string[];
   /** SANs of the node agents' serving certificate (the node addresses); default `hosts` */
   agentHosts?: readonly string[];
+  /** the node whose tunnel certificate to make (a node other machines reach), and its SANs */
+  tunnel?: { nodeName: string; hosts: readonly string[] };
   log: Logger;
 }
 
@@ -65,6 +73,8 @@ const FILES = {
   agentKey: 'kubelet.key',
   agentClientCert: 'apiserver-kubelet-client.crt',
   agentClientKey: 'apiserver-kubelet-client.key',
+  tunnelCert: 'tunnel.crt',
+  tunnelKey: 'tunnel.key',
 } as const;
 
 async function readIfThere(file: string): Promise<string | undefined> {
@@ -109,7 +119,7 @@ interface Signer {
   key: KeyObject;
 }
 
-async function leaf(o: { signer: Signer; subject: NameAttrs; days: number; usage: 'server' | 'client'; hosts?: readonly string[] }): Promise<{ cert: string; key: string }> {
+async function leaf(o: { signer: Signer; subject: NameAttrs; days: number; usage: 'server' | 'client' | 'peer'; hosts?: readonly string[] }): Promise<{ cert: string; key: string }> {
   const keys = await newKeyPair();
   const now = Date.now();
   const der = await makeCert({
@@ -131,17 +141,46 @@ async function newCa(): Promise<{ cert: string; key: string }> {
   return { cert: certPem(der), key: keyPem(keys.privateKey) };
 }
 
-/** Loads the PKI from `dir`, making what is missing, stale or for other SANs. Throws with the fix. */
-export async function ensurePki(o: PkiOptions): Promise<Pki> {
-  const { dir, log } = o;
-  // a CA dir another user owns (or symlinks) is theirs to swap: refused before it is used
+/** What makes one cluster of several daemons (cluster-identity.ts shares it): the CA and the admin credential. */
+export interface ClusterIdentity {
+  caCert: string;
+  caKey: string;
+  adminCert: string;
+  adminKey: string;
+}
+
+/** the subject of a node's tunnel certificate (upstream's kubelet client identity) */
+export const nodeUser = (nodeName: string): string => `system:node:${nodeName}`;
+export const NODES_GROUP = 'system:nodes';
+
+const pathsOf = (dir: string) => (k: keyof typeof FILES): string => join(dir, FILES[k]);
+
+/** the CA of `dir` as a signer; throws with the fix when it is unreadable or expired */
+function caSigner(dir: string, caCert: string, caKey: string): { caNode: NodeX509; signer: Signer } {
+  let caNode: NodeX509;
+  let signer: Signer;
+  try {
+    caNode = new NodeX509(caCert);
+    signer = { certDer: caNode.raw, key: createPrivateKey(caKey) };
+  } catch (e) {
+    throw new Error(`${dir}: the CA certificate or key cannot be read (${(e as Error).message}): restore them, or delete ${dir} to make a new CA`);
+  }
+  if (Date.parse(caNode.validTo) <= Date.now()) {
+    throw new Error(`the cluster CA in ${dir} expired on ${caNode.validTo}: delete ${dir} to make a new one (then use the new kubeconfig)`);
+  }
+  return { caNode, signer };
+}
+
+/**
+ * The CA and admin credential of `dir`, made when missing (the admin certificate also when it
+ * is stale). What a daemon that creates a cluster on a shared store hands to the others.
+ */
+export async function ensureClusterIdentity(dir: string, log: Logger): Promise<ClusterIdentity> {
   await checkOwnedPaths([dir, ...Object.values(FILES).map((n) => join(dir, n))], dir);
   await ensurePrivateDir(dir);
-  const f = (k: keyof typeof FILES) => join(dir, FILES[k]);
-  const read = async (k: keyof typeof FILES) => readIfThere(f(k));
-
-  let caCert = await read('caCert');
-  let caKey = await read('caKey');
+  const f = pathsOf(dir);
+  let caCert = await readIfThere(f('caCert'));
+  let caKey = await readIfThere(f('caKey'));
   if (caCert === undefined) {
     ({ cert: caCert, key: caKey } = await newCa());
     await writePrivate(f('caKey'), caKey);
@@ -150,17 +189,53 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
   } else if (caKey === undefined) {
     throw new Error(`${f('caCert')} has no key next to it (${FILES.caKey}): restore it, or delete ${dir} to make a new CA (kubeconfigs made from the old one stop working)`);
   }
-  let caNode: NodeX509;
-  let signer: Signer;
-  try {
-    caNode = new NodeX509(caCert);
-    signer = { certDer: caNode.raw, key: createPrivateKey(caKey!) };
-  } catch (e) {
-    throw new Error(`${dir}: the CA certificate or key cannot be read (${(e as Error).message}): restore them, or delete ${dir} to make a new CA`);
+  const { caNode, signer } = caSigner(dir, caCert, caKey!);
+  let clientCert = await readIfThere(f('clientCert'));
+  let clientKey = await readIfThere(f('clientKey'));
+  if (!usable(clientCert, clientKey, caNode)) {
+    ({ cert: clientCert, key: clientKey } = await leaf({ signer, subject: [['O', ADMIN_GROUP], ['CN', ADMIN_USER]], days: LEAF_DAYS, usage: 'client' }));
+    await writePrivate(f('clientKey'), clientKey);
+    await writePrivate(f('clientCert'), clientCert);
+    log.info({ user: ADMIN_USER }, 'made the admin client certificate');
   }
-  if (Date.parse(caNode.validTo) <= Date.now()) {
-    throw new Error(`the cluster CA in ${dir} expired on ${caNode.validTo}: delete ${dir} to make a new one (then use the new kubeconfig)`);
+  return { caCert, caKey: caKey!, adminCert: clientCert!, adminKey: clientKey! };
+}
+
+/**
+ * Makes `id` the CA and admin credential of `dir` (a daemon joining a cluster). A different CA
+ * that was there is kept beside it as `ca.crt.replaced`/`ca.key.replaced`; the leaf certificates
+ * it signed are remade by `ensurePki`. Returns whether anything changed.
+ */
+export async function adoptClusterIdentity(dir: string, id: ClusterIdentity, log: Logger): Promise<boolean> {
+  await checkOwnedPaths([dir, ...Object.values(FILES).map((n) => join(dir, n))], dir);
+  await ensurePrivateDir(dir);
+  const f = pathsOf(dir);
+  caSigner(dir, id.caCert, id.caKey);
+  const [caCert, caKey, adminCert, adminKey] = await Promise.all([readIfThere(f('caCert')), readIfThere(f('caKey')), readIfThere(f('clientCert')), readIfThere(f('clientKey'))]);
+  if (caCert === id.caCert && caKey === id.caKey && adminCert === id.adminCert && adminKey === id.adminKey) return false;
+  if (caCert !== undefined && caCert !== id.caCert) {
+    await writePrivate(`${f('caCert')}.replaced`, caCert);
+    if (caKey !== undefined) await writePrivate(`${f('caKey')}.replaced`, caKey);
+    log.warn({ dir }, "this state dir's own CA is replaced by the cluster's (kept as ca.crt.replaced): kubeconfigs made from it stop working; the new kubeconfig is written at start");
   }
+  await writePrivate(f('caKey'), id.caKey);
+  await writePrivate(f('caCert'), id.caCert);
+  await writePrivate(f('clientKey'), id.adminKey);
+  await writePrivate(f('clientCert'), id.adminCert);
+  log.info('using the cluster CA and admin credential');
+  return true;
+}
+
+/** Loads the PKI from `dir`, making what is missing, stale or for other SANs. Throws with the fix. */
+export async function ensurePki(o: PkiOptions): Promise<Pki> {
+  const { dir, log } = o;
+  const id = await ensureClusterIdentity(dir, log);
+  const f = pathsOf(dir);
+  const read = async (k: keyof typeof FILES) => readIfThere(f(k));
+  const { caNode, signer } = caSigner(dir, id.caCert, id.caKey);
+  const caCert = id.caCert;
+  const clientCert = id.adminCert;
+  const clientKey = id.adminKey;
 
   const hosts = sortedSans(o.hosts);
   let serverCert = await read('serverCert');
@@ -171,15 +246,6 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
     await writePrivate(f('serverKey'), serverKey);
     await writePrivate(f('serverCert'), serverCert);
     log.info({ sans: hosts }, 'made the API serving certificate');
-  }
-
-  let clientCert = await read('clientCert');
-  let clientKey = await read('clientKey');
-  if (!usable(clientCert, clientKey, caNode)) {
-    ({ cert: clientCert, key: clientKey } = await leaf({ signer, subject: [['O', ADMIN_GROUP], ['CN', ADMIN_USER]], days: LEAF_DAYS, usage: 'client' }));
-    await writePrivate(f('clientKey'), clientKey);
-    await writePrivate(f('clientCert'), clientCert);
-    log.info({ user: ADMIN_USER }, 'made the admin client certificate');
   }
 
   const agentHosts = sortedSans(o.agentHosts ?? o.hosts);
@@ -199,7 +265,26 @@ export async function ensurePki(o: PkiOptions): Promise<Pki> {
     await writePrivate(f('agentClientCert'), agentClientCert);
     log.info({ user: AGENT_CLIENT_USER }, 'made the API server\'s client certificate for the node agents');
   }
+  let tunnelCert: string | undefined;
+  let tunnelKey: string | undefined;
+  if (o.tunnel) {
+    const tunnelHosts = sortedSans(o.tunnel.hosts);
+    const cn = nodeUser(o.tunnel.nodeName);
+    tunnelCert = await read('tunnelCert');
+    tunnelKey = await read('tunnelKey');
+    const same = (c: string): boolean => {
+      const x = new NodeX509(c);
+      return x.subject.split('\n').includes(`CN=${cn}`) && sansOf(x).join() === tunnelHosts.join();
+    };
+    if (!(usable(tunnelCert, tunnelKey, caNode) && same(tunnelCert))) {
+      ({ cert: tunnelCert, key: tunnelKey } = await leaf({ signer, subject: [['O', NODES_GROUP], ['CN', cn]], days: LEAF_DAYS, usage: 'peer', hosts: tunnelHosts }));
+      await writePrivate(f('tunnelKey'), tunnelKey);
+      await writePrivate(f('tunnelCert'), tunnelCert);
+      log.info({ user: cn, sans: tunnelHosts }, "made the node's tunnel certificate");
+    }
+  }
   return {
+    ...(tunnelCert && tunnelKey ? { tunnelCert, tunnelKey } : {}),
     ca: caCert,
     serverCert: serverCert!,
     serverKey: serverKey!,

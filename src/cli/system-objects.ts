@@ -14,8 +14,16 @@ import type { Store } from '../store/types.js';
  * answers its name with the server's address and its SRV records with the real port, pods keep
  * the host's resolv.conf (a nameserver that does not answer would stall every lookup), and `up`
  * prints the fix (cli/port53.ts).
+ *
+ * Several daemons on one store (`local`): each node lists its own API and DNS server under its
+ * nodeName, at the loopback address it serves them on (which only that host reaches), and both
+ * Services have `internalTrafficPolicy: Local`, so each node's proxy sends their ClusterIP
+ * traffic to its own node's API and DNS server only (upstream's semantics: no local endpoint,
+ * no traffic). A pod resolves and reaches `kubernetes.default` on whichever host it runs.
  */
 export function systemObjects(o: {
+  /** several daemons on one store: the Services are internalTrafficPolicy Local */
+  local?: boolean;
   apiHost?: string;
   apiPort?: number;
   apiClusterIP?: string;
@@ -31,7 +39,12 @@ export function systemObjects(o: {
       kind: 'Service',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
       // the first IP of the range, as upstream: the API's certificate names it (cli/daemon.ts apiHosts)
-      spec: { type: 'ClusterIP', ...(o.apiClusterIP ? { clusterIP: o.apiClusterIP } : {}), ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP', targetPort: o.apiPort }] },
+      spec: {
+        type: 'ClusterIP',
+        ...(o.apiClusterIP ? { clusterIP: o.apiClusterIP } : {}),
+        ...(o.local ? { internalTrafficPolicy: 'Local' } : {}),
+        ports: [{ name: 'https', port: o.apiPort, protocol: 'TCP', targetPort: o.apiPort }],
+      },
     };
     const ep: Endpoints = {
       apiVersion: 'v1',
@@ -53,6 +66,7 @@ export function systemObjects(o: {
       spec: {
         type: 'ClusterIP',
         ...(o.dnsClusterIP ? { clusterIP: o.dnsClusterIP } : {}),
+        ...(o.local && o.dnsClusterIP !== 'None' ? { internalTrafficPolicy: 'Local' } : {}),
         ports: [
           { name: 'dns', port: 53, protocol: 'UDP', targetPort: o.dnsPort },
           { name: 'dns-tcp', port: 53, protocol: 'TCP', targetPort: o.dnsPort },
@@ -97,7 +111,17 @@ export async function ensureObjects(store: Store, objs: readonly KObject[], o: {
       await mergeNodeEndpoints(store, obj as Endpoints, o.nodeName);
       continue;
     }
-    if (o.nodeName && cur && headless(cur) === headless(obj)) continue;
+    if (o.nodeName && cur && headless(cur) === headless(obj)) {
+      // made by another daemon (or an older version): only the traffic policy is brought along
+      const want = (obj as Service).spec?.internalTrafficPolicy;
+      if (obj.kind === 'Service' && want && (cur as Service).spec?.internalTrafficPolicy !== want) {
+        await store.mutate<Service>('Service', m.namespace, m.name!, (s) => {
+          if (s.spec?.internalTrafficPolicy === want) return false;
+          s.spec = { ...s.spec, internalTrafficPolicy: want };
+        });
+      }
+      continue;
+    }
     try {
       if (cur && headless(cur) !== headless(obj)) {
         // clusterIP is immutable: a state dir from before kube-dns had a ClusterIP gets it recreated

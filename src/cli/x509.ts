@@ -181,8 +181,8 @@ export interface CertSpec {
   keys: { publicKey: KeyObject; privateKey: KeyObject };
   notBefore: Date;
   notAfter: Date;
-  /** a CA (pathLen 0) or a leaf for TLS servers or clients */
-  usage: 'ca' | 'server' | 'client';
+  /** a CA (pathLen 0) or a leaf for TLS servers, clients, or both (a peer: the node tunnels) */
+  usage: 'ca' | 'server' | 'client' | 'peer';
   /** subjectAltNames: IPs and DNS names */
   hosts?: readonly string[];
 }
@@ -198,6 +198,9 @@ export function newKeyPair(): Promise<{ publicKey: KeyObject; privateKey: KeyObj
   return new Promise((resolve, reject) => generateKeyPair('ec', { namedCurve: 'P-256' }, (err, publicKey, privateKey) => (err ? reject(err) : resolve({ publicKey, privateKey }))));
 }
 
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
 /** The certificate, DER. */
 export async function makeCert(s: CertSpec): Promise<Buffer> {
   const spki = s.keys.publicKey.export({ type: 'spki', format: 'der' });
@@ -212,7 +215,7 @@ export async function makeCert(s: CertSpec): Promise<Buffer> {
     exts.push(
       extension('2.5.29.19', true, seq()),
       extension('2.5.29.15', true, namedBits([KU.digitalSignature, KU.keyEncipherment])),
-      extension('2.5.29.37', false, seq(oid(s.usage === 'server' ? '1.3.6.1.5.5.7.3.1' : '1.3.6.1.5.5.7.3.2'))),
+      extension('2.5.29.37', false, seq(...(s.usage === 'peer' ? [SERVER_AUTH, CLIENT_AUTH] : [s.usage === 'server' ? SERVER_AUTH : CLIENT_AUTH]).map(oid))),
     );
     if (s.issuer) {
       const aki = subjectKeyId(s.issuer.certDer) ?? keyId(issuerSpki(s.issuer.key));

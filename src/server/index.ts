@@ -9,8 +9,8 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { isIP } from 'node:net';
-import type { Socket } from 'node:net';
+import { isIP, createServer as createNetServer } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Service } from '../api/types.js';
@@ -55,6 +55,11 @@ export interface ApiServerOptions {
   address: string;
   /** default 6443; 0 = ephemeral (tests) */
   port: number;
+  /**
+   * more addresses served on the same port, with the same TLS and credentials (a node IP other
+   * machines reach, beside 127.0.0.1); not with `insecurePlainHttp`
+   */
+  extraAddresses?: readonly string[];
   /** PEMs: the serving certificate and key, and the CA client certificates must be signed by */
   tls?: { cert: string; key: string; ca: string };
   /**
@@ -110,6 +115,8 @@ export class ApiServer {
   readonly #byPeer = new Map<string, Socket>();
   readonly #hosts: ReadonlySet<string>;
   #server: Server | undefined;
+  /** listeners of `extraAddresses`: they hand each connection to #server */
+  readonly #extra: NetServer[] = [];
   #url = '';
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
@@ -118,7 +125,7 @@ export class ApiServer {
   constructor(o: ApiServerOptions) {
     this.#o = { ...o, address: o.address || '127.0.0.1', port: o.port ?? 6443 };
     this.#log = o.log.child({ component: 'api' });
-    this.#hosts = new Set(['localhost', '127.0.0.1', '::1', this.#o.address, ...(o.hosts ?? [])].map((h) => h.toLowerCase()));
+    this.#hosts = new Set(['localhost', '127.0.0.1', '::1', this.#o.address, ...(o.extraAddresses ?? []), ...(o.hosts ?? [])].map((h) => h.toLowerCase()));
     this.#openapi = new OpenApi(this.#schemas);
     this.#agents = new AgentForwarder({ store: o.store, tls: o.agentTls });
     this.metrics = new MetricsClient({ store: o.store, tls: o.agentTls });
@@ -146,10 +153,12 @@ export class ApiServer {
 
   async #start(): Promise<void> {
     const { address, port, tls, insecurePlainHttp } = this.#o;
+    const extraAddresses = this.#o.extraAddresses ?? [];
     if (!tls && !insecurePlainHttp) throw new Error('the API needs TLS material (tls) or the explicit plain-HTTP test mode');
     if (tls && insecurePlainHttp) throw new Error('the API serves either TLS or plain HTTP, not both');
-    if (insecurePlainHttp && !isLoopback(address)) {
-      throw new Error(`refusing to serve the Kubernetes API over plain HTTP on ${address}:${port}: plain HTTP is for tests on loopback only; drop --insecure-plain-http-loopback (HTTPS with the generated kubeconfig works on any address)`);
+    const offLoopback = [address, ...extraAddresses].find((a) => !isLoopback(a));
+    if (insecurePlainHttp && offLoopback !== undefined) {
+      throw new Error(`refusing to serve the Kubernetes API over plain HTTP on ${offLoopback}:${port}: plain HTTP is for tests on loopback only; drop --insecure-plain-http-loopback (HTTPS with the generated kubeconfig works on any address)`);
     }
     // the kinds' field schemas (~290 modules of @kubernetes/client-node) load after start-up, or
     // on the first request, which waits for them (#route); then the field descriptions
@@ -198,7 +207,30 @@ export class ApiServer {
     const reach = isUnspecified(address) ? (address === '::' ? '::1' : '127.0.0.1') : address;
     const host = reach.includes(':') ? `[${reach}]` : reach;
     this.#url = `${tls ? 'https' : 'http'}://${host}:${actualPort}`;
-    this.#log.info({ url: this.#url }, 'Kubernetes API listening');
+    for (const extra of extraAddresses) await this.#listenAlso(server, extra, actualPort);
+    this.#log.info({ url: this.#url, ...(extraAddresses.length ? { also: extraAddresses } : {}) }, 'Kubernetes API listening');
+  }
+
+  /**
+   * Accepts on `address:port` too and hands each connection to `server` (its TLS, timeouts,
+   * credentials and connection cap apply: #capConnections counts the 'connection' event).
+   */
+  async #listenAlso(server: Server, address: string, port: number): Promise<void> {
+    const c = this.#connections;
+    const extra = createNetServer((sock) => {
+      if (c.open >= c.cap) {
+        c.rejected++;
+        sock.destroy();
+        return;
+      }
+      server.emit('connection', sock);
+    });
+    await new Promise<void>((resolve, reject) => {
+      extra.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot serve the Kubernetes API on ${address}:${port} too: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`)));
+      extra.listen({ host: address, port }, () => resolve());
+    });
+    extra.on('error', (err) => this.#log.error({ err, address }, 'API listener error'));
+    this.#extra.push(extra);
   }
 
   /** connections open now (TCP, before any TLS handshake), refused at the cap so far, and the cap */
@@ -262,6 +294,7 @@ export class ApiServer {
     this.#stopping ??= (async () => {
       const server = this.#server;
       if (!server) return;
+      for (const e of this.#extra.splice(0)) e.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of this.#sockets) s.destroy();

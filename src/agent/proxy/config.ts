@@ -35,6 +35,12 @@ export interface ProxyService {
   /** CIDRs allowed to use the load-balancer portals (`loadBalancerSourceRanges`); empty: all */
   readonly sourceRanges: readonly string[];
   readonly affinity: Readonly<AffinityConfig>;
+  /**
+   * `internalTrafficPolicy: Local`: traffic to the ClusterIPs goes to endpoints on this proxy's
+   * nodes only, and is dropped when there are none (upstream); NodePort, load-balancer and
+   * external IPs keep using every endpoint
+   */
+  readonly internalLocal: boolean;
   /** ports the proxy cannot serve, e.g. `SCTP/5000`; reported once per change */
   readonly unsupportedPorts: readonly string[];
 }
@@ -43,6 +49,8 @@ export interface ProxyService {
 export interface ProxyEndpoints {
   readonly key: string;
   readonly ports: Readonly<Record<string, readonly Endpoint[]>>;
+  /** endpoint id → the nodes its address is on (`addresses[].nodeName`), for ids that have one */
+  readonly nodes: Readonly<Record<string, readonly string[]>>;
   /** ready addresses left out because they are not loopback addresses (never dialled), sorted */
   readonly offMachine: readonly string[];
   /**
@@ -57,7 +65,7 @@ export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trig
 
 /** Equality that decides whether an Endpoints change reaches the balancers: the trigger time is not part of it. */
 export function sameEndpoints(a: ProxyEndpoints, b: ProxyEndpoints): boolean {
-  return a.key === b.key && deepEqual(a.ports, b.ports) && deepEqual(a.offMachine, b.offMachine);
+  return a.key === b.key && deepEqual(a.ports, b.ports) && deepEqual(a.nodes, b.nodes) && deepEqual(a.offMachine, b.offMachine);
 }
 
 /** The proxy only ever connects to this machine's loopback (127.0.0.0/8, ::1). */
@@ -79,7 +87,7 @@ export function narrowService(svc: Service): ProxyService {
     timeoutSeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 0,
   };
   if (shouldSkip(svc)) {
-    return { key, clusterIPs: [], ports: [], externalIPs: [], loadBalancerIPs: [], sourceRanges: [], affinity, unsupportedPorts: [] };
+    return { key, clusterIPs: [], ports: [], externalIPs: [], loadBalancerIPs: [], sourceRanges: [], affinity, internalLocal: false, unsupportedPorts: [] };
   }
   const opensNodePorts = spec.type === 'NodePort' || spec.type === 'LoadBalancer';
   const ports: ServicePortInfo[] = [];
@@ -106,6 +114,7 @@ export function narrowService(svc: Service): ProxyService {
     loadBalancerIPs,
     sourceRanges: loadBalancerSourceRanges(svc),
     affinity,
+    internalLocal: spec.internalTrafficPolicy === 'Local',
     unsupportedPorts,
   };
 }
@@ -118,6 +127,7 @@ export function narrowService(svc: Service): ProxyService {
 export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
   const byName = new Map<string, Map<string, Endpoint>>();
   const offMachine = new Set<string>();
+  const nodeSets = new Map<string, Set<string>>();
   for (const ss of ep.subsets ?? []) {
     for (const port of ss.ports ?? []) {
       if (!(port.port > 0)) continue;
@@ -132,6 +142,12 @@ export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
         }
         const id = endpointId(a.ip, port.port);
         if (!m.has(id)) m.set(id, Object.freeze({ host: a.ip, port: port.port, id }));
+        // one loopback address may be listed by several nodes (each host's own 127.0.0.1)
+        if (a.nodeName) {
+          let set = nodeSets.get(id);
+          if (!set) nodeSets.set(id, (set = new Set()));
+          set.add(a.nodeName);
+        }
       }
     }
   }
@@ -139,10 +155,13 @@ export function narrowEndpoints(ep: Endpoints): ProxyEndpoints {
   for (const name of [...byName.keys()].sort()) {
     ports[name] = [...byName.get(name)!.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
+  const nodes: Record<string, string[]> = {};
+  for (const id of [...nodeSets.keys()].sort()) nodes[id] = [...nodeSets.get(id)!].sort();
   const trigger = Date.parse(ep.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION] ?? '');
   return {
     key: keyOf(ep),
     ports,
+    nodes,
     offMachine: [...offMachine].sort(),
     ...(Number.isFinite(trigger) ? { triggerTime: trigger } : {}),
   };

@@ -16,6 +16,8 @@ export interface ProxyOptions {
   log: Logger;
   /** where NodePorts listen, e.g. ['127.0.0.1'] (kube-proxy --nodeport-addresses) */
   nodeAddresses: string[];
+  /** the nodes this proxy serves (kube-proxy's --hostname-override): endpoints on them are local for `internalTrafficPolicy: Local` */
+  nodeNames?: readonly string[];
   /** idle time after which a UDP flow is closed; default 250 (kube-proxy --udp-timeout) */
   udpIdleTimeoutMs?: number;
   /** one dial attempt per entry, each to the next endpoint; default [250, 500, 1000, 2000] */
@@ -73,6 +75,7 @@ export class Proxy {
     this.#proxier = new Proxier({
       log,
       nodeAddresses: [...new Set(o.nodeAddresses)],
+      nodeNames: [...new Set(o.nodeNames ?? [])],
       udpIdleTimeoutMs,
       dialTimeoutsMs,
       dataPath: this.dataPath.path,

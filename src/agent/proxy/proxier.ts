@@ -21,7 +21,7 @@ import {
   servicePortKey,
   withLive,
 } from './portal.js';
-import { RoundRobin } from './round-robin.js';
+import { type Endpoint, RoundRobin } from './round-robin.js';
 import { SourceRanges } from './source-ranges.js';
 import { TcpListener } from './tcp.js';
 import { NetTcpListener } from './tcp-net.js';
@@ -32,6 +32,8 @@ import type { ProxyWorkers } from './workers.js';
 export interface ProxierOptions {
   log: Logger;
   nodeAddresses: readonly string[];
+  /** this proxy's nodes: their endpoints serve the ClusterIPs of `internalTrafficPolicy: Local` Services */
+  nodeNames?: readonly string[];
   udpIdleTimeoutMs: number;
   dialTimeoutsMs: readonly number[];
   /** which TCP listener serves portals (util/uv.ts `chooseDataPath`) */
@@ -461,12 +463,20 @@ export class Proxier implements ProxyHandler {
     for (const key of touched) {
       const svc = this.#services.get(key);
       if (!svc) continue;
-      const eps = this.#endpoints.get(key)?.ports;
+      const ep = this.#endpoints.get(key);
+      const eps = ep?.ports;
+      const mine = new Set(this.#o.nodeNames ?? []);
+      const onThisNode = (e: Endpoint): boolean => (ep?.nodes[e.id] ?? []).some((n) => mine.has(n));
       for (const p of svc.ports) {
-        const b = this.#balancers.get(servicePortKey(key, p.name));
-        if (b?.setEndpoints(eps?.[p.name] ?? [])) {
-          this.#o.workers?.setEndpoints(servicePortKey(key, p.name), b.endpoints);
-          this.#log.debug({ svc: key, port: p.name, endpoints: b.endpoints.length }, 'endpoints changed');
+        const all = eps?.[p.name] ?? [];
+        const sets: Array<[string, readonly Endpoint[]]> = [[servicePortKey(key, p.name), all]];
+        if (svc.internalLocal) sets.push([internalKey(key, p.name), all.filter(onThisNode)]);
+        for (const [spKey, list] of sets) {
+          const b = this.#balancers.get(spKey);
+          if (b?.setEndpoints(list)) {
+            this.#o.workers?.setEndpoints(spKey, b.endpoints);
+            this.#log.debug({ svc: key, port: p.name, endpoints: b.endpoints.length, ...(spKey.endsWith(INTERNAL_SUFFIX) ? { internalTrafficPolicy: 'Local' } : {}) }, 'endpoints changed');
+          }
         }
       }
     }
@@ -524,15 +534,21 @@ export class Proxier implements ProxyHandler {
       this.#log.warn({ svc: key, ports: cur.unsupportedPorts }, 'only TCP and UDP service ports are proxied');
     }
 
-    // balancers: one per service port, shared by all its portals
-    const names = new Set(served?.ports.map((p) => p.name));
-    for (const p of prev?.ports ?? []) {
-      if (names.has(p.name)) continue;
-      this.#balancers.delete(servicePortKey(key, p.name));
-      this.#o.workers?.forgetServicePort(servicePortKey(key, p.name));
-    }
+    // balancers: one per service port, shared by all its portals; with internalTrafficPolicy
+    // Local a second one (this node's endpoints only) for its ClusterIP portals
+    const wanted = new Set<string>();
     for (const p of served?.ports ?? []) {
-      const spKey = servicePortKey(key, p.name);
+      wanted.add(servicePortKey(key, p.name));
+      if (served!.internalLocal) wanted.add(internalKey(key, p.name));
+    }
+    for (const p of prev?.ports ?? []) {
+      for (const spKey of [servicePortKey(key, p.name), internalKey(key, p.name)]) {
+        if (wanted.has(spKey) || !this.#balancers.has(spKey)) continue;
+        this.#balancers.delete(spKey);
+        this.#o.workers?.forgetServicePort(spKey);
+      }
+    }
+    for (const spKey of wanted) {
       let b = this.#balancers.get(spKey);
       if (!b) this.#balancers.set(spKey, (b = new RoundRobin()));
       b.setAffinity(served!.affinity);
@@ -549,8 +565,14 @@ export class Proxier implements ProxyHandler {
       have.delete(id);
     }
     for (const [id, spec] of desired) {
-      const p = have.get(id);
+      let p = have.get(id);
       const portalRanges = spec.kind === 'loadBalancer' ? ranges : undefined;
+      if (p && p.spec.servicePort !== spec.servicePort) {
+        // another balancer (internalTrafficPolicy changed): its listener holds the old one
+        if (p.listener) toClose.push(p.listener);
+        have.delete(id);
+        p = undefined;
+      }
       if (!p) {
         const np: Portal = { spec, ranges: portalRanges };
         have.set(id, np);
@@ -585,7 +607,7 @@ export class Proxier implements ProxyHandler {
         id,
         svc: svc.key,
         portName,
-        servicePort: servicePortKey(svc.key, portName),
+        servicePort: kind === 'clusterIP' && svc.internalLocal ? internalKey(svc.key, portName) : servicePortKey(svc.key, portName),
         protocol,
         address,
         port,
@@ -721,6 +743,10 @@ export class Proxier implements ProxyHandler {
     return true;
   }
 }
+
+/** the balancer of a Local Service's ClusterIP portals: `ns/name:port#internal` */
+const INTERNAL_SUFFIX = '#internal';
+const internalKey = (svc: string, portName: string): string => `${servicePortKey(svc, portName)}${INTERNAL_SUFFIX}`;
 
 function isTcp(l: Listener): l is TcpPortalListener {
   return l.spec.protocol === 'TCP';

@@ -1,11 +1,12 @@
 /**
- * This node's side of other nodes' tunnels: one HTTP/2 session per peer (address, port and the
- * certificate its Node publishes), many CONNECT streams on it. The TLS handshake presents this
- * node's certificate, and the peer's certificate must be the one its Node object publishes
- * (checked before a single request is sent). A session that stops answering pings is dropped.
+ * This node's side of other nodes' tunnels: one HTTP/2 session per peer (its Node's address and
+ * published tunnel port), many CONNECT streams on it. The TLS handshake presents this node's
+ * certificate, and the peer's must chain to the cluster CA, name the peer's address, and be that
+ * node's (CN system:node:<name>), checked before a single request is sent. A session that stops
+ * answering pings is dropped.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
-import tls from 'node:tls';
+import tls, { type PeerCertificate } from 'node:tls';
 import type { Logger } from 'pino';
 import { SESSION_WINDOW, STREAM_WINDOW, UDP_PATH_PREFIX } from './server.js';
 
@@ -13,8 +14,6 @@ export interface Peer {
   node: string;
   address: string;
   port: number;
-  /** the SHA-256 fingerprint of its tunnel certificate (`AB:CD:…`) */
-  fingerprint: string;
 }
 
 const PING_EVERY_MS = 10_000;
@@ -27,12 +26,12 @@ interface Entry {
 }
 
 export class TunnelClient {
-  readonly #tls: { cert: string; key: string };
+  readonly #tls: { cert: string; key: string; ca: string };
   readonly #log: Logger;
   readonly #sessions = new Map<string, Entry>();
   #closed = false;
 
-  constructor(o: { tls: { cert: string; key: string }; log: Logger }) {
+  constructor(o: { tls: { cert: string; key: string; ca: string }; log: Logger }) {
     this.#tls = o.tls;
     this.#log = o.log.child({ component: 'tunnel-client' });
   }
@@ -60,7 +59,7 @@ export class TunnelClient {
 
   #session(peer: Peer): Promise<ClientHttp2Session> {
     if (this.#closed) return Promise.reject(new Error('tunnel client closed'));
-    const key = `${peer.address}:${peer.port}/${peer.fingerprint}`;
+    const key = `${peer.node}@${peer.address}:${peer.port}`;
     const have = this.#sessions.get(key);
     if (have && (!have.live || (!have.live.closed && !have.live.destroyed))) return have.session;
     const entry: Entry = { session: this.#connect(peer, key) };
@@ -73,16 +72,28 @@ export class TunnelClient {
   }
 
   async #connect(peer: Peer, key: string): Promise<ClientHttp2Session> {
-    const socket = tls.connect({ host: peer.address, port: peer.port, cert: this.#tls.cert, key: this.#tls.key, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: undefined });
+    const want = `system:node:${peer.node}`;
+    const socket = tls.connect({
+      host: peer.address,
+      port: peer.port,
+      cert: this.#tls.cert,
+      key: this.#tls.key,
+      ca: this.#tls.ca,
+      ALPNProtocols: ['h2'],
+      servername: undefined,
+      // the default check (the address is one of its IP SANs), and the node it must be
+      checkServerIdentity: (host: string, cert: PeerCertificate) => {
+        const err = tls.checkServerIdentity(host, cert);
+        if (err) return err;
+        const cn = cert.subject?.CN;
+        return cn === want ? undefined : new Error(`the tunnel at ${peer.address}:${peer.port} is ${String(cn)}'s, not node ${peer.node}'s`);
+      },
+    });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake with ${peer.address}:${peer.port} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
       socket.once('secureConnect', () => {
         clearTimeout(timer);
-        const got = socket.getPeerCertificate()?.fingerprint256;
-        if (got !== peer.fingerprint) {
-          socket.destroy();
-          reject(new Error(`node ${peer.node}'s tunnel at ${peer.address}:${peer.port} presented certificate ${got}, its Node publishes ${peer.fingerprint}`));
-        } else if (socket.alpnProtocol !== 'h2') {
+        if (socket.alpnProtocol !== 'h2') {
           socket.destroy();
           reject(new Error(`${peer.address}:${peer.port} does not speak HTTP/2: is it node ${peer.node}'s tunnel port?`));
         } else resolve();

@@ -5,11 +5,12 @@
  *    HTTP/2 CONNECT and CONNECT-UDP, mutual TLS, only its own pods' declared ports);
  *  - this host answers on every remote pod's IP:port and forwards through the owning node's
  *    tunnel (listeners.ts), so the proxy, DNS, port-forward and pods need no "remote" case.
- * Each node publishes its tunnel's port and certificate fingerprint as annotations of its Node;
- * a peer is trusted when its certificate is one a Node publishes (the store is the trust root,
- * as it is for everything else a node does).
+ * Each node publishes its tunnel's port as an annotation of its Node. Peers authenticate each
+ * other by the cluster CA (cli/cluster-identity.ts: every daemon of the cluster has it): a
+ * tunnel certificate names its node (CN system:node:<name>, O system:nodes, its node IP as SAN),
+ * and a server accepts it only while that Node exists. Certificates are not pinned: a Node
+ * deleted from the cluster is refused, but a node's certificate stays valid until it expires.
  */
-import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Node, Pod, Stored } from '../../api/types.js';
 import type { InformerFactory } from '../../store/informer.js';
@@ -25,8 +26,10 @@ export { TunnelServer } from './server.js';
 export { TunnelClient, type Peer } from './client.js';
 
 export const TUNNEL_PORT_ANNOTATION = 'tunnel.kubeloop.dev/port';
-export const TUNNEL_CERT_ANNOTATION = 'tunnel.kubeloop.dev/cert-sha256';
 export const DEFAULT_TUNNEL_PORT = 10251;
+/** the subject a node's tunnel certificate carries (upstream's kubelet client identity) */
+export const NODE_USER_PREFIX = 'system:node:';
+export const NODES_GROUP = 'system:nodes';
 
 export interface TunnelOptions {
   store: Store;
@@ -38,8 +41,8 @@ export interface TunnelOptions {
   address: string;
   /** 0: any free port (published on the Node) */
   port: number;
-  /** this node's certificate and key: served, and presented to other nodes */
-  tls: { cert: string; key: string };
+  /** this node's tunnel certificate and key (served, and presented to other nodes), and the cluster CA */
+  tls: { cert: string; key: string; ca: string };
   /** is ip an address of this host? */
   isLocalAddress(ip: string): boolean;
   /** idle timeout of a tunnelled UDP flow; default 30 s */
@@ -49,7 +52,6 @@ export interface TunnelOptions {
 export class Tunnel {
   readonly #o: TunnelOptions;
   readonly #log: Logger;
-  readonly #fingerprint: string;
   readonly #server: TunnelServer;
   readonly #client: TunnelClient;
   readonly #listeners: RemoteListeners;
@@ -62,7 +64,6 @@ export class Tunnel {
   constructor(o: TunnelOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'tunnel' });
-    this.#fingerprint = new X509Certificate(o.tls.cert).fingerprint256;
     const pods = o.informers.for<Pod>('Pod');
     this.#nodes = o.informers.for<Node>('Node');
     this.#targets = new Targets({
@@ -79,7 +80,12 @@ export class Tunnel {
       port: o.port,
       tls: o.tls,
       udpIdleTimeoutMs,
-      isPeer: (fp) => !!fp && this.#nodes.list().some((n) => n.metadata.annotations?.[TUNNEL_CERT_ANNOTATION] === fp),
+      isPeer: (subject) => {
+        const cn = subject.CN;
+        const groups = ([] as Array<string | undefined>).concat(subject.O);
+        const node = typeof cn === 'string' && cn.startsWith(NODE_USER_PREFIX) ? cn.slice(NODE_USER_PREFIX.length) : '';
+        return !!node && groups.includes(NODES_GROUP) && !!this.#nodes.get(undefined, node);
+      },
       allow: (ip, port, protocol) => !!this.#targets.local(ip, port, protocol),
     });
     this.#client = new TunnelClient({ tls: o.tls, log: o.log });
@@ -107,9 +113,8 @@ export class Tunnel {
     const n = this.#nodes.get(undefined, node);
     const address = nodeAddress(n);
     const port = Number(n?.metadata.annotations?.[TUNNEL_PORT_ANNOTATION]);
-    const fingerprint = n?.metadata.annotations?.[TUNNEL_CERT_ANNOTATION];
-    if (!address || !fingerprint || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-    return { node, address, port, fingerprint };
+    if (!address || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+    return { node, address, port };
   }
 
   async start(): Promise<void> {
@@ -147,7 +152,7 @@ export class Tunnel {
 
   #published(n: Stored<Node>): boolean {
     const a = n.metadata.annotations ?? {};
-    return a[TUNNEL_PORT_ANNOTATION] === String(this.#server.port) && a[TUNNEL_CERT_ANNOTATION] === this.#fingerprint;
+    return a[TUNNEL_PORT_ANNOTATION] === String(this.#server.port);
   }
 
   async #publishNodes(): Promise<void> {
@@ -155,7 +160,7 @@ export class Tunnel {
       const cur = this.#nodes.get(undefined, name) ?? (await this.#o.store.tryGet<Node>('Node', undefined, name));
       if (!cur || this.#published(cur)) continue;
       await this.#o.store.mutate<Node>('Node', undefined, name, (n) => {
-        n.metadata = { ...n.metadata, annotations: { ...n.metadata?.annotations, [TUNNEL_PORT_ANNOTATION]: String(this.#server.port), [TUNNEL_CERT_ANNOTATION]: this.#fingerprint } };
+        n.metadata = { ...n.metadata, annotations: { ...n.metadata?.annotations, [TUNNEL_PORT_ANNOTATION]: String(this.#server.port) } };
       });
     }
   }

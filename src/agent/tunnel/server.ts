@@ -6,8 +6,8 @@
  *   :method CONNECT  :protocol connect-udp
  *                    :path /.well-known/masque/udp/127.245.0.7/53/    → UDP datagrams as capsules (capsule.ts)
  *
- * Mutual TLS: the client must present the certificate a Node object publishes
- * (`isPeer(fingerprint)`), else every request gets 403. The target must be a declared
+ * Mutual TLS: the client must present a certificate signed by the cluster CA naming a node of
+ * the cluster (`isPeer`: CN system:node:<name>, O system:nodes), else every request gets 403. The target must be a declared
  * containerPort of a running pod of this node (`allow`), else 403: it is never an open proxy.
  * A dial that fails is a 502. UDP streams end after `udpIdleTimeoutMs` without traffic.
  */
@@ -18,6 +18,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { CapsuleParser, encodeDatagram } from './capsule.js';
 import type { Protocol } from './targets.js';
+
+/** a certificate subject as Node's TLS gives it (a field is an array when it repeats) */
+export type PeerSubject = Record<string, string | string[] | undefined>;
 
 export const UDP_PATH_PREFIX = '/.well-known/masque/udp/';
 /** flow-control windows large enough for bulk transfers over a LAN */
@@ -31,9 +34,10 @@ export interface TunnelServerOptions {
   log: Logger;
   address: string;
   port: number;
-  tls: { cert: string; key: string };
-  /** is this a node's tunnel certificate (SHA-256 fingerprint, `AB:CD:…`)? */
-  isPeer(fingerprint: string | undefined): boolean;
+  /** this node's certificate and key, and the cluster CA client certificates must chain to */
+  tls: { cert: string; key: string; ca: string };
+  /** is the subject of a client certificate that verified against the CA a node of the cluster? */
+  isPeer(subject: PeerSubject): boolean;
   /** may ip:port/protocol be dialed? (a running pod of this node declares that port) */
   allow(ip: string, port: number, protocol: Protocol): boolean;
   udpIdleTimeoutMs: number;
@@ -77,7 +81,8 @@ export class TunnelServer {
     const server = http2.createSecureServer({
       cert: this.#o.tls.cert,
       key: this.#o.tls.key,
-      // checked against the Node objects' published certificates, not a CA
+      ca: this.#o.tls.ca,
+      // verified against the cluster CA; an unverified client is answered 403 per request (not a TLS alert)
       requestCert: true,
       rejectUnauthorized: false,
       handshakeTimeout: 10_000,
@@ -132,10 +137,10 @@ export class TunnelServer {
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {});
     const sock = stream.session?.socket as TLSSocket | undefined;
-    const fp = sock?.getPeerCertificate?.()?.fingerprint256;
-    if (!this.#o.isPeer(fp)) {
+    const subject = sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined;
+    if (!subject || !this.#o.isPeer(subject)) {
       this.stats.unauthenticated++;
-      this.#refuse(stream, 403, 'the tunnel serves other nodes only: present a certificate a Node publishes');
+      this.#refuse(stream, 403, "the tunnel serves other nodes only: present a node's tunnel certificate signed by the cluster CA");
       // nothing else for this client on this session
       stream.once('close', () => stream.session?.close());
       return;
