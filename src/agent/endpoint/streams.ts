@@ -32,12 +32,28 @@ export async function serveExec(ws: WebSocket, t: ExecTarget, command: readonly 
     },
     resize: (r) => {
       size = r;
+      firstSize?.();
       proc?.resize(r.width, r.height);
     },
   });
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
-  // let the client's first resize in before the pty is made (kubectl sends it at once)
-  if (o.tty) await Promise.race([new Promise((r) => setTimeout(r, 20)), closed]);
+  // the client's first resize sizes the pty before the command starts (kubectl sends it at
+  // once, from its own goroutine: on a busy machine it can come well after the stream opened,
+  // and a shell started at 80x24 has already drawn its prompt at that size). Waits for it up to
+  // 500 ms; a client that sends none (not every one does) starts at the pty's default size.
+  let firstSize: (() => void) | undefined;
+  if (o.tty && !size) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((r) => {
+        firstSize = r;
+        timer = setTimeout(r, 500);
+      }),
+      closed,
+    ]);
+    clearTimeout(timer);
+    firstSize = undefined;
+  }
   try {
     proc = await startExec(t, command, { tty: o.tty, size });
   } catch (err) {
