@@ -88,7 +88,7 @@ const script = (t: TapT, body: string, env: Record<string, string> = {}) =>
   start(t, ['--input-type=module', '-e', `import * as lib from ${JSON.stringify(LIB)};\n${body}`], env);
 
 const listening = (r: Running, n = 1) =>
-  waitFor(() => (r.out().match(/listening on/g)?.length ?? 0) >= n || r.child.exitCode !== null, 5000, 'listening');
+  waitFor(() => (r.out().match(/listening on/g)?.length ?? 0) >= n || r.child.exitCode !== null, 20_000, 'listening');
 
 type Reply = { status: number; body: string; headers: http.IncomingHttpHeaders };
 const request = (host: string, port: number, path = '/', method = 'GET'): Promise<Reply> =>
@@ -245,7 +245,7 @@ t.test('exitOnSignal: a closable that throws on close does not stop the shutdown
     `lib.exitOnSignal('img', [{ close() { throw new Error('already closed'); } }, { close() { process.stdout.write('second closed\\n'); } }]);\n` +
       `process.stdout.write('ready\\n');\nsetInterval(() => undefined, 1000);`,
   );
-  await waitFor(() => r.out().includes('ready'), 5000, 'ready');
+  await waitFor(() => r.out().includes('ready'), 20_000, 'ready');
   r.child.kill('SIGINT');
   t.equal((await r.exit).code, 0);
   t.equal(r.out(), 'ready\nimg: received SIGINT, shutting down\nsecond closed\n');
