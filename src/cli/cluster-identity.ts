@@ -60,7 +60,7 @@ export async function openIdentity(token: string, data: Record<string, string>):
   try {
     plain = Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
   } catch {
-    throw new IdentityUnreadable('this token cannot decrypt the cluster identity: it is not the token the cluster was made with');
+    throw new IdentityUnreadable('this token cannot decrypt the cluster identity: it is not the token the cluster was made with (or the sealed data in kube-system/kubeloop-join was changed)');
   }
   let id: Partial<ClusterIdentity>;
   try {
