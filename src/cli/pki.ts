@@ -5,6 +5,9 @@
  * kubeconfig. Keys are ECDSA P-256. Reused across restarts; the serving certificate is remade
  * when its SAN set changes or it nears expiry, the client certificate when it nears expiry.
  * The CA is never remade silently: a CA certificate without its key is an error that names the fix.
+ * On a shared store the CA and admin credential are the cluster's (cluster-identity.ts): the first
+ * daemon's, adopted by every daemon that joins (`adoptClusterIdentity`) before `ensurePki` makes
+ * its leaves from them; a node other machines reach also gets a tunnel certificate.
  */
 import { type KeyObject, X509Certificate as NodeX509, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
