@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { bundle } from './bundle.mjs';
 import { distIsFresh } from './dist-fresh.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -27,4 +28,9 @@ if (r.status !== 0) {
   process.exit(r.status ?? 1);
 }
 mkdirSync(`${root}dist`, { recursive: true });
+try {
+  if (!(await bundle(root))) console.error('kubeloop build: esbuild is not installed: no start-up bundle (dist/cli/main.js runs, slower to start)');
+} catch (err) {
+  console.error(`kubeloop build: the start-up bundle failed (${err.message}): dist/cli/main.js runs instead`);
+}
 writeFileSync(stamp, `${startedAt}\n`);

@@ -3,6 +3,7 @@
 // script). In a developer checkout where src/ changed since the last build, it runs the
 // TypeScript sources through tsx instead (a devDependency), so edits take effect without a
 // build step; with neither a fresh dist/ nor tsx it says how to build, in one line.
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { distIsFresh } from './dist-fresh.mjs';
 
@@ -10,7 +11,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 async function loadMain() {
   // KUBELOOP_FROM_SOURCE=1 (the test suite's setting: tests run the TypeScript, as tap does)
-  if (process.env.KUBELOOP_FROM_SOURCE !== '1' && distIsFresh(root)) return import('../dist/cli/main.js');
+  if (process.env.KUBELOOP_FROM_SOURCE !== '1' && distIsFresh(root)) return import(existsSync(`${root}dist/bundle/main.js`) ? '../dist/bundle/main.js' : '../dist/cli/main.js');
   let register;
   try {
     ({ register } = await import('tsx/esm/api'));
