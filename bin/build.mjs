@@ -10,7 +10,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { bundle } from './bundle.mjs';
 import { distIsFresh } from './dist-fresh.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -29,6 +28,7 @@ if (r.status !== 0) {
 }
 mkdirSync(`${root}dist`, { recursive: true });
 try {
+  const { bundle } = await import('./bundle.mjs');
   if (!(await bundle(root))) console.error('kubeloop build: esbuild is not installed: no start-up bundle (dist/cli/main.js runs, slower to start)');
 } catch (err) {
   console.error(`kubeloop build: the start-up bundle failed (${err.message}): dist/cli/main.js runs instead`);
