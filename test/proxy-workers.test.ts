@@ -20,12 +20,14 @@ const BACKEND_PORT = 7801;
 
 /** backend processes b1..bN on 127.0.78.i:7801, each greeting with its name */
 async function backends(tt: Parameters<typeof harness>[0], n: number): Promise<Array<{ host: string; port: number }>> {
+  // stdin is a lifeline: a backend ends with this test process, even one killed by a timeout
   const src = `const [host, name] = process.argv.slice(1);
+    process.stdin.on('end', () => process.exit(0)).resume();
     require('net').createServer((s) => { s.on('error', () => {}); s.end(name + '\\n'); })
       .listen(${BACKEND_PORT}, host, () => process.stdout.write('up\\n'));`;
   const out: Array<{ host: string; port: number }> = [];
   for (let i = 1; i <= n; i++) {
-    const p: ChildProcess = spawn(process.execPath, ['-e', src, B(i), `b${i}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p: ChildProcess = spawn(process.execPath, ['-e', src, B(i), `b${i}`], { stdio: ['pipe', 'pipe', 'inherit'] });
     tt.teardown(() => void p.kill('SIGKILL'));
     await new Promise<void>((r, j) => {
       p.stdout!.once('data', () => r());
