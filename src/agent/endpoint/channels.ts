@@ -62,6 +62,48 @@ export function readChannels(ws: WebSocket, h: ChannelHandlers): void {
   });
 }
 
+/** queued bytes towards a client above which the sources feeding it are paused */
+export const HIGH_WATER = 1 << 20;
+
+interface Pausable {
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/**
+ * Messages to one client from sources (process pipes, sockets, a log tail) that pause while
+ * the client is behind: a client that never reads holds at most about HIGH_WATER bytes here,
+ * and the command or the pod's sender waits (the kernel's pipe and socket buffers fill), as
+ * with the kubelet's streams. Sources are resumed once the queue is below half of it.
+ */
+export class Outbox {
+  readonly #ws: WebSocket;
+  readonly #paused = new Set<Pausable>();
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+  }
+
+  /** one message on `channel` read from `from`; false when the socket is gone */
+  send(channel: number, data: Buffer | string, from?: Pausable): boolean {
+    const ws = this.#ws;
+    if (ws.readyState !== ws.OPEN) return false;
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    ws.send(Buffer.concat([Buffer.from([channel]), body]), { binary: true }, () => this.#flushed());
+    if (from && ws.bufferedAmount > HIGH_WATER && !this.#paused.has(from)) {
+      from.pause();
+      this.#paused.add(from);
+    }
+    return true;
+  }
+
+  #flushed(): void {
+    if (!this.#paused.size || this.#ws.bufferedAmount > HIGH_WATER / 2) return;
+    for (const s of this.#paused) s.resume();
+    this.#paused.clear();
+  }
+}
+
 /** one message on `channel`; false when the socket is gone */
 export function send(ws: WebSocket, channel: number, data: Buffer | string): boolean {
   if (ws.readyState !== ws.OPEN) return false;

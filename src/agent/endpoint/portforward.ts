@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import type { WebSocket } from 'ws';
-import { send } from './channels.js';
+import { Outbox, send } from './channels.js';
 
 /** the `ports` (or `port`) query values: comma-separated or repeated, each 1–65535 */
 export function parsePorts(q: URLSearchParams): number[] {
@@ -28,6 +28,8 @@ const portPrefix = (port: number): Buffer => {
 /** Streams until the client leaves; each port's connection to `podIP` is opened at once. */
 export function servePortForward(ws: WebSocket, podIP: string, ports: readonly number[]): void {
   const sockets: net.Socket[] = [];
+  // a client that does not read pauses the pod's connections, one that sends faster than the pod reads pauses itself
+  const out = new Outbox(ws);
   ports.forEach((port, i) => {
     const data = 2 * i;
     const error = data + 1;
@@ -35,7 +37,7 @@ export function servePortForward(ws: WebSocket, podIP: string, ports: readonly n
     send(ws, error, portPrefix(port));
     const s = net.connect({ host: podIP, port });
     sockets[i] = s;
-    s.on('data', (b: Buffer) => send(ws, data, b));
+    s.on('data', (b: Buffer) => out.send(data, b, s));
     s.on('error', (e) => send(ws, error, `error forwarding port ${port} to pod ${podIP}: ${e.message}`));
     s.on('close', () => {
       if (ws.readyState === ws.OPEN && sockets.every((x) => x.destroyed)) ws.close(1000);
@@ -48,7 +50,10 @@ export function servePortForward(ws: WebSocket, podIP: string, ports: readonly n
     const ch = b[0];
     if (ch % 2 !== 0) return;
     const s = sockets[ch / 2];
-    if (s && !s.destroyed && b.length > 1) s.write(b.subarray(1));
+    if (s && !s.destroyed && b.length > 1 && !s.write(b.subarray(1))) {
+      ws.pause();
+      s.once('drain', () => ws.resume());
+    }
   });
   ws.once('close', () => {
     for (const s of sockets) s.destroy();

@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ExecTarget } from '../runtime/index.js';
-import { ERROR, type Resize, STDERR, STDOUT, exitStatus, failureStatus, readChannels, send } from './channels.js';
+import { ERROR, Outbox, type Resize, STDERR, STDOUT, exitStatus, failureStatus, readChannels, send } from './channels.js';
 import { startExec } from './exec.js';
 
 export interface StreamOptions {
@@ -25,7 +25,14 @@ export async function serveExec(ws: WebSocket, t: ExecTarget, command: readonly 
   const pendingIn: Buffer[] = [];
   let inEnded = false;
   readChannels(ws, {
-    stdin: (b) => (proc ? proc.stdin.write(b) : pendingIn.push(b)),
+    // a command that does not read its stdin holds the client back (no unbounded buffer here)
+    stdin: (b) => {
+      if (!proc) pendingIn.push(b);
+      else if (!proc.stdin.write(b)) {
+        ws.pause();
+        proc.stdin.once('drain', () => ws.resume());
+      }
+    },
     stdinEnd: () => {
       inEnded = true;
       proc?.stdin.end();
@@ -64,8 +71,11 @@ export async function serveExec(ws: WebSocket, t: ExecTarget, command: readonly 
   const p = proc;
   for (const b of pendingIn) p.stdin.write(b);
   if (inEnded || !o.stdin) p.stdin.end();
-  p.child.stdout!.on('data', (b: Buffer) => o.stdout && send(ws, STDOUT, b));
-  p.child.stderr!.on('data', (b: Buffer) => (o.tty ? send(ws, STDOUT, b) : o.stderr && send(ws, STDERR, b)));
+  const out = new Outbox(ws);
+  const stdout = p.child.stdout!;
+  const stderr = p.child.stderr!;
+  stdout.on('data', (b: Buffer) => o.stdout && out.send(STDOUT, b, stdout));
+  stderr.on('data', (b: Buffer) => (o.tty ? out.send(STDOUT, b, stderr) : o.stderr && out.send(STDERR, b, stderr)));
   const gone = closed.then(() => p.kill());
   try {
     const code = await Promise.race([p.exited, closed.then(() => undefined)]);
@@ -101,7 +111,8 @@ export async function serveAttach(ws: WebSocket, t: ExecTarget, o: StreamOptions
   const tail = spawn('tail', ['-c', `+${from + 1}`, '-F', t.logFile], { stdio: ['ignore', 'pipe', 'ignore'] });
   for (const b of held) io?.write(b);
   held = undefined;
-  tail.stdout.on('data', (b: Buffer) => send(ws, STDOUT, b));
+  const out = new Outbox(ws);
+  tail.stdout.on('data', (b: Buffer) => out.send(STDOUT, b, tail.stdout));
   const check = setInterval(() => {
     if (running()) return;
     clearInterval(check);
