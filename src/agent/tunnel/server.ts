@@ -10,6 +10,14 @@
  * the cluster (`isPeer`: CN system:node:<name>, O system:nodes), else every request gets 403. The target must be a declared
  * containerPort of a running pod of this node (`allow`), else 403: it is never an open proxy.
  * A dial that fails is a 502. UDP streams end after `udpIdleTimeoutMs` without traffic.
+ *
+ * Bounds, so strangers on the node's network and a flood from a peer cannot take the daemon's
+ * descriptors (util/fd-budget.ts) or its event loop:
+ *  - connections that are not a peer's yet (TLS handshake not done, or no node certificate) are
+ *    at most UNAUTHENTICATED_CONNECTIONS: one more closes the oldest of them; one that finished
+ *    its handshake without a node certificate gets its 403s for UNAUTHENTICATED_TTL_MS, then is closed;
+ *  - pod connections and UDP flows open at once through the tunnel, all peers together, are at
+ *    most `maxStreams` (default DEFAULT_MAX_STREAMS): one more gets 503 (the client retries).
  */
 import dgram from 'node:dgram';
 import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream, type ServerHttp2Session } from 'node:http2';
@@ -29,6 +37,11 @@ export const SESSION_WINDOW = 32 << 20;
 /** a UDP stream whose peer stops reading is not buffered for without bound: datagrams over this are dropped */
 const UDP_BUFFER_LIMIT = 1 << 20;
 const DIAL_TIMEOUT_MS = 5000;
+/** connections without a verified node certificate kept at once (as the API's strangers' share) */
+export const UNAUTHENTICATED_CONNECTIONS = 64;
+const UNAUTHENTICATED_TTL_MS = 5000;
+/** pod connections and UDP flows open at once through this node's tunnel */
+export const DEFAULT_MAX_STREAMS = 4096;
 
 export interface TunnelServerOptions {
   log: Logger;
@@ -41,6 +54,8 @@ export interface TunnelServerOptions {
   /** may ip:port/protocol be dialed? (a running pod of this node declares that port) */
   allow(ip: string, port: number, protocol: Protocol): boolean;
   udpIdleTimeoutMs: number;
+  /** pod connections and UDP flows open at once (default DEFAULT_MAX_STREAMS) */
+  maxStreams?: number;
 }
 
 /** `/.well-known/masque/udp/{host}/{port}/` → host and port (IPv4 only), or undefined */
@@ -63,10 +78,12 @@ export class TunnelServer {
   readonly #log: Logger;
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #open = new Set<{ destroy(): void }>();
+  /** sockets not (yet) a peer's, oldest first */
+  readonly #strangers = new Set<net.Socket>();
   #server: Http2SecureServer | undefined;
   #port = 0;
   /** counters for tests and the bench */
-  readonly stats = { tcp: 0, udp: 0, refused: 0, unauthenticated: 0 };
+  readonly stats = { tcp: 0, udp: 0, refused: 0, unauthenticated: 0, busy: 0, strangersClosed: 0 };
 
   constructor(o: TunnelServerOptions) {
     this.#o = o;
@@ -89,8 +106,20 @@ export class TunnelServer {
       settings: { enableConnectProtocol: true, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 10_000 },
       maxSessionMemory: 64,
     });
-    // small frames (headers, a request, a FIN) go out at once: Nagle would hold them for the peer's delayed ACK
-    server.on('secureConnection', (sock: TLSSocket) => sock.setNoDelay(true));
+    server.on('connection', (sock: net.Socket) => this.#stranger(sock));
+    server.on('secureConnection', (sock: TLSSocket) => {
+      // small frames (headers, a request, a FIN) go out at once: Nagle would hold them for the peer's delayed ACK
+      sock.setNoDelay(true);
+      // the TLS socket wraps the TCP one: a peer's connection stops counting as a stranger's
+      const raw = (sock as unknown as { _parent?: net.Socket })._parent;
+      if (this.#isPeerSocket(sock)) {
+        if (raw) this.#strangers.delete(raw);
+        this.#strangers.delete(sock);
+      } else {
+        // a few 403s to say why, then closed
+        setTimeout(() => sock.destroy(), UNAUTHENTICATED_TTL_MS).unref();
+      }
+    });
     server.on('session', (s) => {
       this.#sessions.add(s);
       s.once('close', () => this.#sessions.delete(s));
@@ -128,6 +157,33 @@ export class TunnelServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
+  /** counts a new connection as a stranger's until it proves to be a peer's; over the cap the oldest goes */
+  #stranger(sock: net.Socket): void {
+    this.#strangers.add(sock);
+    sock.once('close', () => this.#strangers.delete(sock));
+    if (this.#strangers.size <= UNAUTHENTICATED_CONNECTIONS) return;
+    const oldest = this.#strangers.values().next().value;
+    if (oldest) {
+      this.#strangers.delete(oldest);
+      this.stats.strangersClosed++;
+      oldest.destroy();
+    }
+  }
+
+  #isPeerSocket(sock: TLSSocket | undefined): boolean {
+    const subject = sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined;
+    return !!subject && this.#o.isPeer(subject);
+  }
+
+  /** room for one more pod connection or UDP flow? (else a 503) */
+  #room(stream: ServerHttp2Stream): boolean {
+    const max = this.#o.maxStreams ?? DEFAULT_MAX_STREAMS;
+    if (this.#open.size < max) return true;
+    this.stats.busy++;
+    this.#refuse(stream, 503, `this node's tunnel has ${max} connections to its pods open (its cap): try again later`);
+    return false;
+  }
+
   #refuse(stream: ServerHttp2Stream, status: number, message: string): void {
     if (stream.destroyed || stream.headersSent) return;
     stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
@@ -154,6 +210,7 @@ export class TunnelServer {
         this.stats.refused++;
         return this.#refuse(stream, 403, `${t.ip}:${t.port}/UDP is not a port of a pod on this node`);
       }
+      if (!this.#room(stream)) return;
       return this.#udp(stream, t.ip, t.port);
     }
     const t = parseAuthority(headers[':authority']);
@@ -163,6 +220,7 @@ export class TunnelServer {
       this.#log.debug({ target: `${t.ip}:${t.port}` }, 'tunnel refused a target that is not a pod port of this node');
       return this.#refuse(stream, 403, `${t.ip}:${t.port} is not a port of a pod on this node`);
     }
+    if (!this.#room(stream)) return;
     this.#tcp(stream, t.ip, t.port);
   }
 
