@@ -37,7 +37,9 @@ t.test("the README's marked shell blocks run against a real daemon", async (t) =
     '--nodeport-addresses', NODE, '--node-ip', NODE,
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0',
     '--log-level', process.env.KUBELOOP_TEST_LOG ?? 'warn',
-  ]);
+    // as `npm start` runs for a user (not the suite's KUBELOOP_FROM_SOURCE=1): the compiled
+    // bundle when dist/ is current, as after `npm ci`
+  ], { env: { KUBELOOP_FROM_SOURCE: '' } });
   const cache = await mkdtemp(join(tmpdir(), 'kubeloop-readme-kubectl-'));
   t.teardown(async () => {
     await d.stop();
@@ -58,7 +60,7 @@ t.test("the README's marked shell blocks run against a real daemon", async (t) =
     .replaceAll('127.0.0.1:30008', `${NODE}:30008`);
 
   const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile('bash', ['-c', script], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20, env: { ...process.env, NODE_OPTIONS: '', KUBECACHEDIR: cache } }, (err, stdout, stderr) =>
+    execFile('bash', ['-c', script], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20, env: { ...process.env, NODE_OPTIONS: '', KUBECACHEDIR: cache, KUBELOOP_FROM_SOURCE: '' } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

@@ -32,7 +32,7 @@ export interface RunningDaemon {
  */
 export async function startDaemon(
   args: string[],
-  opts: { timeoutMs?: number; stateDir?: string; /** argv run before node, e.g. `host.wrap([])` of netns-hosts */ prefix?: string[] } = {},
+  opts: { timeoutMs?: number; stateDir?: string; /** argv run before node, e.g. `host.wrap([])` of netns-hosts */ prefix?: string[]; /** added to the daemon's environment */ env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunningDaemon> {
   const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'kubeloop-e2e-')));
   const podCidr = args[args.indexOf('--pod-cidr') + 1];
@@ -45,7 +45,7 @@ export async function startDaemon(
   const proc = spawn(argv[0], argv.slice(1), {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_OPTIONS: '' },
+    env: { ...process.env, NODE_OPTIONS: '', ...opts.env },
   });
   let out = '';
   let err = '';
