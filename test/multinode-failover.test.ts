@@ -38,7 +38,7 @@ metadata: { name: web-lb }
 spec: { type: LoadBalancer, selector: { app: web }, ports: [{ port: 8212, targetPort: 8080 }] }
 `;
 
-type Pod = { metadata: { name: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { conditions?: Array<{ type: string; status: string }> } };
+type Pod = { metadata: { name: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
 type NodeObj = { spec?: { taints?: unknown[] }; status?: { conditions?: Array<{ type: string; status: string }> } };
 
 t.test('a host killed while a client sends through a ClusterIP: NotReady, pods replaced, failures stop, rejoin', async (t) => {
@@ -84,8 +84,13 @@ t.test('a host killed while a client sends through a ClusterIP: NotReady, pods r
   await waitFor(() => results().filter((r) => r.ok).length >= 10, { what: 'the client to get answers', timeoutMs: 15_000, intervalMs: 100 });
   t.equal(results().filter((r) => !r.ok).length, 0, 'no failure before the kill');
 
+  const host2PodIP = before.find((p) => p.spec.nodeName === 'host-2')!.status.podIP!;
   const killedAt = Date.now();
   d2.proc.kill('SIGKILL');
+  // host 1 learns at once that host 2's tunnel is gone: host 2's pod IPs are refused there (curl
+  // exit 7), not accepted and reset, so the proxy's dial retry moves on to host 1's pods
+  await waitFor(async () => (await h1.run(['curl', '-s', '--max-time', '2', `http://${host2PodIP}:8080/`])).code === 7, { what: `${host2PodIP}:8080 refused on host 1`, timeoutMs: 10_000, intervalMs: 50 });
+  const refusedMs = Date.now() - killedAt;
   await waitFor(async () => {
     const n = await json<NodeObj>('get', 'node', 'host-2');
     return n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'Unknown' && (n.spec?.taints ?? []).length === 2;
@@ -123,7 +128,7 @@ t.test('a host killed while a client sends through a ClusterIP: NotReady, pods r
   }, { what: `${h2.ip}:8212 from host 1`, timeoutMs: 15_000, intervalMs: 200 });
   t.match(back, /pod=web-/, "the restarted host's address serves the load balancer again");
   t.comment(
-    `timeline: kill → NotReady ${notReadyMs} ms (grace ${GRACE_MS}); → 4 pods Ready on host 1 ${replacedMs} ms (eviction ${EVICT_MS}); last failed request ${lastFailMs} ms; ` +
+    `timeline: kill → host 2's pod IPs refused on host 1 ${refusedMs} ms; → NotReady ${notReadyMs} ms (grace ${GRACE_MS}); → 4 pods Ready on host 1 ${replacedMs} ms (eviction ${EVICT_MS}); last failed request ${lastFailMs} ms; ` +
       `${failures.length} failed of ${all.filter((r) => r.at >= killedAt).length} requests after the kill; restart → Ready ${rejoinMs} ms`,
   );
 });

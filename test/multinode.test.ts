@@ -9,6 +9,9 @@
  *  - UDP through a ClusterIP to a pod on the other host;
  *  - a LoadBalancer Service's ingress lists both hosts' addresses (as k3s' ServiceLB), and each
  *    host's address answers on the Service's port from the other host;
+ *  - a port of a host-2 pod that nothing listens on: from host 1 the first connection is reset
+ *    (the tunnel learns of the refusal after the local handshake), the next ones are refused as
+ *    next to the pod (the refusal is mirrored for a while);
  *  - the tunnel refuses a client without a node's certificate, and a target that is not a pod
  *    port of that node (its own API port), and carries a node's CONNECT to one of its pods.
  */
@@ -188,6 +191,34 @@ t.test('two hosts, one cluster, pods reachable from both', async (t) => {
     }
     const seen = await answering(h2, `http://${h1.ip}:${LB_PORT}/`);
     t.same([...seen].sort(), [...names].sort(), `${h1.ip}:${LB_PORT} reaches the pods of both hosts`);
+  });
+
+  await t.test('a port nothing listens on, on a pod of the other host: refused here too after the first reset', async (t) => {
+    const apply = await h1.run(['kubectl', '--kubeconfig', join(d1.stateDir, 'kubeconfig'), 'apply', '-f', '-'], {
+      input: `apiVersion: v1
+kind: Pod
+metadata: { name: quiet }
+spec:
+  nodeName: host-2
+  containers: [{ name: c, image: busybox, command: [sleep, '600'], ports: [{ containerPort: 8089 }] }]
+`,
+    });
+    t.equal(apply.code, 0, `apply: ${apply.stderr}`);
+    const ip = await waitFor(async () => {
+      const r = await kubectl(h1, d1, 'get', 'pod', 'quiet', '-o', 'jsonpath={.status.phase} {.status.podIP}');
+      const [phase, podIP] = r.stdout.trim().split(' ');
+      return phase === 'Running' && podIP ? podIP : undefined;
+    }, { what: 'pod quiet Running on host 2', timeoutMs: 30_000, intervalMs: 200 });
+    // curl's exit codes: 7 connection refused, 56 connection reset (accepted, then cut)
+    const codes: number[] = [];
+    const refused = await waitFor(async () => {
+      const r = await h1.run(['curl', '-s', '--max-time', '3', `http://${ip}:8089/`]);
+      codes.push(r.code);
+      return r.code === 7 ? true : undefined;
+    }, { what: `${ip}:8089 refused from host 1`, timeoutMs: 15_000, intervalMs: 50 });
+    t.ok(refused, `refused from host 1 after ${codes.length} tries (curl exit codes ${codes.join(',')})`);
+    t.notOk(codes.includes(0), 'never answered');
+    await kubectl(h1, d1, 'delete', 'pod', 'quiet', '--grace-period=0', '--force', '--wait=false');
   });
 
   await t.test('the tunnel: a node may reach its pods, nothing else and nobody else', async (t) => {

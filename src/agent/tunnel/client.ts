@@ -29,11 +29,30 @@ export class TunnelClient {
   readonly #tls: { cert: string; key: string; ca: string };
   readonly #log: Logger;
   readonly #sessions = new Map<string, Entry>();
+  /** nodes whose tunnel the last attempt could not reach (until a session is up again) */
+  readonly #down = new Set<string>();
+  readonly #onPeer: ((node: string, up: boolean) => void) | undefined;
   #closed = false;
 
-  constructor(o: { tls: { cert: string; key: string; ca: string }; log: Logger }) {
+  constructor(o: { tls: { cert: string; key: string; ca: string }; log: Logger; /** a node's tunnel turned unreachable (false) or reachable again (true) */ onPeer?(node: string, up: boolean): void }) {
     this.#tls = o.tls;
     this.#log = o.log.child({ component: 'tunnel-client' });
+    this.#onPeer = o.onPeer;
+  }
+
+  /** did the last attempt to reach this node's tunnel fail (and none succeeded since)? */
+  peerDown(node: string): boolean {
+    return this.#down.has(node);
+  }
+
+  /** the nodes whose tunnel could not be reached at the last attempt */
+  downNodes(): string[] {
+    return [...this.#down];
+  }
+
+  /** tries to (re)open the session to `peer` now; the outcome is reported through onPeer */
+  probe(peer: Peer): void {
+    this.#session(peer).catch(() => undefined);
   }
 
   /** a TCP stream to ip:port on `peer` (bytes flow once the peer answers 200; any other answer ends it) */
@@ -65,8 +84,17 @@ export class TunnelClient {
     const entry: Entry = { session: this.#connect(peer, key) };
     this.#sessions.set(key, entry);
     entry.session.then(
-      (s) => (entry.live = s),
-      () => this.#sessions.get(key) === entry && this.#sessions.delete(key),
+      (s) => {
+        entry.live = s;
+        if (this.#down.delete(peer.node)) this.#onPeer?.(peer.node, true);
+      },
+      (err: Error) => {
+        if (this.#sessions.get(key) === entry) this.#sessions.delete(key);
+        if (this.#closed || this.#down.has(peer.node)) return;
+        this.#down.add(peer.node);
+        this.#log.info({ peer: peer.node, err: err.message }, `node ${peer.node}'s tunnel cannot be reached: its pods' ports are not answered here until it can`);
+        this.#onPeer?.(peer.node, false);
+      },
     );
     return entry.session;
   }
@@ -112,7 +140,10 @@ export class TunnelClient {
     const drop = (): void => {
       clearInterval(pinger);
       const e = this.#sessions.get(key);
-      if (e?.live === session) this.#sessions.delete(key);
+      if (e?.live !== session) return;
+      this.#sessions.delete(key);
+      // reconnect at once: a peer that is gone is then known before a connection needs it
+      if (!this.#closed) setImmediate(() => this.probe(peer));
     };
     session.once('close', drop);
     session.once('goaway', drop);

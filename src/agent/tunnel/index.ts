@@ -27,6 +27,8 @@ export { TunnelClient, type Peer } from './client.js';
 
 export const TUNNEL_PORT_ANNOTATION = 'tunnel.kubeloop.dev/port';
 export const DEFAULT_TUNNEL_PORT = 10251;
+/** how often a node whose tunnel cannot be reached is tried again */
+const PROBE_DOWN_MS = 1000;
 /** the subject a node's tunnel certificate carries (upstream's kubelet client identity) */
 export const NODE_USER_PREFIX = 'system:node:';
 export const NODES_GROUP = 'system:nodes';
@@ -60,6 +62,7 @@ export class Tunnel {
   readonly #sync: CoalescingRunner;
   readonly #publish: CoalescingRunner;
   #started = false;
+  #probe: NodeJS.Timeout | undefined;
 
   constructor(o: TunnelOptions) {
     this.#o = o;
@@ -88,8 +91,17 @@ export class Tunnel {
       },
       allow: (ip, port, protocol) => !!this.#targets.local(ip, port, protocol),
     });
-    this.#client = new TunnelClient({ tls: o.tls, log: o.log });
-    this.#listeners = new RemoteListeners({ log: o.log, client: this.#client, peer: (n) => this.peer(n), udpIdleTimeoutMs });
+    // a node whose tunnel cannot be reached: its pods' ports are refused here (not accepted, then
+    // reset) until a session is up again, so the proxy's dial retry moves on to other endpoints
+    this.#client = new TunnelClient({ tls: o.tls, log: o.log, onPeer: () => void this.#sync.run() });
+    this.#listeners = new RemoteListeners({
+      log: o.log,
+      client: this.#client,
+      peer: (n) => this.peer(n),
+      peerDown: (n) => this.#client.peerDown(n),
+      resync: () => void this.#sync.run(),
+      udpIdleTimeoutMs,
+    });
     const onError = (err: unknown): void => this.#log.error({ err }, 'tunnel sync failed');
     this.#sync = new CoalescingRunner({ fn: () => this.#listeners.sync(this.#targets.remote()), minIntervalMs: 50, onError });
     this.#publish = new CoalescingRunner({ fn: () => this.#publishNodes(), minIntervalMs: 1000, onError });
@@ -133,6 +145,19 @@ export class Tunnel {
       },
     });
     await this.#sync.run();
+    this.#probe = setInterval(() => this.#probeDown(), PROBE_DOWN_MS);
+    this.#probe.unref();
+  }
+
+  /** the nodes with remote ports wanted here whose tunnel is down: try each again */
+  #probeDown(): void {
+    if (this.#client.downNodes().length === 0) return;
+    const nodes = new Set(this.#targets.remote().map((r) => r.node));
+    for (const n of nodes) {
+      if (!this.#client.peerDown(n)) continue;
+      const p = this.peer(n);
+      if (p) this.#client.probe(p);
+    }
   }
 
   /** waits until the listeners match the pods as this daemon sees them now */
@@ -141,6 +166,7 @@ export class Tunnel {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#probe);
     if (!this.#started) return;
     this.#started = false;
     await this.#publish.stop();

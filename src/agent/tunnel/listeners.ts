@@ -5,6 +5,15 @@
  * endpoints, headless DNS answers and pods dialing pods reach remote pods with no special case.
  * `sync()` makes the listeners match the wanted set; a port that cannot be bound is reported once
  * (and tried again at later syncs).
+ *
+ * Refusals are mirrored, so that a client here (the proxy's dial retry above all) sees what it
+ * would see next to the pod: a connection refused, not one accepted and then reset. TCP's
+ * handshake with this listener completes before the remote node has dialed the pod, so the
+ * connection that learns of the refusal can only be reset; after it:
+ *  - the remote pod refused (the tunnel's 502 says `Proxy-Status: …; error=connection_refused`,
+ *    RFC 9209): this listener stops accepting for REFUSED_HOLD_MS (its open connections stay);
+ *  - the owning node's tunnel cannot be reached (`peerDown(node)`): that node's listeners close
+ *    until a session to it is up again (the tunnel client reports both).
  */
 import dgram from 'node:dgram';
 import type { ClientHttp2Stream } from 'node:http2';
@@ -16,10 +25,13 @@ import type { RemotePort } from './targets.js';
 
 /** per UDP flow, buffered towards the tunnel before datagrams are dropped */
 const UDP_BUFFER_LIMIT = 1 << 20;
+/** how long a pod port that refused a tunnelled connection stays refused here */
+export const REFUSED_HOLD_MS = 1000;
 
 interface Listener {
   want: RemotePort;
-  close(): void;
+  /** stops listening; open connections are cut unless `keepConnections` */
+  close(keepConnections?: boolean): void;
 }
 
 export interface RemoteListenersOptions {
@@ -27,6 +39,10 @@ export interface RemoteListenersOptions {
   client: TunnelClient;
   /** the tunnel of a node, as its Node object publishes it; undefined: not reachable now */
   peer(node: string): Peer | undefined;
+  /** is the node's tunnel known to be unreachable now? (its ports are not answered here meanwhile) */
+  peerDown?(node: string): boolean;
+  /** called when a held port's hold ends: run `sync` again */
+  resync?(): void;
   udpIdleTimeoutMs: number;
 }
 
@@ -37,6 +53,8 @@ export class RemoteListeners {
   readonly #pending = new Map<string, Promise<void>>();
   /** keys whose bind failure has been reported */
   readonly #reported = new Set<string>();
+  /** keys not answered until the time given (the remote pod refused) */
+  readonly #held = new Map<string, number>();
   #stopped = false;
 
   constructor(o: RemoteListenersOptions) {
@@ -49,14 +67,22 @@ export class RemoteListeners {
     return [...this.#open.keys()];
   }
 
+  /** the keys refused here for now (a remote refusal mirrored) */
+  held(): string[] {
+    const now = Date.now();
+    return [...this.#held].filter(([, until]) => until > now).map(([k]) => k);
+  }
+
   async sync(wanted: RemotePort[]): Promise<void> {
     if (this.#stopped) return;
-    const want = new Map(wanted.map((w) => [w.key, w]));
+    const now = Date.now();
+    for (const [key, until] of this.#held) if (until <= now) this.#held.delete(key);
+    const want = new Map(wanted.filter((w) => !this.#held.has(w.key) && !this.#o.peerDown?.(w.node)).map((w) => [w.key, w]));
     for (const [key, l] of this.#open) {
       const w = want.get(key);
-      // gone, or moved to another node: close (a moved one is reopened below)
+      // gone, moved to another node, refused for now or its node unreachable: close (reopened when wanted again)
       if (!w || w.node !== l.want.node) {
-        l.close();
+        l.close(this.#held.has(key));
         this.#open.delete(key);
       } else {
         l.want = w;
@@ -111,11 +137,24 @@ export class RemoteListeners {
       });
     });
     server.on('error', (err) => this.#log.warn({ err, key: w.key }, 'remote pod listener error'));
-    l.close = () => {
+    l.close = (keepConnections) => {
       server.close();
-      for (const c of conns) c.destroy();
+      if (!keepConnections) for (const c of conns) c.destroy();
     };
     return l;
+  }
+
+  /** the remote pod refused w: refuse here too for a while (connections open on it stay) */
+  #hold(w: RemotePort): void {
+    if (this.#stopped || this.#held.has(w.key)) return;
+    this.#held.set(w.key, Date.now() + REFUSED_HOLD_MS);
+    this.#log.debug({ key: w.key, node: w.node }, 'the remote pod refused: refused here too for a while');
+    const l = this.#open.get(w.key);
+    if (l) {
+      l.close(true);
+      this.#open.delete(w.key);
+    }
+    setTimeout(() => this.#o.resync?.(), REFUSED_HOLD_MS + 10).unref();
   }
 
   #forwardTcp(sock: net.Socket, w: RemotePort): void {
@@ -134,6 +173,7 @@ export class RemoteListeners {
         stream.once('response', (h) => {
           if (h[':status'] !== 200) {
             this.#log.debug({ key: w.key, status: h[':status'] }, 'the remote node refused a tunnel connection');
+            if (h[':status'] === 502 && /error=connection_refused/.test(String(h['proxy-status'] ?? ''))) this.#hold(w);
             sock.resetAndDestroy();
             stream.close();
           }

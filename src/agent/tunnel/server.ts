@@ -9,7 +9,8 @@
  * Mutual TLS: the client must present a certificate signed by the cluster CA naming a node of
  * the cluster (`isPeer`: CN system:node:<name>, O system:nodes), else every request gets 403. The target must be a declared
  * containerPort of a running pod of this node (`allow`), else 403: it is never an open proxy.
- * A dial that fails is a 502. UDP streams end after `udpIdleTimeoutMs` without traffic.
+ * A dial that fails is a 502 with a Proxy-Status header (RFC 9209: `kubeloop; error=connection_refused`,
+ * `connection_timeout` or `destination_unavailable`). UDP streams end after `udpIdleTimeoutMs` without traffic.
  *
  * Bounds, so strangers on the node's network and a flood from a peer cannot take the daemon's
  * descriptors (util/fd-budget.ts) or its event loop:
@@ -77,6 +78,8 @@ export class TunnelServer {
   readonly #o: TunnelServerOptions;
   readonly #log: Logger;
   readonly #sessions = new Set<ServerHttp2Session>();
+  /** the verified client certificate's subject of each session, read once (it cannot change within a session) */
+  readonly #subjects = new WeakMap<ServerHttp2Session, PeerSubject | null>();
   readonly #open = new Set<{ destroy(): void }>();
   /** sockets not (yet) a peer's, oldest first */
   readonly #strangers = new Set<net.Socket>();
@@ -184,16 +187,27 @@ export class TunnelServer {
     return false;
   }
 
-  #refuse(stream: ServerHttp2Stream, status: number, message: string): void {
+  #refuse(stream: ServerHttp2Stream, status: number, message: string, extra: Record<string, string> = {}): void {
     if (stream.destroyed || stream.headersSent) return;
-    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', ...extra });
     stream.end(`${message}\n`);
+  }
+
+  #subject(session: ServerHttp2Session | undefined): PeerSubject | undefined {
+    if (!session) return undefined;
+    let subject = this.#subjects.get(session);
+    if (subject === undefined) {
+      const sock = session.socket as TLSSocket | undefined;
+      subject = (sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined) ?? null;
+      this.#subjects.set(session, subject);
+    }
+    return subject ?? undefined;
   }
 
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {});
-    const sock = stream.session?.socket as TLSSocket | undefined;
-    const subject = sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined;
+    // isPeer is asked per stream (a Node deleted meanwhile is refused), the certificate read once per session
+    const subject = this.#subject(stream.session as ServerHttp2Session | undefined);
     if (!subject || !this.#o.isPeer(subject)) {
       this.stats.unauthenticated++;
       this.#refuse(stream, 403, "the tunnel serves other nodes only: present a node's tunnel certificate signed by the cluster CA");
@@ -226,20 +240,22 @@ export class TunnelServer {
 
   #tcp(stream: ServerHttp2Stream, ip: string, port: number): void {
     this.stats.tcp++;
-    const up = net.connect({ host: ip, port, allowHalfOpen: true });
+    const up = net.connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
     const entry = { destroy: () => (up.destroy(), stream.destroy()) };
     this.#open.add(entry);
     up.setTimeout(DIAL_TIMEOUT_MS, () => up.destroy(new Error('connect timeout')));
     up.once('connect', () => {
       up.setTimeout(0);
-      up.setNoDelay(true);
       if (stream.destroyed) return up.destroy();
       stream.respond({ ':status': 200 });
       up.pipe(stream);
       stream.pipe(up);
     });
     up.on('error', (err) => {
-      if (!stream.headersSent) this.#refuse(stream, 502, `dialing ${ip}:${port}: ${err.message}`);
+      // what the dial met, as RFC 9209 names it: the other node mirrors a refusal (listeners.ts)
+      const code = (err as NodeJS.ErrnoException).code;
+      const error = code === 'ECONNREFUSED' ? 'connection_refused' : err.message === 'connect timeout' ? 'connection_timeout' : 'destination_unavailable';
+      if (!stream.headersSent) this.#refuse(stream, 502, `dialing ${ip}:${port}: ${err.message}`, { 'proxy-status': `kubeloop; error=${error}` });
       else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
     });
     up.once('close', () => {
