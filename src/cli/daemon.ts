@@ -34,7 +34,8 @@ import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
 import { JoinRefused, joinCluster } from './join.js';
 import { claimNode } from '../agent/runtime/node.js';
-import { NODE_LEASE_NAMESPACE, NodeLease } from '../agent/runtime/node-lease.js';
+import { NODE_LEASE_NAMESPACE, NodeLease, NodeOwned, claimNodeLease } from '../agent/runtime/node-lease.js';
+import { ensureInstanceId } from './instance-id.js';
 import { removeNodeEndpoints } from './system-objects.js';
 import { evictPod } from '../store/eviction.js';
 import { isApiError } from '../api/errors.js';
@@ -73,6 +74,7 @@ export class Daemon {
   #joinToken: string | undefined;
   /** the nodes this daemon runs */
   #nodeNames: string[] = [];
+  #identity: string | undefined;
 
   constructor(opts: Readonly<Options>, log: Logger) {
     this.opts = opts;
@@ -113,9 +115,9 @@ export class Daemon {
     return this.opts.store !== 'embedded' && this.opts.store !== '';
   }
 
-  /** who runs a node: stable per host and state dir (a restarted daemon is the same one) */
+  /** who runs a node: kept in the state dir (a restarted daemon is the same one; cli/instance-id.ts) */
   get identity(): string {
-    return `${hostname()}_${createHash('sha256').update(this.opts.stateDir).digest('hex').slice(0, 12)}`;
+    return this.#identity ?? `${hostname()}_${createHash('sha256').update(this.opts.stateDir).digest('hex').slice(0, 12)}`;
   }
 
   get kubeconfigPath(): string {
@@ -126,6 +128,7 @@ export class Daemon {
     const o = this.opts;
     await securePrivateStateDir(o.stateDir, this.#log);
     this.#lock(o.stateDir);
+    this.#identity = await ensureInstanceId(o.stateDir);
     // the pod sandbox check (a few short processes, ~0.3 s) runs while the store and the rest
     // start, instead of when the first pod waits for it (the runtime asks for the same promise)
     sandboxFor(o.stateDir, this.#log.child({ component: 'runtime' }), { mounts: process.env.KUBELOOP_MOUNT_NAMESPACES !== 'off' }).catch(() => undefined);
@@ -318,6 +321,8 @@ export class Daemon {
           node: { nodeName: node.name, nodeIP: node.ip, podCidr: node.podCidr, maxPods: o.maxPods, endpointPort: endpoint.port, ...(isLoopback(node.ip) ? {} : { extraAddresses: ['127.0.0.1'] }), annotations },
           intervalMs: o.nodeLeaseIntervalMs,
           leaseDurationMs: o.nodeMonitorGracePeriodMs,
+          owner: this.identity,
+          onHold: (reason) => runtime?.holdStarts(reason),
         });
         leases.push(lease);
         await lease.start();
@@ -445,13 +450,14 @@ export class Daemon {
       if (e instanceof JoinRefused) throw new Error(`cannot join the cluster on ${o.store.replace(/\/\/[^@/]*@/, '//')}: ${e.message}`);
       throw e;
     }
-    // a node name run by another live daemon would be two agents fighting over one node's pods
+    // a node name run by another live daemon would be two agents fighting over one node's pods:
+    // its Lease names the daemon instance that runs it, claimed in one compare-and-set write
     for (const { name } of nodeLayout(o)) {
-      const n = await store.tryGet<Node>('Node', undefined, name);
-      const runBy = n?.metadata.annotations?.[DAEMON_ANNOTATION];
-      const ready = n?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-      if (n && runBy && runBy !== this.identity && ready) {
-        throw new Error(`node ${name} is already in the cluster, run by another daemon (${runBy}): give this one its own --node-name`);
+      try {
+        await claimNodeLease(store, { nodeName: name, owner: this.identity, leaseDurationMs: o.nodeMonitorGracePeriodMs });
+      } catch (e) {
+        if (e instanceof NodeOwned) throw new Error(e.message);
+        throw e;
       }
     }
   }

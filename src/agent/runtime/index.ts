@@ -25,7 +25,6 @@ export { PROXY_SETTLE_MS } from './endpoints-gate.js';
 export type { ExecTarget, AttachIO } from './container.js';
 export { enterPrefix } from './enter.js';
 export { SETSID_CTTY, ptyCommand } from './pty.js';
-export type { Sandbox } from './sandbox.js';
 
 /** a running app container of a pod on this node */
 export interface RunningContainer {
@@ -36,6 +35,7 @@ export interface RunningContainer {
   /** its process group leader */
   pid: number;
 }
+export type { Sandbox } from './sandbox.js';
 
 export interface RuntimeOptions {
   store: Store;
@@ -113,6 +113,8 @@ export class PodRuntime {
   #startTimer: NodeJS.Timeout | undefined;
   /** uids of pods refused at admission (Failed, OutOfpods): never run, removed at once when deleted */
   readonly #rejected = new Set<string>();
+
+  #held: string | undefined;
 
   constructor(o: RuntimeOptions) {
     const cidr = parseCidr(o.podCidr);
@@ -276,6 +278,17 @@ export class PodRuntime {
     this.#pending.add(q);
   }
 
+  /**
+   * New pods do not start on this node while `reason` is set (its Node cannot be registered,
+   * node-lease.ts); pods already running go on. Undefined: they start again.
+   */
+  holdStarts(reason: string | undefined): void {
+    const was = this.#held;
+    this.#held = reason;
+    if (!was || reason || !this.#synced || this.#stopped) return;
+    for (const p of this.#o.informers.for<Pod>('Pod').list()) if (this.#isMine(p)) this.#safely(p, () => this.#sync(p));
+  }
+
   #sync(p: Stored<Pod>): void {
     if (this.#stopped) return;
     const w = this.#workers.get(p.metadata.uid);
@@ -284,6 +297,7 @@ export class PodRuntime {
       return;
     }
     if (!this.#isMine(p)) return;
+    if (this.#held && !p.metadata.deletionTimestamp) return;
     if (p.metadata.deletionTimestamp) {
       // bound here, never started by this agent (or left from an earlier run): nothing to stop
       this.#track(this.#remove(p));
