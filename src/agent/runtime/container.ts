@@ -349,8 +349,9 @@ export class ContainerRunner {
     const io = { stdin: this.spec.stdin === true, tty: this.spec.tty === true };
     let proc: GroupProcess;
     if (target) {
-      // an ephemeral container sharing its target's PID and mount namespaces (its processes see
-      // the target's, as upstream's targetContainerName): entered as exec enters, in its env
+      // an ephemeral container in its target's PID and mount namespaces (as upstream's
+      // targetContainerName), entered as exec enters, in its env. /proc stays the host's (pods
+      // have no /proc of their own), so `ps` there lists the host's processes, not the target's
       const { prefix, setsCwd } = await enterPrefix(target).catch(() => ({ prefix: [] as string[], setsCwd: false }));
       execCwd = setsCwd ? target.cwd : cwd;
       this.#exec = undefined;
