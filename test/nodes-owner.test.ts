@@ -15,6 +15,10 @@ import { type ApiClient, daemonApi } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
+import { pino } from 'pino';
+import { NodeOwned, claimNodeLease } from '../src/agent/runtime/node-lease.js';
+import { RedisStorage } from '../src/store/backends/redis.js';
+import { createStore } from '../src/store/embedded.js';
 
 const GRACE_MS = 5000;
 const common = (redisUrl: string): string[] => [
@@ -61,6 +65,24 @@ t.test('node ownership and re-registration on a shared store', async (t) => {
   const api = await daemonApi(a);
   const bArgs = [...common(redis.url), ...node('ow-b', '127.223.0.2'), '--join', token];
   let b: RunningDaemon;
+
+  await t.test('the claim is one compare-and-set: two writers on the redis at once, one owner per node', async (t) => {
+    const quiet = pino({ level: 'silent' });
+    const stores = await Promise.all(
+      [0, 1].map(async () => createStore(await RedisStorage.open({ url: redis.url, log: quiet }), { log: quiet })),
+    );
+    t.teardown(() => Promise.all(stores.map((s) => s.close())));
+    let wins = 0;
+    let refusals = 0;
+    for (let i = 0; i < 10; i++) {
+      const res = await Promise.allSettled(stores.map((s, j) => claimNodeLease(s, { nodeName: `race-${i}`, owner: `writer-${j}`, leaseDurationMs: 30_000 })));
+      wins += res.filter((r) => r.status === 'fulfilled').length;
+      refusals += res.filter((r) => r.status === 'rejected' && r.reason instanceof NodeOwned).length;
+      await stores[0]!.delete('Lease', 'kube-node-lease', `race-${i}`);
+    }
+    t.equal(wins, 10, 'one owner per node');
+    t.equal(refusals, 10, 'the other writer refused (NodeOwned)');
+  });
 
   await t.test('two daemons started together with one new --node-name: one runs it, the other is refused in one line', async (t) => {
     const res = await Promise.allSettled([startDaemon(bArgs), startDaemon(bArgs)]);
