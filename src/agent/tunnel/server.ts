@@ -240,12 +240,13 @@ export class TunnelServer {
 
   #tcp(stream: ServerHttp2Stream, ip: string, port: number): void {
     this.stats.tcp++;
-    const up = net.connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
+    const up = net.connect({ host: ip, port, allowHalfOpen: true });
     const entry = { destroy: () => (up.destroy(), stream.destroy()) };
     this.#open.add(entry);
     up.setTimeout(DIAL_TIMEOUT_MS, () => up.destroy(new Error('connect timeout')));
     up.once('connect', () => {
       up.setTimeout(0);
+      up.setNoDelay(true);
       if (stream.destroyed) return up.destroy();
       stream.respond({ ':status': 200 });
       up.pipe(stream);
