@@ -5,7 +5,7 @@
  * older kubeloop with wider modes is tightened at start.
  */
 import { chmod, lstat, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { PID_FILE } from './pid-file.js';
 
@@ -88,9 +88,18 @@ export async function writePrivate(file: string, text: string): Promise<void> {
 }
 
 /**
- * Removes group and other bits from `dir` and everything under it (symlinks are not followed).
- * Resolves to the number of paths changed. Runs before any component starts, so nothing
- * else writes there meanwhile.
+ * What a pod's processes read: its /etc/resolv.conf and /etc/hosts (0644 as in a container)
+ * and its volume files (their `defaultMode`/`mode`), in `pods/<pod>/_etc` and
+ * `pods/<pod>/_volumes`. The pod's own dir is owner-only, which keeps other users out of
+ * everything below it; inside, files keep the modes the pod's spec gave them (a restart used to
+ * make every pod's resolv.conf and ConfigMap file 0600, and warn about it each time).
+ */
+const POD_OWN = /^pods\/[^/]+\/(_etc|_volumes)$/;
+
+/**
+ * Removes group and other bits from `dir` and everything under it (symlinks are not followed),
+ * except inside each pod's `_etc` and `_volumes` (see POD_OWN). Resolves to the number of paths
+ * changed. Runs before any component starts, so nothing else writes there meanwhile.
  */
 export async function tightenTree(dir: string): Promise<number> {
   let changed = 0;
@@ -106,7 +115,7 @@ export async function tightenTree(dir: string): Promise<number> {
       await chmod(p, st.mode & 0o700);
       changed++;
     }
-    if (st.isDirectory()) {
+    if (st.isDirectory() && !POD_OWN.test(relative(dir, p))) {
       for (const name of await readdir(p)) await visit(join(p, name));
     }
   };
