@@ -110,6 +110,10 @@ async function withWorker(t: Parameters<typeof harness>[0], n: number, name: str
   return { h, bs, ip: svc.spec!.clusterIP! };
 }
 
+// the file blocks its own event loop on purpose (spawnSync) and waits out unanswered probes:
+// ~40 s alone, 130–240 s when the suite's other files share the 2 cores
+t.setTimeout(480_000);
+
 t.test('a worker process serves the portal while the proxy process is busy, and totals add up', async (t) => {
   const { h, ip } = await withWorker(t, 3, 'web', 8080);
   t.equal(h.proxy.workerPids().length, 1, 'one worker process');
