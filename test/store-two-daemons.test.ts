@@ -5,10 +5,8 @@
  * daemons creating Services at once never share a ClusterIP or nodePort.
  */
 import t from 'tap';
-import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type ApiClient, daemonApi } from './helpers/api.js';
 import { type RunningDaemon, startDaemon } from './helpers/daemon.js';
@@ -100,8 +98,8 @@ t.test('two daemons, one Redis, one cluster', async (t) => {
   });
   await t.test('controllers run on the Lease holder only; stopping it hands them to the other daemon', async (t) => {
     const apis = [a, b];
-    // a daemon's identity: its host and a hash of its state dir
-    const ids = daemons.map((d) => `${hostname()}_${createHash('sha256').update(d.stateDir).digest('hex').slice(0, 12)}`);
+    // a daemon's identity: the instance id kept in its state dir (cli/instance-id.ts)
+    const ids = await Promise.all(daemons.map(async (d) => (await readFile(join(d.stateDir, 'instance-id'), 'utf8')).trim()));
     const leasePath = '/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kubeloop-controller-manager';
     type Lease = { spec?: { holderIdentity?: string; leaseTransitions?: number } };
     const holder = async (api: ApiClient): Promise<string | undefined> => (await api.request('GET', leasePath)).json<Lease>().spec?.holderIdentity;
