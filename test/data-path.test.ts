@@ -10,8 +10,13 @@ const CHILD = join(ROOT, 'test', 'fixtures', 'data-path-child.ts');
 const TSX = import.meta.resolve('tsx');
 /** Node 20 spells the permission model --experimental-permission; 22.13+ --permission */
 const PERMISSION = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
-/** what the TypeScript loader needs under the permission model (it reads sources, writes its cache, runs its hooks in a worker) */
-const PERMITS = [PERMISSION, '--allow-fs-read=*', '--allow-fs-write=*', '--allow-worker'];
+/**
+ * what the TypeScript loader needs under the permission model: it reads sources, writes its
+ * cache, runs its hooks in a worker, and starts esbuild's service for a file not yet in its
+ * cache (in a fresh clone the cache can be cold here: it failed CI with ERR_ACCESS_DENIED).
+ * None of these re-allows process.binding, which is what the case is about.
+ */
+const PERMITS = [PERMISSION, '--allow-fs-read=*', '--allow-fs-write=*', '--allow-worker', '--allow-child-process'];
 
 interface Run {
   code: number | null;
