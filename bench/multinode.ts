@@ -19,7 +19,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { type RunningDaemon, ROOT, startDaemon } from '../test/helpers/daemon.js';
 import { type NetnsHost, type NetnsHosts, startNetnsHosts } from '../test/helpers/netns-hosts.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     writeFileSync(`${args.out}.md`, md);
-    writeFileSync(`${args.out}.json`, `${JSON.stringify({ args, raw, errors, loadavg: os.loadavg(), cpus: os.cpus().length }, null, 2)}\n`);
+    writeFileSync(`${args.out}.json`, `${JSON.stringify({ args: { ...args, out: relative(ROOT, args.out) }, raw, errors, loadavg: os.loadavg(), cpus: os.cpus().length }, null, 2)}\n`);
     process.stdout.write(md);
   } finally {
     for (const d of daemons.reverse()) await d.stop().catch(() => undefined);
