@@ -460,12 +460,12 @@ export class Proxier implements ProxyHandler {
 
     // endpoints of every touched Service into its balancers (a no-op when the set is unchanged)
     const touched = new Set([...serviceChanges.keys(), ...endpointsChanges.keys()]);
+    const mine = new Set(this.#o.nodeNames ?? []);
     for (const key of touched) {
       const svc = this.#services.get(key);
       if (!svc) continue;
       const ep = this.#endpoints.get(key);
       const eps = ep?.ports;
-      const mine = new Set(this.#o.nodeNames ?? []);
       const onThisNode = (e: Endpoint): boolean => (ep?.nodes[e.id] ?? []).some((n) => mine.has(n));
       for (const p of svc.ports) {
         const all = eps?.[p.name] ?? [];
