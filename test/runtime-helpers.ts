@@ -105,7 +105,7 @@ export async function setup(t: TapT, extra: Partial<RuntimeOptions> = {}): Promi
       podCidr: POD_CIDR,
       stateDir,
       images,
-      backoff: { initialMs: 200, maxMs: 800 },
+      backoff: { initialMs: 200, maxMs: 800, resetAfterMs: 60_000 },
       stopGraceMs: 1000,
       extraEnv: { KUBELOOP_DNS: '127.0.0.1:1053' },
       ...extra,

@@ -156,7 +156,7 @@ t.test('the environment: pod variables, Service variables, fieldRef, ConfigMap, 
 });
 
 t.test('a container that exits at once goes into CrashLoopBackOff with growing restarts', async (t) => {
-  const env = await setup(t, { backoff: { initialMs: 150, maxMs: 600 } });
+  const env = await setup(t, { backoff: { initialMs: 150, maxMs: 600, resetAfterMs: 60_000 } });
   const reasons = new Set<string>();
   const messages: string[] = [];
   const w = env.store.watch<Pod>('Pod', { namespace: 'default' }, (ev: WatchEvent<Pod>) => {

@@ -21,6 +21,8 @@ t.test('crash loop, failing probes and deletion leave events on the pod', async 
     spec: { terminationGracePeriodSeconds: 1, containers: [container] },
   });
   await store.create(pod('crash', { name: 'c', image: 'busybox', command: ['sh', '-c', 'exit 1'] }));
+  // runs further apart than 2 × the test's 400 ms cap, as on a loaded machine: it still backs off
+  await store.create(pod('slow-crash', { name: 'c', image: 'busybox', command: ['sh', '-c', 'sleep 1; exit 1'] }));
   await store.create(
     pod('unready', {
       name: 'c',
@@ -45,6 +47,7 @@ t.test('crash loop, failing probes and deletion leave events on the pod', async 
   t.equal(backoff.source?.host, 'ev-node');
   t.equal(backoff.involvedObject.fieldPath, 'spec.containers{c}');
   t.ok((await podEvents(store, 'crash')).some((e) => e.reason === 'Started' && e.message === 'Started container c'), 'Started event');
+  await waitFor(async () => (await podEvents(store, 'slow-crash')).find((e) => e.reason === 'BackOff'), { what: 'BackOff of a slow crash loop', timeoutMs: 15_000 });
 
   const unhealthy = await waitFor(async () => (await podEvents(store, 'unready')).find((e) => e.reason === 'Unhealthy'), { what: 'Unhealthy event', timeoutMs: 8000 });
   t.equal(unhealthy.type, 'Warning');

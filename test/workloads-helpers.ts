@@ -85,7 +85,7 @@ export async function startWorkloads(
       podCidr: n.podCidr,
       stateDir,
       images,
-      backoff: { initialMs: 100, maxMs: 400 },
+      backoff: { initialMs: 100, maxMs: 400, resetAfterMs: 60_000 },
       stopGraceMs: 1000,
       ...(o.mountNamespaces === false ? { mountNamespaces: false } : {}),
     });

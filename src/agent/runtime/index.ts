@@ -50,8 +50,12 @@ export interface RuntimeOptions {
   /** absolute; logs go to `${stateDir}/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` */
   stateDir: string;
   images: ImageTable;
-  /** CrashLoopBackOff curve; default 10 s doubling to 5 min, as upstream */
-  backoff?: { initialMs: number; maxMs: number };
+  /**
+   * CrashLoopBackOff curve; default 10 s doubling to 5 min, as upstream. A crash loop whose runs
+   * are further apart than `resetAfterMs` (default 2 × maxMs, as upstream) starts over without
+   * backing off: tests with a short curve set it long, or a slow machine never shows a back-off.
+   */
+  backoff?: { initialMs: number; maxMs: number; resetAfterMs?: number };
   /** given to every container, e.g. `{ KUBELOOP_DNS: '127.0.0.1:1053' }` */
   extraEnv?: Record<string, string>;
   /** grace period cap when the agent stops (pods get min(their grace, this)); default 5000 */
