@@ -43,7 +43,7 @@ async function setup(t: { teardown(fn: () => unknown): void }) {
       const child = execFile('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'cache'), ...args], { timeout: 20_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
-      if (input !== undefined) child.stdin?.end(input);
+      if (input !== undefined) child.stdin?.on('error', () => undefined).end(input);
     });
   const file = (name: string, text: string): string => {
     const p = join(dir, name);

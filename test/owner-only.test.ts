@@ -20,6 +20,9 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
     const child = execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr }),
     );
+    // a command that exits without reading its stdin (`cat` of a file it may not open) closes
+    // the pipe first: EPIPE here is that, not a failure (it was an uncaught exception)
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }

@@ -121,7 +121,7 @@ function runIn(ns: string, argv: string[], opts: { timeoutMs?: number; input?: s
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 1 && !stderr ? err.message : '') });
     });
-    if (opts.input !== undefined) p.stdin?.end(opts.input);
+    if (opts.input !== undefined) p.stdin?.on('error', () => undefined).end(opts.input);
   });
 }
 
