@@ -89,6 +89,10 @@ export class NodeLifecycleController {
     const now = this.#now();
     const quietFor = now - seen.at;
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+    // a Node just (re)registered has no status until its agent posts it, a moment later: as
+    // upstream, it is not "unreachable" before a grace period without renewals has passed
+    // (marking then made its pods NotReady for a moment when a deleted Node was registered again)
+    if (!ready && quietFor < grace) return { requeueAfterMs: Math.max(50, grace - quietFor + 20) };
     let state: 'ready' | 'unreachable' | 'not-ready';
     if (quietFor >= grace) state = 'unreachable';
     else if (ready?.status === 'True') state = 'ready';
