@@ -15,7 +15,7 @@ import { distIsFresh } from './dist-fresh.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const stamp = `${root}dist/.built`;
 if (!process.argv.includes('--force') && distIsFresh(root)) {
-  if (process.env.npm_lifecycle_event !== 'prepare') console.log('kubeloop build: dist/ is current (npm run build -- --force rebuilds it)');
+  if (!['prepare', 'pretest'].includes(process.env.npm_lifecycle_event ?? '')) console.log('kubeloop build: dist/ is current (npm run build -- --force rebuilds it)');
   process.exit(0);
 }
 const startedAt = Date.now();

@@ -10,7 +10,7 @@ import { distIsFresh } from './dist-fresh.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 async function loadMain() {
-  // KUBELOOP_FROM_SOURCE=1 (the test suite's setting: tests run the TypeScript, as tap does)
+  // KUBELOOP_FROM_SOURCE=1 runs the TypeScript through tsx even when dist/ is current (test/strict-node does)
   if (process.env.KUBELOOP_FROM_SOURCE !== '1' && distIsFresh(root)) return import(existsSync(`${root}dist/bundle/main.js`) ? '../dist/bundle/main.js' : '../dist/cli/main.js');
   let register;
   try {

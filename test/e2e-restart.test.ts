@@ -59,7 +59,7 @@ t.test('a restart after SIGKILL ends the pods the killed daemon left', async (t)
 function proxyWorkers(daemonPid: number): number[] {
   return childPids(daemonPid).filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent/proxy/worker.ts');
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent/proxy/worker.') /* worker.js from dist/, worker.ts from src/ */;
     } catch {
       return false;
     }
