@@ -14,7 +14,7 @@ import { ROOT } from './helpers/daemon.js';
 
 function run(bin: string, args = ['version']): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
-    // without the suite's KUBELOOP_FROM_SOURCE=1, as a user runs it
+    // as a user runs it (KUBELOOP_FROM_SOURCE unset)
     execFile(process.execPath, [bin, ...args], { env: { ...process.env, NODE_OPTIONS: '', KUBELOOP_FROM_SOURCE: '' } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     ),

@@ -37,7 +37,7 @@ t.test("the README's marked shell blocks run against a real daemon", async (t) =
     '--nodeport-addresses', NODE, '--node-ip', NODE,
     '--api-addr', '127.0.0.1:0', '--dns-addr', '127.0.0.1:0',
     '--log-level', process.env.KUBELOOP_TEST_LOG ?? 'warn',
-    // as `npm start` runs for a user (not the suite's KUBELOOP_FROM_SOURCE=1): the compiled
+    // as `npm start` runs for a user (KUBELOOP_FROM_SOURCE unset): the compiled
     // bundle when dist/ is current, as after `npm ci`
   ], { env: { KUBELOOP_FROM_SOURCE: '' } });
   const cache = await mkdtemp(join(tmpdir(), 'kubeloop-readme-kubectl-'));

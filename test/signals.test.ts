@@ -58,7 +58,7 @@ t.test('a stop signal however sent ends the daemon and every pod', async (t) => 
       const stateDir = await mkdtemp(join(dir, 'state-'));
       const [cmd, args] = way.cmd(upFlags(stateDir, manifest));
       // a group of its own, so the teardown can end npm, its shell and the daemon together;
-      // as a user runs it (not the suite's KUBELOOP_FROM_SOURCE=1): dist/ when it is current
+      // as a user runs it (KUBELOOP_FROM_SOURCE unset): dist/ when it is current
       const proc = spawn(cmd, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '', KUBELOOP_FROM_SOURCE: '' } });
       let out = '';
       let err = '';
