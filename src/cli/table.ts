@@ -8,6 +8,12 @@ export interface ServiceRow {
   curl: string;
 }
 
+/** a Service port that speaks Redis: 6379, or named/declared so (`redis`, `tcp-redis`, appProtocol redis) */
+function isRedis(p: { port: number; name?: string; appProtocol?: string } | undefined): boolean {
+  if (!p) return false;
+  return p.port === 6379 || /(^|-)redis$/.test(p.name ?? '') || p.appProtocol === 'redis';
+}
+
 const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
 /** Every address a Service can be reached at from this machine, and a curl line for the first. */
@@ -30,6 +36,8 @@ export function serviceRows(
     const type = spec.type ?? 'ClusterIP';
     const addresses: string[] = [];
     const web: string[] = [];
+    // the port the TRY line uses: a redis port gets redis-cli, anything else curl
+    let firstPort: { port: number; name?: string; appProtocol?: string } | undefined;
     const headless = spec.clusterIP === 'None';
     if (type === 'ExternalName') {
       addresses.push(`CNAME ${spec.externalName ?? ''}`);
@@ -45,7 +53,10 @@ export function serviceRows(
           return;
         }
         addresses.push(`${a}${proto}`);
-        if (!proto) web.push(a);
+        if (!proto) {
+          if (!web.length) firstPort = { port, name: p.name, appProtocol: p.appProtocol };
+          web.push(a);
+        }
       };
       if (!headless && spec.clusterIP && type !== 'ExternalName') add(spec.clusterIP, p.port);
       for (const ing of s.status?.loadBalancer?.ingress ?? []) if (ing.ip) add(ing.ip, p.port);
@@ -68,6 +79,8 @@ export function serviceRows(
         ? `dig @${web[0].slice(0, web[0].lastIndexOf(':'))} ${dnsName(s).replace(/^kube-dns\.kube-system\./, 'kubernetes.default.')}`
         : apiCa && s.metadata.namespace === 'default' && s.metadata.name === 'kubernetes'
         ? `curl --cacert ${apiCa} https://${web[0]}/version`
+        : isRedis(firstPort)
+        ? `redis-cli -h ${web[0].slice(0, web[0].lastIndexOf(':')).replace(/^\[|\]$/g, '')} -p ${firstPort!.port} ping`
         : `curl http://${web[0]}/`,
     });
   }
