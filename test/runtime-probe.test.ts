@@ -1,5 +1,6 @@
 import t from 'tap';
 import http from 'node:http';
+import { getEventListeners } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -50,6 +51,13 @@ t.test('tcpSocket and grpc', async (t) => {
   await listen(t, server, 18091);
   t.match(await runProbe({ tcpSocket: { port: 18091 } }, target(), sig), { ok: true });
   t.match(await runProbe({ tcpSocket: { port: 18099 } }, target(), sig), { ok: false, message: /ECONNREFUSED/ });
+  // a probe leaves nothing on its prober's signal (net.connect's own signal option did: one
+  // listener per probe, and MaxListenersExceededWarning on the daemon's terminal after 11)
+  const ac = new AbortController();
+  for (let i = 0; i < 12; i++) await runProbe({ tcpSocket: { port: i % 2 ? 18091 : 18099 } }, target(), ac.signal);
+  t.equal(getEventListeners(ac.signal, 'abort').length, 0, 'no abort listener left after 12 TCP probes');
+  ac.abort();
+  t.match(await runProbe({ tcpSocket: { port: 18091 } }, target(), ac.signal), { ok: false, message: 'probe cancelled' }, 'an aborted prober does not dial');
 
   let serving = 1;
   const h2 = http2.createServer();
