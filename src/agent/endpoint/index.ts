@@ -13,10 +13,17 @@
  *   GET  /metrics/resource                                             this node's pods' CPU and memory (metrics.ts)
  *
  * Errors are Kubernetes `Status` bodies, passed through by the API server as they are.
+ *
+ * Any local user (and, with a non-loopback node IP, anyone on the network) can connect: connections
+ * that are not the API server's (TLS handshake not done, or another certificate) are at most
+ * AGENT_UNAUTHENTICATED_CONNECTIONS at once, a new one over that closes the oldest of them, and a
+ * handshake must finish within AGENT_HANDSHAKE_TIMEOUT_MS, so strangers cannot take the daemon's
+ * descriptors (Node's default would keep each bare connection for 120 s, without a bound).
  */
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Server, createServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -57,6 +64,11 @@ type Verb = 'containerLogs' | 'exec' | 'attach' | 'portForward';
 /** kubectl ≥ 1.31 tunnels SPDY/3.1 in WebSocket messages; the Python client speaks the channel protocol */
 const PORTFORWARD_PROTOCOLS = [SPDY_PROTOCOL_TOKEN, 'v4.channel.k8s.io', 'channel.k8s.io'];
 
+/** connections at once that are not (yet) the API server's: as the API's and the tunnel's strangers' share */
+export const AGENT_UNAUTHENTICATED_CONNECTIONS = 64;
+/** a client must finish its TLS handshake within this long (as the API's --api-handshake-timeout default) */
+export const AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
 const truthy = (q: URLSearchParams, k: string): boolean => ['true', '1', 't', 'True', 'TRUE', 'T'].includes(q.get(k) ?? '');
 
 export class AgentEndpoint {
@@ -64,6 +76,10 @@ export class AgentEndpoint {
   readonly #log: Logger;
   #wss: WebSocketServer | undefined;
   readonly #sockets = new Set<Duplex>();
+  /** TCP connections not (yet) the API server's, oldest first */
+  readonly #strangers = new Set<Socket>();
+  /** counters for tests */
+  readonly stats = { strangersClosed: 0 };
   readonly #metrics: MetricsSampler;
   #server: Server | undefined;
   #port = 0;
@@ -99,13 +115,23 @@ export class AgentEndpoint {
 
   async start(): Promise<void> {
     const { tls, address, port } = this.#o;
-    const server = createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (req, res) => {
-      void this.#request(req, res);
-    });
+    const server = createServer(
+      { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', handshakeTimeout: AGENT_HANDSHAKE_TIMEOUT_MS },
+      (req, res) => {
+        void this.#request(req, res);
+      },
+    );
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
+    server.on('connection', (s: Socket) => this.#stranger(s));
     server.on('secureConnection', (s: TLSSocket) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
+      // the API server's connection stops counting as a stranger's; another certificate's stays counted
+      if (s.authorized && s.getPeerCertificate()?.subject?.CN === this.#o.clientUser) {
+        const raw = (s as unknown as { _parent?: Socket })._parent;
+        if (raw) this.#strangers.delete(raw);
+        this.#strangers.delete(s);
+      }
     });
     server.on('tlsClientError', (err) => this.#log.debug({ err }, 'refused a connection without the API server\'s certificate'));
     await new Promise<void>((resolve, reject) => {
@@ -120,6 +146,19 @@ export class AgentEndpoint {
     this.#port = typeof a === 'object' && a ? a.port : port;
     this.#log.info({ address, port: this.#port }, 'node agent endpoint listening');
     this.#metrics.start();
+  }
+
+  /** counts a new connection as a stranger's until it proves to be the API server's; over the cap the oldest goes */
+  #stranger(sock: Socket): void {
+    this.#strangers.add(sock);
+    sock.once('close', () => this.#strangers.delete(sock));
+    if (this.#strangers.size <= AGENT_UNAUTHENTICATED_CONNECTIONS) return;
+    const oldest = this.#strangers.values().next().value;
+    if (oldest) {
+      this.#strangers.delete(oldest);
+      this.stats.strangersClosed++;
+      oldest.destroy();
+    }
   }
 
   stop(): Promise<void> {
@@ -172,7 +211,8 @@ export class AgentEndpoint {
       }
       const e = err instanceof ApiError ? err : new ApiError('InternalError', (err as Error).message);
       if (e.code >= 500) this.#log.error({ err }, 'agent request failed');
-      res.writeHead(e.code, { 'Content-Type': 'application/json' }).end(JSON.stringify(statusOf(e)));
+      // a refused client's connection is not kept: it counts as a stranger's until it closes
+      res.writeHead(e.code, { 'Content-Type': 'application/json', ...(e.code === 403 ? { Connection: 'close' } : {}) }).end(JSON.stringify(statusOf(e)));
     }
   }
 
