@@ -9,7 +9,7 @@
  *  - a daemon with a loopback --node-ip serves no tunnel; a tunnel server (in process, its PKI
  *    from ensurePki) answers a CONNECT without a node certificate with 403, even to an allowed port;
  *  - the join token's file is 0600 and unreadable, is not in the daemon's log, its argv or `ps`,
- *    and the daemon's environment cannot be read;
+ *    and the daemon's environment cannot be read; a store without a password is warned of;
  *  - /metrics (documented open on loopback, Prometheus) holds no Secret; the Metrics API: 401;
  *  - a pod's environment (/proc/<pid>/environ, `ps e`) cannot be read.
  * Addresses: pods 127.102.0.0/16, services 127.103.0.0/16, lb 127.104.0.0/16, node and tunnel 127.105.0.0/24.
@@ -215,6 +215,8 @@ t.test('another local user against the agent endpoint, the tunnel, the join toke
     r = await as('ps', '-eww', '-o', 'args');
     t.ok(r.stdout.includes(d.stateDir), 'ps as the other user lists the daemon');
     t.notOk(r.stdout.includes(token), 'ps shows no token');
+    // a password-less Redis is every local user's: the daemon says so (checked by hand: nobody's redis-cli reads and writes it)
+    t.match(d.stderr(), /has no password: every local user .* can read its Secrets/, 'the daemon warns that its store has no password');
     r = await as('cat', `/proc/${pid}/environ`);
     t.not(r.code, 0, "the daemon's environment is unreadable");
     t.match(r.stderr, /Permission denied/);

@@ -29,6 +29,7 @@ import { type FdBudget, fitBudget } from '../util/fd-budget.js';
 import { AGENT_CLIENT_USER, adoptClusterIdentity, ensureClusterIdentity, ensurePki } from './pki.js';
 import { AgentEndpoint } from '../agent/endpoint/index.js';
 import { Tunnel } from '../agent/tunnel/index.js';
+import { storeCredentialWarnings } from './store-credentials.js';
 import { LocalAddresses } from '../agent/proxy/local-addresses.js';
 import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
@@ -155,6 +156,7 @@ export class Daemon {
       // loaded only when asked for: ioredis is not needed by the embedded store
       const { RedisStorage } = await import('../store/backends/redis.js');
       const storage = await RedisStorage.open({ url: o.store, password: o.storePassword || undefined, log: this.#log });
+      for (const w of storeCredentialWarnings(o.store, o.storePassword || undefined)) this.#log.warn(w);
       store = await createStore(storage, storeOptions);
     }
     this.#store = store;
