@@ -35,12 +35,13 @@ import { isLoopback } from '../util/cidr.js';
 import { securePrivateStateDir, writePrivate } from './state-dir.js';
 import { JoinRefused, joinCluster } from './join.js';
 import { claimNode } from '../agent/runtime/node.js';
-import { NODE_LEASE_NAMESPACE, NodeLease, NodeOwned, claimNodeLease } from '../agent/runtime/node-lease.js';
+import { NODE_LEASE_NAMESPACE, NODE_OWNER_ANNOTATION, NodeLease, NodeOwned, claimNodeLease } from '../agent/runtime/node-lease.js';
 import { ensureInstanceId } from './instance-id.js';
 import { removeNodeEndpoints } from './system-objects.js';
 import { evictPod } from '../store/eviction.js';
 import { isApiError } from '../api/errors.js';
-import type { Node } from '../api/types.js';
+import type { Lease, Node } from '../api/types.js';
+import type { Store } from '../store/types.js';
 
 /** the Node annotation naming the daemon (host and state dir) that runs the node */
 export const DAEMON_ANNOTATION = 'kubeloop.dev/daemon';
@@ -76,6 +77,11 @@ export class Daemon {
   /** the nodes this daemon runs */
   #nodeNames: string[] = [];
   #identity: string | undefined;
+  /** start() finished: a stop from now on drains and leaves; before, it undoes what the start registered */
+  #up = false;
+  /** Nodes and node Leases this start created on a shared store (removed again when the start fails) */
+  readonly #createdNodes = new Set<string>();
+  readonly #createdLeases = new Set<string>();
 
   constructor(opts: Readonly<Options>, log: Logger) {
     this.opts = opts;
@@ -126,6 +132,16 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    try {
+      await this.#start();
+    } catch (e) {
+      // the store stopped answering halfway: nothing is wrong with the flags
+      throw withStoreFix(e, 'start kubeloop again once the store answers');
+    }
+    this.#up = true;
+  }
+
+  async #start(): Promise<void> {
     const o = this.opts;
     await securePrivateStateDir(o.stateDir, this.#log);
     this.#lock(o.stateDir);
@@ -155,7 +171,9 @@ export class Daemon {
     } else {
       // loaded only when asked for: ioredis is not needed by the embedded store
       const { RedisStorage } = await import('../store/backends/redis.js');
-      const storage = await RedisStorage.open({ url: o.store, password: o.storePassword || undefined, log: this.#log });
+      const storage = await RedisStorage.open({ url: o.store, password: o.storePassword || undefined, log: this.#log }).catch((e: unknown) => {
+        throw withStoreFix(e, 'check the host and port of --store and that redis-server runs there');
+      });
       for (const w of storeCredentialWarnings(o.store, o.storePassword || undefined)) this.#log.warn(w);
       store = await createStore(storage, storeOptions);
     }
@@ -269,7 +287,7 @@ export class Daemon {
     for (const layout of nodeLayout(o)) {
       const annotations = { [DAEMON_ANNOTATION]: this.identity };
       // on a shared store the store hands out the slice (taken atomically with the Node)
-      const node = this.shared ? { ...layout, podCidr: await claimNode(store, { nodeName: layout.name, annotations }) } : layout;
+      const node = this.shared ? { ...layout, podCidr: await this.#claimNode(store, layout.name, annotations) } : layout;
       this.#nodeNames.push(node.name);
       let runtime: PodRuntime | undefined;
       // the kubelet's port: logs, exec, attach, port-forward of this node's pods (an ephemeral port, in the Node's status)
@@ -456,10 +474,78 @@ export class Daemon {
     // its Lease names the daemon instance that runs it, claimed in one compare-and-set write
     for (const { name } of nodeLayout(o)) {
       try {
-        await claimNodeLease(store, { nodeName: name, owner: this.identity, leaseDurationMs: o.nodeMonitorGracePeriodMs });
+        if ((await claimNodeLease(store, { nodeName: name, owner: this.identity, leaseDurationMs: o.nodeMonitorGracePeriodMs })) === 'created') this.#createdLeases.add(name);
       } catch (e) {
         if (e instanceof NodeOwned) throw new Error(e.message);
         throw e;
+      }
+    }
+    await this.#leaveOldNodes(store);
+  }
+
+  /**
+   * Nodes this state dir ran before under another --node-name (the daemon was killed, then
+   * started with a new name): nothing else will ever run them (a node's Lease names the daemon
+   * instance, and one daemon holds a state dir), so they leave the cluster now, freeing their
+   * pod CIDR slices, instead of lingering NotReady. A node another daemon took over is left alone.
+   */
+  async #leaveOldNodes(store: Store): Promise<void> {
+    const mine = new Set(nodeLayout(this.opts).map((n) => n.name));
+    for (const n of (await store.list<Node>('Node')).items) {
+      const name = n.metadata.name;
+      if (mine.has(name) || n.metadata.annotations?.[DAEMON_ANNOTATION] !== this.identity) continue;
+      const lease = await store.tryGet<Lease>('Lease', NODE_LEASE_NAMESPACE, name);
+      const holder = lease?.metadata?.annotations?.[NODE_OWNER_ANNOTATION];
+      if (holder && holder !== this.identity) continue;
+      this.#log.warn({ node: name, podCIDR: n.spec?.podCIDR }, `node ${name} was run from this state dir under its old --node-name: it leaves the cluster (Node, Lease and pods removed, its pod CIDR slice freed)`);
+      await removeNode(store, name, this.#log);
+    }
+  }
+
+  /** The Node of a shared store with its pod CIDR slice; refused in one line when no slice is free. */
+  async #claimNode(store: Store, name: string, annotations: Record<string, string>): Promise<string> {
+    // what this start creates is removed again if the start fails
+    if (!(await store.tryGet<Node>('Node', undefined, name))) this.#createdNodes.add(name);
+    try {
+      return await claimNode(store, { nodeName: name, annotations });
+    } catch (e) {
+      if (!isApiError(e, 'Invalid') || !/no free \/\d+ slice/.test((e as Error).message)) throw e;
+      const o = this.opts;
+      const holders = (await store.list<Node>('Node')).items.filter((n) => n.spec?.podCIDR && n.metadata.name !== name).map((n) => n.metadata.name).sort();
+      const count = 2 ** (o.nodeCidrMaskSize - parseCidr(o.podCidr).bits);
+      throw new Error(
+        `no free /${o.nodeCidrMaskSize} pod CIDR slice for node ${name}: the ${count} slices of --pod-cidr ${o.podCidr} are held by nodes ${holders.join(', ')}: stop one of them with Ctrl-C (it leaves and frees its slice), or make the cluster with a larger --pod-cidr or --node-cidr-mask-size (smaller slices)`,
+      );
+    }
+  }
+
+  /**
+   * A start that failed on a shared store: the Nodes and Leases it created go again (a Node
+   * frees its slice), so a refused node leaves nothing behind. The store may be down (that may be
+   * why the start failed): tried for a few seconds, as it may come back.
+   */
+  async #undoStart(): Promise<void> {
+    const store = this.#store;
+    if (!store || (!this.#createdNodes.size && !this.#createdLeases.size)) return;
+    const deadline = Date.now() + UNDO_TIMEOUT_MS;
+    for (;;) {
+      try {
+        for (const name of this.#createdNodes) await removeNode(store, name, this.#log);
+        for (const name of this.#createdLeases) {
+          const l = await store.tryGet<Lease>('Lease', NODE_LEASE_NAMESPACE, name);
+          if (l?.metadata?.annotations?.[NODE_OWNER_ANNOTATION] !== this.identity) continue;
+          await store.delete('Lease', NODE_LEASE_NAMESPACE, name).catch((e: unknown) => {
+            if (!isApiError(e, 'NotFound')) throw e;
+          });
+        }
+        this.#log.info({ nodes: [...this.#createdNodes], leases: [...this.#createdLeases] }, 'the start failed: removed what it registered');
+        return;
+      } catch (e) {
+        if (!isApiError(e, 'ServiceUnavailable') || Date.now() > deadline) {
+          this.#log.warn({ err: (e as Error).message, nodes: [...this.#createdNodes], leases: [...this.#createdLeases] }, 'the start failed and what it registered could not be removed: a Lease expires after --node-monitor-grace-period; the next start with this state dir takes it back');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 250));
       }
     }
   }
@@ -517,15 +603,7 @@ export class Daemon {
     }
     log.info({ refusedByBudgets: refused }, 'drained');
     return async () => {
-      for (const name of mine) {
-        await store.delete('Node', undefined, name).catch((e: unknown) => void (isApiError(e, 'NotFound') || log.warn({ err: (e as Error).message }, 'cannot delete the Node')));
-        await store.delete('Lease', NODE_LEASE_NAMESPACE, name).catch(() => undefined);
-        // the pods still bound here (DaemonSet pods, a drain that timed out): nothing runs them any more (upstream's PodGC)
-        for (const p of (await store.list<Pod>('Pod', { fieldSelector: `spec.nodeName=${name}` })).items) {
-          await store.delete('Pod', p.metadata.namespace, p.metadata.name, { gracePeriodSeconds: 0 }).catch(() => undefined);
-        }
-        await removeNodeEndpoints(store, name).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'cannot remove the node from the system Endpoints'));
-      }
+      for (const name of mine) await removeNode(store, name, log).catch((e: unknown) => log.warn({ err: (e as Error).message, node: name }, 'cannot remove the node'));
       log.info({ nodes: [...mine] }, 'left the cluster (Node deleted, pod CIDR slice released)');
     };
   }
@@ -604,7 +682,10 @@ export class Daemon {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       let leave: (() => Promise<void>) | undefined;
-      if (this.shared) {
+      if (this.shared && !this.#up) {
+        // a start that failed (or was stopped halfway) leaves nothing registered
+        leave = () => this.#undoStart();
+      } else if (this.shared) {
         try {
           leave = await this.#drain();
         } catch (err) {
@@ -636,6 +717,32 @@ export class Daemon {
   #lock(dir: string): void {
     this.#lockFile = takePidFile(dir, this.#log);
   }
+}
+
+/** how long a failed start tries to remove what it registered while the store does not answer */
+const UNDO_TIMEOUT_MS = 10_000;
+
+/**
+ * A node leaving the cluster: its Node (freeing its pod CIDR slice) and Lease, the pods still
+ * bound to it (DaemonSet pods, a drain that timed out: nothing runs them any more, upstream's
+ * PodGC) and its addresses in the system Endpoints. Store errors other than NotFound are thrown.
+ */
+async function removeNode(store: Store, name: string, log: Logger): Promise<void> {
+  const gone = (e: unknown): void => {
+    if (!isApiError(e, 'NotFound')) throw e;
+  };
+  await store.delete('Node', undefined, name).catch(gone);
+  await store.delete('Lease', NODE_LEASE_NAMESPACE, name).catch(gone);
+  for (const p of (await store.list<Pod>('Pod', { fieldSelector: `spec.nodeName=${name}` })).items) {
+    await store.delete('Pod', p.metadata.namespace, p.metadata.name, { gracePeriodSeconds: 0 }).catch(gone);
+  }
+  await removeNodeEndpoints(store, name).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'cannot remove the node from the system Endpoints'));
+}
+
+/** a store that does not answer: its message with what to do (other errors as they are) */
+function withStoreFix(e: unknown, fix: string): unknown {
+  if (!isApiError(e, 'ServiceUnavailable') || !/ is unreachable: /.test((e as Error).message)) return e;
+  return new Error(`${(e as Error).message} — ${fix}`);
 }
 
 const isReady = (p: Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;

@@ -547,6 +547,10 @@ export function resolveOptions(argv: readonly string[], cwd: string, env: NodeJS
   const envDataPath = env.KUBELOOP_DATA_PATH ? { dataPath: env.KUBELOOP_DATA_PATH as DataPathPreference } : {};
   const merged: Options = { ...DEFAULTS, ...envState, ...envDataPath, ...fromFile, ...values };
   merged.storePassword = env.KUBELOOP_REDIS_PASSWORD ?? '';
+  if (merged.join && env.KUBELOOP_JOIN_TOKEN && merged.join !== env.KUBELOOP_JOIN_TOKEN) {
+    // which one the user meant is a guess: a wrong one would be refused by the cluster with a less clear message
+    problems.push('--join and $KUBELOOP_JOIN_TOKEN give different tokens: give one (unset KUBELOOP_JOIN_TOKEN, or leave out --join)');
+  }
   merged.join ||= env.KUBELOOP_JOIN_TOKEN ?? '';
   merged.apiToken = readApiToken(merged.apiTokenFile ? resolve(cwd, merged.apiTokenFile) : '', env, problems);
   if (merged.nodes === 1 && !isLoopback(merged.nodeIP) && ipToNumber(merged.nodeIP) !== undefined && !fromFile.nodePortAddresses && !values.nodePortAddresses) {

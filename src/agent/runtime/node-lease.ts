@@ -66,8 +66,9 @@ const leaseAgeMs = (l: Lease): number => {
  * Claims or renews `kube-node-lease/<node>` for `owner` in one compare-and-set write (a create,
  * or an update at the version read): a Lease of another owner renewed within its
  * leaseDurationSeconds throws NodeOwned; an expired one (or one without an owner) is taken over.
+ * Says which: `created` (no Lease was there), `renewed` (this owner's) or `taken` (another's, lapsed).
  */
-export async function claimNodeLease(store: Store, o: { nodeName: string; owner: string; leaseDurationMs?: number }): Promise<void> {
+export async function claimNodeLease(store: Store, o: { nodeName: string; owner: string; leaseDurationMs?: number }): Promise<'created' | 'renewed' | 'taken'> {
   const durationS = Math.max(1, Math.round((o.leaseDurationMs ?? 40_000) / 1000));
   for (let attempt = 0; ; attempt++) {
     const now = microTime(Date.now());
@@ -80,7 +81,7 @@ export async function claimNodeLease(store: Store, o: { nodeName: string; owner:
           metadata: { name: o.nodeName, namespace: NODE_LEASE_NAMESPACE, annotations: { [NODE_OWNER_ANNOTATION]: o.owner } },
           spec: { holderIdentity: o.nodeName, leaseDurationSeconds: durationS, acquireTime: now, renewTime: now },
         });
-        return;
+        return 'created';
       } catch (e) {
         if (!isApiError(e, 'AlreadyExists') || attempt >= 5) throw e;
         continue;
@@ -98,7 +99,7 @@ export async function claimNodeLease(store: Store, o: { nodeName: string; owner:
     try {
       // at cur's resourceVersion: a write of anyone else since the read fails it
       await store.update<Lease>(next);
-      return;
+      return holder === o.owner ? 'renewed' : 'taken';
     } catch (e) {
       if (!isApiError(e, 'Conflict') || attempt >= 5) throw e;
     }

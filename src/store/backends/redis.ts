@@ -163,7 +163,9 @@ export class RedisStorage implements Storage {
   #unavailable(err: unknown): ApiError {
     if (err instanceof ApiError) return err;
     const raw = err instanceof Error ? err.message : String(err);
-    const msg = this.#target.password ? raw.split(this.#target.password).join('***') : raw;
+    // ioredis's words for a command refused while its connection is down (no offline queue, no retries)
+    const down = /^(Stream isn't writeable|Reached the max retries per request limit|Connection is closed)/.test(raw);
+    const msg = down ? 'the connection is down' : this.#target.password ? raw.split(this.#target.password).join('***') : raw;
     const what = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)
       ? `refused the credentials: ${msg} — set the password in the URL or $KUBELOOP_REDIS_PASSWORD`
       : /^OOM /.test(msg)
