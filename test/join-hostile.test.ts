@@ -15,6 +15,9 @@ import { Redis } from 'ioredis';
 import { ROOT, type RunningDaemon, startDaemon } from './helpers/daemon.js';
 import { startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
+import { writeFileSync } from 'node:fs';
+import pino from 'pino';
+import { takePidFile } from '../src/cli/pid-file.js';
 
 const common = (url: string, podCidr = '127.234.0.0/16'): string[] => [
   '--store', url,
@@ -281,4 +284,19 @@ t.test('joining machines, hostile cases', async (t) => {
     winner.proc.kill('SIGINT');
     t.equal(await winner.exited, 0);
   });
+});
+
+t.test('a SIGKILLed daemon its parent has not reaped yet (a zombie) does not hold the state dir', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'kubeloop-jh-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // a parent that forks a child, lets it die and does not wait for it: the child stays a zombie
+  const parent = spawn('python3', ['-c', 'import os,sys,time\npid=os.fork()\nif pid==0: os._exit(0)\nprint(pid,flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => void parent.kill('SIGKILL'));
+  let out = '';
+  parent.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const zombie = Number(await waitFor(() => out.trim(), { what: 'the child pid', timeoutMs: 10_000 }));
+  await waitFor(async () => (await readFile(`/proc/${zombie}/stat`, 'utf8')).split(') ')[1]?.startsWith('Z'), { what: 'a zombie', timeoutMs: 5_000 });
+  writeFileSync(join(dir, 'kubeloop.pid'), `${zombie}\n`);
+  t.doesNotThrow(() => takePidFile(dir, pino({ level: 'silent' })), 'the dead daemon\'s pid file is taken over');
+  t.equal((await readFile(join(dir, 'kubeloop.pid'), 'utf8')).split(' ')[0], String(process.pid));
 });

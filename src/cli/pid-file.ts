@@ -56,7 +56,8 @@ export function takePidFile(stateDir: string, log: Logger): string {
 /** why the daemon `pid` names is not holding the state dir; undefined when it is */
 function staleReason(pid: number, recordedStart: string | undefined, stateDir: string): string | undefined {
   const start = startTime(pid);
-  if (start === undefined) return alive(pid) ? undefined : 'gone';
+  // a zombie (killed, not yet reaped by its parent) still answers kill(pid, 0): it holds nothing
+  if (start === undefined) return alive(pid) && !zombie(pid) ? undefined : 'gone';
   if (recordedStart && recordedStart !== start) return `is not a kubeloop: the pid was reused (started at tick ${start}, not ${recordedStart})`;
   let argv: string[];
   try {
@@ -110,6 +111,15 @@ function startTime(pid: number): string | undefined {
     return f[19];
   } catch {
     return undefined;
+  }
+}
+
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
   }
 }
 
