@@ -504,6 +504,8 @@ export class Daemon {
 
   /** The Node of a shared store with its pod CIDR slice; refused in one line when no slice is free. */
   async #claimNode(store: Store, name: string, annotations: Record<string, string>): Promise<string> {
+    // stopped halfway (Ctrl-C): create nothing the stop would not remove
+    if (this.#stopping) throw new Error('stopped while starting');
     // what this start creates is removed again if the start fails
     if (!(await store.tryGet<Node>('Node', undefined, name))) this.#createdNodes.add(name);
     try {
