@@ -146,5 +146,7 @@ export function joinCommand(storeUrl: string, token: string, hasPassword: boolea
   } catch {
     // validated at start: kept as given
   }
-  return `${pw ? 'KUBELOOP_REDIS_PASSWORD=<the password> ' : ''}npx kubeloop up --store ${url} --node-ip <an address of that machine> --join ${token}`;
+  // the token in the environment, not as --join's argument: argv is visible to every local user
+  // (ps) for the daemon's whole life; the environment is not
+  return `${pw ? 'KUBELOOP_REDIS_PASSWORD=<the password> ' : ''}KUBELOOP_JOIN_TOKEN=${token} npx kubeloop up --store ${url} --node-ip <an address of that machine>`;
 }
