@@ -4,8 +4,9 @@
  *    is ip:port a declared containerPort of a running pod of THIS daemon's nodes, whose IP lies
  *    in one of this daemon's pod CIDRs? Anything else is refused (never an open proxy).
  *  - `remote()`: every declared containerPort of running pods on nodes of OTHER machines (a node
- *    whose InternalIP is neither loopback nor an address of this host), with that node's
- *    address: what this host answers for locally and forwards through the tunnel.
+ *    whose InternalIP is neither loopback nor an address of this host) whose IP lies in that
+ *    Node's pod CIDR slice, with that node's address: what this host answers for locally and
+ *    forwards through the tunnel.
  */
 import { isIP } from 'node:net';
 import type { Node, Pod, Stored } from '../../api/types.js';
@@ -129,6 +130,19 @@ export class Targets {
     return undefined;
   }
 
+  /** is ip inside a pod CIDR the Node `node` names? (a Node that names none has no pods to answer for) */
+  #inSlice(node: string, ip: string): boolean {
+    const spec = this.#o.nodes.get(undefined, node)?.spec;
+    for (const text of spec?.podCIDRs?.length ? spec.podCIDRs : spec?.podCIDR ? [spec.podCIDR] : []) {
+      try {
+        if (cidrContains(parseCidr(text), ip)) return true;
+      } catch {
+        // not a CIDR we can read
+      }
+    }
+    return false;
+  }
+
   /** is `node` on another machine? (its address is neither loopback nor one of this host's) */
   #remoteNodeIP(node: string): string | undefined {
     if (this.#local.has(node)) return undefined;
@@ -145,8 +159,10 @@ export class Targets {
       const node = p.spec?.nodeName ?? '';
       const nodeIP = this.#remoteNodeIP(node);
       const ip = p.status!.podIP!;
-      // never answer for an address of our own pods, nor for anything outside loopback
-      if (!nodeIP || isIP(ip) !== 4 || !isLoopback(ip) || this.#ownPodIP(ip)) continue;
+      // never answer for an address of our own pods, nor for anything outside loopback, nor for
+      // an address outside the owning Node's slice (a pod status naming, say, 127.0.0.1 would
+      // otherwise have every other host listen there)
+      if (!nodeIP || isIP(ip) !== 4 || !isLoopback(ip) || this.#ownPodIP(ip) || !this.#inSlice(node, ip)) continue;
       for (const d of declaredPorts(p)) out.push({ key: `${d.protocol} ${ip}:${d.port}`, protocol: d.protocol, ip, port: d.port, node, nodeIP });
     }
     return out;
