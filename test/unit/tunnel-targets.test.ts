@@ -25,7 +25,7 @@ t.test('remote ports: inside the owning Node slice only', async (t) => {
   });
   for (const n of [node('here', '198.18.0.1', '127.96.1.0/24'), node('there', '198.18.0.2', '127.96.2.0/24')]) {
     await store.create(n);
-    await store.mutate<Node>('Node', undefined, n.metadata.name, (x) => {
+    await store.mutate<Node>('Node', undefined, n.metadata!.name!, (x) => {
       (x as { status?: Node['status'] }).status = n.status;
     }, { subresource: 'status' });
   }
