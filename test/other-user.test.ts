@@ -28,6 +28,7 @@ import { startDaemon } from './helpers/daemon.js';
 import { fdCount } from './helpers/hostile-kit.js';
 import { podProcesses } from './helpers/procs.js';
 import { startRedisServer } from './helpers/redis-server.js';
+import { otherUser, run } from './helpers/other-user.js';
 import { waitFor } from './helpers/wait.js';
 
 const NODE_IP = '127.105.0.1';
@@ -35,24 +36,7 @@ const TUNNEL_IP = '127.105.0.2';
 const POD_SECRET = 'pod-env-secret-4f1c9a';
 const FLOOD = 400;
 
-function run(cmd: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr }),
-    );
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(input ?? '');
-  });
-}
 
-/** uid/gid of a second, unprivileged user, or why there is none. */
-function otherUser(): { uid: number; gid: number; name: string } | string {
-  if (process.getuid?.() !== 0) return 'not running as root: cannot act as a second user';
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'));
-  if (!line) return 'no user "nobody" on this machine';
-  const [, , uid, gid] = line.split(':');
-  return { name: 'nobody', uid: Number(uid), gid: Number(gid) };
-}
 
 const other = otherUser();
 

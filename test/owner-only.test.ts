@@ -6,26 +6,15 @@
  * of it and, holding no credential, can neither list Secrets nor create a pod through the API,
  * not even with `curl -k`.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { daemonApi } from './helpers/api.js';
 import { startDaemon } from './helpers/daemon.js';
+import { otherUser, run } from './helpers/other-user.js';
 import { waitFor } from './helpers/wait.js';
 
-function run(cmd: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr }),
-    );
-    // a command that exits without reading its stdin (`cat` of a file it may not open) closes
-    // the pipe first: EPIPE here is that, not a failure (it was an uncaught exception)
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(input ?? '');
-  });
-}
 
 /** Every path under `dir` (not following symlinks) with its permission bits. */
 function modes(dir: string): Array<{ path: string; dir: boolean; mode: number }> {
@@ -40,14 +29,6 @@ function modes(dir: string): Array<{ path: string; dir: boolean; mode: number }>
   return out;
 }
 
-/** uid/gid of a second, unprivileged user, or why there is none. */
-function otherUser(): { uid: number; gid: number; name: string } | string {
-  if (process.getuid?.() !== 0) return 'not running as root: cannot act as a second user';
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'));
-  if (!line) return 'no user "nobody" on this machine';
-  const [, , uid, gid] = line.split(':');
-  return { name: 'nobody', uid: Number(uid), gid: Number(gid) };
-}
 
 t.test('owner-only state and a second user who can do nothing', async (t) => {
   // others may walk to the state dir: its own modes are what must keep them out

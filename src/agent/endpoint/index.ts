@@ -27,6 +27,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { StrangerCap } from '../../util/stranger-cap.js';
 import type { WebSocketServer } from 'ws';
 import { ApiError, badRequest } from '../../api/errors.js';
 import type { Pod, Stored } from '../../api/types.js';
@@ -77,7 +78,7 @@ export class AgentEndpoint {
   #wss: WebSocketServer | undefined;
   readonly #sockets = new Set<Duplex>();
   /** TCP connections not (yet) the API server's, oldest first */
-  readonly #strangers = new Set<Socket>();
+  readonly #strangers = new StrangerCap(AGENT_UNAUTHENTICATED_CONNECTIONS, () => this.stats.strangersClosed++);
   /** counters for tests */
   readonly stats = { strangersClosed: 0 };
   readonly #metrics: MetricsSampler;
@@ -122,16 +123,12 @@ export class AgentEndpoint {
       },
     );
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
-    server.on('connection', (s: Socket) => this.#stranger(s));
+    server.on('connection', (s: Socket) => this.#strangers.add(s));
     server.on('secureConnection', (s: TLSSocket) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
       // the API server's connection stops counting as a stranger's; another certificate's stays counted
-      if (s.authorized && s.getPeerCertificate()?.subject?.CN === this.#o.clientUser) {
-        const raw = (s as unknown as { _parent?: Socket })._parent;
-        if (raw) this.#strangers.delete(raw);
-        this.#strangers.delete(s);
-      }
+      if (s.authorized && s.getPeerCertificate()?.subject?.CN === this.#o.clientUser) this.#strangers.trust(s);
     });
     server.on('tlsClientError', (err) => this.#log.debug({ err }, 'refused a connection without the API server\'s certificate'));
     await new Promise<void>((resolve, reject) => {
@@ -148,18 +145,6 @@ export class AgentEndpoint {
     this.#metrics.start();
   }
 
-  /** counts a new connection as a stranger's until it proves to be the API server's; over the cap the oldest goes */
-  #stranger(sock: Socket): void {
-    this.#strangers.add(sock);
-    sock.once('close', () => this.#strangers.delete(sock));
-    if (this.#strangers.size <= AGENT_UNAUTHENTICATED_CONNECTIONS) return;
-    const oldest = this.#strangers.values().next().value;
-    if (oldest) {
-      this.#strangers.delete(oldest);
-      this.stats.strangersClosed++;
-      oldest.destroy();
-    }
-  }
 
   stop(): Promise<void> {
     this.#stopping ??= (async () => {

@@ -25,6 +25,7 @@ import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHtt
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { StrangerCap } from '../../util/stranger-cap.js';
 import { CapsuleParser, encodeDatagram } from './capsule.js';
 import type { Protocol } from './targets.js';
 
@@ -82,7 +83,7 @@ export class TunnelServer {
   readonly #subjects = new WeakMap<ServerHttp2Session, PeerSubject | null>();
   readonly #open = new Set<{ destroy(): void }>();
   /** sockets not (yet) a peer's, oldest first */
-  readonly #strangers = new Set<net.Socket>();
+  readonly #strangers = new StrangerCap(UNAUTHENTICATED_CONNECTIONS, () => this.stats.strangersClosed++);
   #server: Http2SecureServer | undefined;
   #port = 0;
   /** counters for tests and the bench */
@@ -109,15 +110,13 @@ export class TunnelServer {
       settings: { enableConnectProtocol: true, initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 10_000 },
       maxSessionMemory: 64,
     });
-    server.on('connection', (sock: net.Socket) => this.#stranger(sock));
+    server.on('connection', (sock: net.Socket) => this.#strangers.add(sock));
     server.on('secureConnection', (sock: TLSSocket) => {
       // small frames (headers, a request, a FIN) go out at once: Nagle would hold them for the peer's delayed ACK
       sock.setNoDelay(true);
-      // the TLS socket wraps the TCP one: a peer's connection stops counting as a stranger's
-      const raw = (sock as unknown as { _parent?: net.Socket })._parent;
+      // a peer's connection stops counting as a stranger's
       if (this.#isPeerSocket(sock)) {
-        if (raw) this.#strangers.delete(raw);
-        this.#strangers.delete(sock);
+        this.#strangers.trust(sock);
       } else {
         // a few 403s to say why, then closed
         setTimeout(() => sock.destroy(), UNAUTHENTICATED_TTL_MS).unref();
@@ -160,18 +159,6 @@ export class TunnelServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
-  /** counts a new connection as a stranger's until it proves to be a peer's; over the cap the oldest goes */
-  #stranger(sock: net.Socket): void {
-    this.#strangers.add(sock);
-    sock.once('close', () => this.#strangers.delete(sock));
-    if (this.#strangers.size <= UNAUTHENTICATED_CONNECTIONS) return;
-    const oldest = this.#strangers.values().next().value;
-    if (oldest) {
-      this.#strangers.delete(oldest);
-      this.stats.strangersClosed++;
-      oldest.destroy();
-    }
-  }
 
   #isPeerSocket(sock: TLSSocket | undefined): boolean {
     const subject = sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined;
