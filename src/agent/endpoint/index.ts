@@ -145,7 +145,6 @@ export class AgentEndpoint {
     this.#metrics.start();
   }
 
-
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#metrics.stop();

@@ -159,7 +159,6 @@ export class TunnelServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
-
   #isPeerSocket(sock: TLSSocket | undefined): boolean {
     const subject = sock?.authorized ? (sock.getPeerCertificate?.()?.subject as PeerSubject | undefined) : undefined;
     return !!subject && this.#o.isPeer(subject);
