@@ -24,6 +24,7 @@ import { type RunningDaemon, ROOT, startDaemon } from '../test/helpers/daemon.js
 import { type NetnsHost, type NetnsHosts, startNetnsHosts } from '../test/helpers/netns-hosts.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { fmt, median, pairedRatio } from './stats.js';
+import { TRANSFER_DEFAULTS, takeTransferFlag } from './transfer-args.js';
 
 interface Args {
   rounds: number;
@@ -33,13 +34,14 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: 3, seconds: 5, mb: 256, out: join(ROOT, 'bench', 'results', 'multinode') };
+  const a: Args = { ...TRANSFER_DEFAULTS, out: join(ROOT, 'bench', 'results', 'multinode') };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
+    if (takeTransferFlag(a, argv[i], v)) {
+      i++;
+      continue;
+    }
     switch (argv[i]) {
-      case '--rounds': a.rounds = Math.min(10, Math.max(1, Number(v) || 1)); i++; break;
-      case '--seconds': a.seconds = Math.min(30, Math.max(1, Number(v) || 1)); i++; break;
-      case '--mb': a.mb = Math.min(2048, Math.max(1, Number(v) || 1)); i++; break;
       case '--out': a.out = v; i++; break;
       default: throw new Error(`unknown argument ${argv[i]} (expected --rounds, --seconds, --mb, --out)`);
     }

@@ -26,6 +26,7 @@ import { ROOT } from '../test/helpers/daemon.js';
 import { type NetnsHost, type NetnsHosts, startNetnsHosts } from '../test/helpers/netns-hosts.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { fmt, median, pairedRatio } from './stats.js';
+import { TRANSFER_DEFAULTS, takeTransferFlag } from './transfer-args.js';
 
 const TUNNEL_PORT = 10251;
 const SELF = fileURLToPath(import.meta.url);
@@ -96,13 +97,14 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: 3, seconds: 5, mb: 256 };
+  const a: Args = { ...TRANSFER_DEFAULTS };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
+    if (takeTransferFlag(a, argv[i], v)) {
+      i++;
+      continue;
+    }
     switch (argv[i]) {
-      case '--rounds': a.rounds = Math.min(10, Math.max(1, Number(v) || 1)); i++; break;
-      case '--seconds': a.seconds = Math.min(30, Math.max(1, Number(v) || 1)); i++; break;
-      case '--mb': a.mb = Math.min(2048, Math.max(1, Number(v) || 1)); i++; break;
       case '--cpu-prof': a.prof = v; i++; break;
       case '--only': a.only = new Set(v.split(',')); i++; break;
       case '--baseline': a.baseline = v; i++; break;
